@@ -1,0 +1,138 @@
+#pragma once
+// An asynchronous Redis connection on one uv_loop (hiredis 0.14 + its libuv adapter), with the
+// explicit states, timeouts and fixed error kinds of STYLE.md (after h2o's Redis client).
+//
+//   Idle -> Connecting -> Handshake (AUTH, SELECT) -> Ready
+//                \______________\___________________\-> Backoff -> Connecting ...
+//   any -> Stopped (stop())
+//
+// Commands are pipelined; each gets its reply callback exactly once: with the reply, or with
+// Timeout when none came within the command timeout, or with Disconnected when the connection was
+// lost first. A command refused at the call (returned error) never calls back.
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sipr::location {
+
+struct RedisUrl {
+    std::string host = "127.0.0.1";
+    uint16_t port = 6379;
+    std::string user;      // ACL user (Redis 6+); empty with a password means AUTH <password>
+    std::string password;
+    uint32_t db = 0;
+};
+
+// Parses redis://[user:password@]host[:port][/db] (also "redis://:password@host"). IPv6 hosts in
+// brackets. On failure returns false and says why in `error`.
+[[nodiscard]] bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error);
+
+// The URL without its password, for logs.
+[[nodiscard]] std::string redacted(const RedisUrl& url);
+
+enum class RedisError : uint8_t {
+    None,          // a reply arrived (it may be an error reply: look at reply->type)
+    Unavailable,   // not Ready: refused at the call
+    Overloaded,    // max_pending commands in flight: refused at the call
+    Timeout,       // no reply within the command timeout
+    Disconnected,  // the connection was lost (or stopped) before the reply
+};
+
+struct RedisOptions {
+    uint32_t connect_timeout_ms = 1000;
+    uint32_t command_timeout_ms = 1000;
+    uint32_t backoff_min_ms = 50;
+    uint32_t backoff_max_ms = 2000;
+    uint32_t max_pending = 8192;
+};
+
+class RedisClient {
+public:
+    enum class State : uint8_t { Idle, Connecting, Handshake, Ready, Backoff, Stopped };
+    // `reply` is valid only during the call; nullptr unless err is None.
+    using ReplyFn = void (*)(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    using StateFn = void (*)(void* ctx, State state) noexcept;
+
+    RedisClient(uv_loop_t* loop, RedisUrl url, RedisOptions opts);
+    ~RedisClient();
+    RedisClient(const RedisClient&) = delete;
+    RedisClient& operator=(const RedisClient&) = delete;
+
+    // Starts connecting (and reconnecting with back-off for as long as it is not stopped).
+    void start() noexcept;
+    // Drops the connection for good: pending commands get Disconnected, timers are closed. The
+    // object may be destroyed once the loop has run the close callbacks.
+    void stop() noexcept;
+
+    // Sends one command. Returns None (the callback will run once) or the reason it was refused.
+    [[nodiscard]] RedisError command(int argc, const char* const* argv, const std::size_t* lens,
+                                     ReplyFn fn, void* ctx) noexcept;
+
+    [[nodiscard]] State state() const noexcept { return state_; }
+    [[nodiscard]] bool ready() const noexcept { return state_ == State::Ready; }
+    [[nodiscard]] std::size_t pending() const noexcept { return in_flight_; }
+    // Called on every state change (for metrics and health).
+    void on_state(StateFn fn, void* ctx) noexcept {
+        state_fn_ = fn;
+        state_ctx_ = ctx;
+    }
+    // A short text of the last connection error ("" when none), for logs.
+    [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
+
+private:
+    struct Slot {
+        ReplyFn fn = nullptr;
+        void* ctx = nullptr;
+        uint64_t deadline = 0;
+        bool fired = false;
+        RedisClient* owner = nullptr;
+    };
+
+    void connect() noexcept;
+    void set_state(State s) noexcept;
+    void schedule_reconnect() noexcept;
+    void drop_connection(const char* why) noexcept;
+    void on_tick() noexcept;
+    void handshake_done(bool ok, const redisReply* reply) noexcept;
+    Slot* acquire() noexcept;
+    void release(Slot* s) noexcept;
+    RedisError send(int argc, const char* const* argv, const std::size_t* lens, ReplyFn fn,
+                    void* ctx) noexcept;
+
+    static void on_connect(const redisAsyncContext* ac, int status);
+    static void on_disconnect(const redisAsyncContext* ac, int status);
+    static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    static void on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept;
+
+    uv_loop_t* loop_;
+    RedisUrl url_;
+    RedisOptions opts_;
+    State state_ = State::Idle;
+    redisAsyncContext* ac_ = nullptr;
+    uv_timer_t tick_{};       // command timeouts and connect timeout
+    uv_timer_t reconnect_{};  // back-off
+    bool timers_open_ = false;
+    uint32_t backoff_ms_ = 0;
+    uint64_t connect_deadline_ = 0;
+    int handshake_left_ = 0;
+
+    std::vector<Slot> slots_;
+    std::vector<Slot*> free_;
+    // Slots in send order: Redis answers in order, so the front is always the oldest.
+    std::vector<Slot*> ring_;
+    std::size_t ring_head_ = 0;
+    std::size_t in_flight_ = 0;  // entries in ring_ from ring_head_
+
+    StateFn state_fn_ = nullptr;
+    void* state_ctx_ = nullptr;
+    std::string last_error_;
+};
+
+[[nodiscard]] std::string_view state_text(RedisClient::State s) noexcept;
+
+}  // namespace sipr::location

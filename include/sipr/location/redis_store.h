@@ -1,0 +1,60 @@
+#pragma once
+// LocationStore on one RedisClient (DESIGN §6): lookup is one HGETALL, a REGISTER is one EVALSHA
+// of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sipr/location/redis_client.h"
+#include "sipr/location/store.h"
+
+namespace sipr::location {
+
+class RedisStore final : public LocationStore {
+public:
+    // `client` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
+    // filtering expired bindings (nullptr: the system clock).
+    explicit RedisStore(RedisClient& client, int64_t (*clock_ms)() noexcept = nullptr);
+    ~RedisStore() override;
+
+    [[nodiscard]] StoreError lookup(std::string_view aor, LookupCallback cb,
+                                    void* ctx) noexcept override;
+    [[nodiscard]] StoreError apply_register(const RegisterChanges& changes, RegisterCallback cb,
+                                            void* ctx) noexcept override;
+    [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
+                                         void* ctx) noexcept override;
+    [[nodiscard]] bool available() const noexcept override { return client_.ready(); }
+
+    // Counters since start, read by the owner's metrics (same thread).
+    struct Stats {
+        uint64_t garbage_bindings = 0;
+        uint64_t protocol_errors = 0;
+        uint64_t script_reloads = 0;
+    };
+    [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
+
+private:
+    struct LookupOp;
+    struct RegisterOp;
+    struct CredentialsOp;
+    static void on_lookup(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_register(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    StoreError send_register(RegisterOp* op, bool full_script) noexcept;
+
+    RedisClient& client_;
+    int64_t (*clock_ms_)() noexcept;
+    std::string script_sha_;
+    std::vector<std::unique_ptr<LookupOp>> lookup_pool_;
+    std::vector<LookupOp*> lookup_free_;
+    std::vector<BindingView> scratch_;  // reused for every reply: no per-lookup allocation
+    Stats stats_;
+};
+
+// Wall-clock unix time in milliseconds.
+[[nodiscard]] int64_t system_clock_ms() noexcept;
+
+// SHA-1 hex of a script, as Redis names it for EVALSHA.
+[[nodiscard]] std::string script_sha1(std::string_view script);
+
+}  // namespace sipr::location

@@ -1,0 +1,27 @@
+#pragma once
+// Redis key names of DESIGN §6. Every key of an AOR carries the AOR in a hash tag {..} so all of
+// them live in one Redis Cluster slot.
+#include <string>
+#include <string_view>
+
+namespace sipr::location {
+
+inline constexpr std::string_view kLocationPrefix = "sipr:loc:";
+inline constexpr std::string_view kSubscriberPrefix = "sipr:sub:";
+inline constexpr std::string_view kDomainsKey = "sipr:domains";
+
+// "sipr:loc:{<aor>}"
+[[nodiscard]] std::string location_key(std::string_view aor);
+// "sipr:sub:{<aor>}"
+[[nodiscard]] std::string subscriber_key(std::string_view aor);
+// Writes "sipr:loc:{<aor>}" into `out` without allocating; returns the length or 0 if too small.
+[[nodiscard]] std::size_t write_location_key(std::string_view aor, char* out,
+                                             std::size_t cap) noexcept;
+
+// The Lua script behind LocationStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
+// ARGV: max_contacts, evict(0|1), remove_all(0|1), call_id, cseq, then triples
+// (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
+// "STALE ..." / "TOOMANY ...".
+[[nodiscard]] std::string_view register_script() noexcept;
+
+}  // namespace sipr::location

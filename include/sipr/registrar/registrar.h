@@ -1,0 +1,91 @@
+#pragma once
+// The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the LocationStore interface. Pure
+// logic: it never touches sockets or Redis directly, so it is unit-tested with a fake store.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sipr/base/siphash.h"
+#include "sipr/base/stats.h"
+#include "sipr/location/store.h"
+#include "sipr/sip/intake.h"
+
+namespace sipr::registrar {
+
+struct Config {
+    std::vector<std::string> domains;  // served domains, lower-case; empty serves all
+    uint32_t min_expires = 60;
+    uint32_t max_expires = 3600;
+    uint32_t default_expires = 3600;
+    uint32_t max_contacts = 10;
+    bool evict_oldest = false;         // --max-contacts-policy evict
+    uint32_t retry_after_s = 5;        // in 500 (stale CSeq) and 503 answers
+    std::size_t max_message = 8192;    // beyond: 513
+    std::size_t max_headers = 96;
+    std::size_t max_pending = 4096;    // REGISTERs waiting for Redis per worker; beyond: 503
+    base::SipKey tag_key;
+};
+
+// The seam for digest authentication (the security issue fills it in). Decides, before any
+// binding changes, whether a REGISTER may proceed.
+class Authenticator {
+public:
+    virtual ~Authenticator() = default;
+    enum class Verdict : uint8_t { Allow, Challenge, Forbidden };
+    // Returns Allow, or the response to send: Challenge (401, `extra_headers` gets the
+    // WWW-Authenticate lines) or Forbidden (403).
+    virtual Verdict check(const sip::Message& msg, const sip::RequestCore& core,
+                          std::string_view aor, std::string& extra_headers) noexcept = 0;
+};
+
+class Registrar {
+public:
+    // `store` and `sender` are not owned and must outlive the registrar; `stats` is this worker's.
+    Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+              base::ServiceStats& stats);
+    ~Registrar();
+    Registrar(const Registrar&) = delete;
+    Registrar& operator=(const Registrar&) = delete;
+
+    // Handles one datagram. `bytes` need live only during the call: a REGISTER that waits for the
+    // store is copied into a slot first.
+    void on_datagram(std::string_view bytes, const sip::Peer& from) noexcept;
+
+    void set_authenticator(Authenticator* auth) noexcept { auth_ = auth; }
+
+    // REGISTERs waiting for the store.
+    [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
+
+private:
+    struct Slot;
+    void handle_register(const sip::Message& msg, const sip::RequestCore& core,
+                         std::string_view bytes, const sip::Peer& from) noexcept;
+    void respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
+                 uint16_t status, std::string_view reason, std::string_view extra) noexcept;
+    bool serves(std::string_view host) const noexcept;
+    static void on_stored(void* ctx, const location::RegisterReply& reply) noexcept;
+    void finish(Slot* slot, const location::RegisterReply& reply) noexcept;
+
+    Config config_;
+    location::LocationStore& store_;
+    sip::Sender& sender_;
+    base::ServiceStats& stats_;
+    Authenticator* auth_ = nullptr;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::vector<Slot*> free_slots_;
+    std::size_t pending_ = 0;
+};
+
+// "Sat, 13 Nov 2010 23:29:00 GMT" (RFC 3261 §20.17, RFC 1123 date) for unix milliseconds.
+[[nodiscard]] std::string format_sip_date(int64_t unix_ms);
+
+// The q-value text of thousandths: 1000 -> "1", 500 -> "0.5", 123 -> "0.123".
+[[nodiscard]] std::string format_q(uint16_t q);
+
+// The binding key of a contact URI without +sip.instance: scheme and host lower-cased, the rest
+// as written (RFC 3261 §19.1.4 compares those case-insensitively).
+[[nodiscard]] std::string contact_key(const sip::Uri& uri, std::string_view uri_text);
+
+}  // namespace sipr::registrar

@@ -1,0 +1,105 @@
+#include "sipr/location/binding.h"
+
+#include <array>
+#include <charconv>
+
+namespace sipr::location {
+
+namespace {
+
+constexpr std::size_t kFields = 12;
+
+bool to_i64(std::string_view s, int64_t& out) noexcept {
+    if (s.empty()) return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size() && out >= 0;
+}
+
+bool to_u32(std::string_view s, uint32_t& out) noexcept {
+    if (s.empty()) return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+void append_field(std::string& out, std::string_view v) {
+    out += kFieldSep;
+    for (char c : v) out += (c == kFieldSep) ? '?' : c;
+}
+
+}  // namespace
+
+bool unpack_binding(std::string_view packed, BindingView& out) noexcept {
+    std::array<std::string_view, kFields> f;
+    std::size_t n = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= packed.size(); ++i) {
+        if (i == packed.size() || packed[i] == kFieldSep) {
+            if (n == kFields) return false;
+            f[n++] = packed.substr(start, i - start);
+            start = i + 1;
+        }
+    }
+    if (n != kFields || f[0] != kPackVersion) return false;
+    uint32_t q = 0;
+    if (!to_i64(f[1], out.expires_at_ms) || !to_i64(f[2], out.updated_at_ms) ||
+        !to_u32(f[3], out.cseq) || !to_u32(f[6], q) || q > 1000 || f[5].empty())
+        return false;
+    out.q = static_cast<uint16_t>(q);
+    out.call_id = f[4];
+    out.contact = f[5];
+    out.path = f[7];
+    out.received = f[8];
+    out.user_agent = f[9];
+    out.instance = f[10];
+    out.has_reg_id = !f[11].empty();
+    out.reg_id = 0;
+    if (out.has_reg_id && !to_u32(f[11], out.reg_id)) return false;
+    return true;
+}
+
+std::string pack_binding_tail(const Binding& b) {
+    std::string out = std::to_string(b.cseq);
+    append_field(out, b.call_id);
+    append_field(out, b.contact);
+    append_field(out, std::to_string(b.q));
+    append_field(out, b.path);
+    append_field(out, b.received);
+    append_field(out, b.user_agent);
+    append_field(out, b.instance);
+    append_field(out, b.has_reg_id ? std::to_string(b.reg_id) : std::string());
+    return out;
+}
+
+std::string pack_binding(const Binding& b) {
+    std::string out(kPackVersion);
+    out += kFieldSep;
+    out += std::to_string(b.expires_at_ms);
+    out += kFieldSep;
+    out += std::to_string(b.updated_at_ms);
+    out += kFieldSep;
+    out += pack_binding_tail(b);
+    return out;
+}
+
+std::string binding_key(std::string_view contact, std::string_view instance) {
+    return std::string(instance.empty() ? contact : instance);
+}
+
+Binding to_binding(const BindingView& v) {
+    Binding b;
+    b.expires_at_ms = v.expires_at_ms;
+    b.updated_at_ms = v.updated_at_ms;
+    b.cseq = v.cseq;
+    b.call_id = v.call_id;
+    b.contact = v.contact;
+    b.q = v.q;
+    b.path = v.path;
+    b.received = v.received;
+    b.user_agent = v.user_agent;
+    b.instance = v.instance;
+    b.has_reg_id = v.has_reg_id;
+    b.reg_id = v.reg_id;
+    return b;
+}
+
+}  // namespace sipr::location

@@ -1,0 +1,364 @@
+#include "sipr/location/redis_client.h"
+
+#include <hiredis/adapters/libuv.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+namespace sipr::location {
+
+namespace {
+constexpr std::size_t kHandshakeSlots = 4;
+}
+
+bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error) {
+    out = RedisUrl{};
+    constexpr std::string_view kScheme = "redis://";
+    if (url.substr(0, kScheme.size()) != kScheme) {
+        error = "Redis URL must start with redis:// (got '" + std::string(url) + "')";
+        return false;
+    }
+    std::string_view rest = url.substr(kScheme.size());
+    std::size_t slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    if (slash != std::string_view::npos) {
+        std::string_view db = rest.substr(slash + 1);
+        if (!db.empty()) {
+            auto [p, ec] = std::from_chars(db.data(), db.data() + db.size(), out.db);
+            if (ec != std::errc() || p != db.data() + db.size()) {
+                error = "Redis URL database must be a number (got '" + std::string(db) + "')";
+                return false;
+            }
+        }
+    }
+    std::size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+        std::string_view userinfo = authority.substr(0, at);
+        std::size_t colon = userinfo.find(':');
+        if (colon == std::string_view::npos) {
+            out.password = userinfo;  // redis://password@host, as some tools write it
+        } else {
+            out.user = userinfo.substr(0, colon);
+            out.password = userinfo.substr(colon + 1);
+        }
+        authority = authority.substr(at + 1);
+    }
+    std::string_view host = authority, port;
+    if (!authority.empty() && authority[0] == '[') {
+        std::size_t close = authority.find(']');
+        if (close == std::string_view::npos) {
+            error = "Redis URL has an unterminated IPv6 address";
+            return false;
+        }
+        host = authority.substr(1, close - 1);
+        if (close + 1 < authority.size()) {
+            if (authority[close + 1] != ':') {
+                error = "Redis URL: expected ':' after ']'";
+                return false;
+            }
+            port = authority.substr(close + 2);
+        }
+    } else if (std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+        host = authority.substr(0, colon);
+        port = authority.substr(colon + 1);
+    }
+    if (host.empty()) {
+        error = "Redis URL has no host";
+        return false;
+    }
+    out.host = host == "localhost" ? "127.0.0.1" : std::string(host);
+    if (!port.empty()) {
+        uint32_t p = 0;
+        auto [e, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+        if (ec != std::errc() || e != port.data() + port.size() || p == 0 || p > 65535) {
+            error = "Redis URL port must be 1-65535 (got '" + std::string(port) + "')";
+            return false;
+        }
+        out.port = static_cast<uint16_t>(p);
+    }
+    return true;
+}
+
+std::string redacted(const RedisUrl& url) {
+    std::string s = "redis://";
+    if (!url.user.empty() || !url.password.empty()) {
+        s += url.user;
+        s += url.password.empty() ? "@" : ":***@";
+    }
+    bool v6 = url.host.find(':') != std::string::npos;
+    if (v6) s += '[';
+    s += url.host;
+    if (v6) s += ']';
+    s += ':';
+    s += std::to_string(url.port);
+    if (url.db != 0) {
+        s += '/';
+        s += std::to_string(url.db);
+    }
+    return s;
+}
+
+std::string_view state_text(RedisClient::State s) noexcept {
+    switch (s) {
+        case RedisClient::State::Idle: return "idle";
+        case RedisClient::State::Connecting: return "connecting";
+        case RedisClient::State::Handshake: return "handshake";
+        case RedisClient::State::Ready: return "ready";
+        case RedisClient::State::Backoff: return "backoff";
+        case RedisClient::State::Stopped: return "stopped";
+    }
+    return "?";
+}
+
+RedisClient::RedisClient(uv_loop_t* loop, RedisUrl url, RedisOptions opts)
+    : loop_(loop), url_(std::move(url)), opts_(opts) {
+    std::size_t n = opts_.max_pending + kHandshakeSlots;
+    slots_.resize(n);
+    free_.reserve(n);
+    for (auto& s : slots_) {
+        s.owner = this;
+        free_.push_back(&s);
+    }
+    ring_.resize(n);
+    backoff_ms_ = opts_.backoff_min_ms;
+}
+
+RedisClient::~RedisClient() {
+    // stop() must have run and the loop must have closed the timers.
+}
+
+void RedisClient::start() noexcept {
+    if (state_ != State::Idle) return;
+    uv_timer_init(loop_, &tick_);
+    uv_timer_init(loop_, &reconnect_);
+    tick_.data = reconnect_.data = this;
+    timers_open_ = true;
+    uint64_t tick = std::max<uint64_t>(1, std::min(opts_.command_timeout_ms, opts_.connect_timeout_ms) / 4);
+    uv_timer_start(
+        &tick_, [](uv_timer_t* t) { static_cast<RedisClient*>(t->data)->on_tick(); }, tick, tick);
+    connect();
+}
+
+void RedisClient::stop() noexcept {
+    if (state_ == State::Stopped) return;
+    set_state(State::Stopped);
+    if (ac_ != nullptr) {
+        redisAsyncContext* ac = ac_;
+        ac_ = nullptr;
+        redisAsyncFree(ac);  // pending callbacks run now with a null reply -> Disconnected
+    }
+    if (timers_open_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_), nullptr);
+        timers_open_ = false;
+    }
+}
+
+void RedisClient::set_state(State s) noexcept {
+    if (state_ == s) return;
+    state_ = s;
+    if (state_fn_ != nullptr) state_fn_(state_ctx_, s);
+}
+
+void RedisClient::connect() noexcept {
+    if (state_ == State::Stopped) return;
+    redisAsyncContext* ac = redisAsyncConnect(url_.host.c_str(), url_.port);
+    if (ac == nullptr || ac->err != 0) {
+        last_error_ = ac != nullptr ? ac->errstr : "out of memory";
+        if (ac != nullptr) redisAsyncFree(ac);
+        schedule_reconnect();
+        return;
+    }
+    ac->data = this;
+    if (redisLibuvAttach(ac, loop_) != REDIS_OK) {
+        last_error_ = "cannot attach to the event loop";
+        redisAsyncFree(ac);
+        schedule_reconnect();
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, &RedisClient::on_connect);
+    redisAsyncSetDisconnectCallback(ac, &RedisClient::on_disconnect);
+    ac_ = ac;
+    connect_deadline_ = uv_now(loop_) + opts_.connect_timeout_ms;
+    set_state(State::Connecting);
+}
+
+void RedisClient::schedule_reconnect() noexcept {
+    if (state_ == State::Stopped || !timers_open_) return;
+    set_state(State::Backoff);
+    uv_timer_start(
+        &reconnect_,
+        [](uv_timer_t* t) {
+            auto* self = static_cast<RedisClient*>(t->data);
+            self->connect();
+        },
+        backoff_ms_, 0);
+    backoff_ms_ = std::min(opts_.backoff_max_ms, backoff_ms_ * 2);
+}
+
+void RedisClient::drop_connection(const char* why) noexcept {
+    last_error_ = why;
+    if (ac_ != nullptr) {
+        redisAsyncContext* ac = ac_;
+        ac_ = nullptr;
+        // Pending callbacks run with a null reply; the disconnect callback, if it runs, sees
+        // ac_ == nullptr and leaves the reconnect to us.
+        redisAsyncFree(ac);
+    }
+    schedule_reconnect();
+}
+
+void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
+    auto* self = static_cast<RedisClient*>(ac->data);
+    if (self == nullptr || self->ac_ != ac) return;
+    if (status != REDIS_OK) {
+        // hiredis frees the context after this callback.
+        self->last_error_ = ac->errstr;
+        self->ac_ = nullptr;
+        self->schedule_reconnect();
+        return;
+    }
+    self->set_state(State::Handshake);
+    self->handshake_left_ = 0;
+    if (!self->url_.password.empty()) {
+        const char* argv[3];
+        std::size_t lens[3];
+        int argc = 0;
+        argv[argc] = "AUTH";
+        lens[argc++] = 4;
+        if (!self->url_.user.empty()) {
+            argv[argc] = self->url_.user.data();
+            lens[argc++] = self->url_.user.size();
+        }
+        argv[argc] = self->url_.password.data();
+        lens[argc++] = self->url_.password.size();
+        if (self->send(argc, argv, lens, &RedisClient::on_handshake, self) == RedisError::None)
+            ++self->handshake_left_;
+    }
+    if (self->url_.db != 0) {
+        std::string db = std::to_string(self->url_.db);
+        const char* argv[2] = {"SELECT", db.c_str()};
+        std::size_t lens[2] = {6, db.size()};
+        if (self->send(2, argv, lens, &RedisClient::on_handshake, self) == RedisError::None)
+            ++self->handshake_left_;
+    }
+    if (self->handshake_left_ == 0) self->handshake_done(true, nullptr);
+}
+
+void RedisClient::on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept {
+    auto* self = static_cast<RedisClient*>(ctx);
+    if (self->state_ != State::Handshake) return;
+    bool ok = err == RedisError::None && reply != nullptr && reply->type != REDIS_REPLY_ERROR;
+    if (!ok) {
+        self->handshake_done(false, reply);
+        return;
+    }
+    if (--self->handshake_left_ == 0) self->handshake_done(true, nullptr);
+}
+
+void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
+    if (!ok) {
+        std::string why = "handshake failed";
+        if (reply != nullptr && reply->type == REDIS_REPLY_ERROR)
+            why += std::string(": ") + std::string(reply->str, reply->len);
+        // Not from inside hiredis's reply dispatch: defer the free to the next tick.
+        last_error_ = why;
+        connect_deadline_ = 0;  // on_tick drops the connection at once
+        return;
+    }
+    backoff_ms_ = opts_.backoff_min_ms;
+    last_error_.clear();
+    set_state(State::Ready);
+}
+
+void RedisClient::on_disconnect(const redisAsyncContext* ac, int) {
+    auto* self = static_cast<RedisClient*>(ac->data);
+    if (self == nullptr || self->ac_ != ac) return;  // we freed it ourselves
+    self->last_error_ = ac->err != 0 ? ac->errstr : "connection closed";
+    self->ac_ = nullptr;  // hiredis frees it after this callback
+    self->schedule_reconnect();
+}
+
+RedisClient::Slot* RedisClient::acquire() noexcept {
+    if (free_.empty()) return nullptr;
+    Slot* s = free_.back();
+    free_.pop_back();
+    return s;
+}
+
+void RedisClient::release(Slot* s) noexcept {
+    s->fn = nullptr;
+    s->ctx = nullptr;
+    s->fired = false;
+    free_.push_back(s);
+}
+
+RedisError RedisClient::command(int argc, const char* const* argv, const std::size_t* lens,
+                                ReplyFn fn, void* ctx) noexcept {
+    if (state_ != State::Ready) return RedisError::Unavailable;
+    if (in_flight_ >= opts_.max_pending) return RedisError::Overloaded;
+    return send(argc, argv, lens, fn, ctx);
+}
+
+RedisError RedisClient::send(int argc, const char* const* argv, const std::size_t* lens,
+                             ReplyFn fn, void* ctx) noexcept {
+    if (ac_ == nullptr) return RedisError::Unavailable;
+    Slot* s = acquire();
+    if (s == nullptr) return RedisError::Overloaded;
+    s->fn = fn;
+    s->ctx = ctx;
+    s->fired = false;
+    s->deadline = uv_now(loop_) + opts_.command_timeout_ms;
+    if (redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc, const_cast<const char**>(argv),
+                              lens) != REDIS_OK) {
+        release(s);
+        return RedisError::Unavailable;
+    }
+    ring_[(ring_head_ + in_flight_) % ring_.size()] = s;
+    ++in_flight_;
+    return RedisError::None;
+}
+
+void RedisClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
+    auto* s = static_cast<Slot*>(privdata);
+    RedisClient* self = s->owner;
+    // Redis answers in order: this is the ring's front.
+    if (self->in_flight_ > 0 && self->ring_[self->ring_head_] == s) {
+        self->ring_head_ = (self->ring_head_ + 1) % self->ring_.size();
+        --self->in_flight_;
+    }
+    ReplyFn fn = s->fn;
+    void* ctx = s->ctx;
+    bool fired = s->fired;
+    self->release(s);
+    if (fired || fn == nullptr) return;
+    if (reply == nullptr) fn(ctx, RedisError::Disconnected, nullptr);
+    else fn(ctx, RedisError::None, static_cast<const redisReply*>(reply));
+}
+
+void RedisClient::on_tick() noexcept {
+    uint64_t now = uv_now(loop_);
+    if ((state_ == State::Connecting || state_ == State::Handshake) && now >= connect_deadline_) {
+        std::string why = last_error_.empty() ? std::string("connect timeout") : last_error_;
+        drop_connection(why.c_str());
+        return;
+    }
+    // Time out the oldest commands. Their slots stay in the ring until Redis answers or the
+    // connection goes, so the order of replies keeps matching.
+    bool stalled = false;
+    for (std::size_t i = 0; i < in_flight_; ++i) {
+        Slot* s = ring_[(ring_head_ + i) % ring_.size()];
+        if (s->deadline > now) break;
+        if (!s->fired) {
+            s->fired = true;
+            if (s->fn != nullptr) s->fn(s->ctx, RedisError::Timeout, nullptr);
+            if (state_ == State::Stopped) return;  // the callback stopped us
+        }
+        // A reply owed for four timeouts: the server or the path to it is stuck. Reconnect.
+        if (now >= s->deadline + 3ull * opts_.command_timeout_ms) stalled = true;
+    }
+    if (stalled && state_ == State::Ready) drop_connection("no reply from Redis, reconnecting");
+}
+
+}  // namespace sipr::location

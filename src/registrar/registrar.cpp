@@ -1,0 +1,435 @@
+#include "sipr/registrar/registrar.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <ctime>
+
+#include "sipr/base/ascii.h"
+#include "sipr/location/binding.h"
+#include "sipr/sip/aor.h"
+#include "sipr/sip/headers.h"
+
+namespace sipr::registrar {
+
+using location::StoreError;
+
+namespace {
+
+// Option tags this registrar understands in Require (RFC 3261 §10.3 step 2).
+constexpr std::array<std::string_view, 1> kKnownOptions{"path"};
+
+constexpr std::string_view kAllow = "Allow: REGISTER, OPTIONS\r\n";
+
+// The largest 200 we send: a UDP datagram's payload. Bindings beyond it are left out, those of
+// the REGISTER being answered first.
+constexpr std::size_t kMaxResponse = 65000;
+
+}  // namespace
+
+struct Registrar::Slot {
+    std::vector<char> buf;
+    std::size_t len = 0;
+    sip::Message msg;
+    sip::RequestCore core;
+    sip::Peer peer;
+    location::RegisterChanges changes;
+    base::RegistrationResult kind = base::RegistrationResult::Ok;
+    bool echo_path = false;
+    Registrar* owner = nullptr;
+};
+
+std::string format_sip_date(int64_t unix_ms) {
+    std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return std::string(buf, n);
+}
+
+std::string format_q(uint16_t q) {
+    if (q >= 1000) return "1";
+    std::string s = "0.";
+    s += static_cast<char>('0' + q / 100);
+    s += static_cast<char>('0' + q / 10 % 10);
+    s += static_cast<char>('0' + q % 10);
+    while (s.size() > 3 && s.back() == '0') s.pop_back();
+    if (s == "0.0") return "0";
+    return s;
+}
+
+std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
+    std::string key;
+    key.reserve(uri_text.size());
+    // Lower-case the scheme and the host; keep user, port and parameters as written.
+    std::size_t host_at = uri.host.empty()
+                              ? uri_text.size()
+                              : static_cast<std::size_t>(uri.host.data() - uri_text.data());
+    std::size_t host_end = host_at + uri.host.size();
+    for (std::size_t i = 0; i < uri_text.size(); ++i) {
+        char c = uri_text[i];
+        bool lower = i < uri.scheme_text.size() || (i >= host_at && i < host_end);
+        key += lower ? base::to_lower(c) : c;
+    }
+    return key;
+}
+
+Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+                     base::ServiceStats& stats)
+    : config_(std::move(config)), store_(store), sender_(sender), stats_(stats) {}
+
+Registrar::~Registrar() = default;
+
+bool Registrar::serves(std::string_view host) const noexcept {
+    if (config_.domains.empty()) return true;
+    for (const std::string& d : config_.domains)
+        if (base::iequals(d, host)) return true;
+    return false;
+}
+
+void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
+                        uint16_t status, std::string_view reason, std::string_view extra) noexcept {
+    static thread_local std::array<char, kMaxResponse> buf;
+    std::string_view out = sip::write_response(msg, core, status, reason, extra, config_.tag_key,
+                                               buf, to.source());
+    if (out.empty()) return;
+    if (sender_.send(out, to, sip::response_port(core.top_via, to.port))) stats_.response(status);
+    else stats_.drop(base::DropReason::SendFailed);
+}
+
+void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from) noexcept {
+    static thread_local sip::Message msg;
+    static thread_local sip::RequestCore core;
+    sip::IntakeResult r = sip::intake(bytes, config_.max_message, config_.max_headers, msg, core);
+    if (r.action == sip::IntakeAction::Drop) {
+        stats_.drop(r.drop);
+        return;
+    }
+    stats_.requests[static_cast<std::size_t>(msg.method)].inc();
+    if (r.action == sip::IntakeAction::Respond) {
+        respond(msg, core, from, r.status, r.reason, {});
+        return;
+    }
+    if (msg.method == sip::Method::Ack) return;  // absorbed: no transaction to end
+    if (core.request_uri_status == sip::UriStatus::UnsupportedScheme) {
+        respond(msg, core, from, 416, "Unsupported URI Scheme", {});
+        return;
+    }
+    switch (msg.method) {
+        case sip::Method::Register:
+            handle_register(msg, core, bytes, from);
+            return;
+        case sip::Method::Options:
+            // The registrar's health probe: 503 while Redis is unreachable so a balancer drains it.
+            if (store_.available()) respond(msg, core, from, 200, "OK", kAllow);
+            else respond(msg, core, from, 503, "Service Unavailable", "Retry-After: 5\r\n");
+            return;
+        default:
+            respond(msg, core, from, 405, "Method Not Allowed", kAllow);
+            return;
+    }
+}
+
+void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCore& in_core,
+                                std::string_view bytes, const sip::Peer& from) noexcept {
+    auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
+        respond(in_msg, in_core, from, status, reason, extra);
+        stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
+                                          : base::RegistrationResult::Refused);
+    };
+    char retry[32];
+    int retry_len = std::snprintf(retry, sizeof retry, "Retry-After: %u\r\n", config_.retry_after_s);
+    std::string_view retry_after(retry, static_cast<std::size_t>(std::max(retry_len, 0)));
+
+    // §10.3 step 1: the Request-URI names a domain we serve.
+    if (in_core.request_uri.scheme == sip::Scheme::Tel ||
+        !serves(in_core.request_uri.host)) {
+        reply(404, "Domain Not Served");
+        return;
+    }
+    // Step 2: Require with an option we do not know.
+    std::string unsupported;
+    for (std::size_t i = 0; i < in_msg.header_count; ++i) {
+        const sip::Header& h = in_msg.headers[i];
+        if (h.id != sip::HeaderId::Require) continue;
+        std::string_view tag = base::trim(h.value);
+        bool known = std::any_of(kKnownOptions.begin(), kKnownOptions.end(),
+                                 [&](std::string_view k) { return base::iequals(k, tag); });
+        if (!known) {
+            if (!unsupported.empty()) unsupported += ", ";
+            unsupported += tag;
+        }
+    }
+    if (!unsupported.empty()) {
+        reply(420, "Bad Extension", "Unsupported: " + unsupported + "\r\n");
+        return;
+    }
+    // Step 5: the To header names the address-of-record.
+    char aor_buf[sip::kMaxAorLength];
+    std::size_t aor_len = 0;
+    if (sip::normalize_aor(in_core.to.addr.uri, in_core.request_uri.host, aor_buf, aor_len) !=
+        sip::AorStatus::Ok) {
+        reply(404, "Not Found");
+        return;
+    }
+    std::string_view aor(aor_buf, aor_len);
+    std::string_view aor_host = aor.substr(aor.find('@') + 1);
+    if (!serves(aor_host)) {
+        reply(403, "Domain Not Served");
+        return;
+    }
+    // Steps 3-4: authentication (the seam of the security issue).
+    if (auth_ != nullptr) {
+        std::string extra;
+        switch (auth_->check(in_msg, in_core, aor, extra)) {
+            case Authenticator::Verdict::Allow:
+                break;
+            case Authenticator::Verdict::Challenge:
+                stats_.auth_failures.inc();
+                reply(401, "Unauthorized", extra);
+                return;
+            case Authenticator::Verdict::Forbidden:
+                stats_.auth_failures.inc();
+                reply(403, "Forbidden", extra);
+                return;
+        }
+    }
+
+    // Expires header: the default for contacts without their own parameter.
+    uint32_t header_expires = config_.default_expires;
+    if (const sip::Header* e = in_msg.find(sip::HeaderId::Expires)) {
+        if (!sip::parse_expires(e->value, header_expires)) {
+            reply(400, "Malformed Expires Header");
+            return;
+        }
+    }
+    bool has_expires_header = in_msg.find(sip::HeaderId::Expires) != nullptr;
+
+    if (pending_ >= config_.max_pending) {
+        reply(503, "Service Unavailable", retry_after);
+        return;
+    }
+    // Copy the datagram into a slot: the store answers after this receive callback returns.
+    Slot* slot;
+    if (!free_slots_.empty()) {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+    } else {
+        auto fresh = std::unique_ptr<Slot>(new (std::nothrow) Slot);
+        if (!fresh) {
+            reply(503, "Service Unavailable", retry_after);
+            return;
+        }
+        fresh->owner = this;
+        fresh->buf.resize(config_.max_message);
+        slot = fresh.get();
+        slots_.push_back(std::move(fresh));
+    }
+    auto release = [&] { free_slots_.push_back(slot); };
+    std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
+    slot->len = bytes.size();
+    slot->peer = from;
+    std::string_view copy(slot->buf.data(), slot->len);
+    if (sip::intake(copy, config_.max_message, config_.max_headers, slot->msg, slot->core).action !=
+        sip::IntakeAction::Proceed) {
+        release();  // cannot happen: the same bytes parsed a moment ago
+        return;
+    }
+    const sip::Message& msg = slot->msg;
+    const sip::RequestCore& core = slot->core;
+
+    location::RegisterChanges& ch = slot->changes;
+    ch.aor.assign(aor);
+    ch.remove_all = false;
+    ch.call_id.assign(core.call_id);
+    ch.cseq = core.cseq.number;
+    ch.contacts.clear();
+    ch.max_contacts = config_.max_contacts;
+    ch.evict_oldest = config_.evict_oldest;
+
+    // RFC 3327: keep the Path only when the UA says it supports it.
+    std::string path;
+    slot->echo_path = false;
+    if (sip::has_option_tag(msg, sip::HeaderId::Supported, "path")) {
+        for (std::size_t i = 0; i < msg.header_count; ++i) {
+            if (msg.headers[i].id != sip::HeaderId::Path) continue;
+            if (!path.empty()) path += ", ";
+            path += msg.headers[i].value;
+        }
+        slot->echo_path = !path.empty();
+    }
+    std::string received;
+    if (from.addr.ss_family == AF_INET6) received = "[" + std::string(from.source().ip) + "]";
+    else received = std::string(from.source().ip);
+    received += ":" + std::to_string(from.port);
+    std::string_view user_agent;
+    if (const sip::Header* ua = msg.find(sip::HeaderId::UserAgent)) user_agent = ua->value;
+
+    std::size_t n_contacts = msg.count(sip::HeaderId::Contact);
+    bool any_added = false;
+    for (std::size_t i = 0; i < msg.header_count; ++i) {
+        const sip::Header& h = msg.headers[i];
+        if (h.id != sip::HeaderId::Contact) continue;
+        sip::Contact c;
+        if (!sip::parse_contact(h.value, c)) {
+            release();
+            reply(400, "Malformed Contact Header");
+            return;
+        }
+        if (c.star) {
+            // Step 6: "*" only alone and with Expires: 0.
+            if (n_contacts != 1 || !has_expires_header || header_expires != 0) {
+                release();
+                reply(400, "Invalid Wildcard Contact");
+                return;
+            }
+            ch.remove_all = true;
+            continue;
+        }
+        uint32_t expires = c.has_expires ? c.expires : header_expires;
+        if (expires != 0 && expires < config_.min_expires) {
+            release();
+            std::string extra = "Min-Expires: " + std::to_string(config_.min_expires) + "\r\n";
+            reply(423, "Interval Too Brief", extra);
+            return;
+        }
+        expires = std::min(expires, config_.max_expires);
+        location::Binding b;
+        b.cseq = core.cseq.number;
+        b.call_id = core.call_id;
+        b.contact = c.addr.uri_text;
+        b.q = c.q;
+        b.path = path;
+        b.received = received;
+        b.user_agent = user_agent;
+        b.instance = c.instance;
+        b.has_reg_id = c.has_reg_id;
+        b.reg_id = c.reg_id;
+        location::ContactChange change;
+        change.key = c.instance.empty() ? contact_key(c.addr.uri, c.addr.uri_text)
+                                        : std::string(c.instance);
+        change.expires_s = expires;
+        if (expires != 0) {
+            change.tail = location::pack_binding_tail(b);
+            any_added = true;
+        }
+        ch.contacts.push_back(std::move(change));
+    }
+    slot->kind = n_contacts == 0 ? base::RegistrationResult::Fetch
+                 : any_added     ? base::RegistrationResult::Ok
+                                 : base::RegistrationResult::Removed;
+
+    StoreError err = store_.apply_register(ch, &Registrar::on_stored, slot);
+    if (err != StoreError::None) {
+        release();
+        stats_.redis_error(err == StoreError::Timeout      ? base::RedisErrorKind::Timeout
+                           : err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
+                                                           : base::RedisErrorKind::Unavailable);
+        reply(503, "Service Unavailable", retry_after);
+        return;
+    }
+    ++pending_;
+}
+
+void Registrar::on_stored(void* ctx, const location::RegisterReply& reply) noexcept {
+    auto* slot = static_cast<Slot*>(ctx);
+    slot->owner->finish(slot, reply);
+}
+
+void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcept {
+    --pending_;
+    const sip::Message& msg = slot->msg;
+    const sip::RequestCore& core = slot->core;
+    char retry[32];
+    int retry_len = std::snprintf(retry, sizeof retry, "Retry-After: %u\r\n", config_.retry_after_s);
+    std::string_view retry_after(retry, static_cast<std::size_t>(std::max(retry_len, 0)));
+
+    switch (reply.error) {
+        case StoreError::None:
+            break;
+        case StoreError::Stale:
+            // §10.3 step 7: same Call-ID, lower CSeq: the update is aborted and the request fails.
+            respond(msg, core, slot->peer, 500, "Request Out Of Order", retry_after);
+            stats_.registration(base::RegistrationResult::Stale);
+            free_slots_.push_back(slot);
+            return;
+        case StoreError::TooManyContacts:
+            respond(msg, core, slot->peer, 403, "Too Many Contacts", {});
+            stats_.registration(base::RegistrationResult::Refused);
+            free_slots_.push_back(slot);
+            return;
+        default:
+            stats_.redis_error(reply.error == StoreError::Timeout ? base::RedisErrorKind::Timeout
+                               : reply.error == StoreError::Protocol
+                                   ? base::RedisErrorKind::Protocol
+                                   : base::RedisErrorKind::Unavailable);
+            respond(msg, core, slot->peer, 503, "Service Unavailable", retry_after);
+            stats_.registration(base::RegistrationResult::StoreError);
+            free_slots_.push_back(slot);
+            return;
+    }
+
+    // Step 8: 200 OK listing every current binding with its remaining seconds, and a Date.
+    std::vector<const location::BindingView*> order;
+    order.reserve(reply.bindings.size());
+    for (const auto& b : reply.bindings) order.push_back(&b);
+    auto own = [&](const location::BindingView* b) {
+        return b->call_id == core.call_id && b->cseq == core.cseq.number;
+    };
+    // This REGISTER's own bindings first (so a cut keeps them), then highest q, then newest.
+    std::stable_sort(order.begin(), order.end(), [&](auto* a, auto* b) {
+        if (own(a) != own(b)) return own(a);
+        if (a->q != b->q) return a->q > b->q;
+        return a->updated_at_ms > b->updated_at_ms;
+    });
+
+    static thread_local std::array<char, kMaxResponse> buf;
+    sip::ResponseWriter w(buf);
+    w.begin(msg, core, 200, "OK", config_.tag_key, slot->peer.source());
+    auto& bw = w.writer();
+    const std::size_t reserve_tail = 128;  // Date, Path echo, Content-Length
+    for (const auto* b : order) {
+        std::size_t mark = bw.size();
+        int64_t left_ms = b->expires_at_ms - reply.now_ms;
+        uint64_t left = left_ms <= 0 ? 0 : static_cast<uint64_t>((left_ms + 999) / 1000);
+        bw.append("Contact: <");
+        bw.append(b->contact);
+        bw.append(">;expires=");
+        bw.append_uint(left);
+        if (b->q != 1000) {
+            bw.append(";q=");
+            bw.append(format_q(b->q));
+        }
+        if (!b->instance.empty()) {
+            bw.append(";+sip.instance=\"");
+            bw.append(b->instance);
+            bw.append('"');
+        }
+        if (b->has_reg_id) {
+            bw.append(";reg-id=");
+            bw.append_uint(b->reg_id);
+        }
+        bw.append("\r\n");
+        if (bw.overflow() || bw.size() + reserve_tail > bw.capacity()) {
+            bw.truncate(mark);
+            break;
+        }
+    }
+    if (slot->echo_path) {
+        for (std::size_t i = 0; i < msg.header_count; ++i)
+            if (msg.headers[i].id == sip::HeaderId::Path) w.add_header("Path", msg.headers[i].value);
+        w.add_header("Supported", "path");
+    }
+    w.add_header("Date", format_sip_date(reply.now_ms));
+    std::string_view out = w.finish();
+    if (!out.empty()) {
+        if (sender_.send(out, slot->peer, sip::response_port(core.top_via, slot->peer.port)))
+            stats_.response(200);
+        else stats_.drop(base::DropReason::SendFailed);
+    }
+    stats_.registration(slot->kind);
+    free_slots_.push_back(slot);
+}
+
+}  // namespace sipr::registrar

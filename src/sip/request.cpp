@@ -1,0 +1,81 @@
+#include "sipr/sip/request.h"
+
+#include "sipr/base/ascii.h"
+
+namespace sipr::sip {
+
+std::string_view fault_reason(Fault f) noexcept {
+    switch (f) {
+        case Fault::None: return "OK";
+        case Fault::NoVia: return "Missing Via Header";
+        case Fault::BadVia: return "Malformed Via Header";
+        case Fault::MissingFrom: return "Missing From Header";
+        case Fault::BadFrom: return "Malformed From Header";
+        case Fault::MissingTo: return "Missing To Header";
+        case Fault::BadTo: return "Malformed To Header";
+        case Fault::MissingCallId: return "Missing Call-ID Header";
+        case Fault::BadCallId: return "Malformed Call-ID Header";
+        case Fault::MissingCSeq: return "Missing CSeq Header";
+        case Fault::BadCSeq: return "Malformed CSeq Header";
+        case Fault::CSeqMethodMismatch: return "CSeq Method Does Not Match Request";
+        case Fault::BadMaxForwards: return "Malformed Max-Forwards Header";
+        case Fault::BadContentLength: return "Bad Content-Length";
+        case Fault::BadRequestUri: return "Malformed Request-URI";
+    }
+    return "Bad Request";
+}
+
+namespace {
+
+// RFC 3261 §25.1: callid = word [ "@" word ]; word has no white space or controls.
+bool is_call_id(std::string_view v) noexcept {
+    if (v.empty()) return false;
+    for (char c : v) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+Fault parse_request_core(const Message& m, ParseStatus parse, RequestCore& out) noexcept {
+    out = RequestCore{};
+    if (!m.is_request) return Fault::BadRequestUri;
+
+    const Header* via = m.find(HeaderId::Via);
+    if (via == nullptr) return Fault::NoVia;
+    if (!parse_via(via->value, out.top_via)) return Fault::BadVia;
+
+    const Header* from = m.find(HeaderId::From);
+    if (from == nullptr) return Fault::MissingFrom;
+    if (m.count(HeaderId::From) > 1 || !parse_from_to(from->value, out.from)) return Fault::BadFrom;
+
+    const Header* to = m.find(HeaderId::To);
+    if (to == nullptr) return Fault::MissingTo;
+    if (m.count(HeaderId::To) > 1 || !parse_from_to(to->value, out.to)) return Fault::BadTo;
+
+    const Header* call_id = m.find(HeaderId::CallId);
+    if (call_id == nullptr || call_id->value.empty()) return Fault::MissingCallId;
+    if (m.count(HeaderId::CallId) > 1 || !is_call_id(call_id->value)) return Fault::BadCallId;
+    out.call_id = call_id->value;
+
+    const Header* cseq = m.find(HeaderId::CSeq);
+    if (cseq == nullptr) return Fault::MissingCSeq;
+    if (m.count(HeaderId::CSeq) > 1 || !parse_cseq(cseq->value, out.cseq)) return Fault::BadCSeq;
+    // RFC 3261 §8.1.1.5: the CSeq method MUST match the request's.
+    if (out.cseq.method_text != m.method_name) return Fault::CSeqMethodMismatch;
+
+    if (parse == ParseStatus::BadContentLength) return Fault::BadContentLength;
+
+    if (const Header* mf = m.find(HeaderId::MaxForwards); mf != nullptr) {
+        if (!parse_max_forwards(mf->value, out.max_forwards)) return Fault::BadMaxForwards;
+        out.has_max_forwards = true;
+    }
+
+    out.request_uri_status = parse_uri(m.request_uri, out.request_uri);
+    if (out.request_uri_status == UriStatus::Malformed) return Fault::BadRequestUri;
+    return Fault::None;
+}
+
+}  // namespace sipr::sip

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh Debian 12 machine: installs what is missing, builds a
+# release and an ASan+UBSan build (and a clang libFuzzer build), runs every suite, and ends with one
+# line "N passed, N failed" summing all of them. Exit status is non-zero on any failure.
+#
+# Environment: FUZZ_SECONDS (default 30) per fuzz target; SIPR_SKIP_FUZZ=1 skips fuzzing;
+# BUILD_ROOT (default ./build) holds the build directories.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BUILD_ROOT=${BUILD_ROOT:-$ROOT/build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+mkdir -p "$BUILD_ROOT"
+
+# shellcheck source=tests/lib/packages.sh
+source "$ROOT/tests/lib/packages.sh"
+sipr_install_packages
+
+passed=0
+failed=0
+failures=()
+
+note_result() {  # note_result NAME PASSED FAILED
+    passed=$((passed + $2))
+    failed=$((failed + $3))
+    if [ "$3" -ne 0 ]; then failures+=("$1"); fi
+}
+
+# build NAME [meson args...]: configure (once) and compile into $BUILD_ROOT/NAME.
+build() {
+    local name=$1
+    shift
+    local dir=$BUILD_ROOT/$name
+    local log=$BUILD_ROOT/$name.build.log
+    echo "== build $name"
+    if [ ! -f "$dir/build.ninja" ]; then
+        if ! meson setup "$dir" "$@" >"$log" 2>&1; then
+            tail -n 40 "$log"
+            echo "build $name: meson setup failed (log: $log)"
+            return 1
+        fi
+    fi
+    if ! ninja -C "$dir" >>"$log" 2>&1; then
+        grep -E -A5 'error|Error' "$log" | head -n 60 || tail -n 60 "$log"
+        echo "build $name: compile failed (log: $log)"
+        return 1
+    fi
+}
+
+# run_suites NAME SUITE...: runs the meson suites of a build and adds their counts. A doctest
+# binary counts its test cases; any other meson test counts as one.
+run_suites() {
+    local name=$1
+    shift
+    local dir=$BUILD_ROOT/$name
+    local args=()
+    for s in "$@"; do args+=(--suite "$s"); done
+    echo "== test $name: $*"
+    local rc=0
+    meson test -C "$dir" "${args[@]}" --print-errorlogs --num-processes 1 || rc=$?
+    local counts
+    counts=$(python3 "$ROOT/tests/lib/count_results.py" "$dir/meson-logs/testlog.json")
+    echo "   $name: $counts"
+    read -r p f <<<"$counts"
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # meson failed without a counted failure
+    note_result "$name" "$p" "$f"
+}
+
+if build release --buildtype=release; then
+    run_suites release unit
+else
+    note_result "release build" 0 1
+fi
+
+if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    run_suites asan unit
+else
+    note_result "asan build" 0 1
+fi
+
+if [ "${SIPR_SKIP_FUZZ:-0}" != 1 ]; then
+    if CXX=clang++ build fuzz --buildtype=debugoptimized -Dfuzz=enabled -Dtests=false \
+        -Db_sanitize=address,undefined -Db_lundef=false; then
+        echo "== fuzz: corpus replay and ${FUZZ_SECONDS}s per target"
+        fuzz_out=$(bash "$ROOT/tests/fuzz/run.sh" "$BUILD_ROOT/fuzz" "$FUZZ_SECONDS" 2>&1) || true
+        echo "$fuzz_out"
+        fp=$(grep -c '^fuzz .*: ok' <<<"$fuzz_out" || true)
+        ff=$(grep -c '^fuzz .*: FAILED' <<<"$fuzz_out" || true)
+        if [ "$fp" -eq 0 ] && [ "$ff" -eq 0 ]; then ff=1; fi
+        note_result fuzz "$fp" "$ff"
+    else
+        note_result "fuzz build" 0 1
+    fi
+fi
+
+if [ "${#failures[@]}" -ne 0 ]; then echo "failing: ${failures[*]}"; fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
