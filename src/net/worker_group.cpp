@@ -18,6 +18,7 @@ struct WorkerGroup::Worker {
     WorkerGroup* group = nullptr;
 };
 
+WorkerGroup::WorkerGroup() = default;
 WorkerGroup::~WorkerGroup() { stop(); }
 
 bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {

@@ -12,15 +12,24 @@ constexpr bool is_visual_separator(char c) noexcept {
     return c == '-' || c == '.' || c == '(' || c == ')';
 }
 
-// '+' then digits and visual separators, with at least one digit.
-bool looks_like_global_number(std::string_view user) noexcept {
-    if (user.size() < 2 || user[0] != '+') return false;
-    bool digit = false;
-    for (char c : user.substr(1)) {
-        if (base::is_digit(c)) digit = true;
-        else if (!is_visual_separator(c)) return false;
+// Calls fn(c) for each character of `s` with %-escapes decoded, until fn returns false. Returns
+// false on a malformed escape (checked over the whole of `s`, even after fn stopped).
+template <typename Fn>
+bool for_each_unescaped(std::string_view s, Fn&& fn) noexcept {
+    bool going = true;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '%') {
+            if (s.size() - i < 3) return false;
+            int hi = base::hex_value(s[i + 1]);
+            int lo = base::hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0) return false;
+            c = static_cast<char>(hi * 16 + lo);
+            i += 2;
+        }
+        if (going) going = fn(c);
     }
-    return digit;
+    return true;
 }
 
 void append_number(base::BufferWriter& w, std::string_view number) noexcept {
@@ -53,35 +62,33 @@ AorStatus normalize_aor(const Uri& uri, std::string_view default_domain, std::sp
         case Scheme::Sip:
         case Scheme::Sips: {
             if (uri.user.empty()) return AorStatus::NoUser;
-            w.append(uri.scheme == Scheme::Sips ? "sips:" : "sip:");
-            if (w.overflow()) return AorStatus::TooLong;
-            // Un-escape the user part straight into `out`, after the scheme.
-            const std::size_t at = w.size();
-            std::ptrdiff_t n = unescape(uri.user, w.spare());
-            if (n < 0) {
-                char probe[1];
-                bool escapes_ok = true;
-                for (std::size_t i = 0; i < uri.user.size() && escapes_ok; ++i)
-                    if (uri.user[i] == '%') {
-                        escapes_ok = unescape(uri.user.substr(i, 3), probe) == 1;
-                        i += 2;
-                    }
-                return escapes_ok ? AorStatus::TooLong : AorStatus::BadEscape;
-            }
-            std::string_view user(out.data() + at, static_cast<std::size_t>(n));
-            std::string_view number = user.substr(0, user.find(';'));
+            // Two passes over the un-escaped user part, so `out` only ever holds the result:
+            // the first decides whether it is a telephone number, the second writes it.
+            bool global_number = true;
+            bool saw_digit = false;
+            std::size_t pos = 0;
+            bool ok = for_each_unescaped(uri.user, [&](char c) {
+                if (c == ';') return false;  // the number ends at its first parameter
+                if (pos++ == 0) global_number = c == '+';
+                else if (base::is_digit(c)) saw_digit = true;
+                else if (!is_visual_separator(c)) global_number = false;
+                return true;
+            });
+            if (!ok) return AorStatus::BadEscape;
             std::string_view user_param;
             bool phone = (find_param(uri.params, "user", user_param) &&
                           base::iequals(user_param, "phone")) ||
-                         looks_like_global_number(number);
-            std::size_t user_len = user.size();
-            if (phone) {
-                // RFC 3966 visual separators dropped, compacting in place (never grows).
-                user_len = 0;
-                for (char c : number)
-                    if (!is_visual_separator(c)) out[at + user_len++] = c;
-            }
-            w.advance(user_len);
+                         (global_number && saw_digit);
+            w.append(uri.scheme == Scheme::Sips ? "sips:" : "sip:");
+            (void)for_each_unescaped(uri.user, [&](char c) {
+                if (!phone) {
+                    w.append(c);
+                    return true;
+                }
+                if (c == ';') return false;  // RFC 3966 parameters are not part of the AOR
+                if (!is_visual_separator(c)) w.append(c);
+                return true;
+            });
             w.append('@');
             append_lower(w, uri.host);
             break;

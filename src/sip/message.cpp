@@ -1,6 +1,7 @@
 #include "sipr/sip/message.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "sipr/base/ascii.h"
@@ -9,6 +10,84 @@ namespace sipr::sip {
 
 using base::iequals;
 using base::to_lower;
+
+namespace {
+
+constexpr std::size_t kMaxNameWords = 3;  // names up to 24 bytes
+
+struct NameKey {
+    uint64_t word[kMaxNameWords] = {};
+    uint64_t mask[kMaxNameWords] = {};
+    std::size_t length = 0;
+    HeaderId id = HeaderId::Other;
+};
+
+constexpr NameKey make_key(std::string_view lower, HeaderId id) {
+    NameKey k;
+    k.length = lower.size();
+    k.id = id;
+    for (std::size_t i = 0; i < lower.size(); ++i) {
+        auto c = static_cast<uint64_t>(static_cast<unsigned char>(lower[i]));
+        k.word[i / 8] |= c << (8 * (i % 8));  // little-endian, as memcpy loads it
+        if (lower[i] >= 'a' && lower[i] <= 'z') k.mask[i / 8] |= uint64_t{0x20} << (8 * (i % 8));
+    }
+    return k;
+}
+
+// Sorted by length (kByLength indexes the runs).
+constexpr NameKey kNameKeys[] = {
+    make_key("to", HeaderId::To),
+    make_key("via", HeaderId::Via),
+    make_key("from", HeaderId::From),
+    make_key("cseq", HeaderId::CSeq),
+    make_key("path", HeaderId::Path),
+    make_key("date", HeaderId::Date),
+    make_key("route", HeaderId::Route),
+    make_key("allow", HeaderId::Allow),
+    make_key("event", HeaderId::Event),
+    make_key("call-id", HeaderId::CallId),
+    make_key("contact", HeaderId::Contact),
+    make_key("expires", HeaderId::Expires),
+    make_key("require", HeaderId::Require),
+    make_key("subject", HeaderId::Subject),
+    make_key("identity", HeaderId::Identity),
+    make_key("refer-to", HeaderId::ReferTo),
+    make_key("supported", HeaderId::Supported),
+    make_key("user-agent", HeaderId::UserAgent),
+    make_key("unsupported", HeaderId::Unsupported),
+    make_key("referred-by", HeaderId::ReferredBy),
+    make_key("min-expires", HeaderId::MinExpires),
+    make_key("retry-after", HeaderId::RetryAfter),
+    make_key("max-forwards", HeaderId::MaxForwards),
+    make_key("content-type", HeaderId::ContentType),
+    make_key("record-route", HeaderId::RecordRoute),
+    make_key("allow-events", HeaderId::AllowEvents),
+    make_key("authorization", HeaderId::Authorization),
+    make_key("proxy-require", HeaderId::ProxyRequire),
+    make_key("content-length", HeaderId::ContentLength),
+    make_key("session-expires", HeaderId::SessionExpires),
+    make_key("content-encoding", HeaderId::ContentEncoding),
+    make_key("www-authenticate", HeaderId::WwwAuthenticate),
+    make_key("proxy-authorization", HeaderId::ProxyAuthorization),
+};
+
+struct Run {
+    std::size_t begin = 0;
+    std::size_t end = 0;
+};
+
+constexpr auto kByLength = [] {
+    std::array<Run, kMaxNameWords * 8 + 1> runs{};
+    std::size_t n = sizeof kNameKeys / sizeof kNameKeys[0];
+    for (std::size_t i = 0; i < n; ++i) {
+        std::size_t len = kNameKeys[i].length;
+        if (runs[len].end == 0) runs[len].begin = i;
+        runs[len].end = i + 1;
+    }
+    return runs;
+}();
+
+}  // namespace
 
 HeaderId header_id(std::string_view n) noexcept {
     if (n.empty()) return HeaderId::Other;
@@ -34,66 +113,19 @@ HeaderId header_id(std::string_view n) noexcept {
             default: return HeaderId::Other;
         }
     }
-    struct Entry {
-        std::string_view name;
-        HeaderId id;
-    };
-    // Grouped by first letter so a lookup compares against a handful of names at most.
-    static constexpr Entry kA[] = {{"allow", HeaderId::Allow},
-                                   {"authorization", HeaderId::Authorization},
-                                   {"allow-events", HeaderId::AllowEvents}};
-    static constexpr Entry kC[] = {{"call-id", HeaderId::CallId},
-                                   {"cseq", HeaderId::CSeq},
-                                   {"contact", HeaderId::Contact},
-                                   {"content-length", HeaderId::ContentLength},
-                                   {"content-type", HeaderId::ContentType},
-                                   {"content-encoding", HeaderId::ContentEncoding}};
-    static constexpr Entry kD[] = {{"date", HeaderId::Date}};
-    static constexpr Entry kE[] = {{"expires", HeaderId::Expires}, {"event", HeaderId::Event}};
-    static constexpr Entry kF[] = {{"from", HeaderId::From}};
-    static constexpr Entry kI[] = {{"identity", HeaderId::Identity}};
-    static constexpr Entry kM[] = {{"max-forwards", HeaderId::MaxForwards},
-                                   {"min-expires", HeaderId::MinExpires}};
-    static constexpr Entry kP[] = {{"path", HeaderId::Path},
-                                   {"proxy-require", HeaderId::ProxyRequire},
-                                   {"proxy-authorization", HeaderId::ProxyAuthorization}};
-    static constexpr Entry kR[] = {{"route", HeaderId::Route},
-                                   {"record-route", HeaderId::RecordRoute},
-                                   {"require", HeaderId::Require},
-                                   {"refer-to", HeaderId::ReferTo},
-                                   {"referred-by", HeaderId::ReferredBy},
-                                   {"retry-after", HeaderId::RetryAfter}};
-    static constexpr Entry kS[] = {{"supported", HeaderId::Supported},
-                                   {"subject", HeaderId::Subject},
-                                   {"session-expires", HeaderId::SessionExpires}};
-    static constexpr Entry kT[] = {{"to", HeaderId::To}};
-    static constexpr Entry kU[] = {{"unsupported", HeaderId::Unsupported},
-                                   {"user-agent", HeaderId::UserAgent}};
-    static constexpr Entry kV[] = {{"via", HeaderId::Via}};
-    static constexpr Entry kW[] = {{"www-authenticate", HeaderId::WwwAuthenticate}};
-
-    auto scan = [n](const auto& table) noexcept {
-        for (const Entry& e : table)
-            if (iequals(e.name, n)) return e.id;
-        return HeaderId::Other;
-    };
-    switch (to_lower(n[0])) {
-        case 'a': return scan(kA);
-        case 'c': return scan(kC);
-        case 'd': return scan(kD);
-        case 'e': return scan(kE);
-        case 'f': return scan(kF);
-        case 'i': return scan(kI);
-        case 'm': return scan(kM);
-        case 'p': return scan(kP);
-        case 'r': return scan(kR);
-        case 's': return scan(kS);
-        case 't': return scan(kT);
-        case 'u': return scan(kU);
-        case 'v': return scan(kV);
-        case 'w': return scan(kW);
-        default: return HeaderId::Other;
+    // Full names: compared as up to three 64-bit words. A letter position compares
+    // case-insensitively (its 0x20 bit is forced on), every other position exactly.
+    if (n.size() > kMaxNameWords * 8) return HeaderId::Other;
+    uint64_t w[kMaxNameWords] = {};
+    std::memcpy(w, n.data(), n.size());
+    const auto [begin, end] = kByLength[n.size()];
+    for (std::size_t k = begin; k < end; ++k) {
+        const NameKey& key = kNameKeys[k];
+        bool eq = true;
+        for (std::size_t i = 0; i < kMaxNameWords; ++i) eq &= (w[i] | key.mask[i]) == key.word[i];
+        if (eq) return key.id;
     }
+    return HeaderId::Other;
 }
 
 bool is_list_header(HeaderId id) noexcept {
@@ -205,6 +237,20 @@ bool parse_status_line(std::string_view line, Message& out) noexcept {
 // `emit(element)` for each non-empty, trimmed element; returns false if emit refused.
 template <typename Emit>
 bool split_list(std::string_view v, Emit&& emit) noexcept {
+    // Fast paths: most list values have no comma at all (one Via, one Contact), or commas but no
+    // quotes or brackets (Allow, Supported).
+    const std::size_t comma = v.find(',');
+    if (comma == std::string_view::npos) return emit(v);
+    if (v.find_first_of("\"<") == std::string_view::npos) {
+        std::size_t start = 0;
+        for (std::size_t c = comma; ; c = v.find(',', start)) {
+            std::size_t end = c == std::string_view::npos ? v.size() : c;
+            std::string_view el = base::trim(v.substr(start, end - start));
+            if (!el.empty() && !emit(el)) return false;
+            if (c == std::string_view::npos) return true;
+            start = c + 1;
+        }
+    }
     bool in_quote = false;
     int angle = 0;
     std::size_t start = 0;
@@ -250,7 +296,6 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
     do {
         if (!lines.next(line)) return ParseStatus::Malformed;
     } while (line.empty());
-    if (has_nul(line)) return ParseStatus::Malformed;
     bool ok = (line.size() >= 4 && iequals(line.substr(0, 4), "SIP/")) ? parse_status_line(line, out)
                                                                          : parse_request_line(line, out);
     if (!ok) return ParseStatus::Malformed;
@@ -267,7 +312,6 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
             value_end = line.data() + line.size();
         }
         std::string_view header(header_start, static_cast<std::size_t>(value_end - header_start));
-        if (has_nul(header)) return ParseStatus::Malformed;
 
         // RFC 3261 §7.3.1: field-name HCOLON field-value; HCOLON allows white space before ':'.
         std::size_t colon = header.find(':');
@@ -284,7 +328,11 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
             return true;
         };
         bool fits = (is_list_header(id) && !value.empty()) ? split_list(value, add) : add(value);
-        if (!fits) return ParseStatus::TooManyHeaders;
+        if (!fits) {
+            // The headers kept so far must be as clean as a whole head would be.
+            std::string_view seen(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
+            return has_nul(seen) ? ParseStatus::Malformed : ParseStatus::TooManyHeaders;
+        }
 
         if (id == HeaderId::ContentLength) {
             uint32_t n = 0;
@@ -298,6 +346,10 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
             }
         }
     }
+
+    // One scan of the whole head for NUL bytes (RFC 3261 never allows them there).
+    std::string_view head(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
+    if (has_nul(head)) return ParseStatus::Malformed;
 
     std::string_view rest(lines.p, static_cast<std::size_t>(lines.end - lines.p));
     if (out.has_content_length) {

@@ -40,36 +40,69 @@ bool is_call_id(std::string_view v) noexcept {
 }  // namespace
 
 Fault parse_request_core(const Message& m, ParseStatus parse, RequestCore& out) noexcept {
-    out = RequestCore{};
+    // The typed parsers reset their own parts; only the scalars are reset here.
+    out.call_id = {};
+    out.has_max_forwards = false;
+    out.max_forwards = 70;
+    out.request_uri_status = UriStatus::Malformed;
     if (!m.is_request) return Fault::BadRequestUri;
 
-    const Header* via = m.find(HeaderId::Via);
+    // One pass over the headers: the first of each mandatory one, and how many there are.
+    const Header* via = nullptr;
+    const Header* from = nullptr;
+    const Header* to = nullptr;
+    const Header* call_id = nullptr;
+    const Header* cseq = nullptr;
+    const Header* max_forwards = nullptr;
+    unsigned n_from = 0, n_to = 0, n_call_id = 0, n_cseq = 0;
+    for (std::size_t i = 0; i < m.header_count; ++i) {
+        const Header& h = m.headers[i];
+        switch (h.id) {
+            case HeaderId::Via:
+                if (via == nullptr) via = &h;
+                break;
+            case HeaderId::From:
+                if (n_from++ == 0) from = &h;
+                break;
+            case HeaderId::To:
+                if (n_to++ == 0) to = &h;
+                break;
+            case HeaderId::CallId:
+                if (n_call_id++ == 0) call_id = &h;
+                break;
+            case HeaderId::CSeq:
+                if (n_cseq++ == 0) cseq = &h;
+                break;
+            case HeaderId::MaxForwards:
+                if (max_forwards == nullptr) max_forwards = &h;
+                break;
+            default:
+                break;
+        }
+    }
+
     if (via == nullptr) return Fault::NoVia;
     if (!parse_via(via->value, out.top_via)) return Fault::BadVia;
 
-    const Header* from = m.find(HeaderId::From);
     if (from == nullptr) return Fault::MissingFrom;
-    if (m.count(HeaderId::From) > 1 || !parse_from_to(from->value, out.from)) return Fault::BadFrom;
+    if (n_from > 1 || !parse_from_to(from->value, out.from)) return Fault::BadFrom;
 
-    const Header* to = m.find(HeaderId::To);
     if (to == nullptr) return Fault::MissingTo;
-    if (m.count(HeaderId::To) > 1 || !parse_from_to(to->value, out.to)) return Fault::BadTo;
+    if (n_to > 1 || !parse_from_to(to->value, out.to)) return Fault::BadTo;
 
-    const Header* call_id = m.find(HeaderId::CallId);
     if (call_id == nullptr || call_id->value.empty()) return Fault::MissingCallId;
-    if (m.count(HeaderId::CallId) > 1 || !is_call_id(call_id->value)) return Fault::BadCallId;
+    if (n_call_id > 1 || !is_call_id(call_id->value)) return Fault::BadCallId;
     out.call_id = call_id->value;
 
-    const Header* cseq = m.find(HeaderId::CSeq);
     if (cseq == nullptr) return Fault::MissingCSeq;
-    if (m.count(HeaderId::CSeq) > 1 || !parse_cseq(cseq->value, out.cseq)) return Fault::BadCSeq;
+    if (n_cseq > 1 || !parse_cseq(cseq->value, out.cseq)) return Fault::BadCSeq;
     // RFC 3261 §8.1.1.5: the CSeq method MUST match the request's.
     if (out.cseq.method_text != m.method_name) return Fault::CSeqMethodMismatch;
 
     if (parse == ParseStatus::BadContentLength) return Fault::BadContentLength;
 
-    if (const Header* mf = m.find(HeaderId::MaxForwards); mf != nullptr) {
-        if (!parse_max_forwards(mf->value, out.max_forwards)) return Fault::BadMaxForwards;
+    if (max_forwards != nullptr) {
+        if (!parse_max_forwards(max_forwards->value, out.max_forwards)) return Fault::BadMaxForwards;
         out.has_max_forwards = true;
     }
 

@@ -1,5 +1,7 @@
 #include "sipr/sip/uri.h"
 
+#include <array>
+
 #include "sipr/base/ascii.h"
 
 namespace sipr::sip {
@@ -18,19 +20,31 @@ bool is_scheme(std::string_view s) noexcept {
 
 // Characters that never appear unescaped in any part of a SIP URI (RFC 3261 §25.1): controls, white
 // space, and the delimiters of the surrounding grammar.
-bool is_forbidden(char c) noexcept {
-    auto u = static_cast<unsigned char>(c);
-    return u <= 0x20 || u >= 0x7f || c == '<' || c == '>' || c == '"' || c == '\\' || c == '{' ||
-           c == '}' || c == '|' || c == '^' || c == '`';
-}
+constexpr auto kForbidden = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c <= 0x20; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 0x7f; c <= 0xff; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (char c : {'<', '>', '"', '\\', '{', '}', '|', '^', '`'})
+        t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
+constexpr auto kHostname = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (char c : {'-', '.', '_'}) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
 
 bool all_allowed(std::string_view s) noexcept {
     for (char c : s)
-        if (is_forbidden(c)) return false;
+        if (kForbidden[static_cast<unsigned char>(c)]) return false;
     return true;
 }
 
-bool is_hostname_char(char c) noexcept { return base::is_alnum(c) || c == '-' || c == '.' || c == '_'; }
+bool is_hostname_char(char c) noexcept { return kHostname[static_cast<unsigned char>(c)]; }
 
 bool is_ipv6_char(char c) noexcept { return base::is_hex(c) || c == ':' || c == '.'; }
 

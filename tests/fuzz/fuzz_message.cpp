@@ -1,8 +1,8 @@
-// libFuzzer target: what sip-redirectd does with one datagram, minus sockets and the store
+// libFuzzer target: what a service does with one datagram, minus sockets and the store
 // (DESIGN §4). parse_message under the default limits and under tight ones; every typed header
-// parser over every header entry, whatever its name; parse_request_core; the AOR of the
-// Request-URI; and the response the service would send, written into buffers small enough to
-// overflow and parsed back.
+// parser over every header entry, whatever its name; parse_request_core; then the services' path
+// through intake(), the AOR of the Request-URI and the response they would send (513, 400 or
+// 302), written into buffers small enough to overflow and parsed back.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include "sipr/base/siphash.h"
 #include "sipr/sip/aor.h"
 #include "sipr/sip/headers.h"
+#include "sipr/sip/intake.h"
 #include "sipr/sip/message.h"
 #include "sipr/sip/request.h"
 #include "sipr/sip/response.h"
@@ -125,14 +126,11 @@ void check_response(std::string_view out, std::span<const char> buf, uint16_t st
     SIPR_FUZZ_CHECK(!back->is_request && back->status_code == status);
 }
 
-// Writes the answer the service would give, into buffers of several sizes (exact heap blocks so
-// ASan sees an over-write). Answerable faults get a 400 naming the fault, a good request a 302.
-void exercise_response(const Message& m, const RequestCore& core, Fault fault) {
-    const uint16_t status = fault == Fault::None ? 302 : 400;
-    const std::string_view reason =
-        fault == Fault::None ? default_reason(302) : fault_reason(fault);
+// Writes the answer the service would give into buffers of several sizes (exact heap blocks so
+// ASan sees an over-write), one-shot and step by step.
+void answer(const Message& m, const RequestCore& core, uint16_t status, std::string_view reason) {
     const std::string_view extra =
-        fault == Fault::None ? "Contact: <sip:alice@192.0.2.10:5060>;q=1.0;expires=3600\r\n" : "";
+        status == 302 ? "Contact: <sip:alice@192.0.2.10:5060>;q=1.0;expires=3600\r\n" : "";
     const Source sources[] = {{"192.0.2.7", 5062}, {"2001:db8::7", 5060}, {}};
     std::size_t i = 0;
     for (std::size_t cap : {std::size_t{0}, std::size_t{64}, std::size_t{512}, std::size_t{1300},
@@ -144,42 +142,62 @@ void exercise_response(const Message& m, const RequestCore& core, Fault fault) {
         check_response(out, buf, status);
     }
 
-    if (fault != Fault::None) return;
-    std::array<char, kToTagLength> tag{};
-    make_to_tag(kTagKey, core, tag);
-    for (char ch : tag) SIPR_FUZZ_CHECK((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
-
     // The step-by-step form, as the redirect service builds a 302 with several contacts.
     std::array<char, 1300> buf{};
     ResponseWriter w(buf);
-    w.begin(m, core, 302, default_reason(302), kTagKey, sources[0]);
-    for (int k = 0; k < 8; ++k)
-        w.add_header("Contact", "<sip:alice@[2001:db8::10]:5060;transport=udp>;q=0.5;expires=60");
+    w.begin(m, core, status, reason, kTagKey, sources[0]);
+    if (status == 302) {
+        for (int k = 0; k < 8; ++k)
+            w.add_header("Contact", "<sip:alice@[2001:db8::10]:5060;transport=udp>;q=0.5");
+    }
     const std::string_view out = w.finish();
     SIPR_FUZZ_CHECK(out.empty() == w.overflow());
-    check_response(out, buf, 302);
+    check_response(out, buf, status);
 }
 
-void exercise_request(const Message& m, ParseStatus ps, std::string_view bytes) {
+// parse_request_core on its own: on Fault::None every part of RequestCore is a view into the
+// datagram and agrees with the request line.
+void check_request_core(const Message& m, ParseStatus ps, std::string_view bytes) {
     RequestCore core;
     const Fault fault = parse_request_core(m, ps, core);
     (void)fault_reason(fault);
-    if (fault_is_unanswerable(fault)) return;
-    if (fault == Fault::None) {
-        SIPR_FUZZ_CHECK(inside(core.call_id, bytes));
-        SIPR_FUZZ_CHECK(inside(core.top_via.host, bytes) && inside(core.top_via.branch, bytes));
-        SIPR_FUZZ_CHECK(inside(core.from.tag, bytes) && inside(core.to.tag, bytes));
-        SIPR_FUZZ_CHECK(core.cseq.method_text == m.method_name);  // RFC 3261 §8.1.1.5
-        if (core.has_max_forwards) SIPR_FUZZ_CHECK(core.max_forwards <= 255);
-        if (core.request_uri_status == UriStatus::Ok) {
-            check_uri(core.request_uri, bytes);
-            std::array<char, kMaxAorLength> aor{};
-            std::size_t len = 0;
-            if (normalize_aor(core.request_uri, "example.com", aor, len) == AorStatus::Ok)
-                SIPR_FUZZ_CHECK(len <= aor.size());
-        }
+    if (fault != Fault::None) return;
+    SIPR_FUZZ_CHECK(inside(core.call_id, bytes));
+    SIPR_FUZZ_CHECK(inside(core.top_via.host, bytes) && inside(core.top_via.branch, bytes));
+    SIPR_FUZZ_CHECK(inside(core.from.tag, bytes) && inside(core.to.tag, bytes));
+    SIPR_FUZZ_CHECK(core.cseq.method_text == m.method_name);  // RFC 3261 §8.1.1.5
+    if (core.has_max_forwards) SIPR_FUZZ_CHECK(core.max_forwards <= 255);
+    if (core.request_uri_status == UriStatus::Ok) check_uri(core.request_uri, bytes);
+
+    std::array<char, kToTagLength> tag{};
+    make_to_tag(kTagKey, core, tag);
+    for (char ch : tag) SIPR_FUZZ_CHECK((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+}
+
+// The services' own path (DESIGN §4): intake() classifies the datagram, then the service answers
+// 513/400 itself, or looks up the Request-URI's AOR and answers 302.
+void run_intake(std::string_view bytes, std::size_t max_message, std::size_t max_headers) {
+    auto m = std::make_unique<Message>();
+    RequestCore core;
+    const IntakeResult r = intake(bytes, max_message, max_headers, *m, core);
+    switch (r.action) {
+        case IntakeAction::Drop:
+            return;
+        case IntakeAction::Respond:
+            SIPR_FUZZ_CHECK(r.status == 400 || r.status == 513);
+            answer(*m, core, r.status, r.reason);
+            return;
+        case IntakeAction::Proceed:
+            break;
     }
-    exercise_response(m, core, fault);
+    SIPR_FUZZ_CHECK(m->is_request && bytes.size() <= max_message);
+    if (core.request_uri_status == UriStatus::Ok) {
+        std::array<char, kMaxAorLength> aor{};
+        std::size_t len = 0;
+        if (normalize_aor(core.request_uri, "example.com", aor, len) == AorStatus::Ok)
+            SIPR_FUZZ_CHECK(len <= aor.size());
+    }
+    answer(*m, core, 302, default_reason(302));
 }
 
 void parse_with(std::string_view bytes, const ParseLimits& limits) {
@@ -209,7 +227,7 @@ void parse_with(std::string_view bytes, const ParseLimits& limits) {
         SIPR_FUZZ_CHECK(inside(m->body, bytes));
         if (m->has_content_length) SIPR_FUZZ_CHECK(m->body.size() == m->content_length);
     }
-    if (m->is_request) exercise_request(*m, ps, bytes);
+    if (m->is_request) check_request_core(*m, ps, bytes);
 }
 
 }  // namespace
@@ -218,5 +236,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const std::string_view bytes = sipr::fuzz::as_text(data, size);
     parse_with(bytes, ParseLimits{});
     parse_with(bytes, ParseLimits{512, 6});  // reaches TooLarge and TooManyHeaders cheaply
+    run_intake(bytes, 1300, 96);
+    run_intake(bytes, 512, 6);  // 513 and "Too Many Headers"
     return 0;
 }

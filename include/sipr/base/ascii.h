@@ -1,5 +1,6 @@
 #pragma once
 // Locale-free ASCII helpers used by every parser. All are constexpr, noexcept and never allocate.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -26,17 +27,17 @@ constexpr int hex_value(char c) noexcept {
 // Linear white space inside a header value: SP, HT and the CR/LF of a folded line (RFC 3261 §7.3.1).
 constexpr bool is_lws(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
-// RFC 3261 §25.1 token characters.
-constexpr bool is_token_char(char c) noexcept {
-    if (is_alnum(c)) return true;
-    switch (c) {
-        case '-': case '.': case '!': case '%': case '*': case '_':
-        case '+': case '`': case '\'': case '~':
-            return true;
-        default:
-            return false;
-    }
-}
+// RFC 3261 §25.1 token characters, as a table: parsers test this per byte.
+inline constexpr auto kTokenTable = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (char c : {'-', '.', '!', '%', '*', '_', '+', '`', '\'', '~'})
+        t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+constexpr bool is_token_char(char c) noexcept { return kTokenTable[static_cast<unsigned char>(c)]; }
 
 // Case-insensitive ASCII equality.
 constexpr bool iequals(std::string_view a, std::string_view b) noexcept {

@@ -20,7 +20,7 @@ public:
     // Runs on the worker's thread when stop() is called: close every handle so the loop can end.
     using StopFn = std::function<void(std::size_t index)>;
 
-    WorkerGroup() = default;
+    WorkerGroup();
     ~WorkerGroup();
     WorkerGroup(const WorkerGroup&) = delete;
     WorkerGroup& operator=(const WorkerGroup&) = delete;

@@ -79,7 +79,8 @@ enum class ParseStatus : uint8_t {
     Ok,
     Malformed,         // framing broken: start line, header line or NUL byte; nothing to answer
     TooLarge,          // more bytes than ParseLimits::max_size; nothing was parsed
-    TooManyHeaders,    // more header entries than ParseLimits::max_headers; start line is valid
+    TooManyHeaders,    // more header entries than ParseLimits::max_headers; the start line and
+                       // the headers kept (no NUL in them) are valid
     BadContentLength,  // Content-Length unparsable, duplicated with another value, or beyond the
                        // datagram; start line and every header are valid, so a 400 can be formed
 };

@@ -83,6 +83,9 @@ TEST_CASE("normalize_aor: malformed escape") {
     // From text: parse_uri keeps escapes raw, so the bad escape is found by the normaliser.
     CHECK(norm("sip:alice%4@example.com").status == AorStatus::BadEscape);
     CHECK(norm("sip:%zzalice@example.com").status == AorStatus::BadEscape);
+    // The whole user part is checked, also after a ';' and in a telephone number.
+    CHECK(norm("sip:alice;x=%zz@example.com").status == AorStatus::BadEscape);
+    CHECK(norm("sip:+1-201-555-0123;isub=%4@example.com").status == AorStatus::BadEscape);
 }
 
 TEST_CASE("normalize_aor: telephone-number user parts lose visual separators") {
@@ -103,6 +106,11 @@ TEST_CASE("normalize_aor: telephone-number user parts lose visual separators") {
           "sip:+12125551212@foo.com");
     // Escaped separators are separators too once decoded.
     CHECK(norm("sip:+1%2D201%2D555%2D0123@example.com").aor == "sip:+12015550123@example.com");
+}
+
+TEST_CASE("normalize_aor: a non-telephone user keeps its ';' part") {
+    // RFC 3261 §19.1.3 example: "alice;day=tuesday" is the whole user part.
+    CHECK(norm("sip:alice;day=tuesday@atlanta.com").aor == "sip:alice;day=tuesday@atlanta.com");
 }
 
 TEST_CASE("normalize_aor: other user parts keep their dashes and dots") {

@@ -334,6 +334,21 @@ TEST_CASE("write_response: rport makes received= mandatory even when equal to se
     CHECK(top.received == "192.0.2.50");
 }
 
+TEST_CASE("write_response: a received= sent by the client is replaced, not duplicated") {
+    ReqParts p;
+    p.vias = "Via: SIP/2.0/UDP 10.0.0.1;received=10.9.9.9;rport;branch=z9hG4bKrr\r\n";
+    auto req = make_req(p);
+    REQUIRE(req->fault == Fault::None);
+    auto resp = respond(*req, 302, "Moved Temporarily", {}, kKey, Source{"192.0.2.50", 1234});
+    REQUIRE(resp->parse == ParseStatus::Ok);
+    Via top;
+    REQUIRE(parse_via(values_of(resp->msg, HeaderId::Via).at(0), top));
+    CHECK(top.received == "192.0.2.50");
+    CHECK(count_params(top.params, "received") == 1);
+    CHECK(top.rport == "1234");
+    CHECK(top.branch == "z9hG4bKrr");
+}
+
 TEST_CASE("write_response: an IPv6 source goes into received= without brackets") {
     auto req = make_req(ReqParts{});
     REQUIRE(req->fault == Fault::None);

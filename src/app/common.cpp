@@ -1,0 +1,230 @@
+#include "common.h"
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "sipr/net/endpoint.h"
+
+namespace sipr::app {
+
+void add_common_flags(CLI::App& app, CommonFlags& f) {
+    app.add_option("--listen", f.listen, "UDP address to receive SIP on, host:port")
+        ->envname("SIPR_LISTEN")
+        ->capture_default_str();
+    app.add_option("--redis", f.redis, "Redis URL: redis://[user:password@]host:port[/db]")
+        ->envname("SIPR_REDIS");
+    app.add_option("--metrics", f.metrics, "HTTP address for GET /metrics, host:port")
+        ->envname("SIPR_METRICS")
+        ->capture_default_str();
+    app.add_option("--workers", f.workers, "worker threads (0: one per core)")
+        ->envname("SIPR_WORKERS")
+        ->capture_default_str();
+    app.add_option("--domain", f.domains, "served domain (repeatable; none: serve all)")
+        ->envname("SIPR_DOMAIN")
+        ->delimiter(',');
+    app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, off")
+        ->envname("SIPR_LOG_LEVEL")
+        ->capture_default_str();
+    app.add_option("--secret", f.secret,
+                   "secret shared by all instances, keys the To-tag (prefer SIPR_SECRET)")
+        ->envname("SIPR_SECRET");
+    app.add_option("--redis-timeout", f.redis_timeout_ms, "Redis connect and command timeout, ms")
+        ->envname("SIPR_REDIS_TIMEOUT")
+        ->capture_default_str();
+}
+
+void parse_or_exit(CLI::App& app, int argc, char** argv) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        std::exit(app.exit(e));
+    } catch (const CLI::CallForAllHelp& e) {
+        std::exit(app.exit(e));
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
+        std::exit(2);
+    }
+}
+
+void die(const std::string& program, const std::string& message) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());
+    std::exit(1);
+}
+
+void setup_logging(const std::string& program, const std::string& level) {
+    auto lvl = spdlog::level::from_str(level);
+    if (lvl == spdlog::level::off && level != "off")
+        die(program, "unknown --log-level '" + level + "' (use trace, debug, info, warn, error, off)");
+    auto logger = spdlog::stderr_color_mt(program);
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%t] %l: %v");
+    logger->set_level(lvl);
+    spdlog::set_default_logger(logger);
+}
+
+std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
+    timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
+    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+    std::string where = location::redacted(url);
+    if (c == nullptr || c->err != 0) {
+        std::string why = c != nullptr ? c->errstr : "out of memory";
+        if (c != nullptr) redisFree(c);
+        return "cannot reach Redis at " + where + " (" + why +
+               "): start redis-server or point --redis / SIPR_REDIS at it";
+    }
+    redisSetTimeout(c, tv);
+    auto run = [&](std::vector<std::string> args, std::string& err) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (auto& a : args) {
+            argv.push_back(a.c_str());
+            lens.push_back(a.size());
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+        if (r == nullptr) {
+            err = c->errstr;
+            return false;
+        }
+        bool ok = r->type != REDIS_REPLY_ERROR;
+        if (!ok) err.assign(r->str, r->len);
+        freeReplyObject(r);
+        return ok;
+    };
+    std::string err;
+    std::string result;
+    if (!url.password.empty()) {
+        std::vector<std::string> auth{"AUTH"};
+        if (!url.user.empty()) auth.push_back(url.user);
+        auth.push_back(url.password);
+        if (!run(auth, err))
+            result = "Redis at " + where + " refused AUTH (" + err +
+                     "): check the user and password in --redis";
+    }
+    if (result.empty() && url.db != 0 && !run({"SELECT", std::to_string(url.db)}, err))
+        result = "Redis at " + where + " refused SELECT " + std::to_string(url.db) + " (" + err + ")";
+    if (result.empty() && !run({"PING"}, err))
+        result = "Redis at " + where + " does not answer PING (" + err +
+                 "): if it needs a password, put it in --redis";
+    redisFree(c);
+    return result;
+}
+
+void block_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int wait_for_signal() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    return sig;
+}
+
+base::SipKey tag_key(const std::string& secret, const std::string& program) {
+    if (secret.empty()) {
+        spdlog::warn("no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
+                     "every instance of a deployment (tags stay consistent, but guessable)");
+        return base::derive_sip_key("sip-redirect default to-tag key");
+    }
+    (void)program;
+    return base::derive_sip_key(secret);
+}
+
+void fill_peer(const sockaddr* from, sip::Peer& out) noexcept {
+    std::memcpy(&out.addr, from, net::sockaddr_len(from));
+    out.ip_len = static_cast<uint8_t>(net::format_ip(from, out.ip));
+    out.port = net::port_of(from);
+}
+
+Worker::Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
+               const location::RedisOptions& ropts, base::ServiceStats& stats)
+    : index_(index), loop_(loop), stats_(stats) {
+    redis_ = std::make_unique<location::RedisClient>(loop, url, ropts);
+    store_ = std::make_unique<location::RedisStore>(*redis_);
+    redis_->on_state(&Worker::on_redis_state, this);
+}
+
+Worker::~Worker() = default;
+
+std::string Worker::open(const sockaddr* listen) {
+    int rc = socket_.open(loop_, listen);
+    if (rc != 0)
+        return "cannot listen on " + net::to_string(listen) + ": " + uv_strerror(rc) +
+               " (is another server on that port? choose another with --listen)";
+    redis_->start();
+    return {};
+}
+
+void Worker::start_receiving() {
+    int rc = socket_.start(this);
+    if (rc != 0) spdlog::error("worker {}: cannot start receiving: {}", index_, uv_strerror(rc));
+}
+
+void Worker::on_redis_state(void* ctx, location::RedisClient::State s) noexcept {
+    auto* self = static_cast<Worker*>(ctx);
+    self->stats_.redis_up.set(s == location::RedisClient::State::Ready ? 1 : 0);
+    if (s == location::RedisClient::State::Ready) {
+        spdlog::info("worker {}: Redis ready", self->index_);
+    } else if (s == location::RedisClient::State::Backoff) {
+        spdlog::warn("worker {}: Redis unreachable ({}), retrying", self->index_,
+                     self->redis_->last_error());
+    }
+}
+
+bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept {
+    sockaddr_storage dst = to.addr;
+    if (dst.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&dst)->sin_port = htons(port);
+    else reinterpret_cast<sockaddr_in6*>(&dst)->sin6_port = htons(port);
+    return socket_.send(bytes, reinterpret_cast<const sockaddr*>(&dst)) >= 0;
+}
+
+void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
+    fill_peer(from, peer_);
+    handle(bytes, peer_);
+}
+
+void Worker::drain_and_close(uint64_t grace_ms) {
+    socket_.stop();
+    drain_deadline_ = uv_now(loop_) + grace_ms;
+    if (pending() == 0) {
+        close_all();
+        return;
+    }
+    uv_timer_init(loop_, &drain_timer_);
+    drain_timer_.data = this;
+    drain_timer_open_ = true;
+    uv_timer_start(
+        &drain_timer_,
+        [](uv_timer_t* t) {
+            auto* self = static_cast<Worker*>(t->data);
+            if (self->pending() == 0 || uv_now(self->loop_) >= self->drain_deadline_)
+                self->close_all();
+        },
+        5, 5);
+}
+
+void Worker::close_all() noexcept {
+    if (drain_timer_open_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+        drain_timer_open_ = false;
+    }
+    socket_.close();
+    redis_->stop();
+}
+
+}  // namespace sipr::app

@@ -1,0 +1,202 @@
+#include "sipr/metrics/exporter.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+#include <stdexcept>
+
+#include "sipr/sip/method.h"
+
+namespace sipr::metrics {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// Codes always exported (as 0 until seen) so dashboards and alerts have a series from the start.
+constexpr std::array<uint16_t, 8> kAlwaysCodes{200, 302, 400, 403, 404, 405, 483, 503};
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+    MetricFamily f;
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = type;
+    return f;
+}
+
+ClientMetric counter(double v, std::vector<ClientMetric::Label> labels = {}) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.counter.value = v;
+    return m;
+}
+
+ClientMetric gauge(double v, std::vector<ClientMetric::Label> labels = {}) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.gauge.value = v;
+    return m;
+}
+
+std::string method_label(std::size_t i) {
+    std::string_view t = sip::method_text(static_cast<sip::Method>(i));
+    return t.empty() ? "other" : std::string(t);
+}
+
+std::vector<MetricFamily> collect(const std::string& program,
+                                  const std::vector<const base::ServiceStats*>& workers) {
+    using base::ServiceStats;
+    auto sum = [&](auto getter) {
+        uint64_t s = 0;
+        for (const ServiceStats* w : workers) s += getter(*w);
+        return s;
+    };
+    std::vector<MetricFamily> out;
+
+    auto requests = family("sipr_requests_total", "SIP requests received, by method",
+                           MetricType::Counter);
+    for (std::size_t i = 0; i <= static_cast<std::size_t>(sip::Method::Update); ++i) {
+        uint64_t v = sum([i](const ServiceStats& s) { return s.requests[i].get(); });
+        requests.metric.push_back(counter(static_cast<double>(v), {{"method", method_label(i)}}));
+    }
+    out.push_back(std::move(requests));
+
+    auto responses = family("sipr_responses_total", "SIP responses sent, by status code",
+                            MetricType::Counter);
+    for (std::size_t code = 100; code < ServiceStats::kCodes; ++code) {
+        uint64_t v = sum([code](const ServiceStats& s) { return s.responses[code].get(); });
+        bool always = false;
+        for (uint16_t c : kAlwaysCodes) always = always || c == code;
+        if (v == 0 && !always) continue;
+        responses.metric.push_back(
+            counter(static_cast<double>(v), {{"code", std::to_string(code)}}));
+    }
+    out.push_back(std::move(responses));
+
+    auto dropped = family("sipr_dropped_total",
+                          "Datagrams dropped without an answer, by reason", MetricType::Counter);
+    for (std::size_t i = 0; i < base::kDropReasonNames.size(); ++i) {
+        uint64_t v = sum([i](const ServiceStats& s) { return s.dropped[i].get(); });
+        dropped.metric.push_back(counter(static_cast<double>(v), {{"reason", base::kDropReasonNames[i]}}));
+    }
+    out.push_back(std::move(dropped));
+
+    auto regs = family("sipr_registrations_total", "REGISTER outcomes, by result",
+                       MetricType::Counter);
+    for (std::size_t i = 0; i < base::kRegistrationResultNames.size(); ++i) {
+        uint64_t v = sum([i](const ServiceStats& s) { return s.registrations[i].get(); });
+        regs.metric.push_back(
+            counter(static_cast<double>(v), {{"result", base::kRegistrationResultNames[i]}}));
+    }
+    out.push_back(std::move(regs));
+
+    auto redis_errors = family("sipr_redis_errors_total", "Redis errors, by kind",
+                               MetricType::Counter);
+    for (std::size_t i = 0; i < base::kRedisErrorKindNames.size(); ++i) {
+        uint64_t v = sum([i](const ServiceStats& s) { return s.redis_errors[i].get(); });
+        redis_errors.metric.push_back(
+            counter(static_cast<double>(v), {{"kind", base::kRedisErrorKindNames[i]}}));
+    }
+    out.push_back(std::move(redis_errors));
+
+    auto single = [&](const char* name, const char* help, auto getter) {
+        auto f = family(name, help, MetricType::Counter);
+        f.metric.push_back(counter(static_cast<double>(sum(getter))));
+        out.push_back(std::move(f));
+    };
+    single("sipr_auth_failures_total", "Failed digest authentications",
+           [](const ServiceStats& s) { return s.auth_failures.get(); });
+    single("sipr_contacts_cut_total", "Contacts left out of a 302 to fit one datagram",
+           [](const ServiceStats& s) { return s.contacts_cut.get(); });
+    single("sipr_garbage_bindings_total", "Stored bindings that failed to unpack (skipped)",
+           [](const ServiceStats& s) { return s.garbage_bindings.get(); });
+    single("sipr_cache_hits_total", "Near-cache hits",
+           [](const ServiceStats& s) { return s.cache_hits.get(); });
+    single("sipr_cache_misses_total", "Near-cache misses",
+           [](const ServiceStats& s) { return s.cache_misses.get(); });
+    single("sipr_cache_invalidations_total", "Near-cache invalidations received",
+           [](const ServiceStats& s) { return s.cache_invalidations.get(); });
+
+    auto inflight = family("sipr_inflight_lookups", "Redis look-ups in flight",
+                           MetricType::Gauge);
+    int64_t in = 0;
+    for (const ServiceStats* w : workers) in += w->inflight_lookups.get();
+    inflight.metric.push_back(gauge(static_cast<double>(in)));
+    out.push_back(std::move(inflight));
+
+    auto up = family("sipr_redis_up",
+                     "1 when every worker's Redis connection is ready, else 0",
+                     MetricType::Gauge);
+    bool all_up = !workers.empty();
+    for (const ServiceStats* w : workers) all_up = all_up && w->redis_up.get() == 1;
+    up.metric.push_back(gauge(all_up ? 1.0 : 0.0));
+    out.push_back(std::move(up));
+
+    auto hist = family("sipr_lookup_duration_seconds", "Redis look-up latency",
+                       MetricType::Histogram);
+    ClientMetric hm;
+    uint64_t cumulative = 0;
+    for (std::size_t i = 0; i <= base::DurationHistogram::kBoundsUs.size(); ++i) {
+        cumulative += sum([i](const ServiceStats& s) { return s.lookup_duration.bucket(i); });
+        ClientMetric::Bucket b;
+        b.cumulative_count = cumulative;
+        b.upper_bound = i < base::DurationHistogram::kBoundsUs.size()
+                            ? static_cast<double>(base::DurationHistogram::kBoundsUs[i]) / 1e6
+                            : std::numeric_limits<double>::infinity();
+        hm.histogram.bucket.push_back(b);
+    }
+    hm.histogram.sample_count = cumulative;
+    hm.histogram.sample_sum =
+        static_cast<double>(sum([](const ServiceStats& s) { return s.lookup_duration.sum_us(); })) / 1e6;
+    hist.metric.push_back(std::move(hm));
+    out.push_back(std::move(hist));
+
+    auto info = family("sipr_build_info", "Build information", MetricType::Gauge);
+    info.metric.push_back(gauge(1.0, {{"program", program}, {"version", SIPR_VERSION}}));
+    out.push_back(std::move(info));
+    return out;
+}
+
+}  // namespace
+
+class Exporter::Collector : public prometheus::Collectable {
+public:
+    Collector(std::string program, std::vector<const base::ServiceStats*> workers)
+        : program_(std::move(program)), workers_(std::move(workers)) {}
+    std::vector<MetricFamily> Collect() const override { return collect(program_, workers_); }
+
+private:
+    std::string program_;
+    std::vector<const base::ServiceStats*> workers_;
+};
+
+Exporter::Exporter(const std::string& listen, const std::string& program,
+                   std::vector<const base::ServiceStats*> workers)
+    : collector_(std::make_shared<Collector>(program, std::move(workers))) {
+    try {
+        exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("cannot serve metrics on " + listen + ": " + e.what());
+    }
+    exposer_->RegisterCollectable(collector_);
+}
+
+Exporter::~Exporter() = default;
+
+uint16_t Exporter::port() const {
+    auto ports = exposer_->GetListeningPorts();
+    return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
+}
+
+std::string render(const std::string& program,
+                   const std::vector<const base::ServiceStats*>& workers) {
+    prometheus::TextSerializer ser;
+    return ser.Serialize(collect(program, workers));
+}
+
+}  // namespace sipr::metrics
