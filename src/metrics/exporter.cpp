@@ -179,7 +179,7 @@ Exporter::Exporter(const std::string& listen, const std::string& program,
                    std::vector<const base::ServiceStats*> workers)
     : collector_(std::make_shared<Collector>(program, std::move(workers))) {
     try {
-        exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+        exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
     } catch (const std::exception& e) {
         throw std::runtime_error("cannot serve metrics on " + listen + ": " + e.what());
     }

@@ -77,7 +77,12 @@ std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
 
 Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
                      base::ServiceStats& stats)
-    : config_(std::move(config)), store_(store), sender_(sender), stats_(stats) {}
+    : config_(std::move(config)),
+      store_(store),
+      sender_(sender),
+      stats_(stats),
+      msg_(std::make_unique<sip::Message>()),
+      out_(kMaxResponse) {}
 
 Registrar::~Registrar() = default;
 
@@ -90,17 +95,16 @@ bool Registrar::serves(std::string_view host) const noexcept {
 
 void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
                         uint16_t status, std::string_view reason, std::string_view extra) noexcept {
-    static thread_local std::array<char, kMaxResponse> buf;
     std::string_view out = sip::write_response(msg, core, status, reason, extra, config_.tag_key,
-                                               buf, to.source());
+                                               out_, to.source());
     if (out.empty()) return;
     if (sender_.send(out, to, sip::response_port(core.top_via, to.port))) stats_.response(status);
     else stats_.drop(base::DropReason::SendFailed);
 }
 
 void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from) noexcept {
-    static thread_local sip::Message msg;
-    static thread_local sip::RequestCore core;
+    sip::Message& msg = *msg_;
+    sip::RequestCore& core = core_;
     sip::IntakeResult r = sip::intake(bytes, config_.max_message, config_.max_headers, msg, core);
     if (r.action == sip::IntakeAction::Drop) {
         stats_.drop(r.drop);
@@ -384,8 +388,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
         return a->updated_at_ms > b->updated_at_ms;
     });
 
-    static thread_local std::array<char, kMaxResponse> buf;
-    sip::ResponseWriter w(buf);
+    sip::ResponseWriter w(out_);
     w.begin(msg, core, 200, "OK", config_.tag_key, slot->peer.source());
     auto& bw = w.writer();
     const std::size_t reserve_tail = 128;  // Date, Path echo, Content-Length

@@ -8,14 +8,22 @@ import re
 import sys
 
 DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
+# The integration and end-to-end scripts end with the project's own summary line.
+PLAIN = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 
 passed = failed = 0
 with open(sys.argv[1], encoding="utf-8") as log:
     for line in log:
         entry = json.loads(line)
         ok = entry.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
-        match = DOCTEST.search(entry.get("stdout") or "")
-        if match:
+        out = entry.get("stdout") or ""
+        match = DOCTEST.search(out) or PLAIN.search(out)
+        if match and match.re is PLAIN:
+            passed += int(match.group(1))
+            failed += int(match.group(2))
+            if not ok and int(match.group(2)) == 0:
+                failed += 1
+        elif match:
             passed += int(match.group(2))
             failed += int(match.group(3))
             if not ok and int(match.group(3)) == 0:

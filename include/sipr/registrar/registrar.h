@@ -76,6 +76,11 @@ private:
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<Slot*> free_slots_;
     std::size_t pending_ = 0;
+    // Scratch for the datagram being handled and for the response being written (per worker: no
+    // thread_local, which would bloat every thread's static TLS, civetweb's too).
+    std::unique_ptr<sip::Message> msg_;
+    sip::RequestCore core_;
+    std::vector<char> out_;
 };
 
 // "Sat, 13 Nov 2010 23:29:00 GMT" (RFC 3261 §20.17, RFC 1123 date) for unix milliseconds.

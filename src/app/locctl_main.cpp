@@ -1,0 +1,357 @@
+// sip-locctl: the operator's CLI for subscribers and bindings (DESIGN §2, §8).
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "sipr/base/ascii.h"
+#include "sipr/location/binding.h"
+#include "sipr/location/schema.h"
+#include "sipr/net/endpoint.h"
+#include "sipr/registrar/registrar.h"
+#include "sipr/sip/aor.h"
+#include "sipr/sip/headers.h"
+#include "sipr/sip/message.h"
+
+namespace {
+
+using namespace sipr;
+const std::string kProgram = "sip-locctl";
+
+std::string hex_digest(const EVP_MD* md, const std::string& text) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(text.data(), text.size(), out, &len, md, nullptr);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string s;
+    for (unsigned i = 0; i < len; ++i) {
+        s += kHex[out[i] >> 4];
+        s += kHex[out[i] & 0xf];
+    }
+    return s;
+}
+
+std::string normalize_or_die(const std::string& text) {
+    char buf[sip::kMaxAorLength];
+    std::size_t len = 0;
+    if (sip::normalize_aor(text, {}, buf, len) != sip::AorStatus::Ok)
+        app::die(kProgram, "'" + text + "' is not a SIP address-of-record (e.g. sip:alice@example.com)");
+    return std::string(buf, len);
+}
+
+class Redis {
+public:
+    explicit Redis(const std::string& url_text) {
+        location::RedisUrl url;
+        std::string err;
+        if (!location::parse_redis_url(url_text, url, err)) app::die(kProgram, err);
+        if (std::string why = app::check_redis(url, 2000); !why.empty()) app::die(kProgram, why);
+        timeval tv{2, 0};
+        c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+        if (c_ == nullptr || c_->err != 0) app::die(kProgram, "cannot reach Redis");
+        redisSetTimeout(c_, tv);
+        if (!url.password.empty()) {
+            std::vector<std::string> a{"AUTH"};
+            if (!url.user.empty()) a.push_back(url.user);
+            a.push_back(url.password);
+            free(run(a));
+        }
+        if (url.db != 0) free(run({"SELECT", std::to_string(url.db)}));
+    }
+    ~Redis() { redisFree(c_); }
+
+    // Runs a command; dies with one line on a transport error or an error reply.
+    redisReply* run(const std::vector<std::string>& args) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
+        if (r == nullptr) app::die(kProgram, std::string("Redis: ") + c_->errstr);
+        if (r->type == REDIS_REPLY_ERROR) {
+            std::string e(r->str, r->len);
+            freeReplyObject(r);
+            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
+        }
+        return r;
+    }
+    static void free(redisReply* r) { freeReplyObject(r); }
+
+private:
+    redisContext* c_ = nullptr;
+};
+
+int64_t now_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string json_escape(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += c;
+                }
+        }
+    }
+    return out;
+}
+
+int cmd_show(Redis& r, const std::string& aor_text, bool json) {
+    std::string aor = normalize_or_die(aor_text);
+    redisReply* rep = r.run({"HGETALL", location::location_key(aor)});
+    struct Row {
+        std::string key;
+        location::Binding b;
+    };
+    std::vector<Row> rows;
+    std::size_t garbage = 0;
+    int64_t now = now_ms();
+    for (std::size_t i = 0; i + 1 < rep->elements; i += 2) {
+        location::BindingView v;
+        std::string_view packed(rep->element[i + 1]->str, rep->element[i + 1]->len);
+        if (!location::unpack_binding(packed, v)) {
+            ++garbage;
+            continue;
+        }
+        if (v.expires_at_ms <= now) continue;
+        rows.push_back({std::string(rep->element[i]->str, rep->element[i]->len), location::to_binding(v)});
+    }
+    Redis::free(rep);
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+        if (a.b.q != b.b.q) return a.b.q > b.b.q;
+        return a.b.updated_at_ms > b.b.updated_at_ms;
+    });
+    if (json) {
+        std::printf("{\"aor\":\"%s\",\"bindings\":[", json_escape(aor).c_str());
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const auto& b = rows[i].b;
+            std::printf("%s{\"contact\":\"%s\",\"q\":%s,\"expires_in\":%lld,\"received\":\"%s\","
+                        "\"user_agent\":\"%s\",\"instance\":\"%s\",\"path\":\"%s\",\"call_id\":\"%s\","
+                        "\"cseq\":%u}",
+                        i == 0 ? "" : ",", json_escape(b.contact).c_str(),
+                        registrar::format_q(b.q).c_str(),
+                        static_cast<long long>((b.expires_at_ms - now + 999) / 1000),
+                        json_escape(b.received).c_str(), json_escape(b.user_agent).c_str(),
+                        json_escape(b.instance).c_str(), json_escape(b.path).c_str(),
+                        json_escape(b.call_id).c_str(), b.cseq);
+        }
+        std::printf("]}\n");
+        return 0;
+    }
+    std::printf("%s: %zu binding%s\n", aor.c_str(), rows.size(), rows.size() == 1 ? "" : "s");
+    if (!rows.empty()) {
+        std::printf("%-48s %5s %8s  %-22s %s\n", "CONTACT", "Q", "EXPIRES", "RECEIVED", "USER-AGENT / INSTANCE / PATH");
+        for (const auto& row : rows) {
+            const auto& b = row.b;
+            std::string extra = b.user_agent;
+            if (!b.instance.empty()) extra += (extra.empty() ? "" : " ") + std::string("instance=") + b.instance;
+            if (!b.path.empty()) extra += (extra.empty() ? "" : " ") + std::string("path=") + b.path;
+            std::printf("%-48s %5s %7llds  %-22s %s\n", b.contact.c_str(), registrar::format_q(b.q).c_str(),
+                        static_cast<long long>((b.expires_at_ms - now + 999) / 1000), b.received.c_str(),
+                        extra.c_str());
+        }
+    }
+    if (garbage != 0) std::printf("(%zu unreadable entries skipped)\n", garbage);
+    return 0;
+}
+
+int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, uint32_t expires,
+             double q) {
+    std::string aor = normalize_or_die(aor_text);
+    sip::NameAddr na;
+    if (!sip::parse_name_addr(contact, na))
+        app::die(kProgram, "'" + contact + "' is not a contact URI (e.g. sip:alice@192.0.2.10:5060)");
+    if (q < 0 || q > 1) app::die(kProgram, "--q must be between 0 and 1");
+    location::Binding b;
+    b.call_id = "sip-locctl";
+    // A CSeq that only grows, so a later bind of the same contact replaces this one.
+    b.cseq = static_cast<uint32_t>((now_ms() / 1000) & 0x7fffffff);
+    b.contact = na.uri_text;
+    b.q = static_cast<uint16_t>(q * 1000 + 0.5);
+    b.user_agent = "sip-locctl";
+    std::string key = registrar::contact_key(na.uri, na.uri_text);
+    redisReply* rep = r.run({"EVAL", std::string(location::register_script()), "1",
+                             location::location_key(aor), "100000", "0", "0", b.call_id,
+                             std::to_string(b.cseq), key, std::to_string(expires),
+                             location::pack_binding_tail(b)});
+    Redis::free(rep);
+    std::printf("bound %s -> %s for %us (q=%s)\n", aor.c_str(), std::string(na.uri_text).c_str(),
+                expires, registrar::format_q(b.q).c_str());
+    return 0;
+}
+
+int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact) {
+    std::string aor = normalize_or_die(aor_text);
+    redisReply* rep;
+    if (contact.empty()) {
+        rep = r.run({"DEL", location::location_key(aor)});
+        std::printf("removed every binding of %s (%lld key)\n", aor.c_str(), rep->integer);
+    } else {
+        sip::NameAddr na;
+        if (!sip::parse_name_addr(contact, na))
+            app::die(kProgram, "'" + contact + "' is not a contact URI");
+        // The binding key is the contact (normalised) or its +sip.instance: try both forms.
+        rep = r.run({"HDEL", location::location_key(aor), registrar::contact_key(na.uri, na.uri_text),
+                     contact});
+        std::printf("removed %lld binding(s) of %s\n", rep->integer, aor.c_str());
+    }
+    Redis::free(rep);
+    return 0;
+}
+
+int cmd_user_add(Redis& r, const std::string& aor_text, const std::string& password,
+                 const std::string& realm_flag) {
+    std::string aor = normalize_or_die(aor_text);
+    std::size_t colon = aor.find(':'), at = aor.rfind('@');
+    std::string user = aor.substr(colon + 1, at - colon - 1);
+    std::string realm = realm_flag.empty() ? aor.substr(at + 1) : realm_flag;
+    std::string a1 = user + ":" + realm + ":" + password;
+    Redis::free(r.run({"HSET", location::subscriber_key(aor), "ha1-md5", hex_digest(EVP_md5(), a1),
+                       "ha1-sha256", hex_digest(EVP_sha256(), a1), "enabled", "1", "realm", realm}));
+    std::printf("user %s added (realm %s)\n", aor.c_str(), realm.c_str());
+    return 0;
+}
+
+int cmd_user_del(Redis& r, const std::string& aor_text) {
+    std::string aor = normalize_or_die(aor_text);
+    redisReply* rep = r.run({"DEL", location::subscriber_key(aor)});
+    std::printf(rep->integer != 0 ? "user %s deleted\n" : "user %s did not exist\n", aor.c_str());
+    Redis::free(rep);
+    return 0;
+}
+
+// Sends OPTIONS to HOST:PORT (retransmitting as RFC 3261 §17.1.2 does, T1 = 500 ms) and prints
+// the status line of the answer. Exit 0 on 200, 1 on any other answer, 2 on no answer.
+int cmd_ping(const std::string& target, uint32_t timeout_ms) {
+    sockaddr_storage to{};
+    if (!net::parse_endpoint(target, to))
+        app::die(kProgram, "'" + target + "' is not host:port (e.g. 127.0.0.1:5070)");
+    int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) app::die(kProgram, "cannot open a UDP socket");
+    sockaddr_storage any{};
+    any.ss_family = to.ss_family;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&any), net::sockaddr_len(reinterpret_cast<sockaddr*>(&to)));
+    sockaddr_storage local{};
+    socklen_t ll = sizeof local;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll);
+    std::mt19937_64 rng(std::random_device{}());
+    std::string branch = "z9hG4bK-locctl-" + std::to_string(rng());
+    std::string host = to.ss_family == AF_INET6 ? "[::1]" : "127.0.0.1";
+    std::string msg = "OPTIONS sip:" + target + " SIP/2.0\r\n"
+                      "Via: SIP/2.0/UDP " + host + ":" + std::to_string(net::port_of(reinterpret_cast<sockaddr*>(&local))) +
+                      ";branch=" + branch + ";rport\r\n"
+                      "Max-Forwards: 70\r\n"
+                      "From: <sip:sip-locctl@localhost>;tag=" + std::to_string(rng() % 1000000000) + "\r\n"
+                      "To: <sip:" + target + ">\r\n"
+                      "Call-ID: locctl-" + std::to_string(rng()) + "\r\n"
+                      "CSeq: 1 OPTIONS\r\n"
+                      "Content-Length: 0\r\n\r\n";
+    auto start = std::chrono::steady_clock::now();
+    uint32_t interval = 500;
+    char buf[65536];
+    for (;;) {
+        ::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                 net::sockaddr_len(reinterpret_cast<sockaddr*>(&to)));
+        auto elapsed = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - start).count());
+        if (elapsed >= timeout_ms) break;
+        pollfd p{fd, POLLIN, 0};
+        int wait = static_cast<int>(std::min(interval, timeout_ms - elapsed));
+        if (::poll(&p, 1, wait) > 0) {
+            ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n > 0) {
+                sip::Message m;
+                std::string_view bytes(buf, static_cast<std::size_t>(n));
+                if (sip::parse_message(bytes, m) != sip::ParseStatus::Malformed && !m.is_request &&
+                    m.find(sip::HeaderId::Via) != nullptr &&
+                    m.find(sip::HeaderId::Via)->value.find(branch) != std::string_view::npos) {
+                    std::printf("%s: %u %.*s\n", target.c_str(), m.status_code,
+                                static_cast<int>(m.reason.size()), m.reason.data());
+                    ::close(fd);
+                    return m.status_code == 200 ? 0 : 1;
+                }
+            }
+        }
+        interval = std::min<uint32_t>(interval * 2, 4000);
+    }
+    ::close(fd);
+    std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App cli{"sip-locctl: manage sip-redirect subscribers and bindings", kProgram};
+    cli.require_subcommand(1);
+    std::string redis = "redis://127.0.0.1:6379";
+    cli.add_option("--redis", redis, "Redis URL")->envname("SIPR_REDIS")->capture_default_str();
+
+    auto* user = cli.add_subcommand("user", "subscribers (digest credentials)");
+    user->require_subcommand(1);
+    std::string aor, password, realm, contact;
+    auto* user_add = user->add_subcommand("add", "add or replace a subscriber");
+    user_add->add_option("AOR", aor, "address-of-record")->required();
+    user_add->add_option("--password", password, "the password (HA1 is stored, not the password)")->required();
+    user_add->add_option("--realm", realm, "digest realm (default: the AOR's domain)");
+    auto* user_del = user->add_subcommand("del", "remove a subscriber");
+    user_del->add_option("AOR", aor, "address-of-record")->required();
+
+    bool json = false;
+    auto* show = cli.add_subcommand("show", "list an AOR's live bindings");
+    show->add_option("AOR", aor, "address-of-record")->required();
+    show->add_flag("--json", json, "print JSON");
+
+    uint32_t expires = 86400 * 365;
+    double q = 1.0;
+    auto* bind = cli.add_subcommand("bind", "add a static binding");
+    bind->add_option("AOR", aor, "address-of-record")->required();
+    bind->add_option("CONTACT", contact, "contact URI")->required();
+    bind->add_option("--expires", expires, "seconds (default: one year)")->check(CLI::Range(1u, 315360000u));
+    bind->add_option("--q", q, "q-value 0..1")->check(CLI::Range(0.0, 1.0));
+
+    auto* unbind = cli.add_subcommand("unbind", "remove one binding, or all of an AOR");
+    unbind->add_option("AOR", aor, "address-of-record")->required();
+    unbind->add_option("CONTACT", contact, "contact URI (omit: all)");
+
+    std::string target;
+    uint32_t timeout_ms = 2000;
+    auto* ping = cli.add_subcommand("ping", "send OPTIONS to a server; exit 0 on 200");
+    ping->add_option("TARGET", target, "host:port")->required();
+    ping->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
+
+    app::parse_or_exit(cli, argc, argv);
+
+    if (*ping) return cmd_ping(target, timeout_ms);
+    Redis r(redis);
+    if (*user_add) return cmd_user_add(r, aor, password, realm);
+    if (*user_del) return cmd_user_del(r, aor);
+    if (*show) return cmd_show(r, aor, json);
+    if (*bind) return cmd_bind(r, aor, contact, expires, q);
+    if (*unbind) return cmd_unbind(r, aor, contact);
+    return 2;
+}
