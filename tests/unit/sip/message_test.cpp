@@ -73,14 +73,22 @@ struct NamedId {
 
 // RFC 3261 §7.3.3 and the compact forms registered since (RFC 3265, 3515, 3892, 4028, 8224, ...).
 constexpr std::array<NamedId, 16> kCompact{{
-    {"i", HeaderId::CallId},        {"m", HeaderId::Contact},
-    {"e", HeaderId::ContentEncoding}, {"l", HeaderId::ContentLength},
-    {"c", HeaderId::ContentType},   {"f", HeaderId::From},
-    {"s", HeaderId::Subject},       {"k", HeaderId::Supported},
-    {"t", HeaderId::To},            {"v", HeaderId::Via},
-    {"o", HeaderId::Event},         {"u", HeaderId::AllowEvents},
-    {"r", HeaderId::ReferTo},       {"b", HeaderId::ReferredBy},
-    {"x", HeaderId::SessionExpires}, {"y", HeaderId::Identity},
+    {"i", HeaderId::CallId},
+    {"m", HeaderId::Contact},
+    {"e", HeaderId::ContentEncoding},
+    {"l", HeaderId::ContentLength},
+    {"c", HeaderId::ContentType},
+    {"f", HeaderId::From},
+    {"s", HeaderId::Subject},
+    {"k", HeaderId::Supported},
+    {"t", HeaderId::To},
+    {"v", HeaderId::Via},
+    {"o", HeaderId::Event},
+    {"u", HeaderId::AllowEvents},
+    {"r", HeaderId::ReferTo},
+    {"b", HeaderId::ReferredBy},
+    {"x", HeaderId::SessionExpires},
+    {"y", HeaderId::Identity},
 }};
 
 constexpr std::array<NamedId, 33> kLong{{
@@ -172,11 +180,10 @@ TEST_CASE("header_id: long names resolve case-insensitively") {
 }
 
 TEST_CASE("is_list_header: exactly the comma-list headers") {
-    const std::set<HeaderId> lists = {HeaderId::Via,       HeaderId::Contact,
-                                      HeaderId::Route,     HeaderId::RecordRoute,
-                                      HeaderId::Path,      HeaderId::Require,
-                                      HeaderId::ProxyRequire, HeaderId::Supported,
-                                      HeaderId::Unsupported, HeaderId::Allow};
+    const std::set<HeaderId> lists = {
+        HeaderId::Via,         HeaderId::Contact, HeaderId::Route,        HeaderId::RecordRoute,
+        HeaderId::Path,        HeaderId::Require, HeaderId::ProxyRequire, HeaderId::Supported,
+        HeaderId::Unsupported, HeaderId::Allow};
     for (auto i = 0; i < static_cast<int>(HeaderId::kCount); ++i) {
         const auto id = static_cast<HeaderId>(i);
         INFO("HeaderId ", i);
@@ -185,14 +192,14 @@ TEST_CASE("is_list_header: exactly the comma-list headers") {
 }
 
 TEST_CASE("parse_message: header names are case-insensitive and compact forms resolve") {
-    const auto p = parse(request(
-        "vIA: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n"
-        "FROM: <sip:a@example.com>;tag=1\r\n"
-        "t: <sip:bob@example.com>\r\n"
-        "I: abc@192.0.2.1\r\n"
-        "cseq: 1 INVITE\r\n"
-        "X-Custom: one\r\n"
-        "L: 0\r\n"));
+    const auto p =
+        parse(request("vIA: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n"
+                      "FROM: <sip:a@example.com>;tag=1\r\n"
+                      "t: <sip:bob@example.com>\r\n"
+                      "I: abc@192.0.2.1\r\n"
+                      "cseq: 1 INVITE\r\n"
+                      "X-Custom: one\r\n"
+                      "L: 0\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     const Message& m = *p.msg;
     REQUIRE(m.header_count == 7);
@@ -221,11 +228,11 @@ TEST_CASE("parse_message: header names are case-insensitive and compact forms re
 }
 
 TEST_CASE("parse_message: white space around the colon is not part of name or value") {
-    const auto p = parse(request(
-        "Via   :   SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa   \r\n"
-        "Max-Forwards\t:\t70\t\r\n"
-        "Call-ID:x@y\r\n"
-        "Subject:\r\n"));
+    const auto p =
+        parse(request("Via   :   SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa   \r\n"
+                      "Max-Forwards\t:\t70\t\r\n"
+                      "Call-ID:x@y\r\n"
+                      "Subject:\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     const Message& m = *p.msg;
     REQUIRE(m.header_count == 4);
@@ -241,15 +248,15 @@ TEST_CASE("parse_message: white space around the colon is not part of name or va
 }
 
 TEST_CASE("parse_message: folded lines stay inside the value, which is trimmed") {
-    const auto p = parse(request(
-        "Subject:   first line \r\n"
-        "   second line\r\n"
-        "\tthird line   \r\n"
-        "Via: SIP/2.0/UDP 192.0.2.1\r\n"
-        " ;branch=z9hG4bKfold\r\n"
-        "To:\r\n"
-        "  <sip:bob@example.com>\r\n"
-        "Call-ID: after-fold@x\r\n"));
+    const auto p =
+        parse(request("Subject:   first line \r\n"
+                      "   second line\r\n"
+                      "\tthird line   \r\n"
+                      "Via: SIP/2.0/UDP 192.0.2.1\r\n"
+                      " ;branch=z9hG4bKfold\r\n"
+                      "To:\r\n"
+                      "  <sip:bob@example.com>\r\n"
+                      "Call-ID: after-fold@x\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     const Message& m = *p.msg;
     REQUIRE(m.header_count == 4);
@@ -284,17 +291,26 @@ TEST_CASE("parse_message: every list header is split on commas") {
         std::vector<std::string_view> elements;
     };
     const std::vector<Case> cases = {
-        {"Via", HeaderId::Via, "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 , SIP/2.0/UDP b;branch=z9hG4bK2",
+        {"Via",
+         HeaderId::Via,
+         "SIP/2.0/UDP a.example.com;branch=z9hG4bK1 , SIP/2.0/UDP b;branch=z9hG4bK2",
          {"SIP/2.0/UDP a.example.com;branch=z9hG4bK1", "SIP/2.0/UDP b;branch=z9hG4bK2"}},
-        {"v", HeaderId::Via, "SIP/2.0/UDP a;branch=z9hG4bK1,SIP/2.0/UDP b;branch=z9hG4bK2",
+        {"v",
+         HeaderId::Via,
+         "SIP/2.0/UDP a;branch=z9hG4bK1,SIP/2.0/UDP b;branch=z9hG4bK2",
          {"SIP/2.0/UDP a;branch=z9hG4bK1", "SIP/2.0/UDP b;branch=z9hG4bK2"}},
-        {"Contact", HeaderId::Contact, "<sip:a@x>;q=0.5, <sip:b@y>",
+        {"Contact",
+         HeaderId::Contact,
+         "<sip:a@x>;q=0.5, <sip:b@y>",
          {"<sip:a@x>;q=0.5", "<sip:b@y>"}},
-        {"m", HeaderId::Contact, "sip:a@x;expires=5,sip:b@y",
-         {"sip:a@x;expires=5", "sip:b@y"}},
-        {"Route", HeaderId::Route, "<sip:p1;lr>, <sip:p2;lr>, <sip:p3;lr>",
+        {"m", HeaderId::Contact, "sip:a@x;expires=5,sip:b@y", {"sip:a@x;expires=5", "sip:b@y"}},
+        {"Route",
+         HeaderId::Route,
+         "<sip:p1;lr>, <sip:p2;lr>, <sip:p3;lr>",
          {"<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3;lr>"}},
-        {"Record-Route", HeaderId::RecordRoute, "<sip:p1;lr>,<sip:p2;lr>",
+        {"Record-Route",
+         HeaderId::RecordRoute,
+         "<sip:p1;lr>,<sip:p2;lr>",
          {"<sip:p1;lr>", "<sip:p2;lr>"}},
         {"Path", HeaderId::Path, "<sip:e1;lr>, <sip:e2;lr>", {"<sip:e1;lr>", "<sip:e2;lr>"}},
         {"Require", HeaderId::Require, "100rel, timer", {"100rel", "timer"}},
@@ -323,10 +339,10 @@ TEST_CASE("parse_message: every list header is split on commas") {
 }
 
 TEST_CASE("parse_message: list splitting ignores commas inside quotes and angle brackets") {
-    const auto p = parse(request(
-        "Contact: \"Smith, John\" <sip:john@192.0.2.5>;q=0.5, <sip:a,b@192.0.2.6>, "
-        "\"x \\\"y, z\\\" <w>\" <sip:q@192.0.2.7>\r\n"
-        "Route: <sip:p1.example.com;lr>,\r\n <sip:p2.example.com;lr>\r\n"));
+    const auto p =
+        parse(request("Contact: \"Smith, John\" <sip:john@192.0.2.5>;q=0.5, <sip:a,b@192.0.2.6>, "
+                      "\"x \\\"y, z\\\" <w>\" <sip:q@192.0.2.7>\r\n"
+                      "Route: <sip:p1.example.com;lr>,\r\n <sip:p2.example.com;lr>\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     check_values(*p.msg, HeaderId::Contact,
                  {"\"Smith, John\" <sip:john@192.0.2.5>;q=0.5", "<sip:a,b@192.0.2.6>",
@@ -337,10 +353,10 @@ TEST_CASE("parse_message: list splitting ignores commas inside quotes and angle 
 }
 
 TEST_CASE("parse_message: a list header on several lines keeps every element in order") {
-    const auto p = parse(request(
-        "Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\n"
-        "Max-Forwards: 70\r\n"
-        "Via: SIP/2.0/UDP c;branch=z9hG4bK3\r\n"));
+    const auto p =
+        parse(request("Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\n"
+                      "Max-Forwards: 70\r\n"
+                      "Via: SIP/2.0/UDP c;branch=z9hG4bK3\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     check_values(*p.msg, HeaderId::Via,
                  {"SIP/2.0/UDP a;branch=z9hG4bK1", "SIP/2.0/UDP b;branch=z9hG4bK2",
@@ -350,14 +366,14 @@ TEST_CASE("parse_message: a list header on several lines keeps every element in 
 }
 
 TEST_CASE("parse_message: non-list headers are never split") {
-    const auto p = parse(request(
-        "Subject: lunch, then coffee, then work\r\n"
-        "Authorization: Digest username=\"bob\", realm=\"example.com\", nonce=\"n1\", "
-        "uri=\"sip:example.com\", response=\"0123\"\r\n"
-        "From: \"Doe, Jane\" <sip:jane@example.com>;tag=9\r\n"
-        "Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
-        "Allow-Events: presence, dialog\r\n"
-        "X-Unknown: a, b, c\r\n"));
+    const auto p = parse(
+        request("Subject: lunch, then coffee, then work\r\n"
+                "Authorization: Digest username=\"bob\", realm=\"example.com\", nonce=\"n1\", "
+                "uri=\"sip:example.com\", response=\"0123\"\r\n"
+                "From: \"Doe, Jane\" <sip:jane@example.com>;tag=9\r\n"
+                "Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+                "Allow-Events: presence, dialog\r\n"
+                "X-Unknown: a, b, c\r\n"));
     REQUIRE(p.status == ParseStatus::Ok);
     const Message& m = *p.msg;
     CHECK(m.header_count == 6);
@@ -398,7 +414,8 @@ TEST_CASE("parse_message: max_size") {
 
 TEST_CASE("parse_message: max_headers counts entries after list splitting") {
     // Via + 3 Allow elements + Call-ID = 5 entries.
-    const std::string msg = request(std::string(kVia) + "Allow: INVITE, ACK, BYE\r\nCall-ID: c@x\r\n");
+    const std::string msg =
+        request(std::string(kVia) + "Allow: INVITE, ACK, BYE\r\nCall-ID: c@x\r\n");
     ParseLimits limits;
     limits.max_headers = 5;
     const auto ok = parse(msg, limits);
@@ -415,10 +432,25 @@ TEST_CASE("parse_message: max_headers counts entries after list splitting") {
     CHECK(parse(msg, limits).status == ParseStatus::TooManyHeaders);
 }
 
+TEST_CASE("parse_message: TooManyHeaders only when the headers kept are clean") {
+    ParseLimits limits;
+    limits.max_headers = 1;
+    // A NUL in the one header that would be kept: it cannot be reported as valid.
+    std::string bytes =
+        request(std::string("Subject: a") + '\0' + "b\r\nCall-ID: x\r\nTo: <sip:b@x>\r\n");
+    CHECK(parse(bytes, limits).status == ParseStatus::Malformed);
+    // Without the NUL: TooManyHeaders, and the one kept header is the first.
+    const auto p = parse(request("Subject: ab\r\nCall-ID: x\r\nTo: <sip:b@x>\r\n"), limits);
+    CHECK(p.status == ParseStatus::TooManyHeaders);
+    CHECK(p.msg->header_count <= 1);
+    if (p.msg->header_count == 1) CHECK(p.msg->headers[0].value == "ab");
+}
+
 TEST_CASE("parse_message: max_headers is clamped to the capacity") {
     auto many = [](std::size_t n) {
         std::string h;
-        for (std::size_t i = 0; i < n; ++i) h += "X-H" + std::to_string(i) + ": " + std::to_string(i) + "\r\n";
+        for (std::size_t i = 0; i < n; ++i)
+            h += "X-H" + std::to_string(i) + ": " + std::to_string(i) + "\r\n";
         return request(h);
     };
     ParseLimits limits;
@@ -529,10 +561,16 @@ TEST_CASE("parse_message: start lines") {
                  "\r\n\r\n"sv,
                  "INVITE\r\n\r\n"sv,
                  "INVITE sip:bob@example.com\r\n\r\n"sv,
-                 "INVITE sip:bob@example.com SIP/2.0\r\n"sv,            // no empty line
+                 "INVITE sip:bob@example.com SIP/2.0\r\n"sv,                // no empty line
                  "INVITE sip:bob@example.com SIP/2.0\r\nCall-ID: x\r\n"sv,  // no empty line
                  "INVITE sip:bob@example.com SIP/2.0\r\nno colon here\r\n\r\n"sv,
                  "INVITE sip:bob@example.com SIP/2.0\r\nSubject: a\0b\r\n\r\n"sv,
+                 "INVITE sip:bob@example.com SIP/2.0\r\nBad Header: x\r\n\r\n"sv,  // not a token
+                 "INVITE sip:bob@example.com SIP/2.0\r\n: no name\r\n\r\n"sv,
+                 "INVITE sip:bob@example.com SIP/2.0\r\n folded: x\r\n\r\n"sv,  // fold, no header
+                 "INVITE  sip:bob@example.com SIP/2.0\r\n\r\n"sv,               // §7.1: single SP
+                 "INVITE sip:bob@example.com SIP/2.0 \r\n\r\n"sv,
+                 "INVITE sip:bob@example.com SIP/2.0\r\n\r"sv,  // CR without its LF
                  "SIP/2.0 20 OK\r\n\r\n"sv,
                  "SIP/2.0 abc OK\r\n\r\n"sv,
              }) {
@@ -544,7 +582,8 @@ TEST_CASE("parse_message: start lines") {
 
 TEST_CASE("parse_message: a reused Message carries nothing over") {
     auto m = std::make_unique<Message>();
-    const std::string first = request(std::string(kVia) + "Allow: A, B, C\r\nContent-Length: 2\r\n", "hi");
+    const std::string first =
+        request(std::string(kVia) + "Allow: A, B, C\r\nContent-Length: 2\r\n", "hi");
     REQUIRE(parse_message(first, *m) == ParseStatus::Ok);
     CHECK(m->header_count == 5);
     CHECK(m->has_content_length);
@@ -595,7 +634,8 @@ TEST_CASE("method_from_text and method_text round-trip every known method") {
         CHECK(method_text(m) == text);
         CHECK(method_from_text(lower(text)) == Method::Unknown);
     }
-    for (std::string_view other : {""sv, "INVITEX"sv, "INVIT"sv, "Invite"sv, "NEWMETHOD"sv, " INVITE"sv}) {
+    for (std::string_view other :
+         {""sv, "INVITEX"sv, "INVIT"sv, "Invite"sv, "NEWMETHOD"sv, " INVITE"sv}) {
         INFO("token '", other, "'");
         CHECK(method_from_text(other) == Method::Unknown);
     }
