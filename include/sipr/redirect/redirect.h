@@ -1,0 +1,122 @@
+#pragma once
+// The redirect service of DESIGN §4: a request and the bindings of its AOR in, a 302 / 404 / 503
+// (or another answer, or nothing) out. The decision and the response writing are pure functions
+// (unit-tested rule by rule); Redirector wires them to a LocationStore and a Sender.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sipr/base/siphash.h"
+#include "sipr/base/stats.h"
+#include "sipr/location/store.h"
+#include "sipr/sip/aor.h"
+#include "sipr/sip/intake.h"
+
+namespace sipr::redirect {
+
+struct Config {
+    std::vector<std::string> domains;  // served domains, lower-case; empty serves all
+    std::string default_domain;        // tel: URIs map here (DESIGN §4); "" answers them 404
+    bool path_as_route = false;        // a binding's Path as ?Route= on its Contact (opt-in)
+    bool reject_max_forwards_zero = true;  // Max-Forwards: 0 -> 483 (RFC 3261 §16.3 spirit)
+    bool health_ignores_redis = false;     // OPTIONS probe answers 200 even without Redis
+    std::size_t max_response = 1300;   // a 302 fits one datagram (RFC 3261 §18.1.1)
+    std::size_t max_message = 8192;    // larger requests get 513
+    std::size_t max_headers = 96;
+    std::size_t max_inflight = 1024;   // look-ups per worker; beyond: 503 at once
+    uint32_t retry_after_s = 5;
+    base::SipKey tag_key;
+};
+
+enum class Step : uint8_t {
+    Drop,     // nothing to answer; count `drop`
+    Absorb,   // ACK: no answer (RFC 3261 §17.2.1: the 302's transaction absorbs it)
+    Respond,  // answer now with status / reason / extra
+    Lookup,   // look the AOR up, then write_redirect()
+};
+
+struct Decision {
+    Step step = Step::Drop;
+    base::DropReason drop = base::DropReason::NotSip;
+    uint16_t status = 0;
+    std::string_view reason;
+    std::string_view extra;  // whole header lines (static text)
+    std::string_view aor;    // for Lookup: points into the caller's AOR buffer
+};
+
+// Classifies one datagram in the order of DESIGN §4. `msg`, `core` and `aor_buf` are the caller's
+// storage (views point into `bytes` and `aor_buf`). `store_available` answers the health probe.
+[[nodiscard]] Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
+                              sip::RequestCore& core,
+                              std::span<char, sip::kMaxAorLength> aor_buf,
+                              bool store_available) noexcept;
+
+// What the store said about the AOR.
+struct LookupOutcome {
+    location::StoreError error = location::StoreError::None;
+    std::span<const location::BindingView> bindings;
+    int64_t now_ms = 0;  // wall clock, for remaining seconds and expiry
+};
+
+struct WriteResult {
+    std::string_view response;  // empty when even a bare response did not fit
+    uint16_t status = 0;
+    std::size_t contacts = 0;   // Contacts written
+    std::size_t cut = 0;        // live contacts left out to fit max_response
+};
+
+// Writes the answer to a looked-up request: 302 with one Contact per live binding (highest q
+// first, then most recently registered; duplicates and the Request-URI itself left out; each with
+// ;q= and ;expires=), 404 when none is left, 503 + Retry-After on a store error. At most
+// `limit` bytes (also bounded by `out`); contacts that do not fit are cut lowest q first.
+[[nodiscard]] WriteResult write_redirect(const Config& config, const sip::Message& msg,
+                                         const sip::RequestCore& core, const LookupOutcome& found,
+                                         const sip::Source& source, std::size_t limit,
+                                         std::span<char> out) noexcept;
+
+// Escapes a header value for use inside a URI header (RFC 3261 §19.1.1 hvalue): everything but
+// unreserved characters and hnv-unreserved ones becomes %XX. Returns false when it did not fit.
+[[nodiscard]] bool append_uri_header_escaped(base::BufferWriter& w, std::string_view value) noexcept;
+
+// The service on one worker: copies each datagram into a slot, decides, asks the store, answers.
+class Redirector {
+public:
+    // `now_us` is a monotonic clock for the look-up latency histogram; `wall_ms` the wall clock.
+    Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
+               base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
+               int64_t (*wall_ms)() noexcept);
+    ~Redirector();
+    Redirector(const Redirector&) = delete;
+    Redirector& operator=(const Redirector&) = delete;
+
+    void on_datagram(std::string_view bytes, const sip::Peer& from) noexcept;
+    [[nodiscard]] std::size_t inflight() const noexcept { return inflight_; }
+
+private:
+    struct Slot;
+    static void on_lookup(void* ctx, const location::LookupReply& reply) noexcept;
+    void finish(Slot* slot, const location::LookupReply& reply) noexcept;
+    void respond(Slot& slot, uint16_t status, std::string_view reason,
+                 std::string_view extra) noexcept;
+    void send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept;
+    Slot* acquire() noexcept;
+    void release(Slot* slot) noexcept;
+
+    Config config_;
+    location::LocationStore& store_;
+    sip::Sender& sender_;
+    base::ServiceStats& stats_;
+    uint64_t (*now_us_)() noexcept;
+    int64_t (*wall_ms_)() noexcept;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::vector<Slot*> free_;
+    std::unique_ptr<Slot> scratch_;  // for datagrams answered at once when every slot is busy
+    std::vector<char> out_;
+    std::size_t inflight_ = 0;
+};
+
+}  // namespace sipr::redirect

@@ -1,0 +1,388 @@
+#include "sipr/redirect/redirect.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "sipr/base/ascii.h"
+#include "sipr/sip/headers.h"
+
+namespace sipr::redirect {
+
+using location::BindingView;
+using location::StoreError;
+
+namespace {
+
+// A redirect server redirects every method (RFC 3261 §8.3) and answers OPTIONS and CANCEL itself.
+constexpr std::string_view kAllow =
+    "Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY, "
+    "REFER, PUBLISH\r\n";
+constexpr std::string_view kRetryAfter = "Retry-After: 5\r\n";
+constexpr std::size_t kMaxCandidates = 256;
+constexpr std::string_view kTail = "Content-Length: 0\r\n\r\n";
+
+bool serves(const Config& c, std::string_view host) noexcept {
+    if (c.domains.empty()) return true;
+    for (const std::string& d : c.domains)
+        if (base::iequals(d, host)) return true;
+    return false;
+}
+
+Decision respond(uint16_t status, std::string_view reason, std::string_view extra = {}) noexcept {
+    Decision d;
+    d.step = Step::Respond;
+    d.status = status;
+    d.reason = reason;
+    d.extra = extra;
+    return d;
+}
+
+// q-value text without allocating: 1000 -> "1", 500 -> "0.5", 5 -> "0.005".
+void append_q(base::BufferWriter& w, uint16_t q) noexcept {
+    if (q >= 1000) {
+        w.append('1');
+        return;
+    }
+    if (q == 0) {
+        w.append('0');
+        return;
+    }
+    char digits[5] = {'0', '.', static_cast<char>('0' + q / 100), static_cast<char>('0' + q / 10 % 10),
+                      static_cast<char>('0' + q % 10)};
+    std::size_t n = 5;
+    while (digits[n - 1] == '0') --n;
+    w.append(std::string_view(digits, n));
+}
+
+bool is_hvalue_char(char c) noexcept {
+    // RFC 3261 §25.1: hvalue = *( hnv-unreserved / unreserved / escaped )
+    if (base::is_alnum(c)) return true;
+    switch (c) {
+        case '-': case '_': case '.': case '!': case '~': case '*': case '\'': case '(': case ')':
+        case '[': case ']': case '/': case '?': case ':': case '+': case '$':
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace
+
+bool append_uri_header_escaped(base::BufferWriter& w, std::string_view value) noexcept {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (char c : value) {
+        if (is_hvalue_char(c)) {
+            w.append(c);
+        } else {
+            auto u = static_cast<unsigned char>(c);
+            char e[3] = {'%', kHex[u >> 4], kHex[u & 0xf]};
+            w.append(std::string_view(e, 3));
+        }
+    }
+    return !w.overflow();
+}
+
+Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
+                sip::RequestCore& core, std::span<char, sip::kMaxAorLength> aor_buf,
+                bool store_available) noexcept {
+    sip::IntakeResult in = sip::intake(bytes, config.max_message, config.max_headers, msg, core);
+    if (in.action == sip::IntakeAction::Drop) {
+        Decision d;
+        d.drop = in.drop;
+        return d;
+    }
+    if (in.action == sip::IntakeAction::Respond) return respond(in.status, in.reason);
+
+    const sip::Uri& ruri = core.request_uri;
+    switch (msg.method) {
+        case sip::Method::Ack: {
+            Decision d;
+            d.step = Step::Absorb;
+            return d;
+        }
+        case sip::Method::Cancel:
+            // The INVITE was answered at once and finally; 200 stops the CANCEL's retransmissions
+            // (RFC 3261 §8.3 asks a redirect server for a 2xx here).
+            return respond(200, "OK");
+        case sip::Method::Register:
+            return respond(405, "Method Not Allowed", kAllow);
+        case sip::Method::Options:
+            if (core.request_uri_status == sip::UriStatus::Ok && ruri.scheme != sip::Scheme::Tel &&
+                ruri.user.empty()) {
+                // Addressed to the server: the load balancer's health probe. Require applies to
+                // requests we answer ourselves (RFC 3261 §8.2.2.3): 420, listed by the caller.
+                if (msg.find(sip::HeaderId::Require) != nullptr) return respond(420, "Bad Extension");
+                if (store_available || config.health_ignores_redis) return respond(200, "OK", kAllow);
+                return respond(503, "Service Unavailable", kRetryAfter);
+            }
+            break;
+        default:
+            break;
+    }
+
+    if (core.has_max_forwards && core.max_forwards == 0 && config.reject_max_forwards_zero)
+        return respond(483, "Too Many Hops");
+    if (core.request_uri_status == sip::UriStatus::UnsupportedScheme)
+        return respond(416, "Unsupported URI Scheme");
+
+    std::size_t len = 0;
+    switch (sip::normalize_aor(ruri, config.default_domain, aor_buf, len)) {
+        case sip::AorStatus::Ok:
+            break;
+        case sip::AorStatus::BadEscape:
+            return respond(400, "Malformed Request-URI");
+        case sip::AorStatus::UnsupportedScheme:
+            return respond(416, "Unsupported URI Scheme");
+        default:  // no user part, no default domain for tel:, too long: nobody to redirect to
+            return respond(404, "Not Found");
+    }
+    std::string_view aor(aor_buf.data(), len);
+    std::string_view host = aor.substr(aor.find('@') + 1);
+    if (!serves(config, host)) return respond(404, "Not Found");
+
+    Decision d;
+    d.step = Step::Lookup;
+    d.aor = aor;
+    return d;
+}
+
+WriteResult write_redirect(const Config& config, const sip::Message& msg,
+                           const sip::RequestCore& core, const LookupOutcome& found,
+                           const sip::Source& source, std::size_t limit,
+                           std::span<char> out) noexcept {
+    WriteResult res;
+    std::span<char> buf = out.first(std::min(limit, out.size()));
+    if (found.error != StoreError::None) {
+        // Never 404 for a store we could not ask (DESIGN §4).
+        res.status = 503;
+        res.response = sip::write_response(msg, core, 503, "Service Unavailable", kRetryAfter,
+                                           config.tag_key, buf, source);
+        return res;
+    }
+
+    // Live candidates, ordered highest q first, then most recently registered.
+    std::array<const BindingView*, kMaxCandidates> cand;
+    std::size_t n = 0;
+    std::size_t skipped = 0;
+    for (const BindingView& b : found.bindings) {
+        if (b.expires_at_ms <= found.now_ms) continue;  // expired since the store filtered
+        if (base::iequals(b.contact, msg.request_uri)) continue;  // loop guard
+        if (n == cand.size()) {
+            ++skipped;
+            continue;
+        }
+        cand[n++] = &b;
+    }
+    std::sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(n),
+              [](const BindingView* a, const BindingView* b) {
+                  if (a->q != b->q) return a->q > b->q;
+                  return a->updated_at_ms > b->updated_at_ms;
+              });
+    // Deduplicate (the first, best one of equal contacts stays).
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        bool dup = false;
+        for (std::size_t j = 0; j < kept && !dup; ++j)
+            dup = base::iequals(cand[j]->contact, cand[i]->contact);
+        if (!dup) cand[kept++] = cand[i];
+    }
+    n = kept;
+
+    if (n == 0) {
+        res.status = 404;
+        res.response =
+            sip::write_response(msg, core, 404, "Not Found", {}, config.tag_key, buf, source);
+        return res;
+    }
+
+    sip::ResponseWriter w(buf);
+    w.begin(msg, core, 302, "Moved Temporarily", config.tag_key, source);
+    base::BufferWriter& bw = w.writer();
+    for (std::size_t i = 0; i < n; ++i) {
+        const BindingView& b = *cand[i];
+        std::size_t mark = bw.size();
+        int64_t left_ms = b.expires_at_ms - found.now_ms;
+        bw.append("Contact: <");
+        bw.append(b.contact);
+        if (config.path_as_route && !b.path.empty()) {
+            // RFC 3327 §5: a redirect target registered through a Path keeps it as its route.
+            bw.append(b.contact.find('?') == std::string_view::npos ? "?Route=" : "&Route=");
+            (void)append_uri_header_escaped(bw, b.path);
+        }
+        bw.append(">;q=");
+        append_q(bw, b.q);
+        bw.append(";expires=");
+        bw.append_uint(static_cast<uint64_t>((left_ms + 999) / 1000));
+        bw.append("\r\n");
+        if (bw.overflow() || bw.size() + kTail.size() > bw.capacity()) {
+            bw.truncate(mark);
+            res.cut = n - i;
+            break;
+        }
+        ++res.contacts;
+    }
+    res.cut += skipped;
+    if (res.contacts == 0) {
+        // Not even one contact fits the datagram: nothing useful to redirect to.
+        res.status = 480;
+        res.response = sip::write_response(msg, core, 480, "Temporarily Unavailable", kRetryAfter,
+                                           config.tag_key, buf, source);
+        return res;
+    }
+    res.status = 302;
+    res.response = w.finish();
+    return res;
+}
+
+struct Redirector::Slot {
+    std::vector<char> buf;
+    std::unique_ptr<sip::Message> msg = std::make_unique<sip::Message>();
+    sip::RequestCore core;
+    sip::Peer peer;
+    std::array<char, sip::kMaxAorLength> aor{};
+    uint64_t started_us = 0;
+    Redirector* owner = nullptr;
+};
+
+Redirector::Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
+                       base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
+                       int64_t (*wall_ms)() noexcept)
+    : config_(std::move(config)),
+      store_(store),
+      sender_(sender),
+      stats_(stats),
+      now_us_(now_us),
+      wall_ms_(wall_ms),
+      scratch_(std::make_unique<Slot>()),
+      out_(std::max<std::size_t>(config_.max_response, 512)) {
+    scratch_->buf.resize(config_.max_message);
+    scratch_->owner = this;
+}
+
+Redirector::~Redirector() = default;
+
+Redirector::Slot* Redirector::acquire() noexcept {
+    if (!free_.empty()) {
+        Slot* s = free_.back();
+        free_.pop_back();
+        return s;
+    }
+    if (slots_.size() >= config_.max_inflight) return nullptr;
+    // Slots are made on first need and then reused: the steady state allocates nothing.
+    auto fresh = std::unique_ptr<Slot>(new (std::nothrow) Slot);
+    if (!fresh) return nullptr;
+    fresh->buf.resize(config_.max_message);
+    fresh->owner = this;
+    slots_.push_back(std::move(fresh));
+    return slots_.back().get();
+}
+
+void Redirector::release(Slot* slot) noexcept {
+    if (slot != scratch_.get()) free_.push_back(slot);
+}
+
+void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept {
+    if (bytes.empty()) return;
+    if (sender_.send(bytes, slot.peer, sip::response_port(slot.core.top_via, slot.peer.port)))
+        stats_.response(status);
+    else stats_.drop(base::DropReason::SendFailed);
+}
+
+void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
+                         std::string_view extra) noexcept {
+    char unsupported[512];
+    if (status == 420) {
+        // Unsupported lists every option tag of Require (RFC 3261 §8.2.2.3): we support none.
+        base::BufferWriter uw(unsupported);
+        uw.append("Unsupported: ");
+        bool first = true;
+        const sip::Message& m = *slot.msg;
+        for (std::size_t i = 0; i < m.header_count; ++i) {
+            if (m.headers[i].id != sip::HeaderId::Require) continue;
+            if (!first) uw.append(", ");
+            uw.append(m.headers[i].value);
+            first = false;
+        }
+        uw.append("\r\n");
+        if (!uw.overflow()) extra = uw.view();
+    }
+    std::string_view out = sip::write_response(*slot.msg, slot.core, status, reason, extra,
+                                               config_.tag_key, out_, slot.peer.source());
+    send(slot, out, status);
+}
+
+void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from) noexcept {
+    Slot* slot = acquire();
+    bool busy = slot == nullptr;
+    if (busy) slot = scratch_.get();
+    slot->peer = from;
+    // Copy the datagram once into the slot (STYLE.md): every view of the request points there and
+    // stays valid until the look-up answers. One over the size limit is judged in place: it can
+    // only be answered 513 or dropped, now.
+    std::string_view view = bytes;
+    if (bytes.size() <= slot->buf.size()) {
+        std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
+        view = std::string_view(slot->buf.data(), bytes.size());
+    }
+    Decision d = decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available());
+    if (d.step != Step::Drop)
+        stats_.requests[static_cast<std::size_t>(slot->msg->method)].inc();
+    switch (d.step) {
+        case Step::Drop:
+            stats_.drop(d.drop);
+            break;
+        case Step::Absorb:
+            break;
+        case Step::Respond:
+            respond(*slot, d.status, d.reason, d.extra);
+            break;
+        case Step::Lookup: {
+            if (busy) {
+                // DESIGN §4 overload: beyond --max-inflight answer 503 at once, never queue.
+                stats_.redis_error(base::RedisErrorKind::Overloaded);
+                respond(*slot, 503, "Service Unavailable", kRetryAfter);
+                break;
+            }
+            slot->started_us = now_us_();
+            StoreError err = store_.lookup(d.aor, &Redirector::on_lookup, slot);
+            if (err == StoreError::None) {
+                ++inflight_;
+                stats_.inflight_lookups.add(1);
+                return;  // the slot is released when the look-up answers
+            }
+            stats_.redis_error(err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
+                                                             : base::RedisErrorKind::Unavailable);
+            respond(*slot, 503, "Service Unavailable", kRetryAfter);
+            break;
+        }
+    }
+    release(slot);
+}
+
+void Redirector::on_lookup(void* ctx, const location::LookupReply& reply) noexcept {
+    auto* slot = static_cast<Slot*>(ctx);
+    slot->owner->finish(slot, reply);
+}
+
+void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept {
+    --inflight_;
+    stats_.inflight_lookups.add(-1);
+    uint64_t now = now_us_();
+    stats_.lookup_duration.observe_us(now >= slot->started_us ? now - slot->started_us : 0);
+    stats_.garbage_bindings.inc(reply.garbage);
+    switch (reply.error) {
+        case StoreError::None: break;
+        case StoreError::Timeout: stats_.redis_error(base::RedisErrorKind::Timeout); break;
+        case StoreError::Protocol: stats_.redis_error(base::RedisErrorKind::Protocol); break;
+        case StoreError::Overloaded: stats_.redis_error(base::RedisErrorKind::Overloaded); break;
+        default: stats_.redis_error(base::RedisErrorKind::Unavailable); break;
+    }
+    LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
+    WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
+                                     config_.max_response, out_);
+    if (res.cut != 0) stats_.contacts_cut.inc(res.cut);
+    send(*slot, res.response, res.status);
+    release(slot);
+}
+
+}  // namespace sipr::redirect
