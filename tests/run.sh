@@ -13,8 +13,8 @@ BUILD_ROOT=${BUILD_ROOT:-$ROOT/build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 mkdir -p "$BUILD_ROOT"
 
-# shellcheck source=tests/lib/packages.sh
-source "$ROOT/tests/lib/packages.sh"
+# shellcheck source=tools/packages.sh
+source "$ROOT/tools/packages.sh"
 sipr_install_packages
 
 passed=0
@@ -68,7 +68,7 @@ run_suites() {
 }
 
 if build release --buildtype=release; then
-    run_suites release unit
+    run_suites release unit integration
 else
     note_result "release build" 0 1
 fi
@@ -76,7 +76,7 @@ fi
 if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    run_suites asan unit
+    run_suites asan unit integration
 else
     note_result "asan build" 0 1
 fi

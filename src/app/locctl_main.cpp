@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -244,63 +245,156 @@ int cmd_user_del(Redis& r, const std::string& aor_text) {
     return 0;
 }
 
-// Sends OPTIONS to HOST:PORT (retransmitting as RFC 3261 §17.1.2 does, T1 = 500 ms) and prints
-// the status line of the answer. Exit 0 on 200, 1 on any other answer, 2 on no answer.
-int cmd_ping(const std::string& target, uint32_t timeout_ms) {
-    sockaddr_storage to{};
-    if (!net::parse_endpoint(target, to))
-        app::die(kProgram, "'" + target + "' is not host:port (e.g. 127.0.0.1:5070)");
+// One request/response exchange over UDP with RFC 3261 §17.1.2 retransmission (T1 = 500 ms,
+// doubling up to 4 s) until `timeout_ms`. `build` gets the local address text and the branch and
+// returns the request. Returns the response text ("" on no answer).
+std::string transact(const sockaddr_storage& to, uint32_t timeout_ms,
+                     const std::function<std::string(const std::string& local, const std::string& branch)>& build) {
     int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) app::die(kProgram, "cannot open a UDP socket");
     sockaddr_storage any{};
     any.ss_family = to.ss_family;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&any), net::sockaddr_len(reinterpret_cast<sockaddr*>(&to)));
+    const auto* to_sa = reinterpret_cast<const sockaddr*>(&to);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&any), net::sockaddr_len(to_sa));
     sockaddr_storage local{};
     socklen_t ll = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll);
     std::mt19937_64 rng(std::random_device{}());
     std::string branch = "z9hG4bK-locctl-" + std::to_string(rng());
     std::string host = to.ss_family == AF_INET6 ? "[::1]" : "127.0.0.1";
-    std::string msg = "OPTIONS sip:" + target + " SIP/2.0\r\n"
-                      "Via: SIP/2.0/UDP " + host + ":" + std::to_string(net::port_of(reinterpret_cast<sockaddr*>(&local))) +
-                      ";branch=" + branch + ";rport\r\n"
-                      "Max-Forwards: 70\r\n"
-                      "From: <sip:sip-locctl@localhost>;tag=" + std::to_string(rng() % 1000000000) + "\r\n"
-                      "To: <sip:" + target + ">\r\n"
-                      "Call-ID: locctl-" + std::to_string(rng()) + "\r\n"
-                      "CSeq: 1 OPTIONS\r\n"
-                      "Content-Length: 0\r\n\r\n";
+    std::string local_text =
+        host + ":" + std::to_string(net::port_of(reinterpret_cast<sockaddr*>(&local)));
+    std::string msg = build(local_text, branch);
     auto start = std::chrono::steady_clock::now();
     uint32_t interval = 500;
     char buf[65536];
     for (;;) {
-        ::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to),
-                 net::sockaddr_len(reinterpret_cast<sockaddr*>(&to)));
+        ::sendto(fd, msg.data(), msg.size(), 0, to_sa, net::sockaddr_len(to_sa));
         auto elapsed = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 std::chrono::steady_clock::now() - start).count());
+                                                 std::chrono::steady_clock::now() - start)
+                                                 .count());
         if (elapsed >= timeout_ms) break;
         pollfd p{fd, POLLIN, 0};
         int wait = static_cast<int>(std::min(interval, timeout_ms - elapsed));
         if (::poll(&p, 1, wait) > 0) {
             ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-            if (n > 0) {
-                sip::Message m;
-                std::string_view bytes(buf, static_cast<std::size_t>(n));
-                if (sip::parse_message(bytes, m) != sip::ParseStatus::Malformed && !m.is_request &&
-                    m.find(sip::HeaderId::Via) != nullptr &&
-                    m.find(sip::HeaderId::Via)->value.find(branch) != std::string_view::npos) {
-                    std::printf("%s: %u %.*s\n", target.c_str(), m.status_code,
-                                static_cast<int>(m.reason.size()), m.reason.data());
-                    ::close(fd);
-                    return m.status_code == 200 ? 0 : 1;
-                }
+            std::string_view bytes(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+            sip::Message m;
+            if (n > 0 && sip::parse_message(bytes, m) != sip::ParseStatus::Malformed &&
+                !m.is_request && m.status_code >= 200 && m.find(sip::HeaderId::Via) != nullptr &&
+                m.find(sip::HeaderId::Via)->value.find(branch) != std::string_view::npos) {
+                ::close(fd);
+                return std::string(bytes);
             }
         }
         interval = std::min<uint32_t>(interval * 2, 4000);
     }
     ::close(fd);
-    std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
-    return 2;
+    return {};
+}
+
+sockaddr_storage endpoint_or_die(const std::string& target) {
+    sockaddr_storage to{};
+    if (!net::parse_endpoint(target, to))
+        app::die(kProgram, "'" + target + "' is not host:port (e.g. 127.0.0.1:5070)");
+    return to;
+}
+
+std::string random_token() {
+    std::mt19937_64 rng(std::random_device{}());
+    return std::to_string(rng());
+}
+
+// Prints a response's status line, and its Contact lines when `contacts` is set.
+void print_response(const std::string& target, std::string_view text, bool contacts) {
+    sip::Message m;
+    (void)sip::parse_message(text, m);
+    std::printf("%s: %u %.*s\n", target.c_str(), m.status_code, static_cast<int>(m.reason.size()),
+                m.reason.data());
+    if (!contacts) return;
+    for (std::size_t i = 0; i < m.header_count; ++i)
+        if (m.headers[i].id == sip::HeaderId::Contact)
+            std::printf("  Contact: %.*s\n", static_cast<int>(m.headers[i].value.size()),
+                        m.headers[i].value.data());
+}
+
+// OPTIONS to HOST:PORT; exit 0 on 200, 1 on another answer, 2 on none.
+int cmd_ping(const std::string& target, uint32_t timeout_ms) {
+    sockaddr_storage to = endpoint_or_die(target);
+    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+        return "OPTIONS sip:" + target + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=" +
+               branch + ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" +
+               random_token() + "\r\nTo: <sip:" + target + ">\r\nCall-ID: locctl-" + random_token() +
+               "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    });
+    if (resp.empty()) {
+        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
+        return 2;
+    }
+    print_response(target, resp, false);
+    sip::Message m;
+    (void)sip::parse_message(resp, m);
+    return m.status_code == 200 ? 0 : 1;
+}
+
+// REGISTER AOR -> CONTACT at a registrar, as a user agent would; prints the answer and the
+// bindings it lists. Exit 0 on 200.
+int cmd_register(const std::string& aor_text, const std::string& contact, const std::string& target,
+                 uint32_t expires, uint32_t timeout_ms) {
+    std::string aor = normalize_or_die(aor_text);
+    sockaddr_storage to = endpoint_or_die(target);
+    std::string domain = aor.substr(aor.rfind('@') + 1);
+    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+        return "REGISTER sip:" + domain + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=" +
+               branch + ";rport\r\nMax-Forwards: 70\r\nFrom: <" + aor + ">;tag=" + random_token() +
+               "\r\nTo: <" + aor + ">\r\nCall-ID: locctl-reg-" + random_token() +
+               "\r\nCSeq: 1 REGISTER\r\nContact: <" + contact + ">\r\nExpires: " +
+               std::to_string(expires) + "\r\nUser-Agent: sip-locctl\r\nContent-Length: 0\r\n\r\n";
+    });
+    if (resp.empty()) {
+        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
+        return 2;
+    }
+    print_response(target, resp, true);
+    sip::Message m;
+    (void)sip::parse_message(resp, m);
+    return m.status_code == 200 ? 0 : 1;
+}
+
+// INVITE AOR at a redirect server; prints the answer and its Contacts, then ACKs a final non-2xx
+// answer as RFC 3261 §17.1.1.3 asks. Exit 0 on 302.
+int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeout_ms) {
+    sockaddr_storage to = endpoint_or_die(target);
+    std::string from_tag = random_token(), call_id = "locctl-inv-" + random_token();
+    std::string via_line;
+    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+        via_line = "Via: SIP/2.0/UDP " + local + ";branch=" + branch + ";rport\r\n";
+        return "INVITE " + uri + " SIP/2.0\r\n" + via_line +
+               "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
+               "\r\nTo: <" + uri + ">\r\nCall-ID: " + call_id +
+               "\r\nCSeq: 1 INVITE\r\nContact: <sip:sip-locctl@localhost>\r\nContent-Length: 0\r\n\r\n";
+    });
+    if (resp.empty()) {
+        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
+        return 2;
+    }
+    print_response(target, resp, true);
+    sip::Message m;
+    (void)sip::parse_message(resp, m);
+    if (m.status_code >= 300) {
+        const sip::Header* to_h = m.find(sip::HeaderId::To);
+        std::string ack = "ACK " + uri + " SIP/2.0\r\n" + via_line +
+                          "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
+                          "\r\nTo: " + std::string(to_h != nullptr ? to_h->value : "") +
+                          "\r\nCall-ID: " + call_id + "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+        int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const auto* to_sa = reinterpret_cast<const sockaddr*>(&to);
+        if (fd >= 0) {
+            ::sendto(fd, ack.data(), ack.size(), 0, to_sa, net::sockaddr_len(to_sa));
+            ::close(fd);
+        }
+    }
+    return m.status_code == 302 ? 0 : 1;
 }
 
 }  // namespace
@@ -344,9 +438,26 @@ int main(int argc, char** argv) {
     ping->add_option("TARGET", target, "host:port")->required();
     ping->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
 
+    uint32_t reg_expires = 3600;
+    std::string registrar_target = "127.0.0.1:5060";
+    auto* reg = cli.add_subcommand("register", "REGISTER a contact through a registrar, as a UA would");
+    reg->add_option("AOR", aor, "address-of-record")->required();
+    reg->add_option("CONTACT", contact, "contact URI")->required();
+    reg->add_option("--registrar", registrar_target, "host:port")->capture_default_str();
+    reg->add_option("--expires", reg_expires, "seconds")->capture_default_str();
+    reg->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
+
+    std::string redirect_target = "127.0.0.1:5070";
+    auto* invite = cli.add_subcommand("invite", "send INVITE to a redirect server, print the answer");
+    invite->add_option("URI", aor, "Request-URI, e.g. sip:alice@example.com")->required();
+    invite->add_option("--target", redirect_target, "host:port")->capture_default_str();
+    invite->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
+
     app::parse_or_exit(cli, argc, argv);
 
     if (*ping) return cmd_ping(target, timeout_ms);
+    if (*reg) return cmd_register(aor, contact, registrar_target, reg_expires, timeout_ms);
+    if (*invite) return cmd_invite(aor, redirect_target, timeout_ms);
     Redis r(redis);
     if (*user_add) return cmd_user_add(r, aor, password, realm);
     if (*user_del) return cmd_user_del(r, aor);

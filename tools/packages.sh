@@ -5,7 +5,7 @@ SIPR_PACKAGES=(
     libuv1-dev libhiredis-dev prometheus-cpp-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev
     libssl-dev
     clang libclang-rt-14-dev
-    redis-server sip-tester curl
+    redis-server sip-tester curl iproute2
 )
 
 sipr_install_packages() {
