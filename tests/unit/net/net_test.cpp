@@ -1,0 +1,233 @@
+// net layer: endpoints, SO_REUSEPORT sockets with batched receive on a uv_loop, worker threads.
+// Real sockets on loopback only.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <doctest/doctest.h>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sipr/net/endpoint.h"
+#include "sipr/net/udp_socket.h"
+#include "sipr/net/worker_group.h"
+
+using namespace sipr::net;
+
+namespace {
+
+struct Collector : DatagramHandler {
+    std::vector<std::string> got;
+    std::vector<uint16_t> ports;
+    UdpSocket* echo = nullptr;
+    void on_datagram(std::string_view bytes, const sockaddr* from) noexcept override {
+        got.emplace_back(bytes);
+        ports.push_back(port_of(from));
+        if (echo != nullptr) (void)echo->send(bytes, from);
+    }
+};
+
+// Runs `loop` until `done()` or 2 s pass.
+template <typename Done>
+void run_until(uv_loop_t* loop, Done done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!done() && std::chrono::steady_clock::now() < deadline) uv_run(loop, UV_RUN_NOWAIT);
+}
+
+void close_loop(uv_loop_t* loop) {
+    uv_run(loop, UV_RUN_DEFAULT);  // runs the close callbacks
+    CHECK(uv_loop_close(loop) == 0);
+}
+
+int client_socket(int family) {
+    int fd = ::socket(family, SOCK_DGRAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+}  // namespace
+
+TEST_CASE("parse_endpoint: IPv4, bracketed IPv6, localhost; rejects the rest") {
+    sockaddr_storage ss{};
+    REQUIRE(parse_endpoint("127.0.0.1:5060", ss));
+    CHECK(ss.ss_family == AF_INET);
+    CHECK(port_of(reinterpret_cast<sockaddr*>(&ss)) == 5060);
+    CHECK(to_string(reinterpret_cast<sockaddr*>(&ss)) == "127.0.0.1:5060");
+    REQUIRE(parse_endpoint("[::1]:5070", ss));
+    CHECK(ss.ss_family == AF_INET6);
+    CHECK(to_string(reinterpret_cast<sockaddr*>(&ss)) == "[::1]:5070");
+    REQUIRE(parse_endpoint("localhost:0", ss));
+    CHECK(ss.ss_family == AF_INET);
+    CHECK(port_of(reinterpret_cast<sockaddr*>(&ss)) == 0);
+    char ip[64];
+    std::size_t n = format_ip(reinterpret_cast<sockaddr*>(&ss), ip);
+    CHECK(std::string(ip, n) == "127.0.0.1");
+
+    CHECK_FALSE(parse_endpoint("127.0.0.1", ss));
+    CHECK_FALSE(parse_endpoint("127.0.0.1:65536", ss));
+    CHECK_FALSE(parse_endpoint("127.0.0.1:", ss));
+    CHECK_FALSE(parse_endpoint("::1:5060", ss));  // IPv6 needs brackets
+    CHECK_FALSE(parse_endpoint("[::1]5060", ss));
+    CHECK_FALSE(parse_endpoint("example.com:5060", ss));  // no DNS on start-up paths
+    CHECK_FALSE(parse_endpoint("", ss));
+    char small[4];
+    CHECK(format_ip(reinterpret_cast<sockaddr*>(&ss), small) == 0);
+}
+
+TEST_CASE("UdpSocket: two sockets share one port (SO_REUSEPORT) and receive in batches") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    sockaddr_storage addr{};
+    REQUIRE(parse_endpoint("127.0.0.1:0", addr));
+    UdpSocket a, b;
+    REQUIRE(a.open(&loop, reinterpret_cast<sockaddr*>(&addr)) == 0);
+    sockaddr_storage bound = a.local_address();
+    uint16_t port = port_of(reinterpret_cast<sockaddr*>(&bound));
+    REQUIRE(port != 0);
+    CHECK(b.open(&loop, reinterpret_cast<sockaddr*>(&bound)) == 0);  // same port, second socket
+    CHECK(a.using_recvmmsg());
+
+    Collector ca, cb;
+    ca.echo = &a;
+    cb.echo = &b;
+    REQUIRE(a.start(&ca) == 0);
+    REQUIRE(b.start(&cb) == 0);
+
+    // Many clients (different source ports) so the kernel's hash spreads them over both sockets.
+    constexpr int kClients = 32;
+    std::vector<int> fds;
+    for (int i = 0; i < kClients; ++i) {
+        int fd = client_socket(AF_INET);
+        std::string msg = "hello " + std::to_string(i);
+        REQUIRE(::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&bound),
+                         sizeof(sockaddr_in)) == static_cast<ssize_t>(msg.size()));
+        fds.push_back(fd);
+    }
+    run_until(&loop, [&] { return ca.got.size() + cb.got.size() == kClients; });
+    CHECK(ca.got.size() + cb.got.size() == kClients);
+    CHECK(!ca.got.empty());
+    CHECK(!cb.got.empty());
+
+    // Each client gets its own datagram echoed back by whichever socket received it.
+    for (int i = 0; i < kClients; ++i) {
+        char buf[64];
+        ssize_t n = ::recv(fds[static_cast<std::size_t>(i)], buf, sizeof buf, 0);
+        REQUIRE(n > 0);
+        CHECK(std::string(buf, static_cast<std::size_t>(n)) == "hello " + std::to_string(i));
+        ::close(fds[static_cast<std::size_t>(i)]);
+    }
+
+    // After stop() nothing is delivered; close() twice is harmless.
+    a.stop();
+    b.stop();
+    int fd = client_socket(AF_INET);
+    ::sendto(fd, "late", 4, 0, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in));
+    std::size_t before = ca.got.size() + cb.got.size();
+    run_until(&loop, [] { return false; });
+    CHECK(ca.got.size() + cb.got.size() == before);
+    ::close(fd);
+    a.close();
+    a.close();
+    b.close();
+    close_loop(&loop);
+}
+
+TEST_CASE("UdpSocket: a port taken without SO_REUSEPORT is refused with an error, nothing leaks") {
+    int blocker = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
+    socklen_t len = sizeof sin;
+    ::getsockname(blocker, reinterpret_cast<sockaddr*>(&sin), &len);
+
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    UdpSocket s;
+    CHECK(s.open(&loop, reinterpret_cast<sockaddr*>(&sin)) == -EADDRINUSE);
+    CHECK(s.send("x", reinterpret_cast<sockaddr*>(&sin)) == UV_EINVAL);
+    close_loop(&loop);
+    ::close(blocker);
+}
+
+TEST_CASE("UdpSocket: IPv6 loopback") {
+    int probe = ::socket(AF_INET6, SOCK_DGRAM, 0);
+    sockaddr_in6 six{};
+    six.sin6_family = AF_INET6;
+    six.sin6_addr = in6addr_loopback;
+    bool have_v6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&six), sizeof six) == 0;
+    if (probe >= 0) ::close(probe);
+    if (!have_v6) {
+        MESSAGE("no IPv6 loopback on this machine; skipped");
+        return;
+    }
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    sockaddr_storage addr{};
+    REQUIRE(parse_endpoint("[::1]:0", addr));
+    UdpSocket s;
+    REQUIRE(s.open(&loop, reinterpret_cast<sockaddr*>(&addr)) == 0);
+    Collector c;
+    c.echo = &s;
+    REQUIRE(s.start(&c) == 0);
+    sockaddr_storage bound = s.local_address();
+    int fd = client_socket(AF_INET6);
+    REQUIRE(::sendto(fd, "v6", 2, 0, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in6)) == 2);
+    run_until(&loop, [&] { return !c.got.empty(); });
+    REQUIRE(c.got.size() == 1);
+    CHECK(c.got[0] == "v6");
+    char buf[8];
+    CHECK(::recv(fd, buf, sizeof buf, 0) == 2);
+    ::close(fd);
+    s.close();
+    close_loop(&loop);
+}
+
+TEST_CASE("WorkerGroup: every worker runs its own loop; post() runs there; stop() joins") {
+    WorkerGroup g;
+    std::atomic<int> setups{0}, stops{0}, posted{0};
+    std::vector<std::thread::id> ids(3);
+    REQUIRE(g.start(
+        3,
+        [&](std::size_t i, uv_loop_t* loop) {
+            CHECK(loop != nullptr);
+            ids[i] = std::this_thread::get_id();
+            ++setups;
+            return true;
+        },
+        [&](std::size_t) { ++stops; }));
+    CHECK(setups == 3);
+    CHECK(g.size() == 3);
+    CHECK(ids[0] != ids[1]);
+    CHECK(ids[1] != ids[2]);
+    std::atomic<bool> on_right_thread{true};
+    for (std::size_t i = 0; i < 3; ++i)
+        g.post(i, [&, i] {
+            if (std::this_thread::get_id() != ids[i]) on_right_thread = false;
+            ++posted;
+        });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (posted < 3 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(posted == 3);
+    CHECK(on_right_thread);
+    g.stop();
+    CHECK(stops == 3);
+    g.stop();  // idempotent
+    CHECK(stops == 3);
+}
+
+TEST_CASE("WorkerGroup: a failing setup makes start() false and stops the rest") {
+    WorkerGroup g;
+    std::atomic<int> stops{0};
+    CHECK_FALSE(g.start(
+        2, [](std::size_t i, uv_loop_t*) { return i == 0; }, [&](std::size_t) { ++stops; }));
+    CHECK(stops == 2);
+}
