@@ -80,7 +80,6 @@ int main(int argc, char** argv) {
     for (std::string& d : common.domains)
         for (char& c : d) c = base::to_lower(c);
     config.domains = common.domains;
-    config.tag_key = app::tag_key(common.secret, program);
 
     sockaddr_storage listen{};
     if (!net::parse_endpoint(common.listen, listen))
@@ -90,6 +89,9 @@ int main(int argc, char** argv) {
     if (!location::parse_redis_url(common.redis, url, err)) app::die(program, err);
     if (std::string why = app::check_redis(url, common.redis_timeout_ms); !why.empty())
         app::die(program, why);
+
+    // After every start-up check, so an error stays the only line on stderr.
+    config.tag_key = app::tag_key(common.secret, program);
 
     unsigned n = common.workers != 0 ? common.workers : std::max(1u, std::thread::hardware_concurrency());
     location::RedisOptions ropts;

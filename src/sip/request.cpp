@@ -81,6 +81,10 @@ Fault parse_request_core(const Message& m, ParseStatus parse, RequestCore& out) 
         }
     }
 
+    // The Call-ID is copied into every answer, a 400 for a bad From or To included (RFC 3261
+    // §8.2.6.2), so it is taken before those checks can return.
+    if (call_id != nullptr) out.call_id = call_id->value;
+
     if (via == nullptr) return Fault::NoVia;
     if (!parse_via(via->value, out.top_via)) return Fault::BadVia;
 
@@ -92,7 +96,6 @@ Fault parse_request_core(const Message& m, ParseStatus parse, RequestCore& out) 
 
     if (call_id == nullptr || call_id->value.empty()) return Fault::MissingCallId;
     if (n_call_id > 1 || !is_call_id(call_id->value)) return Fault::BadCallId;
-    out.call_id = call_id->value;
 
     if (cseq == nullptr) return Fault::MissingCSeq;
     if (n_cseq > 1 || !parse_cseq(cseq->value, out.cseq)) return Fault::BadCSeq;

@@ -488,3 +488,24 @@ TEST_CASE("fault_is_unanswerable: only the Via faults") {
     CHECK_FALSE(fault_is_unanswerable(Fault::BadContentLength));
     CHECK_FALSE(fault_is_unanswerable(Fault::BadRequestUri));
 }
+
+// Regression: a 400 for a bad From or To went out with an empty Call-ID, because the Call-ID was
+// taken only after the From/To checks (found by the registrar integration tests).
+TEST_CASE("parse_request_core: the Call-ID is known even when From or To is at fault") {
+    Parts no_from;
+    no_from.from.clear();
+    auto a = check(no_from);
+    CHECK(a->fault == Fault::MissingFrom);
+    CHECK(a->core.call_id == "a84b4c76e66710@pc33.atlanta.com");
+
+    Parts bad_to;
+    bad_to.to = "To: sip:bob@biloxi.com>";
+    auto b = check(bad_to);
+    CHECK(b->fault == Fault::BadTo);
+    CHECK(b->core.call_id == "a84b4c76e66710@pc33.atlanta.com");
+
+    Parts bad_call_id;
+    bad_call_id.call_id = "Call-ID: has space";
+    auto c = check(bad_call_id);
+    CHECK(c->fault == Fault::BadCallId);
+}
