@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
+#include "sipr/metrics/exporter.h"
 #include "sipr/net/endpoint.h"
+#include "sipr/net/worker_group.h"
 
 namespace sipr::app {
 
@@ -225,6 +228,67 @@ void Worker::close_all() noexcept {
     }
     socket_.close();
     redis_->stop();
+}
+
+Startup check_startup(const std::string& program, const CommonFlags& common) {
+    Startup s;
+    if (!net::parse_endpoint(common.listen, s.listen))
+        die(program, "--listen '" + common.listen + "' is not host:port (e.g. 127.0.0.1:5060)");
+    std::string err;
+    if (!location::parse_redis_url(common.redis, s.redis, err)) die(program, err);
+    if (std::string why = check_redis(s.redis, common.redis_timeout_ms); !why.empty())
+        die(program, why);
+    s.workers = common.workers != 0 ? common.workers
+                                    : std::max(1u, std::thread::hardware_concurrency());
+    return s;
+}
+
+int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
+          const WorkerFactory& make, uint64_t drain_ms) {
+    const unsigned n = startup.workers;
+    block_signals();
+    std::vector<std::unique_ptr<base::ServiceStats>> stats;
+    std::vector<const base::ServiceStats*> stat_ptrs;
+    for (unsigned i = 0; i < n; ++i) {
+        stats.push_back(std::make_unique<base::ServiceStats>());
+        stat_ptrs.push_back(stats.back().get());
+    }
+    std::unique_ptr<metrics::Exporter> exporter;
+    try {
+        exporter = std::make_unique<metrics::Exporter>(common.metrics, program, stat_ptrs);
+    } catch (const std::exception& e) {
+        die(program, std::string(e.what()) + " (choose another with --metrics)");
+    }
+
+    std::vector<std::unique_ptr<Worker>> workers(n);
+    std::vector<std::string> errors(n);
+    net::WorkerGroup group;
+    bool ok = group.start(
+        n,
+        [&](std::size_t i, uv_loop_t* loop) {
+            workers[i] = make(i, loop, *stats[i]);
+            errors[i] = workers[i]->open(reinterpret_cast<const sockaddr*>(&startup.listen));
+            if (!errors[i].empty()) return false;
+            workers[i]->start_receiving();
+            return true;
+        },
+        [&](std::size_t i) {
+            if (workers[i]) workers[i]->drain_and_close(drain_ms);
+        });
+    if (!ok) {
+        for (const std::string& e : errors)
+            if (!e.empty()) die(program, e);
+        die(program, "a worker failed to start");
+    }
+    spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
+                 common.listen, n, common.metrics, location::redacted(startup.redis));
+
+    int sig = wait_for_signal();
+    spdlog::info("signal {}: answering what is in flight and stopping", sig);
+    group.stop();
+    workers.clear();
+    spdlog::info("stopped");
+    return 0;
 }
 
 }  // namespace sipr::app

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,5 +108,24 @@ private:
     uint64_t drain_deadline_ = 0;
     sip::Peer peer_;  // scratch for the datagram being handled
 };
+
+// What every daemon checks before it starts serving: the listen address, the Redis URL and that
+// Redis answers. Dies with one line on any failure.
+struct Startup {
+    sockaddr_storage listen{};
+    location::RedisUrl redis;
+    unsigned workers = 1;
+};
+[[nodiscard]] Startup check_startup(const std::string& program, const CommonFlags& common);
+
+// Makes worker `index` on its loop with its stats shard.
+using WorkerFactory =
+    std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop, base::ServiceStats& stats)>;
+
+// Runs a daemon: the metrics exporter, one Worker per thread on the shared port, until SIGINT or
+// SIGTERM; then each worker stops receiving, answers what is in flight (up to `drain_ms`) and
+// closes. Returns the exit status (0); start-up failures die with one line.
+int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
+          const WorkerFactory& make, uint64_t drain_ms);
 
 }  // namespace sipr::app

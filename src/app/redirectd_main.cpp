@@ -1,16 +1,11 @@
 // sip-redirectd: the stateless redirect front end (DESIGN §2, §4, §7, §8).
 #include <time.h>
 
-#include <exception>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "common.h"
 #include "sipr/base/ascii.h"
-#include "sipr/metrics/exporter.h"
-#include "sipr/net/endpoint.h"
-#include "sipr/net/worker_group.h"
 #include "sipr/redirect/redirect.h"
 
 namespace {
@@ -97,65 +92,17 @@ int main(int argc, char** argv) {
     if (config.default_domain.empty() && !config.domains.empty())
         config.default_domain = config.domains.front();
 
-    sockaddr_storage listen{};
-    if (!net::parse_endpoint(common.listen, listen))
-        app::die(program, "--listen '" + common.listen + "' is not host:port (e.g. 127.0.0.1:5070)");
-    location::RedisUrl url;
-    std::string err;
-    if (!location::parse_redis_url(common.redis, url, err)) app::die(program, err);
-    if (std::string why = app::check_redis(url, common.redis_timeout_ms); !why.empty())
-        app::die(program, why);
-
+    app::Startup startup = app::check_startup(program, common);
     // After every start-up check, so an error stays the only line on stderr.
     config.tag_key = app::tag_key(common.secret, program);
-
-    unsigned n = common.workers != 0 ? common.workers : std::max(1u, std::thread::hardware_concurrency());
     location::RedisOptions ropts;
     ropts.connect_timeout_ms = common.redis_timeout_ms;
     ropts.command_timeout_ms = lookup_timeout_ms;
     ropts.max_pending = static_cast<uint32_t>(config.max_inflight);
-
-    app::block_signals();
-    std::vector<std::unique_ptr<base::ServiceStats>> stats;
-    std::vector<const base::ServiceStats*> stat_ptrs;
-    for (unsigned i = 0; i < n; ++i) {
-        stats.push_back(std::make_unique<base::ServiceStats>());
-        stat_ptrs.push_back(stats.back().get());
-    }
-    std::unique_ptr<metrics::Exporter> exporter;
-    try {
-        exporter = std::make_unique<metrics::Exporter>(common.metrics, program, stat_ptrs);
-    } catch (const std::exception& e) {
-        app::die(program, std::string(e.what()) + " (choose another with --metrics)");
-    }
-
-    std::vector<std::unique_ptr<RedirectWorker>> workers(n);
-    std::vector<std::string> errors(n);
-    net::WorkerGroup group;
-    bool ok = group.start(
-        n,
-        [&](std::size_t i, uv_loop_t* loop) {
-            workers[i] = std::make_unique<RedirectWorker>(i, loop, url, ropts, *stats[i], config);
-            errors[i] = workers[i]->open(reinterpret_cast<const sockaddr*>(&listen));
-            if (!errors[i].empty()) return false;
-            workers[i]->start_receiving();
-            return true;
+    return app::serve(
+        program, common, startup,
+        [&](std::size_t i, uv_loop_t* loop, base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
+            return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config);
         },
-        [&](std::size_t i) {
-            if (workers[i]) workers[i]->drain_and_close(lookup_timeout_ms + 100);
-        });
-    if (!ok) {
-        for (const std::string& e : errors)
-            if (!e.empty()) app::die(program, e);
-        app::die(program, "a worker failed to start");
-    }
-    spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
-                 common.listen, n, common.metrics, location::redacted(url));
-
-    int sig = app::wait_for_signal();
-    spdlog::info("signal {}: answering in-flight look-ups and stopping", sig);
-    group.stop();
-    workers.clear();
-    spdlog::info("stopped");
-    return 0;
+        lookup_timeout_ms + 100);
 }
