@@ -59,6 +59,9 @@ bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error) {
             }
             port = authority.substr(close + 2);
         }
+    } else if (authority.find(':') != authority.rfind(':')) {
+        error = "Redis URL: put an IPv6 address in brackets, e.g. redis://[::1]:6379";
+        return false;
     } else if (std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
         host = authority.substr(0, colon);
         port = authority.substr(colon + 1);

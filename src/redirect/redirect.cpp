@@ -17,9 +17,17 @@ namespace {
 constexpr std::string_view kAllow =
     "Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY, "
     "REFER, PUBLISH\r\n";
-constexpr std::string_view kRetryAfter = "Retry-After: 5\r\n";
 constexpr std::size_t kMaxCandidates = 256;
 constexpr std::string_view kTail = "Content-Length: 0\r\n\r\n";
+
+// "Retry-After: <s>\r\n" written into `buf`.
+std::string_view retry_after(uint32_t seconds, std::span<char> buf) noexcept {
+    base::BufferWriter w(buf);
+    w.append("Retry-After: ");
+    w.append_uint(seconds);
+    w.append("\r\n");
+    return w.overflow() ? std::string_view{} : w.view();
+}
 
 bool serves(const Config& c, std::string_view host) noexcept {
     if (c.domains.empty()) return true;
@@ -113,7 +121,8 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                 // requests we answer ourselves (RFC 3261 §8.2.2.3): 420, listed by the caller.
                 if (msg.find(sip::HeaderId::Require) != nullptr) return respond(420, "Bad Extension");
                 if (store_available || config.health_ignores_redis) return respond(200, "OK", kAllow);
-                return respond(503, "Service Unavailable", kRetryAfter);
+                // The Retry-After line goes into the caller's AOR buffer, unused by this answer.
+                return respond(503, "Service Unavailable", retry_after(config.retry_after_s, aor_buf));
             }
             break;
         default:
@@ -137,7 +146,7 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
             return respond(404, "Not Found");
     }
     std::string_view aor(aor_buf.data(), len);
-    std::string_view host = aor.substr(aor.find('@') + 1);
+    std::string_view host = aor.substr(aor.rfind('@') + 1);  // the user may hold an escaped '@'
     if (!serves(config, host)) return respond(404, "Not Found");
 
     Decision d;
@@ -152,10 +161,12 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
                            std::span<char> out) noexcept {
     WriteResult res;
     std::span<char> buf = out.first(std::min(limit, out.size()));
+    char retry_buf[32];
+    const std::string_view retry = retry_after(config.retry_after_s, retry_buf);
     if (found.error != StoreError::None) {
         // Never 404 for a store we could not ask (DESIGN §4).
         res.status = 503;
-        res.response = sip::write_response(msg, core, 503, "Service Unavailable", kRetryAfter,
+        res.response = sip::write_response(msg, core, 503, "Service Unavailable", retry,
                                            config.tag_key, buf, source);
         return res;
     }
@@ -225,7 +236,7 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
     if (res.contacts == 0) {
         // Not even one contact fits the datagram: nothing useful to redirect to.
         res.status = 480;
-        res.response = sip::write_response(msg, core, 480, "Temporarily Unavailable", kRetryAfter,
+        res.response = sip::write_response(msg, core, 480, "Temporarily Unavailable", retry,
                                            config.tag_key, buf, source);
         return res;
     }
@@ -291,6 +302,8 @@ void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status)
 void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
                          std::string_view extra) noexcept {
     char unsupported[512];
+    char retry_buf[32];
+    if (status == 503 && extra.empty()) extra = retry_after(config_.retry_after_s, retry_buf);
     if (status == 420) {
         // Unsupported lists every option tag of Require (RFC 3261 §8.2.2.3): we support none.
         base::BufferWriter uw(unsupported);
@@ -340,7 +353,7 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from) noex
             if (busy) {
                 // DESIGN §4 overload: beyond --max-inflight answer 503 at once, never queue.
                 stats_.redis_error(base::RedisErrorKind::Overloaded);
-                respond(*slot, 503, "Service Unavailable", kRetryAfter);
+                respond(*slot, 503, "Service Unavailable", {});
                 break;
             }
             slot->started_us = now_us_();
@@ -352,7 +365,7 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from) noex
             }
             stats_.redis_error(err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
                                                              : base::RedisErrorKind::Unavailable);
-            respond(*slot, 503, "Service Unavailable", kRetryAfter);
+            respond(*slot, 503, "Service Unavailable", {});
             break;
         }
     }

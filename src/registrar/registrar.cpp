@@ -86,6 +86,14 @@ Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender&
 
 Registrar::~Registrar() = default;
 
+std::string_view Registrar::retry_after_line() noexcept {
+    base::BufferWriter w(retry_after_);
+    w.append("Retry-After: ");
+    w.append_uint(config_.retry_after_s);
+    w.append("\r\n");
+    return w.view();
+}
+
 bool Registrar::serves(std::string_view host) const noexcept {
     if (config_.domains.empty()) return true;
     for (const std::string& d : config_.domains)
@@ -127,7 +135,7 @@ void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from) noexc
         case sip::Method::Options:
             // The registrar's health probe: 503 while Redis is unreachable so a balancer drains it.
             if (store_.available()) respond(msg, core, from, 200, "OK", kAllow);
-            else respond(msg, core, from, 503, "Service Unavailable", "Retry-After: 5\r\n");
+            else respond(msg, core, from, 503, "Service Unavailable", retry_after_line());
             return;
         default:
             respond(msg, core, from, 405, "Method Not Allowed", kAllow);
@@ -142,9 +150,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
                                           : base::RegistrationResult::Refused);
     };
-    char retry[32];
-    int retry_len = std::snprintf(retry, sizeof retry, "Retry-After: %u\r\n", config_.retry_after_s);
-    std::string_view retry_after(retry, static_cast<std::size_t>(std::max(retry_len, 0)));
+    const std::string_view retry_after = retry_after_line();
 
     // §10.3 step 1: the Request-URI names a domain we serve.
     if (in_core.request_uri.scheme == sip::Scheme::Tel ||
@@ -178,7 +184,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         return;
     }
     std::string_view aor(aor_buf, aor_len);
-    std::string_view aor_host = aor.substr(aor.find('@') + 1);
+    std::string_view aor_host = aor.substr(aor.rfind('@') + 1);  // the user may hold an escaped '@'
     if (!serves(aor_host)) {
         reply(403, "Domain Not Served");
         return;
@@ -345,9 +351,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
     --pending_;
     const sip::Message& msg = slot->msg;
     const sip::RequestCore& core = slot->core;
-    char retry[32];
-    int retry_len = std::snprintf(retry, sizeof retry, "Retry-After: %u\r\n", config_.retry_after_s);
-    std::string_view retry_after(retry, static_cast<std::size_t>(std::max(retry_len, 0)));
+    const std::string_view retry_after = retry_after_line();
 
     switch (reply.error) {
         case StoreError::None:

@@ -44,7 +44,7 @@ struct Decision {
     base::DropReason drop = base::DropReason::NotSip;
     uint16_t status = 0;
     std::string_view reason;
-    std::string_view extra;  // whole header lines (static text)
+    std::string_view extra;  // whole header lines: static text, or in the caller's AOR buffer
     std::string_view aor;    // for Lookup: points into the caller's AOR buffer
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the LocationStore interface. Pure
 // logic: it never touches sockets or Redis directly, so it is unit-tested with a fake store.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -65,6 +66,8 @@ private:
     void respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
                  uint16_t status, std::string_view reason, std::string_view extra) noexcept;
     bool serves(std::string_view host) const noexcept;
+    // "Retry-After: <config.retry_after_s>\r\n", for 500 and 503 answers.
+    std::string_view retry_after_line() noexcept;
     static void on_stored(void* ctx, const location::RegisterReply& reply) noexcept;
     void finish(Slot* slot, const location::RegisterReply& reply) noexcept;
 
@@ -81,6 +84,7 @@ private:
     std::unique_ptr<sip::Message> msg_;
     sip::RequestCore core_;
     std::vector<char> out_;
+    std::array<char, 32> retry_after_{};
 };
 
 // "Sat, 13 Nov 2010 23:29:00 GMT" (RFC 3261 §20.17, RFC 1123 date) for unix milliseconds.

@@ -150,7 +150,10 @@ std::string zigzag(std::string_view s) {
 }  // namespace
 
 TEST_CASE("header_id: every compact form maps to its header, in either case") {
-    for (const auto& [name, id] : kCompact) {
+    for (const auto& entry : kCompact) {
+        // Not a structured binding: clang 14 cannot capture one in INFO's lambda.
+        const auto name = entry.name;
+        const auto id = entry.id;
         INFO("compact form ", name);
         CHECK(header_id(name) == id);
         CHECK(header_id(upper(name)) == id);
@@ -164,7 +167,9 @@ TEST_CASE("header_id: every compact form maps to its header, in either case") {
 }
 
 TEST_CASE("header_id: long names resolve case-insensitively") {
-    for (const auto& [name, id] : kLong) {
+    for (const auto& entry : kLong) {
+        const auto name = entry.name;
+        const auto id = entry.id;
         INFO("header ", name);
         CHECK(header_id(name) == id);
         CHECK(header_id(lower(name)) == id);
@@ -628,7 +633,9 @@ TEST_CASE("method_from_text and method_text round-trip every known method") {
         {"MESSAGE", Method::Message},
         {"UPDATE", Method::Update},
     }};
-    for (const auto& [text, m] : known) {
+    for (const auto& entry : known) {
+        const auto text = entry.first;
+        const auto m = entry.second;
         INFO("method ", text);
         CHECK(method_from_text(text) == m);
         CHECK(method_text(m) == text);
