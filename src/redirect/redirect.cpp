@@ -177,7 +177,7 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
     std::size_t skipped = 0;
     for (const BindingView& b : found.bindings) {
         if (b.expires_at_ms <= found.now_ms) continue;  // expired since the store filtered
-        if (base::iequals(b.contact, msg.request_uri)) continue;  // loop guard
+        if (sip::uri_equivalent(b.contact, msg.request_uri)) continue;  // loop guard
         if (n == cand.size()) {
             ++skipped;
             continue;
@@ -194,7 +194,7 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
     for (std::size_t i = 0; i < n; ++i) {
         bool dup = false;
         for (std::size_t j = 0; j < kept && !dup; ++j)
-            dup = base::iequals(cand[j]->contact, cand[i]->contact);
+            dup = sip::uri_equivalent(cand[j]->contact, cand[i]->contact);
         if (!dup) cand[kept++] = cand[i];
     }
     n = kept;
@@ -293,7 +293,11 @@ void Redirector::release(Slot* slot) noexcept {
 }
 
 void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept {
-    if (bytes.empty()) return;
+    if (bytes.empty()) {
+        // Not even the bare answer fits (a request whose Vias alone exceed the limit).
+        stats_.drop(base::DropReason::ResponseTooLarge);
+        return;
+    }
     if (sender_.send(bytes, slot.peer, sip::response_port(slot.core.top_via, slot.peer.port)))
         stats_.response(status);
     else stats_.drop(base::DropReason::SendFailed);

@@ -166,6 +166,21 @@ std::ptrdiff_t unescape(std::string_view in, std::span<char> out) noexcept {
     return static_cast<std::ptrdiff_t>(n);
 }
 
+bool uri_equivalent(std::string_view a, std::string_view b) noexcept {
+    Uri ua, ub;
+    if (parse_uri(a, ua) != UriStatus::Ok || parse_uri(b, ub) != UriStatus::Ok) return a == b;
+    if (ua.scheme != ub.scheme || ua.has_port != ub.has_port || ua.port != ub.port ||
+        ua.password != ub.password || !iequals(ua.host, ub.host) ||
+        !iequals(ua.params, ub.params) || !iequals(ua.headers, ub.headers))
+        return false;
+    if (ua.user == ub.user) return true;
+    char da[256], db[256];
+    std::ptrdiff_t na = unescape(ua.user, da), nb = unescape(ub.user, db);
+    if (na < 0 || nb < 0) return false;
+    return std::string_view(da, static_cast<std::size_t>(na)) ==
+           std::string_view(db, static_cast<std::size_t>(nb));
+}
+
 bool ParamIterator::next(std::string_view& name, std::string_view& value, bool& has_value) noexcept {
     for (;;) {
         if (rest_.empty()) return false;

@@ -60,11 +60,12 @@ enum class DropReason : uint8_t {
     SendFailed,      // the socket refused the answer (buffer full)
     Denied,          // source not in --allow
     RateLimited,     // over the per-source rate
+    ResponseTooLarge,  // even the bare answer would not fit the response limit
     kCount,
 };
 inline constexpr std::array<const char*, static_cast<std::size_t>(DropReason::kCount)>
-    kDropReasonNames{"not_sip", "no_via", "too_large", "too_many_headers", "response",
-                     "send_failed", "denied", "rate_limited"};
+    kDropReasonNames{"not_sip",     "no_via", "too_large",   "too_many_headers", "response",
+                     "send_failed", "denied", "rate_limited", "response_too_large"};
 
 enum class RegistrationResult : uint8_t {
     Ok,          // 200

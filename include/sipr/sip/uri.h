@@ -42,6 +42,12 @@ enum class UriStatus : uint8_t {
 // or an escape is malformed (not two hex digits). Never writes past `out`.
 [[nodiscard]] std::ptrdiff_t unescape(std::string_view in, std::span<char> out) noexcept;
 
+// URI equivalence after RFC 3261 §19.1.4, simplified: scheme and host compare case-insensitively,
+// the user part (after un-escaping) and password exactly, the port as written (absent differs from
+// 5060), parameters and headers case-insensitively as whole strings. Text that does not parse as a
+// SIP, SIPS or tel URI compares byte for byte.
+[[nodiscard]] bool uri_equivalent(std::string_view a, std::string_view b) noexcept;
+
 // Iterates ";name=value;name" parameter lists (URI, Via, Contact, To/From parameters). White space
 // around names, '=' and values is skipped; a quoted value keeps its quotes.
 class ParamIterator {

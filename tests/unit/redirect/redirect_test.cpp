@@ -777,6 +777,11 @@ TEST_CASE("write_redirect: a contact equal to the Request-URI is never returned 
     Req h = make("INVITE", "sip:bob@Host.Example.com");
     w = write(base_config(), h, {binding("sip:bob@host.example.com", 1000)});
     CHECK(w.res.status == 404);
+    // The user part compares exactly but after un-escaping: %62ob is bob (a loop), Bob is not.
+    w = write(base_config(), r, {binding("sip:%62ob@192.0.2.7:5070", 1000)});
+    CHECK(w.res.status == 404);
+    w = write(base_config(), r, {binding("sip:Bob@192.0.2.7:5070", 1000)});
+    CHECK(w.res.status == 302);
 }
 
 TEST_CASE("write_redirect: no binding gets 404 Not Found") {

@@ -472,3 +472,16 @@ TEST_CASE("find_param / has_param") {
     CHECK(find_param("a=1;a=2", "a", v));
     CHECK(v == "1");
 }
+
+TEST_CASE("uri_equivalent: RFC 3261 §19.1.4 where it matters for the loop guard and dedup") {
+    CHECK(uri_equivalent("sip:bob@biloxi.com", "SIP:bob@BILOXI.com"));
+    CHECK(uri_equivalent("sip:%62ob@biloxi.com", "sip:bob@biloxi.com"));  // escaped = unescaped
+    CHECK_FALSE(uri_equivalent("sip:Bob@biloxi.com", "sip:bob@biloxi.com"));  // user is exact
+    CHECK_FALSE(uri_equivalent("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+    CHECK_FALSE(uri_equivalent("sip:bob@biloxi.com", "sips:bob@biloxi.com"));
+    CHECK_FALSE(uri_equivalent("sip:bob:pw@biloxi.com", "sip:bob:PW@biloxi.com"));
+    CHECK(uri_equivalent("sip:bob@h;transport=UDP", "sip:bob@h;transport=udp"));
+    CHECK_FALSE(uri_equivalent("sip:bob@h;transport=udp", "sip:bob@h"));
+    CHECK(uri_equivalent("not a uri", "not a uri"));
+    CHECK_FALSE(uri_equivalent("not a uri", "NOT A URI"));
+}
