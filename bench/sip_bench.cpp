@@ -65,6 +65,7 @@ struct Options {
     bool json = false;
     bool populate = true;
     std::vector<int> pids;
+    std::string domain = "bench.example";
 };
 
 struct Outstanding {
@@ -80,8 +81,8 @@ struct Result {
 
 class Driver {
 public:
-    Driver(const std::string& target, bool register_mode, uint32_t aors)
-        : register_mode_(register_mode), aors_(aors) {
+    Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain)
+        : register_mode_(register_mode), aors_(aors), domain_(std::move(domain)) {
         if (!sipr::net::parse_endpoint(target, to_)) throw std::runtime_error("bad --target " + target);
         fd_ = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int buf = 8 << 20;
@@ -201,18 +202,18 @@ private:
         std::string s;
         s.reserve(700);
         if (register_mode_) {
-            s += "REGISTER sip:bench.example SIP/2.0\r\n";
+            s += "REGISTER sip:" + domain_ + " SIP/2.0\r\n";
         } else {
-            s += "INVITE sip:" + user + "@bench.example SIP/2.0\r\n";
+            s += "INVITE sip:" + user + "@" + domain_ + " SIP/2.0\r\n";
         }
         s += "Via: SIP/2.0/UDP " + local_ + ";branch=z9hG4bK-b" + std::to_string(seq) + ";rport\r\n";
         s += "Max-Forwards: 70\r\n";
         if (register_mode_) {
-            s += "From: <sip:" + user + "@bench.example>;tag=bt" + std::to_string(seq) + "\r\n";
-            s += "To: <sip:" + user + "@bench.example>\r\n";
+            s += "From: <sip:" + user + "@" + domain_ + ">;tag=bt" + std::to_string(seq) + "\r\n";
+            s += "To: <sip:" + user + "@" + domain_ + ">\r\n";
         } else {
-            s += "From: \"Bench Caller\" <sip:caller@bench.example>;tag=bt" + std::to_string(seq) + "\r\n";
-            s += "To: <sip:" + user + "@bench.example>\r\n";
+            s += "From: \"Bench Caller\" <sip:caller@" + domain_ + ">;tag=bt" + std::to_string(seq) + "\r\n";
+            s += "To: <sip:" + user + "@" + domain_ + ">\r\n";
         }
         s += "Call-ID: b" + std::to_string(seq) + "\r\n";
         s += std::string("CSeq: 1 ") + (register_mode_ ? "REGISTER" : "INVITE") + "\r\n";
@@ -231,6 +232,7 @@ private:
     std::string local_;
     bool register_mode_;
     uint32_t aors_;
+    std::string domain_;
 };
 
 double percentile(std::vector<int64_t>& v, double p) {
@@ -255,11 +257,12 @@ int main(int argc, char** argv) {
     cli.add_flag("--no-populate", [&](int64_t) { o.populate = false; }, "skip registering the AORs");
     cli.add_option("--pid", o.pids, "processes whose CPU time to measure (repeatable)");
     cli.add_flag("--json", o.json, "print JSON");
+    cli.add_option("--domain", o.domain, "domain of the AORs")->capture_default_str();
     CLI11_PARSE(cli, argc, argv);
 
     try {
         if (!o.register_mode && o.populate && !o.registrar.empty()) {
-            Driver reg(o.registrar, true, o.aors);
+            Driver reg(o.registrar, true, o.aors, o.domain);
             // Register every AOR once (REGISTER sequence numbers walk the AORs in order).
             Result p = reg.run(120, 200, 0, o.aors);
             uint64_t ok = p.by_status.count(200) ? p.by_status[200] : 0;
@@ -269,7 +272,7 @@ int main(int argc, char** argv) {
         }
         std::vector<double> cpu0;
         for (int pid : o.pids) cpu0.push_back(cpu_seconds(pid));
-        Driver d(o.target, o.register_mode, o.aors);
+        Driver d(o.target, o.register_mode, o.aors, o.domain);
         Result r = d.run(o.duration, o.window, o.rate);
         double cpu = 0;
         for (std::size_t i = 0; i < o.pids.size(); ++i) cpu += cpu_seconds(o.pids[i]) - cpu0[i];

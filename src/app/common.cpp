@@ -138,14 +138,9 @@ int wait_for_signal() {
     return sig;
 }
 
-base::SipKey tag_key(const std::string& secret, const std::string& program) {
-    if (secret.empty()) {
-        spdlog::warn("no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
-                     "every instance of a deployment (tags stay consistent, but guessable)");
-        return base::derive_sip_key("sip-redirect default to-tag key");
-    }
-    (void)program;
-    return base::derive_sip_key(secret);
+base::SipKey tag_key(const std::string& secret) {
+    return base::derive_sip_key(secret.empty() ? std::string_view("sip-redirect default to-tag key")
+                                               : std::string_view(secret));
 }
 
 void fill_peer(const sockaddr* from, sip::Peer& out) noexcept {
@@ -282,6 +277,10 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
     }
     spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
                  common.listen, n, common.metrics, location::redacted(startup.redis));
+    // Only once serving: a start-up error stays the only line on stderr.
+    if (common.secret.empty())
+        spdlog::warn("no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
+                     "every instance of a deployment (tags stay consistent, but guessable)");
 
     int sig = wait_for_signal();
     spdlog::info("signal {}: answering what is in flight and stopping", sig);

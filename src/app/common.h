@@ -56,9 +56,9 @@ void block_signals();
 // Waits for SIGINT or SIGTERM; returns it.
 int wait_for_signal();
 
-// The To-tag key: from --secret / SIPR_SECRET, else a fixed default (logged as a warning: every
-// instance of one deployment must share the secret).
-[[nodiscard]] base::SipKey tag_key(const std::string& secret, const std::string& program);
+// The To-tag key: from --secret / SIPR_SECRET, else a fixed default (serve() warns about it once
+// the daemon runs: every instance of one deployment must share the secret).
+[[nodiscard]] base::SipKey tag_key(const std::string& secret);
 
 // Fills a Peer from a source address.
 void fill_peer(const sockaddr* from, sip::Peer& out) noexcept;

@@ -93,8 +93,7 @@ int main(int argc, char** argv) {
         config.default_domain = config.domains.front();
 
     app::Startup startup = app::check_startup(program, common);
-    // After every start-up check, so an error stays the only line on stderr.
-    config.tag_key = app::tag_key(common.secret, program);
+    config.tag_key = app::tag_key(common.secret);
     location::RedisOptions ropts;
     ropts.connect_timeout_ms = common.redis_timeout_ms;
     ropts.command_timeout_ms = lookup_timeout_ms;

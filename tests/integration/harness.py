@@ -1384,3 +1384,108 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(time scale {time_scale():g})", flush=True)
     print(f"{counts['passed']} passed, {counts['failed']} failed", flush=True)
     return 1 if counts["failed"] else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Bulk transactions over several sockets (added for test_redirect.py)
+
+@dataclass
+class BulkRun:
+    """The outcome of transact_bulk(): per request its final status (0: none before the deadline)
+    and how often it was sent; the responses of the requests asked for in `keep`; elapsed seconds
+    from the first send to the last final response."""
+    statuses: list[int]
+    sends: list[int]
+    kept: dict[int, bytes]
+    elapsed: float
+
+    @property
+    def answered(self) -> int:
+        return sum(1 for s in self.statuses if s)
+
+    @property
+    def retransmissions(self) -> int:
+        return sum(self.sends) - sum(1 for n in self.sends if n)
+
+
+def transact_bulk(port: int, requests: Sequence[Request], window: int = 200, sockets: int = 4,
+                  timeout: float = 120.0, keep: Iterable[int] = ()) -> BulkRun:
+    """Like transact_many(), for large loads: the requests go to 127.0.0.1:`port` round-robin
+    from `sockets` sockets (so that SO_REUSEPORT spreads them over the daemon's workers), at most
+    `window` outstanding in all, each retransmitted T1, 2*T1, ... capped at T2 until its final
+    response (matched by top-Via branch). The requests should carry `;rport` (RFC 3581): a
+    response goes to the socket that sent the request, whatever port its Via names. Retransmission
+    timers live in a heap, so the cost per message does not grow with the window. Bounded by the
+    scaled `timeout`."""
+    import heapq
+
+    uas = [SipUdp(port, rcvbuf=16 << 20) for _ in range(max(1, sockets))]
+    for ua in uas:
+        ua.sock.setblocking(False)
+    by_fd = {ua.sock.fileno(): ua.sock for ua in uas}
+    poller = select.poll()
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    n = len(requests)
+    statuses = [0] * n
+    sends = [0] * n
+    keep_set = set(keep)
+    kept: dict[int, bytes] = {}
+    by_branch = {r.branch.encode(): i for i, r in enumerate(requests)}
+    timers: list[tuple[float, int, float]] = []  # (when, index, interval)
+    server = (LOCALHOST, port)
+
+    def send(i: int) -> None:
+        sends[i] += 1
+        try:
+            uas[i % len(uas)].sock.sendto(requests[i].data, server)
+        except (BlockingIOError, InterruptedError):
+            pass  # as if lost: the retransmission timer covers it
+
+    start = time.monotonic()
+    deadline = start + scaled(timeout)
+    last = start
+    outstanding = nxt = done = 0
+    try:
+        while done < n:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            while nxt < n and outstanding < window:
+                send(nxt)
+                heapq.heappush(timers, (now + T1, nxt, T1))
+                outstanding += 1
+                nxt += 1
+            while timers and timers[0][0] <= now:
+                _, i, interval = heapq.heappop(timers)
+                if statuses[i]:
+                    continue
+                send(i)
+                interval = min(interval * 2, T2)
+                heapq.heappush(timers, (now + interval, i, interval))
+            wake = timers[0][0] if timers else now + 0.05
+            for fd, _ in poller.poll(max(0.0, min(wake, deadline) - now) * 1000):
+                sock = by_fd[fd]
+                while True:
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    m = _STATUS_RE.match(data)
+                    b = _BRANCH_RE.search(data)
+                    if not (m and b):
+                        continue
+                    i = by_branch.get(b.group(1))
+                    status = int(m.group(1))
+                    if i is None or status < 200 or statuses[i]:
+                        continue
+                    statuses[i] = status
+                    if i in keep_set:
+                        kept[i] = data
+                    outstanding -= 1
+                    done += 1
+                    last = time.monotonic()
+    finally:
+        for ua in uas:
+            ua.close()
+    return BulkRun(statuses, sends, kept, last - start)
