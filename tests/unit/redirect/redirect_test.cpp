@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/peer.h"
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -216,26 +218,7 @@ int64_t g_wall_ms = kNow;
 uint64_t fake_now_us() noexcept { return g_now_us; }
 int64_t fake_wall_ms() noexcept { return g_wall_ms; }
 
-sip::Peer make_peer(const char* ip, uint16_t port) {
-    sip::Peer p;
-    if (std::strchr(ip, ':') != nullptr) {
-        sockaddr_in6 a{};
-        a.sin6_family = AF_INET6;
-        a.sin6_port = htons(port);
-        REQUIRE(inet_pton(AF_INET6, ip, &a.sin6_addr) == 1);
-        std::memcpy(&p.addr, &a, sizeof a);
-    } else {
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(port);
-        REQUIRE(inet_pton(AF_INET, ip, &a.sin_addr) == 1);
-        std::memcpy(&p.addr, &a, sizeof a);
-    }
-    p.ip_len = static_cast<uint8_t>(std::strlen(ip));
-    std::memcpy(p.ip, ip, p.ip_len);
-    p.port = port;
-    return p;
-}
+using test::make_peer;
 
 class FakeSender final : public sip::Sender {
 public:
