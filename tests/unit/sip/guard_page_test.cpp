@@ -4,6 +4,8 @@
 // one byte beyond the input faults at once. Every fixture is also cut at every byte offset.
 #include <doctest/doctest.h>
 
+#include "support/fixtures.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -33,27 +35,8 @@
 namespace sipr::sip {
 namespace {
 
-std::filesystem::path data_dir() {
-    return std::filesystem::path(SIPR_TEST_DATA_DIR);
-}
-
-struct Fixture {
-    std::string name;
-    std::string bytes;
-};
-
-std::vector<Fixture> load_fixtures() {
-    std::vector<Fixture> out;
-    for (const auto& entry : std::filesystem::directory_iterator(data_dir())) {
-        if (!entry.is_regular_file() || entry.path().extension() != ".sip") continue;
-        std::ifstream in(entry.path(), std::ios::binary);
-        out.push_back({entry.path().filename().string(),
-                       {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}});
-    }
-    std::sort(out.begin(), out.end(),
-              [](const Fixture& a, const Fixture& b) { return a.name < b.name; });
-    return out;
-}
+using test::Fixture;
+using test::load_fixtures;
 
 bool is_valid_name(std::string_view name) {
     return name.starts_with("valid_");

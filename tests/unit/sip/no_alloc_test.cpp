@@ -8,6 +8,8 @@
 // its alloc-dealloc-mismatch check still sees malloc paired with free.
 #include <doctest/doctest.h>
 
+#include "support/fixtures.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -144,25 +146,8 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
 namespace sipr::sip {
 namespace {
 
-std::filesystem::path data_dir() {
-    return std::filesystem::path(SIPR_TEST_DATA_DIR);
-}
-
-struct Fixture {
-    std::string name;
-    std::string bytes;
-};
-
-std::vector<Fixture> load_fixtures() {
-    std::vector<Fixture> out;
-    for (const auto& entry : std::filesystem::directory_iterator(data_dir())) {
-        if (!entry.is_regular_file() || entry.path().extension() != ".sip") continue;
-        std::ifstream in(entry.path(), std::ios::binary);
-        out.push_back({entry.path().filename().string(),
-                       {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}});
-    }
-    return out;
-}
+using test::Fixture;
+using test::load_fixtures;
 
 bool frames(ParseStatus s) {
     return s == ParseStatus::Ok || s == ParseStatus::BadContentLength;
