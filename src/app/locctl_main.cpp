@@ -305,18 +305,28 @@ std::string random_token() {
     return std::to_string(rng());
 }
 
-// Prints a response's status line, and its Contact lines when `contacts` is set.
-void print_response(const std::string& target, std::string_view text, bool contacts) {
-    sip::Message m;
-    (void)sip::parse_message(text, m);
+// Prints the answer's status line (and its Contact lines when `contacts` is set), or that none
+// came. Parses it into `m` for the caller. Returns its status code, 0 when there was no answer.
+uint16_t report(const std::string& target, uint32_t timeout_ms, std::string_view resp,
+                bool contacts, sip::Message& m) {
+    if (resp.empty()) {
+        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
+        return 0;
+    }
+    (void)sip::parse_message(resp, m);
     std::printf("%s: %u %.*s\n", target.c_str(), m.status_code, static_cast<int>(m.reason.size()),
                 m.reason.data());
-    if (!contacts) return;
-    for (std::size_t i = 0; i < m.header_count; ++i)
-        if (m.headers[i].id == sip::HeaderId::Contact)
-            std::printf("  Contact: %.*s\n", static_cast<int>(m.headers[i].value.size()),
-                        m.headers[i].value.data());
+    if (contacts)
+        for (std::size_t i = 0; i < m.header_count; ++i)
+            if (m.headers[i].id == sip::HeaderId::Contact)
+                std::printf("  Contact: %.*s\n", static_cast<int>(m.headers[i].value.size()),
+                            m.headers[i].value.data());
+    return m.status_code;
 }
+
+// Exit status of a command that sent one request: 0 when the answer was `want`, 1 on another
+// answer, 2 on none.
+int exit_for(uint16_t got, uint16_t want) { return got == 0 ? 2 : got == want ? 0 : 1; }
 
 // OPTIONS to HOST:PORT; exit 0 on 200, 1 on another answer, 2 on none.
 int cmd_ping(const std::string& target, uint32_t timeout_ms) {
@@ -327,14 +337,8 @@ int cmd_ping(const std::string& target, uint32_t timeout_ms) {
                random_token() + "\r\nTo: <sip:" + target + ">\r\nCall-ID: locctl-" + random_token() +
                "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     });
-    if (resp.empty()) {
-        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
-        return 2;
-    }
-    print_response(target, resp, false);
     sip::Message m;
-    (void)sip::parse_message(resp, m);
-    return m.status_code == 200 ? 0 : 1;
+    return exit_for(report(target, timeout_ms, resp, false, m), 200);
 }
 
 // REGISTER AOR -> CONTACT at a registrar, as a user agent would; prints the answer and the
@@ -351,14 +355,8 @@ int cmd_register(const std::string& aor_text, const std::string& contact, const 
                "\r\nCSeq: 1 REGISTER\r\nContact: <" + contact + ">\r\nExpires: " +
                std::to_string(expires) + "\r\nUser-Agent: sip-locctl\r\nContent-Length: 0\r\n\r\n";
     });
-    if (resp.empty()) {
-        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
-        return 2;
-    }
-    print_response(target, resp, true);
     sip::Message m;
-    (void)sip::parse_message(resp, m);
-    return m.status_code == 200 ? 0 : 1;
+    return exit_for(report(target, timeout_ms, resp, true, m), 200);
 }
 
 // INVITE AOR at a redirect server; prints the answer and its Contacts, then ACKs a final non-2xx
@@ -374,14 +372,9 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
                "\r\nTo: <" + uri + ">\r\nCall-ID: " + call_id +
                "\r\nCSeq: 1 INVITE\r\nContact: <sip:sip-locctl@localhost>\r\nContent-Length: 0\r\n\r\n";
     });
-    if (resp.empty()) {
-        std::printf("%s: no answer within %u ms\n", target.c_str(), timeout_ms);
-        return 2;
-    }
-    print_response(target, resp, true);
     sip::Message m;
-    (void)sip::parse_message(resp, m);
-    if (m.status_code >= 300) {
+    const uint16_t status = report(target, timeout_ms, resp, true, m);
+    if (status >= 300) {
         const sip::Header* to_h = m.find(sip::HeaderId::To);
         std::string ack = "ACK " + uri + " SIP/2.0\r\n" + via_line +
                           "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
@@ -394,7 +387,7 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
             ::close(fd);
         }
     }
-    return m.status_code == 302 ? 0 : 1;
+    return exit_for(status, 302);
 }
 
 }  // namespace
