@@ -1,50 +1,72 @@
-// sip-bench: drives a sip-redirect deployment and reports throughput and latency (DESIGN §8).
+// sip-bench: drives a SIP redirect server or registrar and reports throughput, latency and the
+// server's CPU per response (DESIGN §8, bench/README.md).
 //
-//   sip-bench --target 127.0.0.1:5070 --registrar 127.0.0.1:5060 --aors 10000 --window 64
-//             --duration 10 [--register] [--rate R] [--pid PID]... [--json]
+//   sip-bench --target 127.0.0.1:5070 [--registrar 127.0.0.1:5060 | --populate redis --redis URL]
+//             --aors 10000 [--window 64 | --rate R] --duration 10 [--threads 2] [--zipf 1.0]
+//             [--register] [--pid PID]... [--json]
 //
-// Populates N AORs through the registrar (sip:bench<i>@bench.example -> sip:bench<i>@127.0.0.1:
-// 5999), then sends INVITEs (or, with --register, REGISTERs) closed-loop with --window requests
-// outstanding, or open-loop at --rate per second. Every response is matched to its request by
-// Call-ID; a request unanswered for 2 s counts as lost. CPU seconds of --pid processes (from
-// /proc/PID/stat) are measured over the run.
+// Population: sip:bench<i>@<domain> -> sip:bench<i>@127.0.0.1:5999, through the registrar
+// (REGISTERs, any registrar: ours or a peer's), or written straight into our Redis schema
+// (--populate redis), or not at all. Then INVITEs (or, with --register, REGISTERs) go out from
+// --threads threads, each with its own socket and sendmmsg/recvmmsg batches: closed loop with
+// --window requests outstanding in all, or open loop at --rate per second in all. The AOR of an
+// INVITE is uniform over the N AORs or Zipf-distributed (--zipf S, rank 0 most popular). Every
+// response is matched to its request by Call-ID; a request unanswered for 2 s is lost. Latency goes
+// into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge of
+// its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and after.
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "bench_stats.h"
+#include "sipr/location/binding.h"
+#include "sipr/location/redis_client.h"
+#include "sipr/location/schema.h"
 #include "sipr/net/endpoint.h"
 #include "sipr/sip/message.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using sipr::bench::AorPicker;
+using sipr::bench::Histogram;
 constexpr std::size_t kBatch = 32;
 constexpr int64_t kLostAfterUs = 2'000'000;
+constexpr std::string_view kContactHost = "127.0.0.1:5999";
 
-int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-        .count();
+int64_t now_us() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
 }
 
+// utime + stime of a process, seconds; -1 when it cannot be read.
 double cpu_seconds(int pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
     std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
+    if (close == std::string::npos) return -1;
     std::istringstream in(s.substr(close + 2));
     std::string field;
     double utime = 0, stime = 0;
@@ -55,75 +77,104 @@ double cpu_seconds(int pid) {
     return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+double self_cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 struct Options {
     std::string target, registrar;
+    std::string populate = "registrar";
+    std::string redis = "redis://127.0.0.1:6379";
     uint32_t aors = 1000;
     uint32_t window = 64;
     double rate = 0;
     double duration = 10;
+    unsigned threads = 1;
+    double zipf = 0;
     bool register_mode = false;
     bool json = false;
-    bool populate = true;
     std::vector<int> pids;
     std::string domain = "bench.example";
 };
 
-struct Outstanding {
-    int64_t sent_us = -1;
-};
-
 struct Result {
-    uint64_t sent = 0, lost = 0;
+    uint64_t sent = 0, lost = 0, answered = 0;
     std::map<int, uint64_t> by_status;
-    std::vector<int64_t> latencies_us;
+    Histogram latency;
     double seconds = 0;
+
+    void merge(const Result& o) {
+        sent += o.sent;
+        lost += o.lost;
+        answered += o.answered;
+        for (const auto& [code, n] : o.by_status) by_status[code] += n;
+        latency.merge(o.latency);
+        seconds = std::max(seconds, o.seconds);
+    }
 };
 
+// Appends decimal `v` to `s` (no allocation beyond the string's reserve).
+void append_num(std::string& s, uint64_t v) {
+    char tmp[24];
+    auto [end, ec] = std::to_chars(tmp, tmp + sizeof tmp, v);
+    s.append(tmp, static_cast<std::size_t>(end - tmp));
+}
+
+// One sending thread: its own connected socket, its own table of outstanding requests.
 class Driver {
 public:
-    Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain)
-        : register_mode_(register_mode), aors_(aors), domain_(std::move(domain)) {
-        if (!sipr::net::parse_endpoint(target, to_)) throw std::runtime_error("bad --target " + target);
+    Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain,
+           unsigned thread, double zipf)
+        : register_mode_(register_mode),
+          aors_(aors),
+          domain_(std::move(domain)),
+          thread_(thread),
+          picker_(aors, zipf, 42 + thread) {
+        if (!sipr::net::parse_endpoint(target, to_)) throw std::runtime_error("bad address " + target);
         fd_ = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd_ < 0) throw std::runtime_error("cannot open a UDP socket");
         int buf = 8 << 20;
         ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
         ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
         const auto* sa = reinterpret_cast<const sockaddr*>(&to_);
         if (::connect(fd_, sa, sipr::net::sockaddr_len(sa)) != 0)
-            throw std::runtime_error("cannot connect UDP socket to " + target);
+            throw std::runtime_error("cannot connect a UDP socket to " + target);
         sockaddr_storage local{};
         socklen_t len = sizeof local;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len);
         local_ = sipr::net::to_string(reinterpret_cast<sockaddr*>(&local));
+        for (auto& b : bufs_) b.reserve(1024);
     }
     ~Driver() { ::close(fd_); }
+    Driver(const Driver&) = delete;
+    Driver& operator=(const Driver&) = delete;
 
-    // Runs for `seconds` with `window` outstanding (closed loop) or at `rate` (open loop).
-    Result run(double seconds, uint32_t window, double rate, uint64_t max_requests = 0) {
+    // Runs until `end_us` with `window` outstanding (closed loop) or at `rate` (open loop), or
+    // until `max_requests` were sent; then waits up to 2 s for the answers still due.
+    Result run(int64_t start_us, int64_t end_us, uint32_t window, double rate,
+               uint64_t max_requests = 0) {
         Result r;
-        const std::size_t cap = 1 << 20;
-        std::vector<Outstanding> table(cap);
-        uint64_t next = 0, answered = 0;
+        constexpr std::size_t cap = 1 << 20;
+        std::vector<int64_t> table(cap, -1);  // send time by sequence number modulo cap
+        uint64_t next = 0;
         std::size_t outstanding = 0;
-        int64_t start = now_us(), end = start + static_cast<int64_t>(seconds * 1e6);
-        int64_t last_sweep = start;
+        int64_t last_sweep = start_us;
         uint64_t sweep_from = 0;
-        std::mt19937 rng(42);
-        std::vector<std::string> bufs(kBatch);
-        std::vector<mmsghdr> msgs(kBatch);
-        std::vector<iovec> iov(kBatch);
+        std::array<mmsghdr, kBatch> msgs{};
+        std::array<iovec, kBatch> iov{};
         std::vector<std::array<char, 4096>> rbufs(kBatch);
-        r.latencies_us.reserve(1 << 20);
         for (;;) {
             int64_t now = now_us();
-            bool sending = now < end && (max_requests == 0 || next < max_requests);
+            bool sending = now < end_us && (max_requests == 0 || next < max_requests);
             if (!sending && outstanding == 0) break;
-            if (!sending && now > end + kLostAfterUs) break;
-            // Send what the window or the rate allows.
+            if (!sending && now > end_us + kLostAfterUs) break;
             std::size_t want = 0;
             if (sending) {
                 if (rate > 0) {
-                    auto due = static_cast<uint64_t>((static_cast<double>(now - start) / 1e6) * rate);
+                    auto due = static_cast<uint64_t>(static_cast<double>(now - start_us) / 1e6 * rate);
                     want = due > next ? std::min<uint64_t>(due - next, kBatch) : 0;
                 } else if (outstanding < window) {
                     want = std::min<std::size_t>(window - outstanding, kBatch);
@@ -132,10 +183,10 @@ public:
             }
             for (std::size_t i = 0; i < want; ++i) {
                 uint64_t seq = next + i;
-                // REGISTERs walk the AORs in order (each registered once per round), INVITEs pick at random.
-                auto aor = static_cast<uint32_t>(register_mode_ ? seq % aors_ : rng() % aors_);
-                bufs[i] = build(seq, aor);
-                iov[i] = {bufs[i].data(), bufs[i].size()};
+                // REGISTERs walk the AORs in order (each once per round); INVITEs use the picker.
+                uint32_t aor = register_mode_ ? static_cast<uint32_t>(seq % aors_) : picker_.next();
+                build(bufs_[i], seq, aor);
+                iov[i] = {bufs_[i].data(), bufs_[i].size()};
                 msgs[i] = {};
                 msgs[i].msg_hdr.msg_iov = &iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
@@ -143,13 +194,12 @@ public:
             if (want > 0) {
                 int n = ::sendmmsg(fd_, msgs.data(), static_cast<unsigned>(want), 0);
                 if (n > 0) {
-                    for (int i = 0; i < n; ++i) table[(next + static_cast<uint64_t>(i)) % cap].sent_us = now;
+                    for (int i = 0; i < n; ++i) table[(next + static_cast<uint64_t>(i)) % cap] = now;
                     next += static_cast<uint64_t>(n);
                     outstanding += static_cast<std::size_t>(n);
                     r.sent += static_cast<uint64_t>(n);
                 }
             }
-            // Receive a batch.
             for (std::size_t i = 0; i < kBatch; ++i) {
                 iov[i] = {rbufs[i].data(), rbufs[i].size()};
                 msgs[i] = {};
@@ -165,26 +215,30 @@ public:
             for (int i = 0; i < got; ++i) {
                 std::string_view bytes(rbufs[i].data(), msgs[i].msg_len);
                 sipr::sip::Message m;
-                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok || m.is_request) continue;
+                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok || m.is_request)
+                    continue;
+                if (m.status_code < 200) continue;  // a provisional answer is not the answer
                 const auto* cid = m.find(sipr::sip::HeaderId::CallId);
                 if (cid == nullptr || cid->value.size() < 2 || cid->value[0] != 'b') continue;
-                uint64_t seq = std::strtoull(std::string(cid->value.substr(1)).c_str(), nullptr, 10);
-                Outstanding& o = table[seq % cap];
-                if (o.sent_us < 0 || seq >= next) continue;
-                r.latencies_us.push_back(t - o.sent_us);
-                o.sent_us = -1;
+                uint64_t seq = 0;
+                auto [p, ec] = std::from_chars(cid->value.data() + 1,
+                                               cid->value.data() + cid->value.size(), seq);
+                if (ec != std::errc{} || seq >= next) continue;
+                int64_t& sent_at = table[seq % cap];
+                if (sent_at < 0) continue;  // a retransmitted answer, or one already counted lost
+                r.latency.record(t - sent_at);
+                sent_at = -1;
                 ++r.by_status[m.status_code];
-                ++answered;
+                ++r.answered;
                 --outstanding;
             }
-            // Every 100 ms: requests older than 2 s are lost.
-            if (t - last_sweep > 100'000) {
+            if (t - last_sweep > 100'000) {  // every 100 ms: requests older than 2 s are lost
                 last_sweep = t;
                 while (sweep_from < next) {
-                    Outstanding& o = table[sweep_from % cap];
-                    if (o.sent_us >= 0 && t - o.sent_us < kLostAfterUs) break;
-                    if (o.sent_us >= 0) {
-                        o.sent_us = -1;
+                    int64_t& sent_at = table[sweep_from % cap];
+                    if (sent_at >= 0 && t - sent_at < kLostAfterUs) break;
+                    if (sent_at >= 0) {
+                        sent_at = -1;
                         ++r.lost;
                         --outstanding;
                     }
@@ -192,39 +246,70 @@ public:
                 }
             }
         }
-        r.seconds = static_cast<double>(std::min(now_us(), end) - start) / 1e6;
+        r.seconds = static_cast<double>(std::min(now_us(), end_us) - start_us) / 1e6;
         return r;
     }
 
 private:
-    std::string build(uint64_t seq, uint32_t aor) const {
-        std::string user = "bench" + std::to_string(aor);
-        std::string s;
-        s.reserve(700);
+    void build(std::string& s, uint64_t seq, uint32_t aor) const {
+        s.clear();
+        auto user = [&] {
+            s += "bench";
+            append_num(s, aor);
+        };
         if (register_mode_) {
-            s += "REGISTER sip:" + domain_ + " SIP/2.0\r\n";
+            s += "REGISTER sip:";
+            s += domain_;
         } else {
-            s += "INVITE sip:" + user + "@" + domain_ + " SIP/2.0\r\n";
+            s += "INVITE sip:";
+            user();
+            s += '@';
+            s += domain_;
         }
-        s += "Via: SIP/2.0/UDP " + local_ + ";branch=z9hG4bK-b" + std::to_string(seq) + ";rport\r\n";
-        s += "Max-Forwards: 70\r\n";
+        s += " SIP/2.0\r\nVia: SIP/2.0/UDP ";
+        s += local_;
+        s += ";branch=z9hG4bK-b";
+        append_num(s, seq);
+        s += '.';
+        append_num(s, thread_);
+        s += ";rport\r\nMax-Forwards: 70\r\n";
         if (register_mode_) {
-            s += "From: <sip:" + user + "@" + domain_ + ">;tag=bt" + std::to_string(seq) + "\r\n";
-            s += "To: <sip:" + user + "@" + domain_ + ">\r\n";
+            s += "From: <sip:";
+            user();
+            s += '@';
+            s += domain_;
+            s += ">;tag=bt";
         } else {
-            s += "From: \"Bench Caller\" <sip:caller@" + domain_ + ">;tag=bt" + std::to_string(seq) + "\r\n";
-            s += "To: <sip:" + user + "@" + domain_ + ">\r\n";
+            s += "From: \"Bench Caller\" <sip:caller@";
+            s += domain_;
+            s += ">;tag=bt";
         }
-        s += "Call-ID: b" + std::to_string(seq) + "\r\n";
-        s += std::string("CSeq: 1 ") + (register_mode_ ? "REGISTER" : "INVITE") + "\r\n";
+        append_num(s, seq);
+        s += "\r\nTo: <sip:";
+        user();
+        s += '@';
+        s += domain_;
+        // Call-ID "b<seq>.<thread>.<run>": the answer is matched on the digits after 'b'. The
+        // run number keeps REGISTERs of a later run from repeating an earlier run's Call-ID and
+        // CSeq, which a registrar may take for a stale request (RFC 3261 §10.3 step 7).
+        s += ">\r\nCall-ID: b";
+        append_num(s, seq);
+        s += '.';
+        append_num(s, thread_);
+        s += '.';
+        append_num(s, run_id_);
         if (register_mode_) {
-            s += "Contact: <sip:" + user + "@127.0.0.1:5999>\r\nExpires: 3600\r\n";
+            s += "\r\nCSeq: 1 REGISTER\r\nContact: <sip:";
+            user();
+            s += '@';
+            s += kContactHost;
+            s += ">\r\nExpires: 3600\r\n";
         } else {
-            s += "Contact: <sip:caller@" + local_ + ">\r\n";
-            s += "Allow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\nSupported: timer\r\n";
+            s += "\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@";
+            s += local_;
+            s += ">\r\nAllow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\nSupported: timer\r\n";
         }
         s += "User-Agent: sip-bench\r\nContent-Length: 0\r\n\r\n";
-        return s;
     }
 
     sockaddr_storage to_{};
@@ -233,63 +318,188 @@ private:
     bool register_mode_;
     uint32_t aors_;
     std::string domain_;
+    unsigned thread_;
+    // Different in every run (and every Driver of one run): wall-clock nanoseconds at start.
+    uint64_t run_id_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    AorPicker picker_;
+    std::array<std::string, kBatch> bufs_;
 };
 
-double percentile(std::vector<int64_t>& v, double p) {
-    if (v.empty()) return 0;
-    std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) - (p > 0 ? 1 : 0));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
-    return static_cast<double>(v[i]);
+// Writes every AOR's binding straight into the Redis schema of DESIGN §6 (pipelined HSET +
+// PEXPIREAT), as the registrar would have. Returns the number written.
+uint32_t populate_redis(const std::string& url_text, const Options& o) {
+    sipr::location::RedisUrl url;
+    std::string err;
+    if (!sipr::location::parse_redis_url(url_text, url, err)) throw std::runtime_error(err);
+    timeval tv{5, 0};
+    std::unique_ptr<redisContext, void (*)(redisContext*)> c(
+        redisConnectWithTimeout(url.host.c_str(), url.port, tv), redisFree);
+    if (!c || c->err) throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
+    auto expect_ok = [&](redisReply* r, const char* what) {
+        bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
+        std::string why = r != nullptr && r->type == REDIS_REPLY_ERROR ? r->str : "no reply";
+        if (r != nullptr) freeReplyObject(r);
+        if (!ok) throw std::runtime_error(std::string(what) + ": " + why);
+    };
+    if (!url.password.empty()) {
+        if (url.user.empty())
+            expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())), "AUTH");
+        else
+            expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s %s", url.user.c_str(),
+                                                            url.password.c_str())), "AUTH");
+    }
+    if (url.db != 0)
+        expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "SELECT %u", url.db)), "SELECT");
+    const int64_t now_ms = static_cast<int64_t>(std::time(nullptr)) * 1000;
+    constexpr uint32_t kChunk = 1000;
+    for (uint32_t first = 0; first < o.aors; first += kChunk) {
+        uint32_t last = std::min(o.aors, first + kChunk);
+        for (uint32_t i = first; i < last; ++i) {
+            std::string user = "bench" + std::to_string(i);
+            sipr::location::Binding b;
+            b.expires_at_ms = now_ms + 3'600'000;
+            b.updated_at_ms = now_ms;
+            b.cseq = 1;
+            b.call_id = "populate-" + std::to_string(i);
+            b.contact = "sip:" + user + "@" + std::string(kContactHost);
+            b.received = std::string(kContactHost);
+            b.user_agent = "sip-bench";
+            std::string key = sipr::location::location_key("sip:" + user + "@" + o.domain);
+            std::string field = sipr::location::binding_key(b.contact, b.instance);
+            std::string value = sipr::location::pack_binding(b);
+            std::string at = std::to_string(b.expires_at_ms);
+            const char* hset[4] = {"HSET", key.c_str(), field.c_str(), value.c_str()};
+            std::size_t hlen[4] = {4, key.size(), field.size(), value.size()};
+            redisAppendCommandArgv(c.get(), 4, hset, hlen);
+            const char* exp[3] = {"PEXPIREAT", key.c_str(), at.c_str()};
+            std::size_t elen[3] = {9, key.size(), at.size()};
+            redisAppendCommandArgv(c.get(), 3, exp, elen);
+        }
+        for (uint32_t i = first; i < last; ++i)
+            for (int k = 0; k < 2; ++k) {
+                void* r = nullptr;
+                if (redisGetReply(c.get(), &r) != REDIS_OK) throw std::runtime_error("Redis connection lost");
+                expect_ok(static_cast<redisReply*>(r), "HSET");
+            }
+    }
+    return o.aors;
+}
+
+// Runs `threads` drivers over the same wall-clock interval and merges their results.
+Result run_threads(const Options& o, const std::string& target, bool register_mode, double seconds,
+                   uint32_t window, double rate, uint64_t max_requests) {
+    const unsigned n = std::max(1u, o.threads);
+    std::vector<std::unique_ptr<Driver>> drivers;
+    for (unsigned t = 0; t < n; ++t)
+        drivers.push_back(std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t, o.zipf));
+    std::vector<Result> results(n);
+    std::vector<std::thread> pool;
+    const int64_t start = now_us();
+    const int64_t end = start + static_cast<int64_t>(seconds * 1e6);
+    for (unsigned t = 0; t < n; ++t) {
+        // The window and the rate are split over the threads; the first ones take the remainder.
+        uint32_t w = window / n + (t < window % n ? 1 : 0);
+        uint64_t m = max_requests == 0 ? 0 : max_requests / n + (t < max_requests % n ? 1 : 0);
+        pool.emplace_back([&, t, w, m] {
+            if (max_requests != 0 && m == 0) return;
+            results[t] = drivers[t]->run(start, end, std::max(w, 1u), rate / n, m);
+        });
+    }
+    for (auto& th : pool) th.join();
+    Result all;
+    for (const Result& r : results) all.merge(r);
+    return all;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     Options o;
-    CLI::App cli{"sip-bench: load generator for sip-redirect", "sip-bench"};
-    cli.add_option("--target", o.target, "redirect server (or registrar with --register), host:port")->required();
+    bool no_populate = false;
+    CLI::App cli{"sip-bench: load generator for SIP redirect servers and registrars", "sip-bench"};
+    cli.add_option("--target", o.target, "server under test (a registrar with --register), host:port")
+        ->required();
     cli.add_option("--registrar", o.registrar, "registrar to populate through, host:port");
-    cli.add_option("--aors", o.aors, "AORs to register and call")->capture_default_str();
-    cli.add_option("--window", o.window, "closed loop: requests outstanding")->capture_default_str();
-    cli.add_option("--rate", o.rate, "open loop: requests per second (overrides --window)");
-    cli.add_option("--duration", o.duration, "seconds")->capture_default_str();
+    cli.add_option("--populate", o.populate,
+                   "how the AORs get their binding first: registrar (REGISTERs to --registrar), "
+                   "redis (written into --redis in our schema), none")
+        ->check(CLI::IsMember({"registrar", "redis", "none"}))
+        ->capture_default_str();
+    cli.add_option("--redis", o.redis, "Redis for --populate redis")->capture_default_str();
+    cli.add_flag("--no-populate", no_populate, "same as --populate none");
+    cli.add_option("--aors", o.aors, "AORs to register and call")
+        ->check(CLI::Range(1u, 10'000'000u))
+        ->capture_default_str();
+    cli.add_option("--window", o.window, "closed loop: requests outstanding (all threads)")
+        ->check(CLI::Range(1u, 100'000u))
+        ->capture_default_str();
+    cli.add_option("--rate", o.rate, "open loop: requests per second in all (overrides --window)")
+        ->check(CLI::NonNegativeNumber);
+    cli.add_option("--duration", o.duration, "seconds of load")
+        ->check(CLI::Range(0.1, 86400.0))
+        ->capture_default_str();
+    cli.add_option("--threads", o.threads, "sending threads, each with its own socket")
+        ->check(CLI::Range(1u, 64u))
+        ->capture_default_str();
+    cli.add_option("--zipf", o.zipf, "AOR popularity: Zipf exponent S (0: uniform)")
+        ->check(CLI::Range(0.0, 10.0))
+        ->capture_default_str();
     cli.add_flag("--register", o.register_mode, "send REGISTERs to --target instead of INVITEs");
-    cli.add_flag("--no-populate", [&](int64_t) { o.populate = false; }, "skip registering the AORs");
-    cli.add_option("--pid", o.pids, "processes whose CPU time to measure (repeatable)");
-    cli.add_flag("--json", o.json, "print JSON");
+    cli.add_option("--pid", o.pids, "a process whose CPU time to measure (repeatable)");
+    cli.add_flag("--json", o.json, "print one JSON object instead of text");
     cli.add_option("--domain", o.domain, "domain of the AORs")->capture_default_str();
     CLI11_PARSE(cli, argc, argv);
+    if (no_populate || o.register_mode) o.populate = "none";
 
     try {
-        if (!o.register_mode && o.populate && !o.registrar.empty()) {
-            Driver reg(o.registrar, true, o.aors, o.domain);
-            // Register every AOR once (REGISTER sequence numbers walk the AORs in order).
-            Result p = reg.run(120, 200, 0, o.aors);
-            uint64_t ok = p.by_status.count(200) ? p.by_status[200] : 0;
+        if (o.populate == "registrar" && !o.registrar.empty()) {
+            // Every AOR once (REGISTER sequence numbers walk the AORs in order), 200 at a time.
+            Options p = o;
+            p.threads = 1;
+            Result r = run_threads(p, o.registrar, true, 300, 200, 0, o.aors);
+            uint64_t ok = r.by_status.count(200) != 0 ? r.by_status[200] : 0;
             std::fprintf(stderr, "sip-bench: populated through %s: %llu REGISTERs, %llu answered 200, %llu lost\n",
-                         o.registrar.c_str(), static_cast<unsigned long long>(p.sent),
-                         static_cast<unsigned long long>(ok), static_cast<unsigned long long>(p.lost));
+                         o.registrar.c_str(), static_cast<unsigned long long>(r.sent),
+                         static_cast<unsigned long long>(ok), static_cast<unsigned long long>(r.lost));
+            if (ok != o.aors) {
+                std::fprintf(stderr, "sip-bench: not every AOR registered; is %s a registrar for %s?\n",
+                             o.registrar.c_str(), o.domain.c_str());
+                return 1;
+            }
+        } else if (o.populate == "redis") {
+            uint32_t n = populate_redis(o.redis, o);
+            std::fprintf(stderr, "sip-bench: wrote %u bindings into Redis\n", n);
         }
         std::vector<double> cpu0;
-        for (int pid : o.pids) cpu0.push_back(cpu_seconds(pid));
-        Driver d(o.target, o.register_mode, o.aors, o.domain);
-        Result r = d.run(o.duration, o.window, o.rate);
+        for (int pid : o.pids) {
+            double c = cpu_seconds(pid);
+            if (c < 0) throw std::runtime_error("no process " + std::to_string(pid) + " (--pid)");
+            cpu0.push_back(c);
+        }
+        const double self0 = self_cpu_seconds();
+        Result r = run_threads(o, o.target, o.register_mode, o.duration, o.window, o.rate, 0);
+        const double self_cpu = self_cpu_seconds() - self0;
         double cpu = 0;
-        for (std::size_t i = 0; i < o.pids.size(); ++i) cpu += cpu_seconds(o.pids[i]) - cpu0[i];
-        uint64_t answered = 0;
-        for (auto& [code, n] : r.by_status) answered += n;
-        double rps = static_cast<double>(answered) / r.seconds;
-        double p50 = percentile(r.latencies_us, 50), p90 = percentile(r.latencies_us, 90),
-               p99 = percentile(r.latencies_us, 99), p999 = percentile(r.latencies_us, 99.9);
+        for (std::size_t i = 0; i < o.pids.size(); ++i) cpu += std::max(0.0, cpu_seconds(o.pids[i]) - cpu0[i]);
+        const double rps = r.seconds > 0 ? static_cast<double>(r.answered) / r.seconds : 0;
+        const double cpu_us = r.answered != 0 ? cpu * 1e6 / static_cast<double>(r.answered) : 0;
+        const Histogram& h = r.latency;
         if (o.json) {
-            std::printf("{\"mode\":\"%s\",\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
-                        "\"responses_per_s\":%.0f,\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,"
-                        "\"p999_us\":%.0f,\"server_cpu_s\":%.3f,\"status\":{",
-                        o.register_mode ? "register" : "invite", static_cast<unsigned long long>(r.sent),
-                        static_cast<unsigned long long>(answered), static_cast<unsigned long long>(r.lost),
-                        r.seconds, rps, p50, p90, p99, p999, cpu);
+            std::printf("{\"mode\":\"%s\",\"threads\":%u,\"window\":%u,\"rate\":%.0f,\"zipf\":%.2f,"
+                        "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
+                        "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
+                        "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
+                        "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
+                        o.register_mode ? "register" : "invite", o.threads, o.window, o.rate, o.zipf,
+                        o.aors, static_cast<unsigned long long>(r.sent),
+                        static_cast<unsigned long long>(r.answered), static_cast<unsigned long long>(r.lost),
+                        r.seconds, rps, static_cast<unsigned long long>(h.percentile(50)),
+                        static_cast<unsigned long long>(h.percentile(90)),
+                        static_cast<unsigned long long>(h.percentile(99)),
+                        static_cast<unsigned long long>(h.percentile(99.9)),
+                        static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
             bool first = true;
-            for (auto& [code, n] : r.by_status) {
+            for (const auto& [code, n] : r.by_status) {
                 std::printf("%s\"%d\":%llu", first ? "" : ",", code, static_cast<unsigned long long>(n));
                 first = false;
             }
@@ -297,13 +507,19 @@ int main(int argc, char** argv) {
         } else {
             std::printf("%s: sent %llu, answered %llu, lost %llu in %.2f s: %.0f responses/s\n",
                         o.register_mode ? "REGISTER" : "INVITE", static_cast<unsigned long long>(r.sent),
-                        static_cast<unsigned long long>(answered), static_cast<unsigned long long>(r.lost),
-                        r.seconds, rps);
-            for (auto& [code, n] : r.by_status) std::printf("  %d: %llu\n", code, static_cast<unsigned long long>(n));
-            std::printf("latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f\n", p50, p90, p99, p999);
+                        static_cast<unsigned long long>(r.answered),
+                        static_cast<unsigned long long>(r.lost), r.seconds, rps);
+            for (const auto& [code, n] : r.by_status)
+                std::printf("  %d: %llu\n", code, static_cast<unsigned long long>(n));
+            std::printf("latency us: p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",
+                        static_cast<unsigned long long>(h.percentile(50)),
+                        static_cast<unsigned long long>(h.percentile(90)),
+                        static_cast<unsigned long long>(h.percentile(99)),
+                        static_cast<unsigned long long>(h.percentile(99.9)),
+                        static_cast<unsigned long long>(h.max()));
             if (!o.pids.empty())
-                std::printf("server CPU: %.3f s, %.1f us per response\n", cpu,
-                            answered ? cpu * 1e6 / static_cast<double>(answered) : 0.0);
+                std::printf("server CPU: %.3f s, %.2f us per response\n", cpu, cpu_us);
+            std::printf("client CPU: %.3f s\n", self_cpu);
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "sip-bench: %s\n", e.what());

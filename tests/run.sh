@@ -70,9 +70,20 @@ run_suites() {
 }
 
 if build release --buildtype=release; then
-    run_suites release unit integration
+    # e2e (whole calls through Kamailio) only here: it tests the proxy path, not memory safety.
+    run_suites release unit integration e2e
 else
     note_result "release build" 0 1
+fi
+
+# The benchmark's smoke run (bench/compare.sh --smoke, under a minute): every peer must answer
+# right; its speed is printed, never judged.
+if [ -f "$BUILD_ROOT/release/build.ninja" ]; then
+    echo "== bench smoke: bench/compare.sh --smoke"
+    rc=0
+    smoke_out=$(BUILD_ROOT=$BUILD_ROOT bash "$ROOT/bench/compare.sh" --smoke 2>&1) || rc=$?
+    echo "$smoke_out" | tail -n 30
+    if [ "$rc" -eq 0 ]; then note_result "bench smoke" 1 0; else note_result "bench smoke" 0 1; fi
 fi
 
 if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
@@ -84,8 +95,8 @@ else
 fi
 
 if [ "${SIPR_SKIP_FUZZ:-0}" != 1 ]; then
-    # Only the three fuzz targets are compiled (tests/fuzz/run.sh builds them).
-    if CXX=clang++ BUILD_TARGETS="tests/fuzz/fuzz_message tests/fuzz/fuzz_uri tests/fuzz/fuzz_aor" \
+    # Only the fuzz targets are compiled (tests/fuzz/run.sh runs them).
+    if CXX=clang++ BUILD_TARGETS="tests/fuzz/fuzz_message tests/fuzz/fuzz_uri tests/fuzz/fuzz_aor tests/fuzz/fuzz_redirect tests/fuzz/fuzz_registrar" \
         build fuzz --buildtype=debugoptimized -Dfuzz=enabled -Dtests=false -Dbench=false \
         -Db_sanitize=address,undefined -Db_lundef=false; then
         echo "== fuzz: corpus replay and ${FUZZ_SECONDS}s per target"

@@ -6,6 +6,7 @@ SIPR_PACKAGES=(
     libssl-dev
     clang libclang-rt-14-dev
     redis-server sip-tester curl iproute2
+    kamailio kamailio-redis-modules
 )
 
 sipr_install_packages() {

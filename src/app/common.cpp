@@ -4,10 +4,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <time.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <thread>
 
 #include "sipr/metrics/exporter.h"
@@ -22,6 +26,10 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
         ->capture_default_str();
     app.add_option("--redis", f.redis, "Redis URL: redis://[user:password@]host:port[/db]")
         ->envname("SIPR_REDIS");
+    app.add_option("--redis-password-file", f.redis_password_file,
+                   "file holding the Redis password (overrides the URL's; a trailing newline "
+                   "is ignored)")
+        ->envname("SIPR_REDIS_PASSWORD_FILE");
     app.add_option("--metrics", f.metrics, "HTTP address for GET /metrics, host:port")
         ->envname("SIPR_METRICS")
         ->capture_default_str();
@@ -40,6 +48,22 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
     app.add_option("--redis-timeout", f.redis_timeout_ms, "Redis connect and command timeout, ms")
         ->envname("SIPR_REDIS_TIMEOUT")
         ->capture_default_str();
+    app.add_option("--allow", f.allow,
+                   "accept requests only from this CIDR (repeatable; IPv4 or IPv6; a bare address "
+                   "is one host); these sources are trusted: no rate limit, no amplification guard")
+        ->envname("SIPR_ALLOW")
+        ->delimiter(',');
+    app.add_option("--rate-limit", f.rate_limit,
+                   "datagrams per second per source IP and worker for sources outside --allow; "
+                   "excess is dropped (0: off)")
+        ->envname("SIPR_RATE_LIMIT")
+        ->check(CLI::Range(0u, net::SourceRateLimiter::kMaxRate))
+        ->capture_default_str();
+    app.add_option("--rate-burst", f.rate_burst,
+                   "datagrams a source may send at once under --rate-limit (0: twice the rate)")
+        ->envname("SIPR_RATE_BURST")
+        ->check(CLI::Range(0u, net::SourceRateLimiter::kMaxBurst))
+        ->capture_default_str();
 }
 
 void parse_or_exit(CLI::App& app, int argc, char** argv) {
@@ -50,13 +74,16 @@ void parse_or_exit(CLI::App& app, int argc, char** argv) {
     } catch (const CLI::CallForAllHelp& e) {
         std::exit(app.exit(e));
     } catch (const CLI::ParseError& e) {
-        std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
+        // CLI11 may quote the offending argument: mask a Redis URL's password in it.
+        std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(),
+                     location::redact_redis_urls(e.what()).c_str());
         std::exit(2);
     }
 }
 
 void die(const std::string& program, const std::string& message) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());
+    std::fprintf(stderr, "%s: %s\n", program.c_str(),
+                 location::redact_redis_urls(message).c_str());
     std::exit(1);
 }
 
@@ -68,6 +95,42 @@ void setup_logging(const std::string& program, const std::string& level) {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%t] %l: %v");
     logger->set_level(lvl);
     spdlog::set_default_logger(logger);
+}
+
+std::string read_password_file(const std::string& path, std::string& password) {
+    const std::string what = "the Redis password file '" + path + "' (SIPR_REDIS_PASSWORD_FILE)";
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return "cannot read " + what + ": " + std::strerror(errno);
+    std::string text;
+    char buf[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+        text.append(buf, n);
+        if (text.size() > 64 * 1024) break;  // no password is that long: a wrong file
+    }
+    bool failed = std::ferror(f) != 0;
+    int err = errno;
+    std::fclose(f);
+    if (failed) return "cannot read " + what + ": " + std::strerror(err);
+    if (text.size() > 64 * 1024) return what + " is over 64 KiB: is it the right file?";
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (text.empty()) return what + " is empty: write the password into it";
+    password = std::move(text);
+    return {};
+}
+
+void apply_password_file(const std::string& program, const std::string& url_text,
+                         const std::string& password_file, location::RedisUrl& url) {
+    if (password_file.empty()) return;
+    std::string password;
+    if (std::string why = read_password_file(password_file, password); !why.empty())
+        die(program, why);
+    // With the password in a file, "redis://name@host" names the ACL user (without a file the
+    // single user-info word is the password, as some tools write it).
+    if (url.user.empty() && !url.password.empty() &&
+        url_text.find("//" + url.password + "@") != std::string::npos)
+        url.user = url.password;
+    url.password = std::move(password);
 }
 
 std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
@@ -105,15 +168,17 @@ std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
         std::vector<std::string> auth{"AUTH"};
         if (!url.user.empty()) auth.push_back(url.user);
         auth.push_back(url.password);
+        // The sentence an operator greps for; Redis's own reason (never the password) after it.
         if (!run(auth, err))
-            result = "Redis at " + where + " refused AUTH (" + err +
-                     "): check the user and password in --redis";
+            result = "Redis refused the password (AUTH): check the URL or "
+                     "SIPR_REDIS_PASSWORD_FILE (Redis at " + where + " said: " + err + ")";
     }
     if (result.empty() && url.db != 0 && !run({"SELECT", std::to_string(url.db)}, err))
         result = "Redis at " + where + " refused SELECT " + std::to_string(url.db) + " (" + err + ")";
     if (result.empty() && !run({"PING"}, err))
         result = "Redis at " + where + " does not answer PING (" + err +
-                 "): if it needs a password, put it in --redis";
+                 "): if it needs a password, put it in --redis or in the file named by "
+                 "SIPR_REDIS_PASSWORD_FILE";
     redisFree(c);
     return result;
 }
@@ -149,12 +214,50 @@ void fill_peer(const sockaddr* from, sip::Peer& out) noexcept {
     out.port = net::port_of(from);
 }
 
+namespace {
+// The near-cache's TTL clock: coarse (a few ms) is plenty and costs no syscall.
+uint64_t coarse_monotonic_ms() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+}  // namespace
+
 Worker::Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
-               const location::RedisOptions& ropts, base::ServiceStats& stats)
+               const location::RedisOptions& ropts, base::ServiceStats& stats,
+               const location::NearCacheOptions& cache)
     : index_(index), loop_(loop), stats_(stats) {
-    redis_ = std::make_unique<location::RedisClient>(loop, url, ropts);
+    location::RedisOptions data_opts = ropts;
+    if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + std::to_string(index);
+    redis_ = std::make_unique<location::RedisClient>(loop, url, data_opts);
     store_ = std::make_unique<location::RedisStore>(*redis_);
     redis_->on_state(&Worker::on_redis_state, this);
+    if (cache.ttl_ms != 0) {
+        location::CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
+                                 stats.cache_flushes, stats.cache_entries};
+        cache_ = std::make_unique<location::CachingStore>(*store_, cache, m,
+                                                          &location::system_clock_ms,
+                                                          &coarse_monotonic_ms);
+        location::RedisOptions inval_opts = ropts;
+        inval_opts.client_name = "sipr-inval-" + std::to_string(index);
+        inval_opts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+        tracker_ = std::make_unique<location::CacheTracker>(loop, *redis_, *cache_, url, inval_opts);
+        tracker_->on_change(&Worker::on_cache_change, this);
+    }
+}
+
+location::LocationStore& Worker::lookup_store() noexcept {
+    if (cache_) return *cache_;
+    return *store_;
+}
+
+void Worker::on_cache_change(void* ctx, location::CacheTracker::State s,
+                             std::string_view why) noexcept {
+    auto* self = static_cast<Worker*>(ctx);
+    if (s == location::CacheTracker::State::On)
+        spdlog::info("worker {}: near-cache on (Redis tracks the keys it reads)", self->index_);
+    else if (s == location::CacheTracker::State::Off)
+        spdlog::warn("worker {}: near-cache off and flushed ({})", self->index_, why);
 }
 
 Worker::~Worker() = default;
@@ -165,6 +268,7 @@ std::string Worker::open(const sockaddr* listen) {
         return "cannot listen on " + net::to_string(listen) + ": " + uv_strerror(rc) +
                " (is another server on that port? choose another with --listen)";
     redis_->start();
+    if (tracker_) tracker_->start();
     return {};
 }
 
@@ -176,6 +280,7 @@ void Worker::start_receiving() {
 void Worker::on_redis_state(void* ctx, location::RedisClient::State s) noexcept {
     auto* self = static_cast<Worker*>(ctx);
     self->stats_.redis_up.set(s == location::RedisClient::State::Ready ? 1 : 0);
+    if (self->tracker_) self->tracker_->on_data_state(s);
     if (s == location::RedisClient::State::Ready) {
         spdlog::info("worker {}: Redis ready", self->index_);
     } else if (s == location::RedisClient::State::Backoff) {
@@ -188,10 +293,48 @@ bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) no
     sockaddr_storage dst = to.addr;
     if (dst.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&dst)->sin_port = htons(port);
     else reinterpret_cast<sockaddr_in6*>(&dst)->sin6_port = htons(port);
-    return socket_.send(bytes, reinterpret_cast<const sockaddr*>(&dst)) >= 0;
+    return socket_.queue(bytes, reinterpret_cast<const sockaddr*>(&dst));
+}
+
+void Worker::on_send_failed(std::size_t count) noexcept {
+    for (std::size_t i = 0; i < count; ++i) stats_.drop(base::DropReason::SendFailed);
+}
+
+void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, uint32_t burst,
+                           uint64_t seed) {
+    allow_ = allow;
+    limiter_.reset();
+    // Sources in --allow are exempt from the rate limit, so with --allow given it never applies.
+    if (rate_per_s != 0 && allow_.empty())
+        limiter_ = std::make_unique<net::SourceRateLimiter>(
+            rate_per_s, burst != 0 ? burst : 2 * rate_per_s,
+            net::SourceRateLimiter::kDefaultEntries, seed);
 }
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
+    trusted_ = false;
+    if (!allow_.empty() || limiter_) {
+        // Before anything is parsed or formatted: a refused datagram costs a hash or a binary
+        // search, and its counter.
+        net::IpKey key;
+        if (!net::ip_key(from, key)) {
+            stats_.drop(base::DropReason::Denied);
+            return;
+        }
+        if (!allow_.empty()) {
+            if (!allow_.contains(key)) {
+                stats_.drop(base::DropReason::Denied);
+                return;
+            }
+            // Trusted peers (a carrier's own proxies and SBCs) are the heavy senders a
+            // per-source limit would hurt first, and their address is the one a flooder would
+            // spoof to get them limited: they are exempt.
+            trusted_ = true;
+        } else if (!limiter_->allow(key, uv_now(loop_))) {  // the loop's cached time: no syscall
+            stats_.drop(base::DropReason::RateLimited);
+            return;
+        }
+    }
     fill_peer(from, peer_);
     handle(bytes, peer_);
 }
@@ -223,14 +366,18 @@ void Worker::close_all() noexcept {
     }
     socket_.close();
     redis_->stop();
+    if (tracker_) tracker_->stop();
 }
 
 Startup check_startup(const std::string& program, const CommonFlags& common) {
     Startup s;
     if (!net::parse_endpoint(common.listen, s.listen))
         die(program, "--listen '" + common.listen + "' is not host:port (e.g. 127.0.0.1:5060)");
+    for (const std::string& cidr : common.allow)
+        if (std::string why = s.allow.add(cidr); !why.empty()) die(program, "--allow " + why);
     std::string err;
     if (!location::parse_redis_url(common.redis, s.redis, err)) die(program, err);
+    apply_password_file(program, common.redis, common.redis_password_file, s.redis);
     if (std::string why = check_redis(s.redis, common.redis_timeout_ms); !why.empty())
         die(program, why);
     s.workers = common.workers != 0 ? common.workers
@@ -255,6 +402,19 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         die(program, std::string(e.what()) + " (choose another with --metrics)");
     }
 
+    // Seeds for the rate limiters' tables: unpredictable, so sources cannot be picked to collide.
+    std::vector<uint64_t> seeds(n);
+    for (unsigned i = 0; i < n; ++i) {
+        uint64_t seed = uv_hrtime() * 0x9e3779b97f4a7c15ull + i;
+        try {
+            std::random_device rd;
+            seed ^= uint64_t{rd()} << 32 | rd();
+        } catch (const std::exception&) {
+            // No entropy source: the clock-based seed still differs per start.
+        }
+        seeds[i] = seed;
+    }
+
     std::vector<std::unique_ptr<Worker>> workers(n);
     std::vector<std::string> errors(n);
     net::WorkerGroup group;
@@ -262,6 +422,8 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         n,
         [&](std::size_t i, uv_loop_t* loop) {
             workers[i] = make(i, loop, *stats[i]);
+            workers[i]->limit_sources(startup.allow, common.rate_limit, common.rate_burst,
+                                      seeds[i]);
             errors[i] = workers[i]->open(reinterpret_cast<const sockaddr*>(&startup.listen));
             if (!errors[i].empty()) return false;
             workers[i]->start_receiving();
@@ -278,6 +440,9 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
     spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
                  common.listen, n, common.metrics, location::redacted(startup.redis));
     // Only once serving: a start-up error stays the only line on stderr.
+    if (common.rate_limit != 0 && !startup.allow.empty())
+        spdlog::warn("--rate-limit does not apply: every source accepted is in --allow, and "
+                     "sources in --allow are exempt from it");
     if (common.secret.empty())
         spdlog::warn("no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
                      "every instance of a deployment (tags stay consistent, but guessable)");

@@ -15,8 +15,12 @@
 
 #include "sipr/base/siphash.h"
 #include "sipr/base/stats.h"
+#include "sipr/location/cache_tracker.h"
+#include "sipr/location/caching_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_store.h"
+#include "sipr/net/address_set.h"
+#include "sipr/net/rate_limiter.h"
 #include "sipr/net/udp_socket.h"
 #include "sipr/sip/intake.h"
 
@@ -25,27 +29,43 @@ namespace sipr::app {
 struct CommonFlags {
     std::string listen;
     std::string redis = "redis://127.0.0.1:6379";
+    std::string redis_password_file;  // --redis-password-file / SIPR_REDIS_PASSWORD_FILE
     std::string metrics;
     unsigned workers = 0;  // 0: one per core
     std::vector<std::string> domains;
     std::string log_level = "info";
     std::string secret;  // To-tag key, shared by every instance
     uint32_t redis_timeout_ms = 1000;
+    std::vector<std::string> allow;  // CIDRs; none: every source
+    uint32_t rate_limit = 0;         // datagrams per second per source IP, per worker; 0: off
+    uint32_t rate_burst = 0;         // 0: twice the rate
 };
 
-// Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, each with its
-// SIPR_* environment equivalent.
+// Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
+// --allow, --rate-limit, --rate-burst, each with its SIPR_* environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming
 // it and exits 2.
 void parse_or_exit(CLI::App& app, int argc, char** argv);
 
-// Prints "<program>: <message>" on stderr and exits 1: the one-line start-up error.
+// Prints "<program>: <message>" on stderr and exits 1: the one-line start-up error. The password
+// of any redis:// URL quoted in `message` is masked.
 [[noreturn]] void die(const std::string& program, const std::string& message);
 
 // Sets up spdlog on stderr at `level`; exits via die() on an unknown level.
 void setup_logging(const std::string& program, const std::string& level);
+
+// Reads the Redis password from the file at `path` (SIPR_REDIS_PASSWORD_FILE, e.g. a systemd
+// credential): the whole content, trailing CR/LF removed. Returns "" and sets `password`, or a
+// sentence saying what is wrong (missing, unreadable, empty) that never contains the content.
+[[nodiscard]] std::string read_password_file(const std::string& path, std::string& password);
+
+// When `password_file` is not empty, takes the Redis password from that file: it supplies or
+// overrides the password of `url` (parsed from `url_text`), and "redis://name@host" then names
+// the ACL user. Dies with one line (no password in it) when the file cannot be used.
+void apply_password_file(const std::string& program, const std::string& url_text,
+                         const std::string& password_file, location::RedisUrl& url);
 
 // Connects to Redis synchronously (start-up only), authenticates, selects the database and PINGs.
 // Returns "" on success, else a sentence saying what is wrong and what to do.
@@ -67,8 +87,12 @@ void fill_peer(const sockaddr* from, sip::Peer& out) noexcept;
 // the daemon through handle(). Lives on one loop thread from open() to the end of the loop.
 class Worker : public net::DatagramHandler, public sip::Sender {
 public:
+    // With `cache` (ttl_ms > 0) look-ups go through a near-cache kept correct by a second Redis
+    // connection (location::CacheTracker); the connections are then named sipr-data-<index> and
+    // sipr-inval-<index>.
     Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
-           const location::RedisOptions& ropts, base::ServiceStats& stats);
+           const location::RedisOptions& ropts, base::ServiceStats& stats,
+           const location::NearCacheOptions& cache = {});
     ~Worker() override;
 
     // Opens the socket on `listen` and starts the Redis connection. Returns "" or an error.
@@ -78,10 +102,25 @@ public:
     // Stops receiving, waits (up to `grace_ms`) until pending() is 0, then closes everything.
     void drain_and_close(uint64_t grace_ms);
 
+    // Responses are queued and leave in one sendmmsg per loop iteration (net::UdpSocket).
     bool send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept override;
+    [[nodiscard]] std::span<char> send_buffer() noexcept override { return socket_.send_buffer(); }
+    // The receive path: the source checks (--allow, then --rate-limit for sources outside
+    // --allow), each refusal a counted drop before any parsing; then the service's handle().
     void on_datagram(std::string_view bytes, const sockaddr* from) noexcept override;
+    void on_send_failed(std::size_t count) noexcept override;
+
+    // Sets the source checks; call before start_receiving(). `allow` empty: every source is
+    // accepted and none is trusted; else only sources in it are, and they are trusted (exempt from
+    // the rate limit and, in sip-redirectd, from the amplification guard). `rate_per_s` 0: no
+    // rate limit; else a token bucket per source IP of this worker (net::SourceRateLimiter,
+    // `burst` datagrams deep, its table hashed under `seed`).
+    void limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, uint32_t burst,
+                       uint64_t seed);
 
     [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
+    // Where look-ups go: the near-cache when on, else store().
+    [[nodiscard]] location::LocationStore& lookup_store() noexcept;
     [[nodiscard]] location::RedisClient& redis() noexcept { return *redis_; }
     [[nodiscard]] base::ServiceStats& stats() noexcept { return stats_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
@@ -92,9 +131,13 @@ protected:
     virtual void handle(std::string_view bytes, const sip::Peer& from) noexcept = 0;
     // What is still in flight (drain waits for 0).
     [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
+    // During handle(): whether the datagram's source is in --allow (a trusted peer).
+    [[nodiscard]] bool source_trusted() const noexcept { return trusted_; }
 
 private:
     static void on_redis_state(void* ctx, location::RedisClient::State s) noexcept;
+    static void on_cache_change(void* ctx, location::CacheTracker::State s,
+                                std::string_view why) noexcept;
     void close_all() noexcept;
 
     std::size_t index_;
@@ -102,17 +145,23 @@ private:
     base::ServiceStats& stats_;
     std::unique_ptr<location::RedisClient> redis_;
     std::unique_ptr<location::RedisStore> store_;
+    std::unique_ptr<location::CachingStore> cache_;  // with the near-cache only
+    std::unique_ptr<location::CacheTracker> tracker_;
     net::UdpSocket socket_;
     uv_timer_t drain_timer_{};
     bool drain_timer_open_ = false;
     uint64_t drain_deadline_ = 0;
     sip::Peer peer_;  // scratch for the datagram being handled
+    bool trusted_ = false;  // peer_ is in allow_
+    net::AddressSet allow_;  // a copy per worker: read-only, on this thread's own cache lines
+    std::unique_ptr<net::SourceRateLimiter> limiter_;  // null: no rate limit
 };
 
 // What every daemon checks before it starts serving: the listen address, the Redis URL and that
 // Redis answers. Dies with one line on any failure.
 struct Startup {
     sockaddr_storage listen{};
+    net::AddressSet allow;  // --allow
     location::RedisUrl redis;
     unsigned workers = 1;
 };

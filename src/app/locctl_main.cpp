@@ -51,10 +51,11 @@ std::string normalize_or_die(const std::string& text) {
 
 class Redis {
 public:
-    explicit Redis(const std::string& url_text) {
+    Redis(const std::string& url_text, const std::string& password_file) {
         location::RedisUrl url;
         std::string err;
         if (!location::parse_redis_url(url_text, url, err)) app::die(kProgram, err);
+        app::apply_password_file(kProgram, url_text, password_file, url);
         if (std::string why = app::check_redis(url, 2000); !why.empty()) app::die(kProgram, why);
         timeval tv{2, 0};
         c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
@@ -396,7 +397,14 @@ int main(int argc, char** argv) {
     CLI::App cli{"sip-locctl: manage sip-redirect subscribers and bindings", kProgram};
     cli.require_subcommand(1);
     std::string redis = "redis://127.0.0.1:6379";
-    cli.add_option("--redis", redis, "Redis URL")->envname("SIPR_REDIS")->capture_default_str();
+    std::string redis_password_file;
+    cli.add_option("--redis", redis, "Redis URL: redis://[user:password@]host:port[/db]")
+        ->envname("SIPR_REDIS")
+        ->capture_default_str();
+    cli.add_option("--redis-password-file", redis_password_file,
+                   "file holding the Redis password (overrides the URL's; a trailing newline "
+                   "is ignored)")
+        ->envname("SIPR_REDIS_PASSWORD_FILE");
 
     auto* user = cli.add_subcommand("user", "subscribers (digest credentials)");
     user->require_subcommand(1);
@@ -451,7 +459,7 @@ int main(int argc, char** argv) {
     if (*ping) return cmd_ping(target, timeout_ms);
     if (*reg) return cmd_register(aor, contact, registrar_target, reg_expires, timeout_ms);
     if (*invite) return cmd_invite(aor, redirect_target, timeout_ms);
-    Redis r(redis);
+    Redis r(redis, redis_password_file);
     if (*user_add) return cmd_user_add(r, aor, password, realm);
     if (*user_del) return cmd_user_del(r, aor);
     if (*show) return cmd_show(r, aor, json);

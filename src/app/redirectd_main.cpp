@@ -1,6 +1,7 @@
 // sip-redirectd: the stateless redirect front end (DESIGN §2, §4, §7, §8).
 #include <time.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -22,13 +23,14 @@ class RedirectWorker final : public app::Worker {
 public:
     RedirectWorker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
                    const location::RedisOptions& ropts, base::ServiceStats& stats,
-                   const redirect::Config& config)
-        : Worker(index, loop, url, ropts, stats),
-          redirector_(config, store(), *this, stats, &monotonic_us, &location::system_clock_ms) {}
+                   const redirect::Config& config, const location::NearCacheOptions& cache)
+        : Worker(index, loop, url, ropts, stats, cache),
+          redirector_(config, lookup_store(), *this, stats, &monotonic_us,
+                      &location::system_clock_ms) {}
 
 protected:
     void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
-        redirector_.on_datagram(bytes, from);
+        redirector_.on_datagram(bytes, from, source_trusted());
     }
     std::size_t pending() const noexcept override { return redirector_.inflight(); }
 
@@ -82,9 +84,43 @@ int main(int argc, char** argv) {
         ->envname("SIPR_MAX_MESSAGE")
         ->check(CLI::Range(std::size_t{1024}, std::size_t{65535}))
         ->capture_default_str();
+    cli.add_option("--max-amplification", config.max_amplification,
+                   "no answer to a source outside --allow is larger than this many times its "
+                   "request; a 302 loses its lowest-q contacts to fit (0: off, else at least 1)")
+        ->envname("SIPR_MAX_AMPLIFICATION")
+        ->check(CLI::Range(0.0, 1000.0))
+        ->capture_default_str();
+    // Near-cache (DESIGN §7). A negative entry (404) lives 1 s by default: it is invalidated
+    // like any other (Redis tracks a key read while absent), but 404 traffic is largely one-off
+    // (scanners, mistyped numbers), so short-lived 404 entries leave the room to hot AORs, and a
+    // phone's first REGISTER after boot is seen within 1 s even if an invalidation were lost.
+    uint32_t cache_ttl_ms = 0;
+    uint32_t cache_negative_ttl_ms = 1000;
+    uint32_t cache_max_entries = 100000;
+    cli.add_option("--cache-ttl", cache_ttl_ms,
+                   "near-cache: keep an AOR's bindings this long, ms (0: no cache); changes in "
+                   "Redis are seen within milliseconds regardless (CLIENT TRACKING)")
+        ->envname("SIPR_CACHE_TTL")
+        ->check(CLI::Range(0u, 86400000u))
+        ->capture_default_str();
+    cli.add_option("--cache-negative-ttl", cache_negative_ttl_ms,
+                   "near-cache: keep a 404 (no live binding) this long, ms (at most --cache-ttl; "
+                   "0: never cache 404)")
+        ->envname("SIPR_CACHE_NEGATIVE_TTL")
+        ->check(CLI::Range(0u, 86400000u))
+        ->capture_default_str();
+    cli.add_option("--cache-max-entries", cache_max_entries,
+                   "near-cache: AORs held by the instance in all, split evenly over the workers "
+                   "(each worker caches what it reads); beyond, the least recently used go (CLOCK)")
+        ->envname("SIPR_CACHE_MAX_ENTRIES")
+        ->check(CLI::Range(1u, 100000000u))
+        ->capture_default_str();
     app::parse_or_exit(cli, argc, argv);
     app::setup_logging(program, common.log_level);
 
+    if (config.max_amplification > 0 && config.max_amplification < 1)
+        app::die(program, "--max-amplification must be 0 (off) or at least 1 (answers as large "
+                          "as their request)");
     config.reject_max_forwards_zero = max_forwards_zero == "reject";
     for (std::string& d : common.domains)
         for (char& c : d) c = base::to_lower(c);
@@ -98,10 +134,17 @@ int main(int argc, char** argv) {
     ropts.connect_timeout_ms = common.redis_timeout_ms;
     ropts.command_timeout_ms = lookup_timeout_ms;
     ropts.max_pending = static_cast<uint32_t>(config.max_inflight);
+    location::NearCacheOptions cache;
+    if (cache_ttl_ms != 0) {
+        cache.ttl_ms = cache_ttl_ms;
+        cache.negative_ttl_ms = std::min(cache_negative_ttl_ms, cache_ttl_ms);
+        cache.max_entries = (cache_max_entries + startup.workers - 1) / startup.workers;
+    }
     return app::serve(
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop, base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
-            return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config);
+            return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config,
+                                                    cache);
         },
         lookup_timeout_ms + 100);
 }

@@ -1,9 +1,11 @@
 // sip-registrard: the companion registrar (DESIGN §2, §5, §8).
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common.h"
 #include "sipr/base/ascii.h"
+#include "sipr/registrar/digest_auth.h"
 #include "sipr/registrar/registrar.h"
 
 namespace {
@@ -14,8 +16,14 @@ class RegistrarWorker final : public app::Worker {
 public:
     RegistrarWorker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
                     const location::RedisOptions& ropts, base::ServiceStats& stats,
-                    const registrar::Config& config)
-        : Worker(index, loop, url, ropts, stats), registrar_(config, store(), *this, stats) {}
+                    const registrar::Config& config,
+                    const std::optional<registrar::DigestConfig>& digest)
+        : Worker(index, loop, url, ropts, stats), registrar_(config, store(), *this, stats) {
+        if (digest) {
+            auth_ = std::make_unique<registrar::DigestAuthenticator>(*digest, store(), stats);
+            registrar_.set_authenticator(auth_.get());
+        }
+    }
 
 protected:
     void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
@@ -25,7 +33,24 @@ protected:
 
 private:
     registrar::Registrar registrar_;
+    std::unique_ptr<registrar::DigestAuthenticator> auth_;  // --auth digest
 };
+
+// --auth-algorithms: names in challenge order, each once.
+std::vector<registrar::DigestAlgorithm> parse_algorithms(const std::string& program,
+                                                         const std::vector<std::string>& names) {
+    std::vector<registrar::DigestAlgorithm> out;
+    for (const std::string& n : names) {
+        registrar::DigestAlgorithm a;
+        if (n.empty() || !registrar::parse_algorithm(n, a))
+            app::die(program, "--auth-algorithms: '" + n + "' is not SHA-256 or MD5");
+        for (registrar::DigestAlgorithm o : out)
+            if (o == a) app::die(program, "--auth-algorithms: " + n + " is listed twice");
+        out.push_back(a);
+    }
+    if (out.empty()) app::die(program, "--auth-algorithms: name at least one of SHA-256, MD5");
+    return out;
+}
 
 }  // namespace
 
@@ -44,6 +69,31 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"none", "digest"}))
         ->capture_default_str();
     cli.add_option("--realm", realm, "digest realm (default: the AOR's domain)")->envname("SIPR_REALM");
+    std::vector<std::string> algorithms{"SHA-256", "MD5"};
+    cli.add_option("--auth-algorithms", algorithms,
+                   "digest algorithms offered, one challenge each, in this order")
+        ->envname("SIPR_AUTH_ALGORITHMS")
+        ->delimiter(',')
+        ->capture_default_str();
+    std::string nonce_secret;
+    cli.add_option("--nonce-secret", nonce_secret,
+                   "key of the digest nonces, shared by all registrars (default: --secret)")
+        ->envname("SIPR_NONCE_SECRET");
+    uint32_t nonce_lifetime = 300, fail_limit = 5, cooldown = 60;
+    cli.add_option("--nonce-lifetime", nonce_lifetime,
+                   "seconds a nonce is accepted (then stale=true)")
+        ->envname("SIPR_NONCE_LIFETIME")
+        ->check(CLI::Range(1u, 86400u))
+        ->capture_default_str();
+    cli.add_option("--auth-fail-limit", fail_limit,
+                   "failed authentications per AOR per minute before the cool-down (0: no limit)")
+        ->envname("SIPR_AUTH_FAIL_LIMIT")
+        ->check(CLI::Range(0u, 1000000u))
+        ->capture_default_str();
+    cli.add_option("--auth-cooldown", cooldown, "seconds an AOR is refused (403) after the limit")
+        ->envname("SIPR_AUTH_COOLDOWN")
+        ->check(CLI::Range(1u, 86400u))
+        ->capture_default_str();
     cli.add_option("--min-expires", config.min_expires, "shortest accepted expiry, s (else 423)")
         ->envname("SIPR_MIN_EXPIRES")
         ->capture_default_str();
@@ -65,8 +115,29 @@ int main(int argc, char** argv) {
     app::parse_or_exit(cli, argc, argv);
     app::setup_logging(program, common.log_level);
 
-    if (auth == "digest")
-        app::die(program, "--auth digest is not available in this build yet; use --auth none");
+    std::optional<registrar::DigestConfig> digest;
+    if (auth == "digest") {
+        digest.emplace();
+        digest->algorithms = parse_algorithms(program, algorithms);
+        for (char c : realm)
+            if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+                app::die(program,
+                         "--realm must not hold quotes, backslashes or control characters");
+        digest->realm = realm;
+        // Every registrar instance must verify every other's nonces: the key cannot be made up
+        // here, and a built-in one would let anyone mint nonces.
+        digest->nonce_secret = nonce_secret.empty() ? common.secret : nonce_secret;
+        if (digest->nonce_secret.empty())
+            app::die(program, "--auth digest needs a secret shared by every registrar instance: "
+                              "set SIPR_SECRET (or --nonce-secret / SIPR_NONCE_SECRET)");
+        digest->nonce_lifetime_s = nonce_lifetime;
+        digest->lockout.limit = fail_limit;
+        digest->lockout.cooldown_s = cooldown;
+        digest->lockout.window_s = 60;  // "per minute"
+        if (!registrar::DigestHasher().ok())
+            app::die(program,
+                     "OpenSSL offers no MD5 or SHA-256 here (FIPS mode?); use --auth none");
+    }
     if (config.min_expires > config.max_expires)
         app::die(program, "--min-expires must not exceed --max-expires");
     if (config.default_expires < config.min_expires || config.default_expires > config.max_expires)
@@ -84,7 +155,8 @@ int main(int argc, char** argv) {
     return app::serve(
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop, base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
-            return std::make_unique<RegistrarWorker>(i, loop, startup.redis, ropts, stats, config);
+            return std::make_unique<RegistrarWorker>(i, loop, startup.redis, ropts, stats, config,
+                                                     digest);
         },
         2000);
 }

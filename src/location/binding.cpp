@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
 
 namespace sipr::location {
 
@@ -29,15 +30,17 @@ void append_field(std::string& out, std::string_view v) {
 }  // namespace
 
 bool unpack_binding(std::string_view packed, BindingView& out) noexcept {
+    if (packed.empty()) return false;
     std::array<std::string_view, kFields> f;
     std::size_t n = 0;
-    std::size_t start = 0;
-    for (std::size_t i = 0; i <= packed.size(); ++i) {
-        if (i == packed.size() || packed[i] == kFieldSep) {
-            if (n == kFields) return false;
-            f[n++] = packed.substr(start, i - start);
-            start = i + 1;
-        }
+    const char* p = packed.data();
+    const char* end = p + packed.size();
+    for (;;) {  // memchr per field: a look-up unpacks every binding of the AOR
+        const auto* sep = static_cast<const char*>(std::memchr(p, kFieldSep, static_cast<std::size_t>(end - p)));
+        if (n == kFields) return false;
+        f[n++] = std::string_view(p, static_cast<std::size_t>((sep != nullptr ? sep : end) - p));
+        if (sep == nullptr) break;
+        p = sep + 1;
     }
     if (n != kFields || f[0] != kPackVersion) return false;
     uint32_t q = 0;

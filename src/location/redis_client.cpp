@@ -1,26 +1,155 @@
 #include "sipr/location/redis_client.h"
 
-#include <hiredis/adapters/libuv.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <new>
+
+#include "sipr/base/ascii.h"
 
 namespace sipr::location {
 
 namespace {
-constexpr std::size_t kHandshakeSlots = 4;
+constexpr std::size_t kHandshakeSlots = 6;  // AUTH, SELECT, CLIENT SETNAME, CLIENT ID
+}
+
+std::size_t format_resp(int argc, const char* const* argv, const std::size_t* lens, char* out,
+                        std::size_t cap) noexcept {
+    std::size_t n = 0;
+    auto put = [&](char c) {
+        if (n < cap) out[n] = c;
+        ++n;
+    };
+    auto put_num = [&](std::size_t v) {
+        char digits[20];
+        std::size_t k = 0;
+        do {
+            digits[k++] = static_cast<char>('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        while (k != 0) put(digits[--k]);
+    };
+    if (argc <= 0) return 0;
+    put('*');
+    put_num(static_cast<std::size_t>(argc));
+    put('\r');
+    put('\n');
+    for (int i = 0; i < argc; ++i) {
+        put('$');
+        put_num(lens[i]);
+        put('\r');
+        put('\n');
+        if (n + lens[i] <= cap) std::memcpy(out + n, argv[i], lens[i]);
+        n += lens[i];
+        put('\r');
+        put('\n');
+    }
+    return n <= cap ? n : 0;
+}
+
+// hiredis's event hooks on one uv_poll, written for the hot path (hiredis's own libuv adapter
+// restarts the poll, i.e. calls epoll_ctl, on every command and every reply):
+// - the poll is restarted only when the wanted events change;
+// - once connected, a write request is not armed at all: the client's prepare handle writes the
+//   output buffer right before the loop next waits, so all commands of one loop turn share one
+//   write(2); only a write that could not finish arms POLLOUT.
+struct RedisClient::Events {
+    redisAsyncContext* ac = nullptr;
+    RedisClient* owner = nullptr;
+    uv_poll_t poll{};
+    int armed = 0;  // events the poll was started with
+    int want = 0;
+    bool write_due = false;  // a write deferred to the prepare phase
+
+    void apply() noexcept {
+        if (want == armed) return;
+        if (want == 0) uv_poll_stop(&poll);
+        else uv_poll_start(&poll, want, &Events::on_poll);
+        armed = want;
+    }
+    static void on_poll(uv_poll_t* h, int status, int events) {
+        auto* e = static_cast<Events*>(h->data);
+        if (status != 0) events = UV_READABLE;  // let hiredis meet the error on read
+        if (e->ac != nullptr && (events & UV_READABLE) != 0) redisAsyncHandleRead(e->ac);
+        if (e->ac != nullptr && (events & UV_WRITABLE) != 0) redisAsyncHandleWrite(e->ac);
+    }
+    static void add_read(void* p) {
+        auto* e = static_cast<Events*>(p);
+        e->want |= UV_READABLE;
+        e->apply();
+    }
+    static void del_read(void* p) {
+        auto* e = static_cast<Events*>(p);
+        e->want &= ~UV_READABLE;
+        e->apply();
+    }
+    static void add_write(void* p) {
+        auto* e = static_cast<Events*>(p);
+        if ((e->ac->c.flags & REDIS_CONNECTED) != 0 && !e->owner->flushing_) {
+            e->write_due = true;
+            return;
+        }
+        e->want |= UV_WRITABLE;  // connecting, or a flush that could not write everything
+        e->apply();
+    }
+    static void del_write(void* p) {
+        auto* e = static_cast<Events*>(p);
+        e->want &= ~UV_WRITABLE;
+        e->apply();
+    }
+    static void cleanup(void* p) {
+        auto* e = static_cast<Events*>(p);
+        e->ac = nullptr;
+        uv_close(reinterpret_cast<uv_handle_t*>(&e->poll),
+                 [](uv_handle_t* h) { delete static_cast<Events*>(h->data); });
+    }
+    static bool attach(redisAsyncContext* ac, uv_loop_t* loop, RedisClient* owner) noexcept {
+        auto* e = new (std::nothrow) Events;
+        if (e == nullptr) return false;
+        if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+            delete e;
+            return false;
+        }
+        e->ac = ac;
+        e->owner = owner;
+        e->poll.data = e;
+        ac->ev.data = e;
+        ac->ev.addRead = &Events::add_read;
+        ac->ev.delRead = &Events::del_read;
+        ac->ev.addWrite = &Events::add_write;
+        ac->ev.delWrite = &Events::del_write;
+        ac->ev.cleanup = &Events::cleanup;
+        return true;
+    }
+};
+
+void RedisClient::flush_writes() noexcept {
+    if (ac_ == nullptr) return;
+    auto* e = static_cast<Events*>(ac_->ev.data);
+    if (e == nullptr || !e->write_due) return;
+    e->write_due = false;
+    flushing_ = true;
+    redisAsyncHandleWrite(ac_);  // may disconnect: on_disconnect clears ac_
+    flushing_ = false;
 }
 
 bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error) {
     out = RedisUrl{};
     constexpr std::string_view kScheme = "redis://";
     if (url.substr(0, kScheme.size()) != kScheme) {
-        error = "Redis URL must start with redis:// (got '" + std::string(url) + "')";
+        // Quote what was written, less anything before an '@' (a password without a scheme).
+        std::size_t at = url.rfind('@');
+        std::string shown = at == std::string_view::npos ? std::string(url)
+                                                         : "***" + std::string(url.substr(at));
+        error = "Redis URL must start with redis:// (got '" + shown + "')";
         return false;
     }
     std::string_view rest = url.substr(kScheme.size());
-    std::size_t slash = rest.find('/');
+    // The authority ends at the first '/' after the user info: a password may hold a '/' (and it
+    // must never be quoted back as a bad database number).
+    std::size_t userinfo_end = rest.rfind('@');
+    std::size_t slash =
+        rest.find('/', userinfo_end == std::string_view::npos ? 0 : userinfo_end + 1);
     std::string_view authority = rest.substr(0, slash);
     if (slash != std::string_view::npos) {
         std::string_view db = rest.substr(slash + 1);
@@ -102,6 +231,41 @@ std::string redacted(const RedisUrl& url) {
     return s;
 }
 
+std::string redact_redis_urls(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        std::size_t sep = text.find("://", i);
+        if (sep == std::string_view::npos) break;
+        // The scheme: the letters right before "://".
+        std::size_t scheme_at = sep;
+        while (scheme_at > i && base::is_alpha(text[scheme_at - 1])) --scheme_at;
+        std::string_view scheme = text.substr(scheme_at, sep - scheme_at);
+        std::size_t start = sep + 3;
+        std::size_t end = start;
+        while (end < text.size() && !base::is_lws(text[end]) && text[end] != '\'' &&
+               text[end] != '"')
+            ++end;
+        out.append(text.substr(i, start - i));
+        std::string_view rest = text.substr(start, end - start);
+        std::size_t at = rest.rfind('@');
+        if ((base::iequals(scheme, "redis") || base::iequals(scheme, "rediss")) &&
+            at != std::string_view::npos) {
+            std::string_view userinfo = rest.substr(0, at);
+            std::size_t colon = userinfo.find(':');
+            if (colon != std::string_view::npos) out.append(userinfo.substr(0, colon + 1));
+            out.append("***");
+            out.append(rest.substr(at));
+        } else {
+            out.append(rest);
+        }
+        i = end;
+    }
+    out.append(text.substr(std::min(i, text.size())));
+    return out;
+}
+
 std::string_view state_text(RedisClient::State s) noexcept {
     switch (s) {
         case RedisClient::State::Idle: return "idle";
@@ -135,8 +299,12 @@ void RedisClient::start() noexcept {
     if (state_ != State::Idle) return;
     uv_timer_init(loop_, &tick_);
     uv_timer_init(loop_, &reconnect_);
-    tick_.data = reconnect_.data = this;
+    uv_prepare_init(loop_, &flusher_);
+    tick_.data = reconnect_.data = flusher_.data = this;
     timers_open_ = true;
+    uv_prepare_start(&flusher_,
+                     [](uv_prepare_t* p) { static_cast<RedisClient*>(p->data)->flush_writes(); });
+    uv_unref(reinterpret_cast<uv_handle_t*>(&flusher_));
     uint64_t tick = std::max<uint64_t>(1, std::min(opts_.command_timeout_ms, opts_.connect_timeout_ms) / 4);
     uv_timer_start(
         &tick_, [](uv_timer_t* t) { static_cast<RedisClient*>(t->data)->on_tick(); }, tick, tick);
@@ -154,6 +322,7 @@ void RedisClient::stop() noexcept {
     if (timers_open_) {
         uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&flusher_), nullptr);
         timers_open_ = false;
     }
 }
@@ -174,7 +343,7 @@ void RedisClient::connect() noexcept {
         return;
     }
     ac->data = this;
-    if (redisLibuvAttach(ac, loop_) != REDIS_OK) {
+    if (!Events::attach(ac, loop_, this)) {
         last_error_ = "cannot attach to the event loop";
         redisAsyncFree(ac);
         schedule_reconnect();
@@ -212,6 +381,11 @@ void RedisClient::drop_connection(const char* why) noexcept {
     schedule_reconnect();
 }
 
+void RedisClient::send_handshake(int argc, const char* const* argv, const std::size_t* lens,
+                                 ReplyFn fn) noexcept {
+    if (send(argc, argv, lens, fn, this) == RedisError::None) ++handshake_left_;
+}
+
 void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
     auto* self = static_cast<RedisClient*>(ac->data);
     if (self == nullptr || self->ac_ != ac) return;
@@ -224,6 +398,7 @@ void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
     }
     self->set_state(State::Handshake);
     self->handshake_left_ = 0;
+    self->client_id_ = 0;
     if (!self->url_.password.empty()) {
         const char* argv[3];
         std::size_t lens[3];
@@ -236,14 +411,32 @@ void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
         }
         argv[argc] = self->url_.password.data();
         lens[argc++] = self->url_.password.size();
-        if (self->send(argc, argv, lens, &RedisClient::on_handshake, self) == RedisError::None)
-            ++self->handshake_left_;
+        self->send_handshake(argc, argv, lens, &RedisClient::on_handshake);
     }
     if (self->url_.db != 0) {
         std::string db = std::to_string(self->url_.db);
         const char* argv[2] = {"SELECT", db.c_str()};
         std::size_t lens[2] = {6, db.size()};
-        if (self->send(2, argv, lens, &RedisClient::on_handshake, self) == RedisError::None)
+        self->send_handshake(2, argv, lens, &RedisClient::on_handshake);
+    }
+    if (!self->opts_.client_name.empty()) {
+        const std::string& name = self->opts_.client_name;
+        const char* argv[3] = {"CLIENT", "SETNAME", name.c_str()};
+        std::size_t lens[3] = {6, 7, name.size()};
+        self->send_handshake(3, argv, lens, &RedisClient::on_handshake);
+    }
+    if (self->opts_.fetch_client_id) {
+        const char* argv[2] = {"CLIENT", "ID"};
+        std::size_t lens[2] = {6, 2};
+        self->send_handshake(2, argv, lens, &RedisClient::on_client_id);
+    }
+    // A PING last: Ready only once Redis has answered. A TCP connect alone proves nothing (the
+    // kernel accepts for a Redis that is stopped or stuck), and a worker that called itself Ready
+    // on it would answer the health probe 200 until its first commands time out.
+    {
+        const char* argv[1] = {"PING"};
+        std::size_t lens[1] = {4};
+        if (self->send(1, argv, lens, &RedisClient::on_handshake, self) == RedisError::None)
             ++self->handshake_left_;
     }
     if (self->handshake_left_ == 0) self->handshake_done(true, nullptr);
@@ -260,6 +453,14 @@ void RedisClient::on_handshake(void* ctx, RedisError err, const redisReply* repl
     if (--self->handshake_left_ == 0) self->handshake_done(true, nullptr);
 }
 
+void RedisClient::on_client_id(void* ctx, RedisError err, const redisReply* reply) noexcept {
+    auto* self = static_cast<RedisClient*>(ctx);
+    if (self->state_ == State::Handshake && err == RedisError::None && reply != nullptr &&
+        reply->type == REDIS_REPLY_INTEGER)
+        self->client_id_ = reply->integer;
+    on_handshake(ctx, err, reply);
+}
+
 void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
     if (!ok) {
         std::string why = "handshake failed";
@@ -270,9 +471,49 @@ void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
         connect_deadline_ = 0;  // on_tick drops the connection at once
         return;
     }
+    if (!channel_.empty() && ac_ != nullptr) {
+        // Sent only now, after every handshake reply: hiredis routes the replies of a subscribed
+        // connection by channel, and an error reply there would drop the connection unexplained.
+        // The subscription lives outside the ring (hiredis keeps its callback per channel, for
+        // every message); Ready comes with Redis's confirmation, in on_push().
+        const char* argv[2] = {"SUBSCRIBE", channel_.c_str()};
+        std::size_t lens[2] = {9, channel_.size()};
+        char resp[512];
+        std::size_t n = format_resp(2, argv, lens, resp, sizeof resp);
+        if (n == 0 || redisAsyncFormattedCommand(ac_, &RedisClient::on_push, this, resp, n) != REDIS_OK) {
+            last_error_ = "cannot send SUBSCRIBE";
+            connect_deadline_ = 0;
+        }
+        return;
+    }
     backoff_ms_ = opts_.backoff_min_ms;
     last_error_.clear();
     set_state(State::Ready);
+}
+
+void RedisClient::on_push(redisAsyncContext* ac, void* reply, void* privdata) {
+    auto* self = static_cast<RedisClient*>(privdata);
+    // A null reply: hiredis is freeing the context (the loss is reported by the state change).
+    if (reply == nullptr || self->ac_ != ac) return;
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    std::string_view kind(r->element[0]->str, r->element[0]->len);
+    if (kind == "subscribe") {
+        if (self->state_ != State::Handshake) return;
+        self->backoff_ms_ = self->opts_.backoff_min_ms;
+        self->last_error_.clear();
+        self->set_state(State::Ready);
+    } else if (kind == "message" && self->state_ == State::Ready && self->message_fn_ != nullptr) {
+        self->message_fn_(self->message_ctx_, r);
+    }
+}
+
+void RedisClient::subscribe(std::string channel, MessageFn fn, void* ctx) {
+    channel_ = std::move(channel);
+    message_fn_ = fn;
+    message_ctx_ = ctx;
 }
 
 void RedisClient::on_disconnect(const redisAsyncContext* ac, int) {
@@ -299,7 +540,7 @@ void RedisClient::release(Slot* s) noexcept {
 
 RedisError RedisClient::command(int argc, const char* const* argv, const std::size_t* lens,
                                 ReplyFn fn, void* ctx) noexcept {
-    if (state_ != State::Ready) return RedisError::Unavailable;
+    if (state_ != State::Ready || !channel_.empty()) return RedisError::Unavailable;
     if (in_flight_ >= opts_.max_pending) return RedisError::Overloaded;
     return send(argc, argv, lens, fn, ctx);
 }
@@ -313,8 +554,14 @@ RedisError RedisClient::send(int argc, const char* const* argv, const std::size_
     s->ctx = ctx;
     s->fired = false;
     s->deadline = uv_now(loop_) + opts_.command_timeout_ms;
-    if (redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc, const_cast<const char**>(argv),
-                              lens) != REDIS_OK) {
+    // Small commands (every look-up) are written as RESP here, on the stack: hiredis's own
+    // formatting goes through sds strings, a malloc and sdscatfmt per command.
+    char resp[2048];
+    std::size_t n = format_resp(argc, argv, lens, resp, sizeof resp);
+    int rc = n != 0 ? redisAsyncFormattedCommand(ac_, &RedisClient::on_reply, s, resp, n)
+                    : redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc,
+                                            const_cast<const char**>(argv), lens);
+    if (rc != REDIS_OK) {
         release(s);
         return RedisError::Unavailable;
     }

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -84,10 +85,28 @@ struct RedisStore::CredentialsOp {
     void* ctx = nullptr;
 };
 
+struct RedisStore::ScriptOp {
+    RedisStore* store = nullptr;
+    ScriptId id = ScriptId::AuthFetch;
+    bool retried = false;
+    // KEYS then ARGV; the strings keep their capacity across uses of the pooled op.
+    std::array<std::string, 2> keys;
+    std::size_t nkeys = 0;
+    std::array<std::string, 3> argv;
+    std::size_t nargv = 0;
+    AuthFetchCallback fetch_cb = nullptr;
+    AuthFailureCallback failure_cb = nullptr;
+    NonceCountCallback nonce_cb = nullptr;
+    void* ctx = nullptr;
+};
+
 RedisStore::RedisStore(RedisClient& client, int64_t (*clock_ms)() noexcept)
     : client_(client),
       clock_ms_(clock_ms != nullptr ? clock_ms : &system_clock_ms),
-      script_sha_(script_sha1(register_script())) {
+      script_sha_(script_sha1(register_script())),
+      scripts_{Script{auth_fetch_script(), script_sha1(auth_fetch_script())},
+               Script{auth_failure_script(), script_sha1(auth_failure_script())},
+               Script{nonce_count_script(), script_sha1(nonce_count_script())}} {
     scratch_.reserve(64);
 }
 
@@ -309,12 +328,254 @@ void RedisStore::on_credentials(void* ctx, RedisError err, const redisReply* rep
             if (name == "ha1-md5") out.credentials.ha1_md5 = str(v);
             else if (name == "ha1-sha256") out.credentials.ha1_sha256 = str(v);
             else if (name == "enabled") out.credentials.enabled = str(v) != "0";
+            else if (name == "realm") out.credentials.realm = str(v);
         }
     }
     CredentialsCallback cb = op->cb;
     void* user = op->ctx;
     delete op;
     cb(user, out);
+}
+
+// ------------------------------------------------------------------------------------------------
+// AuthStore
+
+namespace {
+
+// Decimal text of `v` into `out` (which keeps its capacity): no allocation once warm.
+void assign_uint(std::string& out, uint64_t v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.assign(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+// "<prefix>{<aor>}<suffix>" into `out`.
+void assign_key(std::string& out, std::string_view prefix, std::string_view aor,
+                std::string_view suffix = {}) {
+    out.assign(prefix);
+    out += '{';
+    out.append(aor);
+    out += '}';
+    out.append(suffix);
+}
+
+}  // namespace
+
+RedisStore::ScriptOp* RedisStore::acquire_script_op() noexcept {
+    if (!script_free_.empty()) {
+        ScriptOp* op = script_free_.back();
+        script_free_.pop_back();
+        return op;
+    }
+    auto fresh = std::unique_ptr<ScriptOp>(new (std::nothrow) ScriptOp);
+    if (!fresh) return nullptr;
+    ScriptOp* op = fresh.get();
+    try {
+        script_pool_.push_back(std::move(fresh));
+        script_free_.reserve(script_pool_.size());  // so release never allocates
+    } catch (...) {
+        return nullptr;  // `fresh` (or the pool's copy) frees it
+    }
+    op->store = this;
+    return op;
+}
+
+void RedisStore::release_script_op(ScriptOp* op) noexcept {
+    op->fetch_cb = nullptr;
+    op->failure_cb = nullptr;
+    op->nonce_cb = nullptr;
+    script_free_.push_back(op);  // capacity reserved in acquire_script_op
+}
+
+StoreError RedisStore::start_script(ScriptOp* op) noexcept {
+    op->retried = false;
+    StoreError e = send_script(op, false);
+    if (e != StoreError::None) release_script_op(op);
+    return e;
+}
+
+StoreError RedisStore::send_script(ScriptOp* op, bool full_script) noexcept {
+    // EVALSHA <sha> <nkeys> <keys...> <argv...>  or  EVAL <script> ...
+    const Script& s = scripts_[static_cast<std::size_t>(op->id)];
+    std::array<const char*, 8> argv{};
+    std::array<std::size_t, 8> lens{};
+    std::size_t n = 0;
+    auto push = [&](std::string_view a) {
+        argv[n] = a.data();
+        lens[n] = a.size();
+        ++n;
+    };
+    push(full_script ? std::string_view("EVAL") : std::string_view("EVALSHA"));
+    push(full_script ? s.text : std::string_view(s.sha));
+    const char nkeys[2] = {static_cast<char>('0' + op->nkeys), '\0'};
+    push(std::string_view(nkeys, 1));
+    for (std::size_t i = 0; i < op->nkeys; ++i) push(op->keys[i]);
+    for (std::size_t i = 0; i < op->nargv; ++i) push(op->argv[i]);
+    return to_store_error(client_.command(static_cast<int>(n), argv.data(), lens.data(),
+                                          &RedisStore::on_script, op));
+}
+
+void RedisStore::on_script(void* ctx, RedisError err, const redisReply* reply) noexcept {
+    auto* op = static_cast<ScriptOp*>(ctx);
+    RedisStore* self = op->store;
+    if (err != RedisError::None) {
+        self->finish_script(op, to_store_error(err), nullptr);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && str(reply).substr(0, 8) == "NOSCRIPT" &&
+        !op->retried) {
+        // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
+        op->retried = true;
+        ++self->stats_.script_reloads;
+        StoreError again = self->send_script(op, true);
+        if (again == StoreError::None) return;
+        self->finish_script(op, again, nullptr);
+        return;
+    }
+    self->finish_script(op, StoreError::None, reply);
+}
+
+void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* reply) noexcept {
+    // Hand the op back before calling out: the callback may start the next operation.
+    const ScriptId id = op->id;
+    AuthFetchCallback fetch_cb = op->fetch_cb;
+    AuthFailureCallback failure_cb = op->failure_cb;
+    NonceCountCallback nonce_cb = op->nonce_cb;
+    void* user = op->ctx;
+    release_script_op(op);
+
+    const bool error_reply = err == StoreError::None && reply->type == REDIS_REPLY_ERROR;
+    if (error_reply) {
+        ++stats_.protocol_errors;
+        err = StoreError::Protocol;
+    }
+    switch (id) {
+        case ScriptId::AuthFetch: {
+            AuthFetchReply out;
+            out.error = err;
+            if (err == StoreError::None) {
+                if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 1 ||
+                    reply->element[0]->type != REDIS_REPLY_INTEGER ||
+                    reply->element[0]->integer < 0) {
+                    ++stats_.protocol_errors;
+                    out.error = StoreError::Protocol;
+                } else {
+                    long long f = reply->element[0]->integer;
+                    out.failures = f > 0xffffffffLL ? 0xffffffffU : static_cast<uint32_t>(f);
+                    Credentials& c = out.credentials;
+                    c.found = reply->elements > 1;
+                    c.enabled = true;
+                    for (std::size_t i = 1; i + 1 < reply->elements; i += 2) {
+                        const redisReply* k = reply->element[i];
+                        const redisReply* v = reply->element[i + 1];
+                        if (!is_string(k) || !is_string(v)) continue;
+                        std::string_view name = str(k);
+                        if (name == "ha1-md5") c.ha1_md5 = str(v);
+                        else if (name == "ha1-sha256") c.ha1_sha256 = str(v);
+                        else if (name == "enabled") c.enabled = str(v) != "0";
+                        else if (name == "realm") c.realm = str(v);
+                    }
+                }
+            }
+            fetch_cb(user, out);
+            return;
+        }
+        case ScriptId::AuthFailure: {
+            AuthFailureReply out;
+            out.error = err;
+            if (err == StoreError::None) {
+                if (reply->type != REDIS_REPLY_INTEGER || reply->integer < 0) {
+                    ++stats_.protocol_errors;
+                    out.error = StoreError::Protocol;
+                } else {
+                    out.failures = reply->integer > 0xffffffffLL
+                                       ? 0xffffffffU
+                                       : static_cast<uint32_t>(reply->integer);
+                }
+            }
+            failure_cb(user, out);
+            return;
+        }
+        case ScriptId::NonceCount: {
+            NonceCountReply out;
+            out.error = err;
+            if (err == StoreError::None) {
+                if (reply->type != REDIS_REPLY_INTEGER) {
+                    ++stats_.protocol_errors;
+                    out.error = StoreError::Protocol;
+                } else {
+                    out.fresh = reply->integer == 1;
+                }
+            }
+            nonce_cb(user, out);
+            return;
+        }
+    }
+}
+
+StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
+    if (!client_.ready()) return StoreError::Unavailable;
+    ScriptOp* op = acquire_script_op();
+    if (op == nullptr) return StoreError::Overloaded;
+    try {
+        assign_key(op->keys[0], kSubscriberPrefix, aor);
+        assign_key(op->keys[1], kAuthFailPrefix, aor);
+    } catch (...) {  // std::bad_alloc: answer 503 rather than die
+        release_script_op(op);
+        return StoreError::Overloaded;
+    }
+    op->id = ScriptId::AuthFetch;
+    op->nkeys = 2;
+    op->nargv = 0;
+    op->fetch_cb = cb;
+    op->ctx = ctx;
+    return start_script(op);
+}
+
+StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailurePolicy& policy,
+                                           AuthFailureCallback cb, void* ctx) noexcept {
+    if (!client_.ready()) return StoreError::Unavailable;
+    ScriptOp* op = acquire_script_op();
+    if (op == nullptr) return StoreError::Overloaded;
+    try {
+        assign_key(op->keys[0], kAuthFailPrefix, aor);
+        assign_uint(op->argv[0], policy.window_s);
+        assign_uint(op->argv[1], policy.limit);
+        assign_uint(op->argv[2], policy.cooldown_s);
+    } catch (...) {
+        release_script_op(op);
+        return StoreError::Overloaded;
+    }
+    op->id = ScriptId::AuthFailure;
+    op->nkeys = 1;
+    op->nargv = 3;
+    op->failure_cb = cb;
+    op->ctx = ctx;
+    return start_script(op);
+}
+
+StoreError RedisStore::advance_nonce_count(std::string_view aor, std::string_view nonce,
+                                           uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
+                                           void* ctx) noexcept {
+    if (!client_.ready()) return StoreError::Unavailable;
+    ScriptOp* op = acquire_script_op();
+    if (op == nullptr) return StoreError::Overloaded;
+    try {
+        assign_key(op->keys[0], kNonceCountPrefix, aor, {});
+        op->keys[0] += ':';
+        op->keys[0].append(nonce);
+        assign_uint(op->argv[0], nc);
+        assign_uint(op->argv[1], ttl_s == 0 ? 1 : ttl_s);
+    } catch (...) {
+        release_script_op(op);
+        return StoreError::Overloaded;
+    }
+    op->id = ScriptId::NonceCount;
+    op->nkeys = 1;
+    op->nargv = 2;
+    op->nonce_cb = cb;
+    op->ctx = ctx;
+    return start_script(op);
 }
 
 }  // namespace sipr::location

@@ -2,6 +2,9 @@
 
 #include <cstring>
 
+#include "auth_failure_lua.h"
+#include "auth_fetch_lua.h"
+#include "nonce_count_lua.h"
 #include "register_lua.h"
 
 namespace sipr::location {
@@ -20,6 +23,20 @@ std::string subscriber_key(std::string_view aor) {
     return k;
 }
 
+std::string auth_fail_key(std::string_view aor) {
+    std::string k;
+    k.reserve(kAuthFailPrefix.size() + aor.size() + 2);
+    k.append(kAuthFailPrefix).append("{").append(aor).append("}");
+    return k;
+}
+
+std::string nonce_count_key(std::string_view aor, std::string_view nonce) {
+    std::string k;
+    k.reserve(kNonceCountPrefix.size() + aor.size() + nonce.size() + 3);
+    k.append(kNonceCountPrefix).append("{").append(aor).append("}:").append(nonce);
+    return k;
+}
+
 std::size_t write_location_key(std::string_view aor, char* out, std::size_t cap) noexcept {
     std::size_t n = kLocationPrefix.size() + aor.size() + 2;
     if (n > cap) return 0;
@@ -31,5 +48,8 @@ std::size_t write_location_key(std::string_view aor, char* out, std::size_t cap)
 }
 
 std::string_view register_script() noexcept { return generated::kRegisterLua; }
+std::string_view auth_fetch_script() noexcept { return generated::kAuthFetchLua; }
+std::string_view auth_failure_script() noexcept { return generated::kAuthFailureLua; }
+std::string_view nonce_count_script() noexcept { return generated::kNonceCountLua; }
 
 }  // namespace sipr::location

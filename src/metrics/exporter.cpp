@@ -121,6 +121,9 @@ std::vector<MetricFamily> collect(const std::string& program,
            [](const ServiceStats& s) { return s.cache_misses.get(); });
     single("sipr_cache_invalidations_total", "Near-cache invalidations received",
            [](const ServiceStats& s) { return s.cache_invalidations.get(); });
+    single("sipr_cache_flushes_total",
+           "Near-cache flushes (tracking lost or regained on a worker, FLUSHALL)",
+           [](const ServiceStats& s) { return s.cache_flushes.get(); });
 
     auto inflight = family("sipr_inflight_lookups", "Redis look-ups in flight",
                            MetricType::Gauge);
@@ -128,6 +131,13 @@ std::vector<MetricFamily> collect(const std::string& program,
     for (const ServiceStats* w : workers) in += w->inflight_lookups.get();
     inflight.metric.push_back(gauge(static_cast<double>(in)));
     out.push_back(std::move(inflight));
+
+    auto entries = family("sipr_cache_entries", "AORs held in the near-caches of all workers",
+                          MetricType::Gauge);
+    int64_t held = 0;
+    for (const ServiceStats* w : workers) held += w->cache_entries.get();
+    entries.metric.push_back(gauge(static_cast<double>(held)));
+    out.push_back(std::move(entries));
 
     auto up = family("sipr_redis_up",
                      "1 when every worker's Redis connection is ready, else 0",

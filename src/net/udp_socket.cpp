@@ -13,12 +13,52 @@ namespace sipr::net {
 
 struct UdpSocket::State {
     uv_udp_t handle{};
+    uv_prepare_t flusher{};
     DatagramHandler* handler = nullptr;
     bool opened = false;
     bool closing = false;
+    int open_handles = 0;  // handles whose close callback is still due
     // One receive buffer per socket, reused for every batch: no per-datagram allocation.
     alignas(64) char buffer[kBatch * kSlice];
+    // The send queue: datagrams laid end to end in `arena`, sent by one sendmmsg.
+    alignas(64) char arena[kSendArena];
+    std::size_t arena_used = 0;
+    std::size_t queued = 0;
+    mmsghdr msgs[kSendBatch]{};
+    iovec iov[kSendBatch]{};
+    sockaddr_storage to[kSendBatch]{};
+
+    void flush() noexcept;
 };
+
+void UdpSocket::State::flush() noexcept {
+    if (queued == 0) return;
+    int fd = -1;
+    std::size_t sent = 0;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&handle), &fd) == 0) {
+        while (sent < queued) {
+            int n = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(queued - sent), MSG_DONTWAIT);
+            if (n > 0) {
+                sent += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            // EAGAIN (buffer full) or an error of the first datagram (e.g. an unreachable
+            // destination): that one is lost; the rest get their own try.
+            ++sent;
+            if (handler != nullptr) handler->on_send_failed(1);
+        }
+    } else if (handler != nullptr) {
+        handler->on_send_failed(queued);
+    }
+    queued = 0;
+    arena_used = 0;
+}
+
+void UdpSocket::on_closed(uv_handle_t* h) noexcept {
+    auto* st = static_cast<State*>(h->data);
+    if (--st->open_handles == 0) delete st;
+}
 
 UdpSocket::UdpSocket() noexcept = default;
 
@@ -54,19 +94,28 @@ int UdpSocket::open(uv_loop_t* loop, const sockaddr* addr) noexcept {
         return UV_ENOMEM;
     }
     int rc = uv_udp_init_ex(loop, &st->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
-    if (rc == 0) rc = uv_udp_open(&st->handle, fd);
     if (rc != 0) {
         ::close(fd);
-        // The handle was initialised; it must be closed through the loop before freeing.
-        st->opened = true;
-        state_ = st;
-        st->handle.data = st;
-        close();
+        delete st;
         return rc;
     }
     st->handle.data = st;
+    st->flusher.data = st;
     st->opened = true;
+    st->open_handles = 2;
     state_ = st;
+    uv_prepare_init(loop, &st->flusher);
+    rc = uv_udp_open(&st->handle, fd);
+    if (rc != 0) {
+        ::close(fd);
+        // The handles were initialised; they must be closed through the loop before freeing.
+        close();
+        return rc;
+    }
+    // Flush the send queue every time the loop is about to wait for I/O.
+    uv_prepare_start(&st->flusher, [](uv_prepare_t* p) { static_cast<State*>(p->data)->flush(); });
+    // The prepare handle alone must not keep the loop alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&st->flusher));
     return 0;
 }
 
@@ -86,11 +135,50 @@ int UdpSocket::send(std::string_view bytes, const sockaddr* to) noexcept {
     return uv_udp_try_send(&state_->handle, &buf, 1, to);
 }
 
+std::span<char> UdpSocket::send_buffer() noexcept {
+    if (state_ == nullptr || state_->closing) return {};
+    State& st = *state_;
+    if (st.queued == kSendBatch || kSendArena - st.arena_used < kMaxDatagram) st.flush();
+    return {st.arena + st.arena_used, kSendArena - st.arena_used};
+}
+
+bool UdpSocket::queue(std::string_view bytes, const sockaddr* to) noexcept {
+    if (state_ == nullptr || state_->closing) return false;
+    State& st = *state_;
+    char* at = st.arena + st.arena_used;
+    if (bytes.data() != at) {  // not written in place: copy it into the arena
+        if (st.queued == kSendBatch || kSendArena - st.arena_used < bytes.size()) {
+            st.flush();
+            at = st.arena;
+        }
+        if (bytes.size() > kSendArena) return send(bytes, to) >= 0;
+        std::memcpy(at, bytes.data(), bytes.size());
+    } else if (st.queued == kSendBatch) {
+        return send(bytes, to) >= 0;  // cannot happen through send_buffer(), which flushes first
+    }
+    std::size_t i = st.queued++;
+    std::memcpy(&st.to[i], to, sockaddr_len(to));
+    st.iov[i] = {at, bytes.size()};
+    st.msgs[i] = {};
+    st.msgs[i].msg_hdr.msg_name = &st.to[i];
+    st.msgs[i].msg_hdr.msg_namelen = sockaddr_len(to);
+    st.msgs[i].msg_hdr.msg_iov = &st.iov[i];
+    st.msgs[i].msg_hdr.msg_iovlen = 1;
+    st.arena_used += bytes.size();
+    if (st.queued == kSendBatch) st.flush();
+    return true;
+}
+
+void UdpSocket::flush() noexcept {
+    if (state_ != nullptr && !state_->closing) state_->flush();
+}
+
 void UdpSocket::close() noexcept {
     if (state_ == nullptr || state_->closing) return;
+    state_->flush();  // what was answered is sent
     state_->closing = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&state_->handle),
-             [](uv_handle_t* h) { delete static_cast<State*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&state_->handle), &UdpSocket::on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&state_->flusher), &UdpSocket::on_closed);
     state_ = nullptr;
 }
 

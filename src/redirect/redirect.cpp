@@ -62,6 +62,13 @@ void append_q(base::BufferWriter& w, uint16_t q) noexcept {
     w.append(std::string_view(digits, n));
 }
 
+// Whether `uri` may carry URI headers (?Route=): only a SIP or SIPS URI has them (RFC 3261
+// §19.1.1); "tel:+1555?Route=..." is no URI at all (found by fuzz_redirect), so a tel: contact
+// registered through a Path is redirected to without its route.
+bool has_uri_headers(std::string_view uri) noexcept {
+    return base::iequals(uri.substr(0, 4), "sip:") || base::iequals(uri.substr(0, 5), "sips:");
+}
+
 bool is_hvalue_char(char c) noexcept {
     // RFC 3261 §25.1: hvalue = *( hnv-unreserved / unreserved / escaped )
     if (base::is_alnum(c)) return true;
@@ -215,7 +222,7 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
         int64_t left_ms = b.expires_at_ms - found.now_ms;
         bw.append("Contact: <");
         bw.append(b.contact);
-        if (config.path_as_route && !b.path.empty()) {
+        if (config.path_as_route && !b.path.empty() && has_uri_headers(b.contact)) {
             // RFC 3327 §5: a redirect target registered through a Path keeps it as its route.
             bw.append(b.contact.find('?') == std::string_view::npos ? "?Route=" : "&Route=");
             (void)append_uri_header_escaped(bw, b.path);
@@ -250,6 +257,7 @@ struct Redirector::Slot {
     std::unique_ptr<sip::Message> msg = std::make_unique<sip::Message>();
     sip::RequestCore core;
     sip::Peer peer;
+    std::size_t limit = 0;  // the largest answer this request may get
     std::array<char, sip::kMaxAorLength> aor{};
     uint64_t started_us = 0;
     Redirector* owner = nullptr;
@@ -288,6 +296,12 @@ Redirector::Slot* Redirector::acquire() noexcept {
     return slots_.back().get();
 }
 
+std::span<char> Redirector::response_buffer() noexcept {
+    std::span<char> b = sender_.send_buffer();
+    if (b.size() >= out_.size()) return b.first(out_.size());
+    return out_;
+}
+
 void Redirector::release(Slot* slot) noexcept {
     if (slot != scratch_.get()) free_.push_back(slot);
 }
@@ -323,16 +337,29 @@ void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
         uw.append("\r\n");
         if (!uw.overflow()) extra = uw.view();
     }
+    std::span<char> buf = response_buffer();
+    buf = buf.first(std::min(buf.size(), slot.limit));  // the amplification guard's bound
     std::string_view out = sip::write_response(*slot.msg, slot.core, status, reason, extra,
-                                               config_.tag_key, out_, slot.peer.source());
+                                               config_.tag_key, buf, slot.peer.source());
     send(slot, out, status);
 }
 
-void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from) noexcept {
+std::size_t Redirector::response_limit(std::size_t request_size, bool trusted) const noexcept {
+    std::size_t limit = std::max<std::size_t>(config_.max_response, 512);
+    if (trusted || config_.max_amplification <= 0) return limit;
+    // A spoofed source turns every answer into traffic aimed at a victim; bounding the ratio
+    // makes the server useless as an amplifier. The default 3 is QUIC's anti-amplification limit
+    // for an unvalidated address (RFC 9000 §8.1). Over UDP only: all this server speaks.
+    const double amplified = static_cast<double>(request_size) * config_.max_amplification;
+    return amplified < static_cast<double>(limit) ? static_cast<std::size_t>(amplified) : limit;
+}
+
+void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
     Slot* slot = acquire();
     bool busy = slot == nullptr;
     if (busy) slot = scratch_.get();
     slot->peer = from;
+    slot->limit = response_limit(bytes.size(), trusted);
     // Copy the datagram once into the slot (STYLE.md): every view of the request points there and
     // stays valid until the look-up answers. One over the size limit is judged in place: it can
     // only be answered 513 or dropped, now.
@@ -361,12 +388,14 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from) noex
                 break;
             }
             slot->started_us = now_us_();
+            // Counted in flight before the call: a near-cache hit answers (finish()) before
+            // lookup() returns.
+            ++inflight_;
+            stats_.inflight_lookups.add(1);
             StoreError err = store_.lookup(d.aor, &Redirector::on_lookup, slot);
-            if (err == StoreError::None) {
-                ++inflight_;
-                stats_.inflight_lookups.add(1);
-                return;  // the slot is released when the look-up answers
-            }
+            if (err == StoreError::None) return;  // finish() releases the slot (perhaps did)
+            --inflight_;
+            stats_.inflight_lookups.add(-1);
             stats_.redis_error(err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
                                                              : base::RedisErrorKind::Unavailable);
             respond(*slot, 503, "Service Unavailable", {});
@@ -384,8 +413,10 @@ void Redirector::on_lookup(void* ctx, const location::LookupReply& reply) noexce
 void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept {
     --inflight_;
     stats_.inflight_lookups.add(-1);
-    uint64_t now = now_us_();
-    stats_.lookup_duration.observe_us(now >= slot->started_us ? now - slot->started_us : 0);
+    if (!reply.from_cache) {  // sipr_lookup_duration_seconds is the latency of Redis
+        uint64_t now = now_us_();
+        stats_.lookup_duration.observe_us(now >= slot->started_us ? now - slot->started_us : 0);
+    }
     stats_.garbage_bindings.inc(reply.garbage);
     switch (reply.error) {
         case StoreError::None: break;
@@ -396,7 +427,8 @@ void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept
     }
     LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
     WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
-                                     config_.max_response, out_);
+                                     std::min(config_.max_response, slot->limit),
+                                     response_buffer());
     if (res.cut != 0) stats_.contacts_cut.inc(res.cut);
     send(*slot, res.response, res.status);
     release(slot);

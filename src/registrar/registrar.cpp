@@ -33,7 +33,8 @@ struct Registrar::Slot {
     sip::Message msg;
     sip::RequestCore core;
     sip::Peer peer;
-    location::RegisterChanges changes;
+    location::RegisterChanges changes;  // changes.aor is the AOR from the moment the slot is taken
+    std::string auth_extra;              // the authenticator's headers for a 401
     base::RegistrationResult kind = base::RegistrationResult::Ok;
     bool echo_path = false;
     Registrar* owner = nullptr;
@@ -101,10 +102,16 @@ bool Registrar::serves(std::string_view host) const noexcept {
     return false;
 }
 
+std::span<char> Registrar::response_buffer() noexcept {
+    std::span<char> b = sender_.send_buffer();
+    if (b.size() >= out_.size()) return b.first(out_.size());
+    return out_;
+}
+
 void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
                         uint16_t status, std::string_view reason, std::string_view extra) noexcept {
     std::string_view out = sip::write_response(msg, core, status, reason, extra, config_.tag_key,
-                                               out_, to.source());
+                                               response_buffer(), to.source());
     if (out.empty()) return;
     if (sender_.send(out, to, sip::response_port(core.top_via, to.port))) stats_.response(status);
     else stats_.drop(base::DropReason::SendFailed);
@@ -189,38 +196,12 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         reply(403, "Domain Not Served");
         return;
     }
-    // Steps 3-4: authentication (the seam of the security issue).
-    if (auth_ != nullptr) {
-        std::string extra;
-        switch (auth_->check(in_msg, in_core, aor, extra)) {
-            case Authenticator::Verdict::Allow:
-                break;
-            case Authenticator::Verdict::Challenge:
-                stats_.auth_failures.inc();
-                reply(401, "Unauthorized", extra);
-                return;
-            case Authenticator::Verdict::Forbidden:
-                stats_.auth_failures.inc();
-                reply(403, "Forbidden", extra);
-                return;
-        }
-    }
-
-    // Expires header: the default for contacts without their own parameter.
-    uint32_t header_expires = config_.default_expires;
-    if (const sip::Header* e = in_msg.find(sip::HeaderId::Expires)) {
-        if (!sip::parse_expires(e->value, header_expires)) {
-            reply(400, "Malformed Expires Header");
-            return;
-        }
-    }
-    bool has_expires_header = in_msg.find(sip::HeaderId::Expires) != nullptr;
-
     if (pending_ >= config_.max_pending) {
         reply(503, "Service Unavailable", retry_after);
         return;
     }
-    // Copy the datagram into a slot: the store answers after this receive callback returns.
+    // Copy the datagram into a slot: the authenticator and the store answer after this receive
+    // callback returns.
     Slot* slot;
     if (!free_slots_.empty()) {
         slot = free_slots_.back();
@@ -233,24 +214,98 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         }
         fresh->owner = this;
         fresh->buf.resize(config_.max_message);
+        fresh->auth_extra.reserve(512);  // two challenges: no allocation when answering 401
         slot = fresh.get();
         slots_.push_back(std::move(fresh));
     }
-    auto release = [&] { free_slots_.push_back(slot); };
     std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
     slot->len = bytes.size();
     slot->peer = from;
     std::string_view copy(slot->buf.data(), slot->len);
     if (sip::intake(copy, config_.max_message, config_.max_headers, slot->msg, slot->core).action !=
         sip::IntakeAction::Proceed) {
-        release();  // cannot happen: the same bytes parsed a moment ago
+        free_slots_.push_back(slot);  // cannot happen: the same bytes parsed a moment ago
         return;
     }
+    slot->changes.aor.assign(aor);
+
+    // Steps 3-4: authentication. Without an authenticator nothing waits here.
+    if (auth_ != nullptr) {
+        Authenticator::Verdict v = auth_->check(slot->msg, slot->core, slot->changes.aor,
+                                                slot->auth_extra, &Registrar::on_authenticated,
+                                                slot);
+        if (v == Authenticator::Verdict::Pending) {
+            ++pending_;
+            return;
+        }
+        if (v != Authenticator::Verdict::Allow) {
+            refuse(slot, v);
+            return;
+        }
+    }
+    store_register(slot);
+}
+
+void Registrar::on_authenticated(void* ctx, Authenticator::Verdict verdict) noexcept {
+    auto* slot = static_cast<Slot*>(ctx);
+    Registrar* self = slot->owner;
+    --self->pending_;
+    if (verdict == Authenticator::Verdict::Allow) self->store_register(slot);
+    else self->refuse(slot, verdict);
+}
+
+void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
+    using V = Authenticator::Verdict;
     const sip::Message& msg = slot->msg;
     const sip::RequestCore& core = slot->core;
+    switch (verdict) {
+        case V::Reject:
+            stats_.auth_failures.inc();
+            [[fallthrough]];
+        case V::Challenge:
+            respond(msg, core, slot->peer, 401, "Unauthorized", slot->auth_extra);
+            stats_.registration(base::RegistrationResult::Refused);
+            break;
+        case V::Forbidden:
+            stats_.auth_failures.inc();
+            respond(msg, core, slot->peer, 403, "Forbidden", {});
+            stats_.registration(base::RegistrationResult::Refused);
+            break;
+        case V::Allow:
+        case V::Pending:  // never given to refuse(); answer as for a store failure
+        case V::Unavailable:
+            respond(msg, core, slot->peer, 503, "Service Unavailable", retry_after_line());
+            stats_.registration(base::RegistrationResult::StoreError);
+            break;
+    }
+    free_slots_.push_back(slot);
+}
+
+void Registrar::store_register(Slot* slot) noexcept {
+    const sip::Message& msg = slot->msg;
+    const sip::RequestCore& core = slot->core;
+    const sip::Peer& from = slot->peer;
+    auto release = [&] { free_slots_.push_back(slot); };
+    // Answers and frees the slot (the answer is written from the slot's message first).
+    auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
+        respond(msg, core, from, status, reason, extra);
+        stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
+                                          : base::RegistrationResult::Refused);
+        release();
+    };
+    const std::string_view retry_after = retry_after_line();
+
+    // Expires header: the default for contacts without their own parameter.
+    uint32_t header_expires = config_.default_expires;
+    if (const sip::Header* e = msg.find(sip::HeaderId::Expires)) {
+        if (!sip::parse_expires(e->value, header_expires)) {
+            reply(400, "Malformed Expires Header");
+            return;
+        }
+    }
+    bool has_expires_header = msg.find(sip::HeaderId::Expires) != nullptr;
 
     location::RegisterChanges& ch = slot->changes;
-    ch.aor.assign(aor);
     ch.remove_all = false;
     ch.call_id.assign(core.call_id);
     ch.cseq = core.cseq.number;
@@ -283,14 +338,12 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         if (h.id != sip::HeaderId::Contact) continue;
         sip::Contact c;
         if (!sip::parse_contact(h.value, c)) {
-            release();
             reply(400, "Malformed Contact Header");
             return;
         }
         if (c.star) {
             // Step 6: "*" only alone and with Expires: 0.
             if (n_contacts != 1 || !has_expires_header || header_expires != 0) {
-                release();
                 reply(400, "Invalid Wildcard Contact");
                 return;
             }
@@ -299,7 +352,6 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         }
         uint32_t expires = c.has_expires ? c.expires : header_expires;
         if (expires != 0 && expires < config_.min_expires) {
-            release();
             std::string extra = "Min-Expires: " + std::to_string(config_.min_expires) + "\r\n";
             reply(423, "Interval Too Brief", extra);
             return;
@@ -332,7 +384,6 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
 
     StoreError err = store_.apply_register(ch, &Registrar::on_stored, slot);
     if (err != StoreError::None) {
-        release();
         stats_.redis_error(err == StoreError::Timeout      ? base::RedisErrorKind::Timeout
                            : err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
                                                            : base::RedisErrorKind::Unavailable);
@@ -392,7 +443,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
         return a->updated_at_ms > b->updated_at_ms;
     });
 
-    sip::ResponseWriter w(out_);
+    sip::ResponseWriter w(response_buffer());
     w.begin(msg, core, 200, "OK", config_.tag_key, slot->peer.source());
     auto& bw = w.writer();
     const std::size_t reserve_tail = 128;  // Date, Path echo, Content-Length

@@ -29,6 +29,15 @@ std::string_view strip_quotes(std::string_view v) noexcept {
     return v;
 }
 
+// A +sip.instance value that can be written back as "<value>": quoted at both ends (or not
+// quoted at all, as some user agents send it), and no quote, backslash, CR or LF inside.
+bool valid_instance(std::string_view v) noexcept {
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    for (char c : v)
+        if (c == '"' || c == '\\' || c == '\r' || c == '\n') return false;
+    return true;
+}
+
 // qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ), RFC 3261 §25.1; in thousandths.
 bool parse_qvalue(std::string_view v, uint16_t& out) noexcept {
     if (v.empty() || v.size() > 5 || (v[0] != '0' && v[0] != '1')) return false;
@@ -208,6 +217,11 @@ bool parse_contact(std::string_view value, Contact& out) noexcept {
             if (!parse_expires(pv, out.expires)) return false;
             out.has_expires = true;
         } else if (iequals(n, "+sip.instance")) {
+            // RFC 5626 §4.1 / RFC 3840 §9: a quoted "<...>" string. The registrar keys the binding
+            // by it and writes it back quoted in its 200 (and to every later fetch of the AOR), so
+            // a value with a quote, a backslash or a line break in it, or a quote left open,
+            // would break that Contact list: the Contact is malformed.
+            if (!valid_instance(pv)) return false;
             out.instance = strip_quotes(pv);
         } else if (iequals(n, "reg-id")) {
             // RFC 5626 §4.1: reg-id is 1 to 2^31-1.

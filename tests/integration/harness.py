@@ -5,11 +5,11 @@ stops what it started by PID (never by name).
 
     ports        free_udp_port(), free_tcp_port(), free_port() (free for both)
     Redis        RedisServer (a private redis-server on a free port), RedisClient (tiny RESP client)
-    daemons      Daemon (a binary of $SIPR_BUILD_DIR/src/app/), ServiceDaemon (one of the SIP
-                 daemons on free ports), run_program() for one-shot runs
+    daemons      Daemon (a binary of $SIPR_BUILD_DIR/src/app/, or any executable), ServiceDaemon
+                 (one of the SIP daemons on free ports), run_program() for one-shot runs
     SIP          SipUdp (requests, RFC 3261 §17.1.2 retransmission, response parsing),
                  Response / ContactValue, transact_many() for load with a window
-    SIPp         run_sipp()
+    SIPp         run_sipp() (a caller, to completion), SippProcess (a server in the background)
     metrics      scrape_metrics(), metric_value()
     location     unpack_binding() (the packed form of include/sipr/location/binding.h)
     runner       @fixture, @case, main(): "ok - name" / "FAIL - name: reason", then exactly one
@@ -244,7 +244,8 @@ atexit.register(_stop_all_children)
 
 
 class Daemon:
-    """A long-running binary of $SIPR_BUILD_DIR/src/app/, as a context manager.
+    """A long-running binary of $SIPR_BUILD_DIR/src/app/ (or any `executable`, such as Kamailio), as
+    a context manager.
 
     start() launches it with stdout and stderr captured in files of a private temporary directory
     and waits until it answers an OPTIONS over UDP on `sip_port` with 200 (when given), or fails
@@ -255,8 +256,9 @@ class Daemon:
 
     def __init__(self, program: str, args: Sequence[str], *, sip_port: int | None = None,
                  name: str | None = None, ready_timeout: float = 10.0, stop_timeout: float = 10.0,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, executable: str | Path | None = None):
         self.program = program
+        self.executable = executable
         self.args = list(args)
         self.sip_port = sip_port
         self.name = name or program
@@ -275,7 +277,8 @@ class Daemon:
         check(self.proc is None or self.proc.poll() is not None, f"{self.name} already running")
         env = _sanitizer_env(dict(os.environ if self.env is None else self.env))
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
-            self.proc = subprocess.Popen([str(binary(self.program)), *self.args],
+            exe = self.executable if self.executable is not None else binary(self.program)
+            self.proc = subprocess.Popen([str(exe), *self.args],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          env=env, start_new_session=True)
         self.returncode = None
@@ -423,14 +426,24 @@ class RedisError(Exception):
 class RedisClient:
     """A tiny synchronous RESP2 client over one TCP connection (reconnected on demand)."""
 
-    def __init__(self, port: int, host: str = LOCALHOST, timeout: float = 5.0):
+    def __init__(self, port: int, host: str = LOCALHOST, timeout: float = 5.0,
+                 auth: Sequence[str] = ()):
+        """`auth`: the arguments of the AUTH sent on every (re)connect: (password,) or
+        (user, password); empty sends none."""
         self.host, self.port, self.timeout = host, port, timeout
+        self.auth = tuple(auth)
         self._sock: socket.socket | None = None
         self._file = None
 
     def _connect(self) -> None:
         self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self._file = self._sock.makefile("rb")
+        if self.auth:
+            self._sock.sendall(self._encode(["AUTH", *self.auth]))
+            reply = self._read()
+            if isinstance(reply, RedisError):
+                self.close()
+                raise reply
 
     def close(self) -> None:
         if self._file is not None:
@@ -535,10 +548,15 @@ class RedisServer:
     stop() and start() again keep the port (for outage tests)."""
 
     def __init__(self, port: int | None = None, exe: str = "redis-server",
-                 extra_args: Sequence[str] = ()):
+                 extra_args: Sequence[str] = (), password: str | None = None):
+        """`password`: started with --requirepass, and the harness's own clients AUTH with it."""
         self.port = port or free_tcp_port()
         self.exe = shutil.which(exe) or exe
         self.extra_args = list(extra_args)
+        self.password = password
+        if password is not None:
+            self.extra_args += ["--requirepass", password]
+        self.auth: tuple[str, ...] = (password,) if password is not None else ()
         self.dir = Path(tempfile.mkdtemp(prefix="sipr-redis-"))
         self.log_path = self.dir / "redis.log"
         self.proc: subprocess.Popen | None = None
@@ -562,7 +580,7 @@ class RedisServer:
                 raise TestFailure(f"redis-server exited with {self.proc.returncode} at start: "
                                   f"{self.log_tail()}")
             try:
-                with RedisClient(self.port, timeout=1.0) as c:
+                with RedisClient(self.port, timeout=1.0, auth=self.auth) as c:
                     if c.ping():
                         return self
             except (OSError, ConnectionError, RedisError):
@@ -595,7 +613,7 @@ class RedisServer:
     def client(self) -> RedisClient:
         """A shared connection (reconnects after a restart)."""
         if self._client is None:
-            self._client = RedisClient(self.port)
+            self._client = RedisClient(self.port, auth=self.auth)
         return self._client
 
     def __enter__(self) -> "RedisServer":
@@ -1108,6 +1126,142 @@ class SippResult:
         return (f"sipp exit {self.returncode}\n--- errors\n{tail(self.errors, 15)}\n--- messages\n"
                 f"{tail(self.messages, 30)}\n--- logs\n{tail(self.logs, 10)}")
 
+    def counts(self) -> tuple[int, int]:
+        """(successful, failed) calls from SIPp's final statistics screen; (0, 0) without one."""
+        ok = re.search(r"^\s*Successful call\s*\|\s*\d+\s*\|\s*(\d+)", self.stdout, re.M)
+        bad = re.search(r"^\s*Failed call\s*\|\s*\d+\s*\|\s*(\d+)", self.stdout, re.M)
+        return (int(ok.group(1)) if ok else 0, int(bad.group(1)) if bad else 0)
+
+
+def _scenario_path(scenario: str | Path) -> Path:
+    scen = Path(scenario)
+    if not scen.is_absolute() and not scen.exists():
+        scen = SCENARIOS / scenario
+    check(scen.exists(), f"no SIPp scenario {scen}")
+    return scen
+
+
+class SippProcess:
+    """SIPp (sip-tester 3.6) as a process of its own: a user agent server (a scenario that starts
+    with <recv>) that answers until stopped, or a caller awaited with wait(). Its SIP, media and
+    control ports are on 127.0.0.1, its logs in a private temporary directory; -trace_err,
+    -trace_msg and -trace_logs are on. SIPp's own -timeout (scaled `timeout`) bounds its life.
+
+    start() returns once its SIP port is bound. stop() asks it to finish by PID (SIGUSR1: SIPp
+    places no new calls and exits once the current ones end), then SIGTERM, then SIGKILL; both
+    stop() and wait() return its SippResult."""
+
+    def __init__(self, scenario: str | Path, target_port: int | None = None,
+                 args: Sequence[str] = (), *, calls: int | None = None,
+                 local_port: int | None = None, service: str = "service", timeout: float = 120.0,
+                 name: str = "sipp"):
+        self.scenario = _scenario_path(scenario)
+        exe = shutil.which("sipp")
+        check(exe is not None, "sipp is not installed (Debian package sip-tester)")
+        self.name = name
+        self.work = Path(tempfile.mkdtemp(prefix="sipr-sipp-"))
+        self.port = local_port or free_udp_port()
+        media_port = _free_port([socket.SOCK_DGRAM], spacing=(0, 1, 2, 3))
+        control_port = free_udp_port()
+        self.limit = max(1, int(scaled(timeout)))
+        self.command = [exe, *([f"{LOCALHOST}:{target_port}"] if target_port else []),
+                        "-sf", str(self.scenario), *(["-m", str(calls)] if calls else []),
+                        "-s", service, "-i", LOCALHOST, "-p", str(self.port), "-bind_local",
+                        "-mi", LOCALHOST, "-mp", str(media_port), "-cp", str(control_port),
+                        "-nostdin", "-timeout", f"{self.limit}s", "-timeout_error",
+                        "-trace_err", "-error_file", str(self.work / "errors.log"),
+                        "-trace_msg", "-message_file", str(self.work / "messages.log"),
+                        "-trace_logs", "-log_file", str(self.work / "logs.log"),
+                        *args]
+        self.proc: subprocess.Popen | None = None
+        self.result: SippResult | None = None
+
+    def launch(self) -> "SippProcess":
+        """Starts SIPp and returns at once."""
+        with open(self.work / "stdout.log", "wb") as out:
+            self.proc = subprocess.Popen(self.command, cwd=self.work, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        _children.append(self)
+        return self
+
+    def start(self, ready_timeout: float = 5.0) -> "SippProcess":
+        """Starts SIPp and waits until its SIP port is bound (for a server that waits for calls)."""
+        self.launch()
+        deadline = time.monotonic() + scaled(ready_timeout)
+        while _can_bind(self.port, socket.SOCK_DGRAM):
+            if self.proc.poll() is not None:
+                raise TestFailure(f"{self.name} exited with {self.proc.returncode} at start:\n"
+                                  f"{tail(self.read('stdout.log'), 10)}")
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise TestFailure(f"{self.name} did not bind udp {LOCALHOST}:{self.port} within "
+                                  f"{scaled(ready_timeout):.0f}s")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def read(self, name: str) -> str:
+        p = self.work / name
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def logs(self) -> str:
+        """What its <log> actions wrote so far."""
+        return self.read("logs.log")
+
+    def _finish(self, rc: int) -> SippResult:
+        self.result = SippResult(rc, self.read("stdout.log"), self.read("errors.log"),
+                                 self.read("messages.log"), self.read("logs.log"), self.command)
+        return self.result
+
+    def wait(self) -> SippResult:
+        """Waits for SIPp to exit by itself (its -timeout plus a grace period, else it is stopped
+        and the test fails)."""
+        assert self.proc is not None
+        try:
+            rc = self.proc.wait(timeout=self.limit + 10)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise TestFailure(f"{self.name} did not exit within {self.limit + 10}s and was stopped")
+        return self._finish(rc)
+
+    def stop(self, timeout: float = 10.0) -> SippResult:
+        """Ends it by PID: SIGUSR1 and up to `timeout` (scaled) seconds for its calls to end, then
+        SIGTERM/SIGKILL. Returns its result (exit status as SIPp reports it, or the signal)."""
+        if self.result is not None:
+            return self.result
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGUSR1)
+                self.proc.wait(timeout=scaled(timeout))
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                _stop_pid(self.proc, 5)
+        return self._finish(self.proc.returncode)
+
+    def cleanup(self) -> None:
+        if self.running():
+            _stop_pid(self.proc, 5)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> "SippProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stop()
+        finally:
+            self.cleanup()
+
 
 def run_sipp(scenario: str | Path, target_port: int, args: Sequence[str] = (),
              timeout: float = 15.0, calls: int = 1, local_port: int | None = None,
@@ -1116,46 +1270,12 @@ def run_sipp(scenario: str | Path, target_port: int, args: Sequence[str] = (),
     (a path or a name under scenarios/), `calls` calls, its own SIP, media and control ports on
     127.0.0.1, logs in a temporary directory. Bounded by `timeout` (scaled): SIPp's own -timeout
     fails the run first, and the process is killed by PID after a grace period."""
-    scen = Path(scenario)
-    if not scen.is_absolute() and not scen.exists():
-        scen = SCENARIOS / scenario
-    check(scen.exists(), f"no SIPp scenario {scen}")
-    exe = shutil.which("sipp")
-    check(exe is not None, "sipp is not installed (Debian package sip-tester)")
-    work = Path(tempfile.mkdtemp(prefix="sipr-sipp-"))
-    local_port = local_port or free_udp_port()
-    media_port = _free_port([socket.SOCK_DGRAM], spacing=(0, 1, 2, 3))
-    control_port = free_udp_port()
-    limit = max(1, int(scaled(timeout)))
-    cmd = [exe, f"{LOCALHOST}:{target_port}", "-sf", str(scen), "-m", str(calls),
-           "-s", service, "-i", LOCALHOST, "-p", str(local_port), "-bind_local",
-           "-mi", LOCALHOST, "-mp", str(media_port), "-cp", str(control_port),
-           "-nostdin", "-timeout", f"{limit}s", "-timeout_error",
-           "-trace_err", "-error_file", str(work / "errors.log"),
-           "-trace_msg", "-message_file", str(work / "messages.log"),
-           "-trace_logs", "-log_file", str(work / "logs.log"),
-           *args]
-    out_path = work / "stdout.log"
+    sipp = SippProcess(scenario, target_port, args, calls=calls, local_port=local_port,
+                       service=service, timeout=timeout)
     try:
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                rc = proc.wait(timeout=limit + 10)
-            except subprocess.TimeoutExpired:
-                raise TestFailure(f"sipp did not exit within {limit + 10}s and was stopped")
-            finally:
-                if proc.poll() is None:
-                    _stop_pid(proc, 5)
-
-        def read(name: str) -> str:
-            p = work / name
-            return p.read_text(errors="replace") if p.exists() else ""
-
-        return SippResult(rc, read("stdout.log"), read("errors.log"), read("messages.log"),
-                          read("logs.log"), cmd)
+        return sipp.launch().wait()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        sipp.cleanup()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ struct ServiceStats {
     Counter contacts_cut;  // contacts left out of a 302 to fit the datagram
     Counter garbage_bindings;
     Counter cache_hits, cache_misses, cache_invalidations;
+    Counter cache_flushes;  // the whole near-cache dropped (tracking lost or regained, FLUSHALL)
+    Gauge cache_entries;    // AORs in this worker's near-cache
     Gauge inflight_lookups;
     Gauge redis_up;  // 1 while this worker's Redis connection is ready
     DurationHistogram lookup_duration;

@@ -2,11 +2,16 @@
 // An asynchronous Redis connection on one uv_loop (hiredis 0.14 + its libuv adapter), with the
 // explicit states, timeouts and fixed error kinds of STYLE.md (after h2o's Redis client).
 //
-//   Idle -> Connecting -> Handshake (AUTH, SELECT) -> Ready
+//   Idle -> Connecting -> Handshake (AUTH, SELECT, CLIENT SETNAME, CLIENT ID, SUBSCRIBE) -> Ready
 //                \______________\___________________\-> Backoff -> Connecting ...
 //   any -> Stopped (stop())
 //
-// Commands are pipelined; each gets its reply callback exactly once: with the reply, or with
+// A client may instead carry one subscription (subscribe()): it is made again in the handshake of
+// every connection, Ready means "subscribed", and such a client takes no commands (RESP2: a
+// subscribed connection answers nothing but (UN)SUBSCRIBE and PING).
+//
+// Commands are pipelined: those issued in one turn of the loop leave in one write, made in the
+// loop's prepare phase (our own hiredis event glue: no epoll_ctl per command). Each gets its reply callback exactly once: with the reply, or with
 // Timeout when none came within the command timeout, or with Disconnected when the connection was
 // lost first. A command refused at the call (returned error) never calls back.
 #include <hiredis/async.h>
@@ -29,11 +34,17 @@ struct RedisUrl {
 };
 
 // Parses redis://[user:password@]host[:port][/db] (also "redis://:password@host"). IPv6 hosts in
-// brackets. On failure returns false and says why in `error`.
+// brackets; the password may hold '@', ':' and '/' (the host starts after the last '@'). On failure
+// returns false and says why in `error`, which never quotes the password.
 [[nodiscard]] bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error);
 
 // The URL without its password, for logs.
 [[nodiscard]] std::string redacted(const RedisUrl& url);
+
+// `text` with the user-info password of every redis:// or rediss:// URL in it replaced by ***
+// (the user name stays), for messages that quote what an operator typed, such as a command-line
+// parser's error. A URL ends at white space, a quote or the end of `text`.
+[[nodiscard]] std::string redact_redis_urls(std::string_view text);
 
 enum class RedisError : uint8_t {
     None,          // a reply arrived (it may be an error reply: look at reply->type)
@@ -49,6 +60,8 @@ struct RedisOptions {
     uint32_t backoff_min_ms = 50;
     uint32_t backoff_max_ms = 2000;
     uint32_t max_pending = 8192;
+    std::string client_name;  // CLIENT SETNAME in the handshake when not empty (CLIENT LIST shows it)
+    bool fetch_client_id = false;  // CLIENT ID in the handshake; then client_id() while Ready
 };
 
 class RedisClient {
@@ -57,6 +70,9 @@ public:
     // `reply` is valid only during the call; nullptr unless err is None.
     using ReplyFn = void (*)(void* ctx, RedisError err, const redisReply* reply) noexcept;
     using StateFn = void (*)(void* ctx, State state) noexcept;
+    // One message of the subscribed channel (["message", channel, payload], RESP2). `message` is
+    // valid only during the call.
+    using MessageFn = void (*)(void* ctx, const redisReply* message) noexcept;
 
     RedisClient(uv_loop_t* loop, RedisUrl url, RedisOptions opts);
     ~RedisClient();
@@ -69,6 +85,11 @@ public:
     // object may be destroyed once the loop has run the close callbacks.
     void stop() noexcept;
 
+    // Makes this a subscriber of `channel` (call before start()): every connection subscribes in
+    // its handshake and is Ready once Redis confirmed it; `fn` gets each message while Ready.
+    // Messages lost while not Ready are gone: watch the state. command() then refuses (Unavailable).
+    void subscribe(std::string channel, MessageFn fn, void* ctx);
+
     // Sends one command. Returns None (the callback will run once) or the reason it was refused.
     [[nodiscard]] RedisError command(int argc, const char* const* argv, const std::size_t* lens,
                                      ReplyFn fn, void* ctx) noexcept;
@@ -76,6 +97,8 @@ public:
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] bool ready() const noexcept { return state_ == State::Ready; }
     [[nodiscard]] std::size_t pending() const noexcept { return in_flight_; }
+    // This connection's CLIENT ID (with RedisOptions::fetch_client_id, while Ready), else 0.
+    [[nodiscard]] int64_t client_id() const noexcept { return client_id_; }
     // Called on every state change (for metrics and health).
     void on_state(StateFn fn, void* ctx) noexcept {
         state_fn_ = fn;
@@ -108,6 +131,13 @@ private:
     static void on_disconnect(const redisAsyncContext* ac, int status);
     static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
     static void on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_client_id(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_push(redisAsyncContext* ac, void* reply, void* privdata);
+    void send_handshake(int argc, const char* const* argv, const std::size_t* lens,
+                        ReplyFn fn) noexcept;
+    void flush_writes() noexcept;
+    struct Events;  // the hiredis event glue of one connection
+    friend struct Events;
 
     uv_loop_t* loop_;
     RedisUrl url_;
@@ -116,10 +146,17 @@ private:
     redisAsyncContext* ac_ = nullptr;
     uv_timer_t tick_{};       // command timeouts and connect timeout
     uv_timer_t reconnect_{};  // back-off
+    uv_prepare_t flusher_{};  // writes what this turn of the loop queued
+    bool flushing_ = false;
     bool timers_open_ = false;
     uint32_t backoff_ms_ = 0;
     uint64_t connect_deadline_ = 0;
     int handshake_left_ = 0;
+    int64_t client_id_ = 0;
+
+    std::string channel_;  // the subscription ("" when none)
+    MessageFn message_fn_ = nullptr;
+    void* message_ctx_ = nullptr;
 
     std::vector<Slot> slots_;
     std::vector<Slot*> free_;
@@ -134,5 +171,10 @@ private:
 };
 
 [[nodiscard]] std::string_view state_text(RedisClient::State s) noexcept;
+
+// Writes a command as RESP (an array of bulk strings) into `out`; returns its length, or 0 when
+// it does not fit `cap` (or argc is 0).
+[[nodiscard]] std::size_t format_resp(int argc, const char* const* argv, const std::size_t* lens,
+                                      char* out, std::size_t cap) noexcept;
 
 }  // namespace sipr::location

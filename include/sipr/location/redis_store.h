@@ -1,16 +1,19 @@
 #pragma once
 // LocationStore on one RedisClient (DESIGN §6): lookup is one HGETALL, a REGISTER is one EVALSHA
-// of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL.
+// of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL. The AuthStore
+// operations are one EVALSHA each (auth_fetch.lua, auth_failure.lua, nonce_count.lua).
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "sipr/location/auth_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/store.h"
 
 namespace sipr::location {
 
-class RedisStore final : public LocationStore {
+class RedisStore final : public LocationStore, public AuthStore {
 public:
     // `client` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
     // filtering expired bindings (nullptr: the system clock).
@@ -24,6 +27,16 @@ public:
     [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
                                          void* ctx) noexcept override;
     [[nodiscard]] bool available() const noexcept override { return client_.ready(); }
+
+    [[nodiscard]] StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
+                                        void* ctx) noexcept override;
+    [[nodiscard]] StoreError record_auth_failure(std::string_view aor,
+                                                 const AuthFailurePolicy& policy,
+                                                 AuthFailureCallback cb,
+                                                 void* ctx) noexcept override;
+    [[nodiscard]] StoreError advance_nonce_count(std::string_view aor, std::string_view nonce,
+                                                 uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
+                                                 void* ctx) noexcept override;
 
     // Counters since start, read by the owner's metrics (same thread).
     struct Stats {
@@ -42,12 +55,29 @@ private:
     static void on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept;
     StoreError send_register(RegisterOp* op, bool full_script) noexcept;
 
+    // The auth scripts: one pooled op type, sent as EVALSHA (EVAL again after NOSCRIPT).
+    enum class ScriptId : uint8_t { AuthFetch, AuthFailure, NonceCount };
+    struct Script {
+        std::string_view text;
+        std::string sha;
+    };
+    struct ScriptOp;
+    ScriptOp* acquire_script_op() noexcept;
+    void release_script_op(ScriptOp* op) noexcept;
+    StoreError start_script(ScriptOp* op) noexcept;
+    StoreError send_script(ScriptOp* op, bool full_script) noexcept;
+    static void on_script(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    void finish_script(ScriptOp* op, StoreError err, const redisReply* reply) noexcept;
+
     RedisClient& client_;
     int64_t (*clock_ms_)() noexcept;
     std::string script_sha_;
     std::vector<std::unique_ptr<LookupOp>> lookup_pool_;
     std::vector<LookupOp*> lookup_free_;
     std::vector<BindingView> scratch_;  // reused for every reply: no per-lookup allocation
+    std::array<Script, 3> scripts_;     // by ScriptId
+    std::vector<std::unique_ptr<ScriptOp>> script_pool_;
+    std::vector<ScriptOp*> script_free_;
     Stats stats_;
 };
 

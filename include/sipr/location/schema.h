@@ -9,11 +9,17 @@ namespace sipr::location {
 inline constexpr std::string_view kLocationPrefix = "sipr:loc:";
 inline constexpr std::string_view kSubscriberPrefix = "sipr:sub:";
 inline constexpr std::string_view kDomainsKey = "sipr:domains";
+inline constexpr std::string_view kAuthFailPrefix = "sipr:authfail:";
+inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
 
 // "sipr:loc:{<aor>}"
 [[nodiscard]] std::string location_key(std::string_view aor);
 // "sipr:sub:{<aor>}"
 [[nodiscard]] std::string subscriber_key(std::string_view aor);
+// "sipr:authfail:{<aor>}": failed digest authentications of the AOR in the current window.
+[[nodiscard]] std::string auth_fail_key(std::string_view aor);
+// "sipr:nc:{<aor>}:<nonce>": the highest nonce-count seen with that nonce for the AOR.
+[[nodiscard]] std::string nonce_count_key(std::string_view aor, std::string_view nonce);
 // Writes "sipr:loc:{<aor>}" into `out` without allocating; returns the length or 0 if too small.
 [[nodiscard]] std::size_t write_location_key(std::string_view aor, char* out,
                                              std::size_t cap) noexcept;
@@ -23,5 +29,11 @@ inline constexpr std::string_view kDomainsKey = "sipr:domains";
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".
 [[nodiscard]] std::string_view register_script() noexcept;
+
+// The scripts behind AuthStore (auth_store.h); each file's header comment states its keys,
+// arguments and reply.
+[[nodiscard]] std::string_view auth_fetch_script() noexcept;    // auth_fetch.lua
+[[nodiscard]] std::string_view auth_failure_script() noexcept;  // auth_failure.lua
+[[nodiscard]] std::string_view nonce_count_script() noexcept;   // nonce_count.lua
 
 }  // namespace sipr::location

@@ -2,8 +2,10 @@
 // The location service as the services see it (DESIGN §3): asynchronous, on the caller's loop.
 //
 // Callback contract (STYLE.md, after libuv): a call that returns an error other than None never
-// runs its callback; otherwise the callback runs exactly once, later, on the same loop - also on
-// timeout or disconnect. Views passed to a callback are valid only during the call.
+// runs its callback; otherwise the callback runs exactly once, on the same loop - also on timeout
+// or disconnect. It runs later, except for a lookup() answered from a near-cache
+// (caching_store.h), whose callback runs before lookup() returns None. Views passed to a
+// callback are valid only during the call.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -31,6 +33,7 @@ struct LookupReply {
     // Live and garbage-free bindings (expired and unparsable ones filtered out), in storage order.
     std::span<const BindingView> bindings;
     std::size_t garbage = 0;  // entries that failed to unpack (counted, never fatal)
+    bool from_cache = false;  // answered by a near-cache, without asking Redis
 };
 using LookupCallback = void (*)(void* ctx, const LookupReply& reply) noexcept;
 
@@ -58,11 +61,13 @@ struct RegisterReply {
 };
 using RegisterCallback = void (*)(void* ctx, const RegisterReply& reply) noexcept;
 
+// A subscriber record, sipr:sub:{aor} (DESIGN §6), as sip-locctl user add writes it.
 struct Credentials {
     bool found = false;
-    bool enabled = false;
-    std::string_view ha1_md5;
-    std::string_view ha1_sha256;
+    bool enabled = false;           // false only when the field "enabled" is "0"
+    std::string_view ha1_md5;       // hex of MD5(user:realm:password)
+    std::string_view ha1_sha256;    // hex of SHA-256(user:realm:password)
+    std::string_view realm;         // the realm the HA1s were computed for ("" when not recorded)
 };
 struct CredentialsReply {
     StoreError error = StoreError::None;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 
 namespace sipr::net {
@@ -18,6 +19,8 @@ public:
     virtual ~DatagramHandler() = default;
     // `bytes` and `from` are valid only during the call (they live in libuv's receive buffer).
     virtual void on_datagram(std::string_view bytes, const sockaddr* from) noexcept = 0;
+    // `count` queued datagrams could not be sent when the queue was flushed (socket buffer full).
+    virtual void on_send_failed(std::size_t count) noexcept { (void)count; }
 };
 
 class UdpSocket {
@@ -41,6 +44,19 @@ public:
     // or a negative uv error (UV_EAGAIN when the socket buffer is full: the datagram is dropped).
     int send(std::string_view bytes, const sockaddr* to) noexcept;
 
+    // Batched sending. queue() keeps a datagram (copied into the socket's send arena, unless it was
+    // written in place into send_buffer()) until flush(), which hands the whole batch to one
+    // sendmmsg. The socket flushes by itself in its loop's prepare phase, i.e. before the loop
+    // waits for I/O again, and whenever the queue is full. Datagrams the kernel refuses then are
+    // reported to the handler's on_send_failed().
+    //
+    // send_buffer() is where the next queued datagram may be written in place (at least
+    // kMaxDatagram bytes; it flushes first when the arena is short of that). queue() returns false
+    // only when the socket is closed.
+    [[nodiscard]] std::span<char> send_buffer() noexcept;
+    bool queue(std::string_view bytes, const sockaddr* to) noexcept;
+    void flush() noexcept;
+
     // Closes the handle; the loop runs its close callback later. Safe to call twice.
     void close() noexcept;
 
@@ -52,11 +68,16 @@ public:
     static constexpr std::size_t kBatch = 16;
     // libuv hands each datagram of a batch a 64 KiB slice of one receive buffer.
     static constexpr std::size_t kSlice = 64 * 1024;
+    // Send queue: datagrams per sendmmsg, the largest datagram, and the arena they are kept in.
+    static constexpr std::size_t kSendBatch = 64;
+    static constexpr std::size_t kMaxDatagram = 65535;
+    static constexpr std::size_t kSendArena = 256 * 1024;
 
 private:
     static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf) noexcept;
     static void on_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
                         unsigned flags) noexcept;
+    static void on_closed(uv_handle_t* h) noexcept;
 
     // Heap-allocated so the handle's address stays put even if the owner moves; freed by the
     // close callback (or the destructor when never opened).

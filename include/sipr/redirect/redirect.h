@@ -25,6 +25,9 @@ struct Config {
     bool reject_max_forwards_zero = true;  // Max-Forwards: 0 -> 483 (RFC 3261 §16.3 spirit)
     bool health_ignores_redis = false;     // OPTIONS probe answers 200 even without Redis
     std::size_t max_response = 1300;   // a 302 fits one datagram (RFC 3261 §18.1.1)
+    // Reflection guard: no answer to an untrusted source is larger than this many times the
+    // request that caused it (a 302 loses its lowest-q contacts to fit). 0: off.
+    double max_amplification = 3.0;
     std::size_t max_message = 8192;    // larger requests get 513
     std::size_t max_headers = 96;
     std::size_t max_inflight = 1024;   // look-ups per worker; beyond: 503 at once
@@ -93,7 +96,9 @@ public:
     Redirector(const Redirector&) = delete;
     Redirector& operator=(const Redirector&) = delete;
 
-    void on_datagram(std::string_view bytes, const sip::Peer& from) noexcept;
+    // Handles one datagram from `from`. `trusted`: the source is a trusted peer (in --allow), so
+    // the amplification guard does not apply to its answers.
+    void on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
     [[nodiscard]] std::size_t inflight() const noexcept { return inflight_; }
 
 private:
@@ -102,9 +107,14 @@ private:
     void finish(Slot* slot, const location::LookupReply& reply) noexcept;
     void respond(Slot& slot, uint16_t status, std::string_view reason,
                  std::string_view extra) noexcept;
+    // The largest answer to a request of `request_size` bytes (max_response, or less under the
+    // amplification guard).
+    [[nodiscard]] std::size_t response_limit(std::size_t request_size, bool trusted) const noexcept;
     void send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept;
     Slot* acquire() noexcept;
     void release(Slot* slot) noexcept;
+    // Where to write a response: the sender's own buffer when it has one (no copy on send), else out_.
+    std::span<char> response_buffer() noexcept;
 
     Config config_;
     location::LocationStore& store_;

@@ -29,16 +29,29 @@ struct Config {
     base::SipKey tag_key;
 };
 
-// The seam for digest authentication (the security issue fills it in). Decides, before any
-// binding changes, whether a REGISTER may proceed.
+// The seam of authentication (DESIGN §5, RFC 3261 §10.3 steps 3-4): decides, before any binding
+// changes, whether a REGISTER may proceed. Implementations may need the store (digest_auth.h), so
+// a decision may come later, on the same loop.
 class Authenticator {
 public:
     virtual ~Authenticator() = default;
-    enum class Verdict : uint8_t { Allow, Challenge, Forbidden };
-    // Returns Allow, or the response to send: Challenge (401, `extra_headers` gets the
-    // WWW-Authenticate lines) or Forbidden (403).
+    enum class Verdict : uint8_t {
+        Allow,        // go on with the REGISTER
+        Challenge,    // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
+        Reject,       // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
+        Forbidden,    // 403: not the AOR's owner, disabled, or locked out (a failure)
+        Unavailable,  // 503 + Retry-After: what the decision needs could not be read
+        Pending,      // decided later: `done` runs
+    };
+    using Done = void (*)(void* ctx, Verdict verdict) noexcept;
+    // Decides on the REGISTER `msg` for the normalised `aor`. Writes the headers of the answer
+    // (WWW-Authenticate lines) into `extra_headers`, cleared first. Returns the verdict, or
+    // Pending: then `done(ctx, verdict)` runs exactly once, later, on the same loop, with a verdict
+    // other than Pending, and until it has run `msg`, `core`, `aor` and `extra_headers` stay valid
+    // and unchanged (the registrar keeps them in the REGISTER's slot). Otherwise `done` never runs.
     virtual Verdict check(const sip::Message& msg, const sip::RequestCore& core,
-                          std::string_view aor, std::string& extra_headers) noexcept = 0;
+                          std::string_view aor, std::string& extra_headers, Done done,
+                          void* ctx) noexcept = 0;
 };
 
 class Registrar {
@@ -56,13 +69,18 @@ public:
 
     void set_authenticator(Authenticator* auth) noexcept { auth_ = auth; }
 
-    // REGISTERs waiting for the store.
+    // REGISTERs waiting for the store or the authenticator.
     [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
 
 private:
     struct Slot;
     void handle_register(const sip::Message& msg, const sip::RequestCore& core,
                          std::string_view bytes, const sip::Peer& from) noexcept;
+    // Answers `slot`'s REGISTER as `verdict` says (anything but Allow and Pending) and frees it.
+    void refuse(Slot* slot, Authenticator::Verdict verdict) noexcept;
+    static void on_authenticated(void* ctx, Authenticator::Verdict verdict) noexcept;
+    // §10.3 steps 5-7 for an authorised REGISTER in `slot`: its changes go to the store.
+    void store_register(Slot* slot) noexcept;
     void respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
                  uint16_t status, std::string_view reason, std::string_view extra) noexcept;
     bool serves(std::string_view host) const noexcept;
@@ -85,6 +103,8 @@ private:
     sip::RequestCore core_;
     std::vector<char> out_;
     std::array<char, 32> retry_after_{};
+    // Where to write a response: the sender's own buffer when it has one (no copy on send), else out_.
+    std::span<char> response_buffer() noexcept;
 };
 
 // "Sat, 13 Nov 2010 23:29:00 GMT" (RFC 3261 §20.17, RFC 1123 date) for unix milliseconds.

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "sipr/base/stats.h"
@@ -30,6 +31,9 @@ public:
     // Sends `bytes` to `to`'s address at `port` (RFC 3261 §18.2.2). Returns false when the socket
     // refused it (counted by the caller).
     virtual bool send(std::string_view bytes, const Peer& to, uint16_t port) noexcept = 0;
+    // Where the next response may be written in place, so that send() need not copy it; empty
+    // when the sender has no such buffer. Valid until the next send().
+    [[nodiscard]] virtual std::span<char> send_buffer() noexcept { return {}; }
 };
 
 // RFC 3261 §18.2.2 / RFC 3581 §4 for a request received over UDP: with rport, the source port;

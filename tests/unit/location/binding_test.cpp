@@ -432,3 +432,27 @@ TEST_CASE("redacted: never contains the password") {
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("format_resp: the RESP array hiredis would send; too small -> 0") {
+    const char* argv[2] = {"HGETALL", "sipr:loc:{sip:a@b}"};
+    std::size_t lens[2] = {7, 18};
+    char out[128];
+    std::size_t n = format_resp(2, argv, lens, out, sizeof out);
+    CHECK(std::string_view(out, n) == "*2\r\n$7\r\nHGETALL\r\n$18\r\nsipr:loc:{sip:a@b}\r\n");
+    // hiredis's own formatting of the same arguments, byte for byte.
+    char* theirs = nullptr;
+    int len = redisFormatCommandArgv(&theirs, 2, argv, lens);
+    REQUIRE(len > 0);
+    CHECK(std::string_view(theirs, static_cast<std::size_t>(len)) == std::string_view(out, n));
+    redisFreeCommand(theirs);
+    // Binary-safe: an argument with CR LF and NUL inside, and an empty one.
+    const char bin[] = {'a', '\r', '\n', '\0', 'b'};
+    const char* argv2[3] = {"SET", bin, ""};
+    std::size_t lens2[3] = {3, sizeof bin, 0};
+    n = format_resp(3, argv2, lens2, out, sizeof out);
+    static constexpr char kWant[] = "*3\r\n$3\r\nSET\r\n$5\r\na\r\n\0b\r\n$0\r\n\r\n";
+    CHECK(std::string_view(out, n) == std::string_view(kWant, sizeof kWant - 1));
+    CHECK(format_resp(2, argv, lens, out, 42) == 42);  // exactly fits
+    CHECK(format_resp(2, argv, lens, out, 41) == 0);
+    CHECK(format_resp(0, argv, lens, out, sizeof out) == 0);
+}

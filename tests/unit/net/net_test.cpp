@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <doctest/doctest.h>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,6 +80,27 @@ TEST_CASE("parse_endpoint: IPv4, bracketed IPv6, localhost; rejects the rest") {
     CHECK_FALSE(parse_endpoint("", ss));
     char small[4];
     CHECK(format_ip(reinterpret_cast<sockaddr*>(&ss), small) == 0);
+}
+
+TEST_CASE("format_ip: IPv4 by hand agrees with inet_ntop on every octet value") {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    char got[INET6_ADDRSTRLEN];
+    char want[INET6_ADDRSTRLEN];
+    for (unsigned v = 0; v < 256; ++v) {
+        for (unsigned pos = 0; pos < 4; ++pos) {
+            unsigned char b[4] = {10, 0, 99, 255};
+            b[pos] = static_cast<unsigned char>(v);
+            std::memcpy(&sin.sin_addr, b, 4);
+            std::size_t n = format_ip(reinterpret_cast<sockaddr*>(&sin), got);
+            REQUIRE(inet_ntop(AF_INET, &sin.sin_addr, want, sizeof want) != nullptr);
+            REQUIRE(std::string(got, n) == want);
+        }
+    }
+    char exact[15];  // "255.255.255.255" fits exactly; one byte less does not
+    sin.sin_addr.s_addr = 0xffffffffu;
+    CHECK(format_ip(reinterpret_cast<sockaddr*>(&sin), exact) == 15);
+    CHECK(format_ip(reinterpret_cast<sockaddr*>(&sin), std::span<char>(exact, 14)) == 0);
 }
 
 TEST_CASE("UdpSocket: two sockets share one port (SO_REUSEPORT) and receive in batches") {
@@ -155,6 +177,112 @@ TEST_CASE("UdpSocket: a port taken without SO_REUSEPORT is refused with an error
     CHECK(s.send("x", reinterpret_cast<sockaddr*>(&sin)) == UV_EINVAL);
     close_loop(&loop);
     ::close(blocker);
+}
+
+namespace {
+
+// Handler that answers each datagram through the send queue, written in place or copied.
+struct QueueEcho : DatagramHandler {
+    UdpSocket* sock = nullptr;
+    bool in_place = false;
+    std::size_t received = 0;
+    std::size_t failed = 0;
+    void on_datagram(std::string_view bytes, const sockaddr* from) noexcept override {
+        ++received;
+        if (in_place) {
+            std::span<char> buf = sock->send_buffer();
+            REQUIRE(buf.size() >= UdpSocket::kMaxDatagram);
+            std::memcpy(buf.data(), bytes.data(), bytes.size());
+            CHECK(sock->queue(std::string_view(buf.data(), bytes.size()), from));
+        } else {
+            CHECK(sock->queue(bytes, from));
+        }
+    }
+    void on_send_failed(std::size_t n) noexcept override { failed += n; }
+};
+
+// "m<i>" followed by `pad` x's.
+std::string numbered(int i, std::size_t pad) {
+    std::string s = "m";
+    s += std::to_string(i);
+    s.append(pad, 'x');
+    return s;
+}
+
+// Sends `n` numbered datagrams from one client and returns what came back, in order.
+std::vector<std::string> echo_round(uv_loop_t* loop, UdpSocket& s, QueueEcho& h, int n,
+                                    std::size_t pad) {
+    sockaddr_storage bound = s.local_address();
+    int fd = client_socket(AF_INET);
+    int big = 8 << 20;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    for (int i = 0; i < n; ++i) {
+        std::string msg = numbered(i, pad);
+        REQUIRE(::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&bound),
+                         sizeof(sockaddr_in)) == static_cast<ssize_t>(msg.size()));
+    }
+    run_until(loop, [&] { return h.received == static_cast<std::size_t>(n); });
+    uv_run(loop, UV_RUN_NOWAIT);  // one more turn: its prepare phase flushes the queue
+    std::vector<std::string> back;
+    std::vector<char> buf(70000);
+    for (int i = 0; i < n; ++i) {
+        ssize_t got = ::recv(fd, buf.data(), buf.size(), 0);
+        if (got < 0) break;
+        back.emplace_back(buf.data(), static_cast<std::size_t>(got));
+    }
+    ::close(fd);
+    return back;
+}
+
+}  // namespace
+
+TEST_CASE("UdpSocket: queued datagrams leave by sendmmsg before the loop waits, in order, whole") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    sockaddr_storage addr{};
+    REQUIRE(parse_endpoint("127.0.0.1:0", addr));
+    UdpSocket s;
+    REQUIRE(s.open(&loop, reinterpret_cast<sockaddr*>(&addr)) == 0);
+    QueueEcho h;
+    h.sock = &s;
+    REQUIRE(s.start(&h) == 0);
+
+    SUBCASE("copied: more than one batch in one turn") {
+        const int n = static_cast<int>(UdpSocket::kSendBatch) * 3 + 5;
+        auto back = echo_round(&loop, s, h, n, 100);
+        REQUIRE(back.size() == static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i) CHECK(back[static_cast<std::size_t>(i)] == numbered(i, 100));
+    }
+    SUBCASE("written in place") {
+        h.in_place = true;
+        auto back = echo_round(&loop, s, h, 200, 300);
+        REQUIRE(back.size() == 200);
+        for (int i = 0; i < 200; ++i) CHECK(back[static_cast<std::size_t>(i)] == numbered(i, 300));
+    }
+    SUBCASE("large datagrams overflow the arena and are flushed early, none lost") {
+        // 20 x 60 KB is more than the 256 KB arena: the queue flushes when it runs short.
+        auto back = echo_round(&loop, s, h, 20, 60000);
+        REQUIRE(back.size() == 20);
+        for (int i = 0; i < 20; ++i) CHECK(back[static_cast<std::size_t>(i)] == numbered(i, 60000));
+    }
+    SUBCASE("nothing leaves before the flush point") {
+        int fd = client_socket(AF_INET);
+        timeval tv{0, 100000};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        sockaddr_storage me{};
+        socklen_t len = sizeof me;
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(sockaddr_in)) == 0);
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len);
+        CHECK(s.queue("early", reinterpret_cast<sockaddr*>(&me)));
+        char buf[16];
+        CHECK(::recv(fd, buf, sizeof buf, 0) == -1);  // still queued
+        s.flush();
+        CHECK(::recv(fd, buf, sizeof buf, 0) == 5);
+        ::close(fd);
+    }
+    CHECK(h.failed == 0);
+    s.close();
+    close_loop(&loop);
 }
 
 TEST_CASE("UdpSocket: IPv6 loopback") {

@@ -253,6 +253,8 @@ public:
     std::vector<std::string> asked;  // every AOR asked for, refused ones included
     StoreError refuse = StoreError::None;
     bool up = true;
+    bool at_once = false;  // answer inside lookup(), as a near-cache hit does
+    bool from_cache = false;
     std::vector<Binding> bindings;
 
     StoreError lookup(std::string_view aor, location::LookupCallback cb,
@@ -260,6 +262,7 @@ public:
         asked.emplace_back(aor);
         if (refuse != StoreError::None) return refuse;
         pending.push_back(Pending{std::string(aor), cb, ctx});
+        if (at_once) answer();
         return StoreError::None;
     }
     StoreError apply_register(const location::RegisterChanges&, location::RegisterCallback,
@@ -282,6 +285,7 @@ public:
         reply.error = err;
         if (err == StoreError::None) reply.bindings = v->views;
         reply.garbage = garbage;
+        reply.from_cache = from_cache;
         p.cb(p.ctx, reply);
         // Scribble over the packed bytes before freeing them: a view kept past the call shows.
         for (std::string& s : v->packed) std::fill(s.begin(), s.end(), '#');
@@ -302,7 +306,9 @@ struct Rig {
                                                    &fake_wall_ms);
     }
     void feed(const Req& req) { feed(req.text()); }
-    void feed(const std::string& bytes) { r->on_datagram(bytes, peer); }
+    void feed(const std::string& bytes, bool trusted = false) {
+        r->on_datagram(bytes, peer, trusted);
+    }
     [[nodiscard]] uint64_t responses(uint16_t code) const { return stats.responses[code].get(); }
     [[nodiscard]] uint64_t requests(sip::Method m) const {
         return stats.requests[static_cast<std::size_t>(m)].get();
@@ -829,6 +835,26 @@ TEST_CASE("write_redirect: Path becomes ?Route= only with path_as_route, escaped
     CHECK(on.parsed->contacts[0].addr.uri.headers == "Route=%3Csip:edge.example.com%3Blr%3E");
 }
 
+TEST_CASE("write_redirect: a tel: contact gets no ?Route= (a tel URI has no headers)") {
+    // Found by fuzz_redirect: "<tel:+15551234567?Route=...>" is not a URI, so the 302 was
+    // unparsable for the caller.
+    Binding tel = binding("tel:+15551234567");
+    tel.path = "<sip:edge.example.com;lr>";
+    Binding sips = binding("SIPS:bob@192.0.2.1", 500);
+    sips.path = "<sip:edge.example.com;lr>";
+    Config c = base_config();
+    c.path_as_route = true;
+    Written on = write(c, Req{}, {tel, sips});
+    std::vector<std::string> lines = on.parsed->headers(sip::HeaderId::Contact);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "<tel:+15551234567>;q=1;expires=3600");
+    CHECK(lines[1] ==
+          "<SIPS:bob@192.0.2.1?Route=%3Csip:edge.example.com%3Blr%3E>;q=0.5;expires=3600");
+    REQUIRE(on.parsed->contacts.size() == 2);
+    for (const auto& contact : on.parsed->contacts)
+        CHECK(contact.addr.uri_status == sip::UriStatus::Ok);
+}
+
 TEST_CASE("append_uri_header_escaped: hvalue characters stay, the rest become %XX") {
     std::array<char, 128> buf{};
     base::BufferWriter w(buf);
@@ -1044,6 +1070,33 @@ TEST_CASE("Redirector: slots are reused and answers stay right") {
         CHECK(rig.sender.last()->header("Call-ID") == r.call_id);
     }
     CHECK(rig.responses(302) == 5);
+}
+
+TEST_CASE("Redirector: a look-up answered inside lookup() (near-cache hit) is answered once") {
+    Config c = base_config();
+    c.max_inflight = 1;  // the slot must be free again after each
+    Rig rig(c);
+    rig.store.at_once = true;
+    rig.store.from_cache = true;
+    rig.store.bindings = {binding("sip:bob@192.0.2.1", 1000)};
+    for (int i = 0; i < 5; ++i) {
+        Req r;
+        r.call_id = "hit-" + std::to_string(i);
+        rig.feed(r);
+        REQUIRE(rig.sender.sent.size() == static_cast<std::size_t>(i + 1));
+        auto p = rig.sender.last();
+        CHECK(p->code() == 302);
+        CHECK(p->header("Call-ID") == r.call_id);
+        CHECK(rig.r->inflight() == 0);
+        CHECK(rig.stats.inflight_lookups.get() == 0);
+    }
+    CHECK(rig.responses(302) == 5);
+    CHECK(rig.responses(503) == 0);
+    // sipr_lookup_duration_seconds measures Redis: answers from the cache are not in it.
+    uint64_t observed = 0;
+    for (std::size_t i = 0; i <= base::DurationHistogram::kBoundsUs.size(); ++i)
+        observed += rig.stats.lookup_duration.bucket(i);
+    CHECK(observed == 0);
 }
 
 TEST_CASE("Redirector: --max-inflight reached -> 503 at once, no look-up") {
@@ -1322,6 +1375,150 @@ TEST_CASE("Redirector: garbage never crashes it") {
     }
     CHECK(rig.r->inflight() == 0);
     CHECK(rig.stats.inflight_lookups.get() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reflection guard (--max-amplification): no answer to an untrusted source is larger than
+// max_amplification times its request.
+
+namespace {
+
+// An INVITE as small as a valid one gets (a spoofer's best lever), 150-odd bytes.
+std::string tiny_invite(std::string_view branch = "z9hG4bK1") {
+    return "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=" +
+           std::string(branch) +
+           "\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c\r\n"
+           "CSeq: 1 INVITE\r\n\r\n";
+}
+
+// 20 long contacts, q 1000, 990, ... (stored in reverse order).
+std::vector<Binding> many_long_contacts() {
+    std::vector<Binding> bs;
+    for (int i = 19; i >= 0; --i)
+        bs.push_back(binding("sip:a-rather-long-user-name-number-" + std::to_string(i) + "@gateway-" +
+                                 std::to_string(i) + ".carrier.example.net;transport=udp",
+                             static_cast<uint16_t>(1000 - 10 * i)));
+    return bs;
+}
+
+}  // namespace
+
+TEST_CASE("Redirector: amplification guard - a tiny INVITE gets a 302 of <= 3x, lowest q cut") {
+    Rig rig;
+    rig.store.bindings = many_long_contacts();
+    const std::string req = tiny_invite();
+    REQUIRE(req.size() < 200);
+    rig.feed(req);
+    rig.store.answer();
+    REQUIRE(rig.sender.sent.size() == 1);
+    const std::string& out = rig.sender.sent.back().bytes;
+    auto p = rig.sender.last();
+    REQUIRE(p->code() == 302);
+    CHECK(out.size() <= 3 * req.size());
+    REQUIRE(!p->contacts.empty());
+    CHECK(p->contacts.size() < 20);
+    // The highest q ones, in order; the cut counted.
+    for (std::size_t i = 0; i < p->contacts.size(); ++i) {
+        CAPTURE(i);
+        CHECK(p->contacts[i].q == static_cast<uint16_t>(1000 - 10 * i));
+    }
+    CHECK(rig.stats.contacts_cut.get() == 20 - p->contacts.size());
+    // Nothing that fits was cut: the next contact's line would pass the bound.
+    const std::size_t k = p->contacts.size();
+    std::string q = std::to_string(1000 - 10 * k);  // three digits below 1000
+    while (q.back() == '0') q.pop_back();
+    const std::size_t next_line = std::string("Contact: <>;q=0.;expires=3600\r\n").size() +
+                                  q.size() + rig.store.bindings[19 - k].contact.size();
+    CHECK(out.size() + next_line > 3 * req.size());
+
+    // The same request from a trusted source (in --allow): only the 1300-byte cap applies.
+    rig.feed(tiny_invite("z9hG4bK2"), true);
+    rig.store.answer();
+    auto t = rig.sender.last();
+    REQUIRE(t->code() == 302);
+    CHECK(t->contacts.size() > p->contacts.size());
+    CHECK(rig.sender.sent.back().bytes.size() > 3 * req.size());
+    CHECK(rig.sender.sent.back().bytes.size() <= 1300);
+}
+
+TEST_CASE("Redirector: amplification guard - a larger request earns a larger answer") {
+    Rig rig;
+    rig.store.bindings = many_long_contacts();
+    std::size_t last_contacts = 0;
+    for (std::size_t pad : {0, 100, 200, 300}) {
+        CAPTURE(pad);
+        Req r;
+        r.uri = "sip:bob@example.com";
+        if (pad != 0) r.extra.push_back("X-Pad: " + std::string(pad, 'p'));
+        const std::string req = r.text();
+        rig.feed(req);
+        rig.store.answer();
+        auto p = rig.sender.last();
+        REQUIRE(p->code() == 302);
+        CHECK(rig.sender.sent.back().bytes.size() <= std::min<std::size_t>(1300, 3 * req.size()));
+        CHECK(p->contacts.size() >= last_contacts);
+        last_contacts = p->contacts.size();
+    }
+    CHECK(last_contacts > 0);
+}
+
+TEST_CASE("Redirector: amplification guard - not even one contact fits: 480, as for the size cap") {
+    Rig rig;
+    rig.store.bindings = {binding("sip:" + std::string(500, 'x') + "@192.0.2.1")};
+    const std::string req = tiny_invite();
+    rig.feed(req);
+    rig.store.answer();
+    REQUIRE(rig.sender.sent.size() == 1);
+    auto p = rig.sender.last();
+    CHECK(p->code() == 480);
+    CHECK(p->contacts.empty());
+    CHECK(!p->header("Retry-After").empty());
+    CHECK(rig.sender.sent.back().bytes.size() <= 3 * req.size());
+    CHECK(rig.stats.contacts_cut.get() == 1);
+    // Trusted: the contact fits the 1300 bytes.
+    rig.feed(tiny_invite("z9hG4bK2"), true);
+    rig.store.answer();
+    CHECK(rig.sender.last()->code() == 302);
+}
+
+TEST_CASE("Redirector: amplification guard - every answer, not just the 302") {
+    Config c = base_config();
+    c.max_amplification = 1.0;
+    Rig rig(c);
+    // A REGISTER's 405 carries a long Allow line: larger than a tiny REGISTER. Not sent, counted.
+    const std::string reg =
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK9\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
+    rig.feed(reg);
+    CHECK(rig.sender.sent.empty());
+    CHECK(rig.dropped(base::DropReason::ResponseTooLarge) == 1);
+    CHECK(rig.responses(405) == 0);
+    // Trusted, the same REGISTER gets its 405.
+    rig.feed(reg, true);
+    REQUIRE(rig.sender.sent.size() == 1);
+    CHECK(rig.sender.last()->code() == 405);
+    // A larger REGISTER earns the 405 under the same bound.
+    Req big = make("REGISTER", "sip:example.com");
+    big.extra.push_back("X-Pad: " + std::string(200, 'p'));
+    rig.feed(big);
+    REQUIRE(rig.sender.sent.size() == 2);
+    CHECK(rig.sender.last()->code() == 405);
+    CHECK(rig.sender.sent.back().bytes.size() <= big.text().size());
+}
+
+TEST_CASE("Redirector: amplification guard off (0) - only the size cap applies") {
+    Config c = base_config();
+    c.max_amplification = 0;
+    Rig rig(c);
+    rig.store.bindings = many_long_contacts();
+    const std::string req = tiny_invite();
+    rig.feed(req);
+    rig.store.answer();
+    auto p = rig.sender.last();
+    REQUIRE(p->code() == 302);
+    CHECK(rig.sender.sent.back().bytes.size() > 3 * req.size());
+    CHECK(rig.sender.sent.back().bytes.size() <= 1300);
+    CHECK(rig.stats.contacts_cut.get() == 20 - p->contacts.size());
 }
 
 TEST_SUITE_END();

@@ -1,7 +1,8 @@
 // The REGISTER service of DESIGN §5 (RFC 3261 §10.3) against a fake LocationStore that applies
 // the semantics of src/location/register.lua in C++ (prune expired, Call-ID/CSeq ordering, expiry,
-// max contacts reject/evict, remove-all), a fake Sender and a fake clock. Digest authentication is
-// only seen through its seam (an Authenticator returning a verdict).
+// max contacts reject/evict, remove-all), a fake Sender and a fake clock. Authentication is seen
+// here only through its seam (an Authenticator returning a verdict, at once or later); digest
+// authentication itself is in digest_auth_test.cpp.
 #include "sipr/registrar/registrar.h"
 
 #include <arpa/inet.h>
@@ -288,24 +289,54 @@ private:
     }
 };
 
+// An Authenticator that answers what the test says, at once or later (Pending, then resume()).
 class FakeAuth final : public Authenticator {
 public:
     Verdict verdict = Verdict::Allow;
+    bool defer = false;  // answer Pending, and `verdict` on resume()
     int calls = 0;
     std::string aor;
+    std::string method;  // of the message it was given, read when it answers (slot still valid)
 
-    Verdict check(const sip::Message&, const sip::RequestCore&, std::string_view a,
-                  std::string& extra_headers) noexcept override {
+    Verdict check(const sip::Message& msg, const sip::RequestCore&, std::string_view a,
+                  std::string& extra_headers, Done done, void* ctx) noexcept override {
         ++calls;
         aor.assign(a);
-        if (verdict == Verdict::Challenge)
-            extra_headers =
+        msg_ = &msg;
+        extra_ = &extra_headers;
+        if (defer) {
+            done_ = done;
+            ctx_ = ctx;
+            return Verdict::Pending;
+        }
+        fill();
+        return verdict;
+    }
+    // Delivers the deferred verdict.
+    void resume() {
+        const bool armed = done_ != nullptr;
+        REQUIRE(armed);
+        fill();
+        Done d = done_;
+        done_ = nullptr;
+        d(ctx_, verdict);
+    }
+
+private:
+    void fill() {
+        method.assign(msg_->method_name);
+        extra_->clear();
+        if (verdict == Verdict::Challenge || verdict == Verdict::Reject)
+            *extra_ =
                 "WWW-Authenticate: Digest realm=\"example.com\", nonce=\"n1\", "
                 "algorithm=SHA-256, qop=\"auth\"\r\n"
                 "WWW-Authenticate: Digest realm=\"example.com\", nonce=\"n1\", algorithm=MD5, "
                 "qop=\"auth\"\r\n";
-        return verdict;
     }
+    const sip::Message* msg_ = nullptr;
+    std::string* extra_ = nullptr;
+    Done done_ = nullptr;
+    void* ctx_ = nullptr;
 };
 
 registrar::Config base_config() {
@@ -952,31 +983,91 @@ TEST_CASE("REGISTER: store errors -> 503 + Retry-After") {
     }
 }
 
-TEST_CASE("REGISTER: an Authenticator's Challenge / Forbidden -> 401 / 403") {
+TEST_CASE("REGISTER: an Authenticator's verdicts -> 401 / 403 / 503 / on to the store") {
     Rig rig;
     FakeAuth auth;
     rig.r->set_authenticator(&auth);
 
+    // Challenge: a 401 with the authenticator's headers; not a failure (no credentials yet).
     auth.verdict = Authenticator::Verdict::Challenge;
     auto p = rig.send(reg({"<sip:a@192.0.2.1>"}));
     REQUIRE(p);
     CHECK(p->code() == 401);
     CHECK(p->headers("WWW-Authenticate").size() == 2);
     CHECK(auth.aor == kAor);
+    CHECK(rig.stats.auth_failures.get() == 0);
+
+    // Reject: a 401 too, counted as a failure.
+    auth.verdict = Authenticator::Verdict::Reject;
+    p = rig.send(reg({"<sip:a@192.0.2.1>"}));
+    REQUIRE(p);
+    CHECK(p->code() == 401);
+    CHECK(p->headers("WWW-Authenticate").size() == 2);
+    CHECK(rig.stats.auth_failures.get() == 1);
 
     auth.verdict = Authenticator::Verdict::Forbidden;
     p = rig.send(reg({"<sip:a@192.0.2.1>"}));
     REQUIRE(p);
     CHECK(p->code() == 403);
+    CHECK(p->headers("WWW-Authenticate").empty());
     CHECK(rig.store.seen.empty());
     CHECK(rig.stats.auth_failures.get() == 2);
+
+    auth.verdict = Authenticator::Verdict::Unavailable;
+    p = rig.send(reg({"<sip:a@192.0.2.1>"}));
+    REQUIRE(p);
+    CHECK(p->code() == 503);
+    CHECK(p->header("Retry-After") == "7");
+    CHECK(rig.store.seen.empty());
+    CHECK(rig.stats.auth_failures.get() == 2);
+    CHECK(rig.registrations(base::RegistrationResult::Refused) == 3);
 
     auth.verdict = Authenticator::Verdict::Allow;
     p = rig.send(reg({"<sip:a@192.0.2.1>"}));
     REQUIRE(p);
     CHECK(p->code() == 200);
-    CHECK(auth.calls == 3);
+    CHECK(auth.calls == 5);
     CHECK(rig.stats.auth_failures.get() == 2);
+}
+
+TEST_CASE("REGISTER: a Pending authenticator keeps the REGISTER in its slot until it answers") {
+    Rig rig;
+    FakeAuth auth;
+    auth.defer = true;
+    rig.r->set_authenticator(&auth);
+
+    auth.verdict = Authenticator::Verdict::Allow;
+    std::string bytes = reg({"<sip:a@192.0.2.1>"}, "600").text();
+    rig.r->on_datagram(bytes, rig.peer);
+    std::fill(bytes.begin(), bytes.end(), 'X');  // the receive buffer is gone
+    CHECK(rig.sender.sent.empty());
+    CHECK(rig.r->pending() == 1);
+    CHECK(rig.store.seen.empty());  // nothing reaches the store before the verdict
+
+    auth.resume();
+    CHECK(auth.method == "REGISTER");  // the message it was given is still intact
+    REQUIRE(rig.store.seen.size() == 1);
+    CHECK(rig.r->pending() == 1);  // now waiting for the store
+    rig.store.run();
+    CHECK(rig.r->pending() == 0);
+    REQUIRE(rig.sender.sent.size() == 1);
+    auto p = rig.sender.last();
+    CHECK(p->code() == 200);
+    CHECK(p->contact("sip:a@192.0.2.1") != nullptr);
+
+    // Deferred refusals: answered from the slot, nothing stored.
+    auth.verdict = Authenticator::Verdict::Reject;
+    bytes = reg({"<sip:b@192.0.2.1>"}).text();
+    rig.r->on_datagram(bytes, rig.peer);
+    std::fill(bytes.begin(), bytes.end(), 'X');
+    auth.resume();
+    p = rig.sender.last();
+    CHECK(p->code() == 401);
+    CHECK(p->headers("WWW-Authenticate").size() == 2);
+    CHECK(p->header("Call-ID") == "843817637684230@998sdasdh09");
+    CHECK(rig.store.seen.size() == 1);
+    CHECK(rig.r->pending() == 0);
+    CHECK(rig.stats.auth_failures.get() == 1);
 }
 
 // =============================================================================================

@@ -507,6 +507,27 @@ TEST_CASE("parse_contact: +sip.instance and reg-id (RFC 5626)") {
     CHECK_FALSE(parse_contact("<sip:a@example.com>;reg-id=", e));
 }
 
+TEST_CASE("parse_contact: a +sip.instance that could not be quoted back is malformed") {
+    // Found by fuzz_registrar: the registrar stored this instance and wrote it back in its 200 as
+    // +sip.instance=""<01:...1800, "Alice mobile" <sip7200"", which a client reads as two Contacts.
+    Contact c;
+    CHECK_FALSE(parse_contact(R"(<sip:alice@192.0.2.140:5060;ob>;)"
+                              R"(+sip.instance="<01:db8::140]:5060>;q=0.5;expires=1800, )"
+                              R"("Alice mobile" <sip7200)",
+                              c));
+    CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:uuid:1>)", c));   // open
+    CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance=<urn:"x">)", c));
+    CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:a\"b>")", c));
+    CHECK_FALSE(parse_contact("<sip:a@example.com>;+sip.instance=\"<urn:a\r\n b>\"", c));
+    // Well-formed ones, quoted or not, and the bare flag.
+    REQUIRE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:uuid:1, 2>")", c));
+    CHECK(c.instance == "<urn:uuid:1, 2>");
+    REQUIRE(parse_contact("<sip:a@example.com>;+sip.instance=<urn:uuid:1>", c));
+    CHECK(c.instance == "<urn:uuid:1>");
+    REQUIRE(parse_contact("<sip:a@example.com>;+sip.instance", c));
+    CHECK(c.instance.empty());
+}
+
 TEST_CASE("parse_contact: reg-id range 1..2^31-1 (RFC 5626 §4.1)") {
     Contact c;
     REQUIRE(parse_contact("<sip:a@example.com>;reg-id=2147483647", c));

@@ -1,0 +1,93 @@
+#pragma once
+// Digest authentication of REGISTER (DESIGN §5; RFC 3261 §22, RFC 7616, RFC 8760): the
+// Authenticator of sip-registrard --auth digest. Pure logic against the AuthStore interface, so it
+// is unit-tested with a fake store and a fake clock.
+//
+// A REGISTER without credentials for our realm is challenged at once, without the store: a 401
+// with one WWW-Authenticate per configured algorithm (SHA-256 before MD5 by default), qop="auth"
+// and a stateless nonce (digest.h). With credentials, the checks that need no store come first
+// (the username must be the To AOR's user part, else 403; a supported algorithm that was offered,
+// qop=auth, a well-formed nc; a nonce of ours for this realm). Then one store read gives the
+// subscriber and its recent failures: locked out or disabled -> 403; the response is compared in
+// constant time; a wrong one is counted towards the lock-out and re-challenged (401); a right one
+// on an expired nonce gets 401 with stale=true; a right one on a fresh nonce must carry a
+// nonce-count above every one seen with that nonce (kept in the store, so across instances), else
+// it is a replay (401).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sipr/base/stats.h"
+#include "sipr/location/auth_store.h"
+#include "sipr/registrar/digest.h"
+#include "sipr/registrar/registrar.h"
+#include "sipr/sip/headers.h"
+
+namespace sipr::registrar {
+
+struct DigestConfig {
+    std::string realm;  // --realm; "" challenges each AOR in its own domain
+    // The algorithms offered, in the order of the challenges (RFC 8760 §2.4: most preferred first).
+    std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::Sha256, DigestAlgorithm::Md5};
+    std::string nonce_secret;             // shared by every registrar instance
+    uint32_t nonce_lifetime_s = 300;      // older nonces get stale=true
+    uint32_t max_clock_skew_s = 30;       // a nonce issued further in the future is not ours
+    location::AuthFailurePolicy lockout;  // limit 0: no lock-out
+    // Unix milliseconds; empty: the system clock. Tests set a fake clock.
+    std::function<int64_t()> clock_ms;
+    // Compares the expected response with the client's. Always digests_equal (constant time) in
+    // the product; a seam so that tests can see it is the comparison used.
+    bool (*equal)(std::string_view expected, std::string_view given) noexcept = &digests_equal;
+};
+
+class DigestAuthenticator final : public Authenticator {
+  public:
+    // `store` is not owned and must outlive the authenticator; `stats` is this worker's (its store
+    // errors are counted there; the registrar counts the failures).
+    DigestAuthenticator(DigestConfig config, location::AuthStore& store, base::ServiceStats& stats);
+    ~DigestAuthenticator() override;
+    DigestAuthenticator(const DigestAuthenticator&) = delete;
+    DigestAuthenticator& operator=(const DigestAuthenticator&) = delete;
+
+    Verdict check(const sip::Message& msg, const sip::RequestCore& core, std::string_view aor,
+                  std::string& extra_headers, Done done, void* ctx) noexcept override;
+
+    // Checks waiting for the store.
+    [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
+    [[nodiscard]] const DigestConfig& config() const noexcept { return config_; }
+
+  private:
+    struct Op;
+    static void on_fetched(void* ctx, const location::AuthFetchReply& reply) noexcept;
+    static void on_failure_counted(void* ctx, const location::AuthFailureReply& reply) noexcept;
+    static void on_nonce_count(void* ctx, const location::NonceCountReply& reply) noexcept;
+    // Writes the challenge into the op's headers (for Challenge and Reject), frees the op and
+    // calls its `done`.
+    void complete(Op* op, Verdict verdict, bool stale = false) noexcept;
+    // One WWW-Authenticate line per algorithm, sharing one fresh nonce, into `out`. False when it
+    // could not be written (the caller answers 503).
+    bool write_challenge(std::string& out, std::string_view realm, bool stale) noexcept;
+    void count_store_error(location::StoreError e) noexcept;
+    [[nodiscard]] bool offered(DigestAlgorithm a) const noexcept;
+    [[nodiscard]] uint32_t now_s() const noexcept;
+
+    DigestConfig config_;
+    location::AuthStore& store_;
+    base::ServiceStats& stats_;
+    DigestHasher hasher_;
+    HmacSha256 nonce_key_;
+    uint64_t nonce_counter_ = 0;  // only if the system's random source fails
+    std::vector<std::unique_ptr<Op>> ops_;
+    std::vector<Op*> free_ops_;
+    std::size_t pending_ = 0;
+};
+
+// The user part of a normalised AOR ("alice" of "sip:alice@example.com"; "" when it has none) and
+// its domain ("example.com"). The user part may itself hold an escaped '@': the last one splits.
+[[nodiscard]] std::string_view aor_user(std::string_view aor) noexcept;
+[[nodiscard]] std::string_view aor_domain(std::string_view aor) noexcept;
+
+}  // namespace sipr::registrar

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""sip-registrard --auth digest against a real redis-server over loopback UDP (DESIGN §5, §6, §8;
+RFC 3261 §22, RFC 7616, RFC 8760).
+
+Subscribers are added with the real `sip-locctl user add`. SIPp registers with -au/-ap (its
+[authentication] keyword); the other cases answer the challenges with digests computed here with
+hashlib, independently of the daemon. Each case asserts the answer and what Redis holds
+(sipr:loc:{aor}, sipr:authfail:{aor}, sipr:nc:{aor}:<nonce>). One redis-server serves the run
+(FLUSHALL before each case); daemons are started per group of cases sharing their flags.
+
+    SIPR_BUILD_DIR=build python3 tests/integration/test_auth.py [name-substring...]
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    RedisServer, Response, ServiceDaemon, SipUdp, case, check, check_eq, fixture, free_tcp_port,
+    free_udp_port, location_key, main, run_program, run_sipp, scaled, unique, unpack_binding,
+    wait_until,
+)
+
+DOMAIN = "example.com"
+SECRET = "auth-integration-secret"
+WITH_SECRET = {**os.environ, "SIPR_SECRET": SECRET}
+WITHOUT_SECRET = {k: v for k, v in os.environ.items()
+                  if k not in ("SIPR_SECRET", "SIPR_NONCE_SECRET")}
+PASSWORDS = {"alice": "Circle Of Life", "bob": "bob's password"}
+FAIL_LIMIT = 3
+COOLDOWN = 4  # seconds
+
+
+def aor(user: str = "alice") -> str:
+    return f"sip:{user}@{DOMAIN}"
+
+
+def authfail_key(user: str = "alice") -> str:
+    return f"sipr:authfail:{{{aor(user)}}}"
+
+
+class Registrar(ServiceDaemon):
+    """sip-registrard --auth digest on free ports against `redis` (SIPR_SECRET set unless `env`
+    says otherwise)."""
+
+    def __init__(self, redis: RedisServer, flags: list[str], name: str = "sip-registrard",
+                 env: dict[str, str] | None = None):
+        super().__init__("sip-registrard", redis.url,
+                         ["--domain", DOMAIN, "--auth", "digest", *flags], name=name,
+                         env=WITH_SECRET if env is None else env)
+
+
+class Redirect(ServiceDaemon):
+    def __init__(self, redis: RedisServer, name: str = "sip-redirectd"):
+        super().__init__("sip-redirectd", redis.url, ["--domain", DOMAIN], name=name,
+                         env=WITH_SECRET)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+
+def add_users(r: RedisServer) -> None:
+    r.client.flushall()
+    for user, password in PASSWORDS.items():
+        locctl(r, "user", "add", aor(user), "--password", password)
+
+
+@fixture(reset=add_users)
+def redis():
+    with RedisServer() as r:
+        yield r
+
+
+def registrar_fixture(name: str, flags: list[str]):
+    @fixture(name, needs=("redis",))
+    def _fx(redis):
+        with Registrar(redis, flags, name=f"sip-registrard[{name}]") as d:
+            yield d
+    return _fx
+
+
+# As shipped: SHA-256 then MD5, 300 s nonces, 5 failures a minute, 60 s cool-down.
+registrar_fixture("registrar", [])
+# SIPp 3.6 computes MD5 only, from the first challenge it is given.
+registrar_fixture("registrar_md5", ["--auth-algorithms", "MD5"])
+registrar_fixture("registrar_short_nonce", ["--nonce-lifetime", "2"])
+
+
+@fixture(needs=("redis",))
+def redirect(redis):
+    with Redirect(redis) as d:
+        yield d
+
+
+@fixture(needs=("redis",))
+def registrar_pair(redis):
+    """Two registrars on one Redis with one secret and a short cool-down."""
+    flags = ["--auth-fail-limit", str(FAIL_LIMIT), "--auth-cooldown", str(COOLDOWN)]
+    with Registrar(redis, flags, name="sip-registrard[a]") as a, \
+            Registrar(redis, flags, name="sip-registrard[b]") as b:
+        yield a, b
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+def locctl(redis: RedisServer, *args: str) -> str:
+    r = run_program("sip-locctl", ["--redis", redis.url, *args])
+    check(r.returncode == 0, f"sip-locctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r.stdout
+
+
+def expect(resp: Response, status: int) -> Response:
+    if resp.status != status:
+        raise AssertionError(f"want {status}, got {resp.status} {resp.reason}\n{resp}")
+    return resp
+
+
+_PARAM_RE = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)')
+
+
+def challenges(resp: Response) -> list[dict[str, str]]:
+    """Every WWW-Authenticate of a 401, in order: its parameters (quotes removed), "scheme" too."""
+    out = []
+    for value in resp.values("www-authenticate"):
+        scheme, _, rest = value.partition(" ")
+        params = {k.lower(): v[1:-1] if v.startswith('"') else v
+                  for k, v in _PARAM_RE.findall(rest)}
+        params["scheme"] = scheme
+        out.append(params)
+    return out
+
+
+def authorization(ch: dict[str, str], user: str, password: str, *, nc: int = 1,
+                  uri: str = f"sip:{DOMAIN}", cnonce: str | None = None,
+                  method: str = "REGISTER") -> str:
+    """The Authorization line answering challenge `ch` (RFC 7616 §3.4.1, qop=auth)."""
+    alg = ch.get("algorithm", "MD5")
+    h = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}[alg]
+    hx = lambda s: h(s.encode()).hexdigest()  # noqa: E731
+    cnonce = cnonce or unique("cn")
+    ha1 = hx(f"{user}:{ch['realm']}:{password}")
+    ha2 = hx(f"{method}:{uri}")
+    ncv = f"{nc:08x}"
+    response = hx(f"{ha1}:{ch['nonce']}:{ncv}:{cnonce}:auth:{ha2}")
+    return (f'Authorization: Digest username="{user}", realm="{ch["realm"]}", '
+            f'nonce="{ch["nonce"]}", uri="{uri}", response="{response}", algorithm={alg}, '
+            f'cnonce="{cnonce}", qop=auth, nc={ncv}')
+
+
+def contact_of(ua: SipUdp) -> str:
+    return f"sip:alice@{ua.local}"
+
+
+def register(ua: SipUdp, user: str = "alice", headers=(), cseq: int = 1,
+             call_id: str | None = None, to_user: str | None = None) -> Response:
+    """A REGISTER of `to_user`'s AOR (default `user`) with `ua`'s own contact."""
+    return ua.send(ua.register(aor(to_user or user), [f"<sip:{user}@{ua.local}>"], expires=600,
+                               headers=list(headers), cseq=cseq, call_id=call_id))
+
+
+def challenge(ua: SipUdp, user: str = "alice", algorithm: str = "SHA-256",
+              call_id: str | None = None) -> dict[str, str]:
+    """The challenge for `algorithm` of a 401 to a REGISTER without credentials."""
+    r = expect(register(ua, user, call_id=call_id), 401)
+    for ch in challenges(r):
+        if ch.get("algorithm") == algorithm:
+            return ch
+    raise AssertionError(f"no {algorithm} challenge in\n{r}")
+
+
+def login(ua: SipUdp, user: str = "alice", password: str | None = None,
+          algorithm: str = "SHA-256", to_user: str | None = None) -> Response:
+    """Challenge then answer, as a UA does: returns the answer to the second REGISTER."""
+    cid = unique("cid") + "@127.0.0.1"
+    ch = challenge(ua, to_user or user, algorithm, call_id=cid)
+    return register(ua, user, [authorization(ch, user, password or PASSWORDS[user])], cseq=2,
+                    call_id=cid, to_user=to_user)
+
+
+def bindings(redis: RedisServer, user: str = "alice") -> dict[str, str]:
+    return redis.client.hgetall(location_key(aor(user)))
+
+
+class Failures:
+    """sipr_auth_failures_total of daemons (which may live across cases) from now on."""
+
+    def __init__(self, *daemons: ServiceDaemon):
+        self.daemons = daemons
+        self.before = self._total()
+
+    def _total(self) -> float:
+        return sum(d.metric("sipr_auth_failures_total") for d in self.daemons)
+
+    def check(self, want: int, what: str = "sipr_auth_failures_total rise") -> None:
+        check_eq(self._total() - self.before, want, what)
+
+
+def commandstats(redis: RedisServer) -> dict[str, int]:
+    """calls per command since the server started (INFO commandstats)."""
+    info = redis.client.command("INFO", "commandstats").decode()
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^cmdstat_([a-z|]+):calls=(\d+)", info, re.M)}
+
+
+# ------------------------------------------------------------------------------------------------
+# SIPp: a real UA
+
+@case
+def sipp_digest_register_then_invite_302(redis, registrar_md5, redirect):
+    """SIPp (-au alice -ap PASSWORD, [authentication]) registers through sip-registrard --auth
+    digest: 401, then 200 listing its contact. Redis holds the binding, and an INVITE to
+    sip-redirectd on the same Redis is redirected to exactly that contact (SIPp invite_302.xml)."""
+    failures = Failures(registrar_md5)
+    port = free_udp_port()
+    res = run_sipp("register_digest.xml", registrar_md5.port, service="alice", local_port=port,
+                   args=["-au", "alice", "-ap", PASSWORDS["alice"]])
+    check(res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}")
+    want = f"sip:alice@127.0.0.1:{port}"
+    b = bindings(redis)
+    check_eq(sorted(b), [want], "binding keys")
+    check_eq(unpack_binding(b[want]).user_agent, "SIPp register_digest.xml", "stored user agent")
+    # The nonce-count SIPp used is recorded, to expire with the nonce.
+    nc_keys = redis.client.keys(f"sipr:nc:{{{aor()}}}:*")
+    check_eq(len(nc_keys), 1, f"nonce-count keys {nc_keys}")
+    check_eq(redis.client.command("GET", nc_keys[0]), b"1", "recorded nc")
+    ttl = redis.client.command("TTL", nc_keys[0])
+    check(0 < ttl <= 330, f"nonce-count TTL {ttl}")
+
+    work = Path(tempfile.mkdtemp(prefix="sipr-inf-"))
+    inf = work / "contact.csv"
+    try:
+        inf.write_text(f"SEQUENTIAL\n{want};\n")
+        res = run_sipp("invite_302.xml", redirect.port, service="alice", args=["-inf", str(inf)])
+    finally:
+        inf.unlink(missing_ok=True)
+        work.rmdir()
+    check(res.returncode == 0, f"sipp invite_302.xml failed: {res.summary()}")
+    failures.check(0)
+
+
+@case
+def sipp_wrong_password_gets_no_binding(redis, registrar_md5):
+    """SIPp with the wrong password gets 401 twice (register_digest_refused.xml); Redis holds no
+    binding, one failure counted for the lock-out, and the failure is in the metric."""
+    failures = Failures(registrar_md5)
+    res = run_sipp("register_digest_refused.xml", registrar_md5.port, service="alice",
+                   args=["-au", "alice", "-ap", "not the password"])
+    check(res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}")
+    check_eq(redis.client.exists(location_key(aor())), 0, "sipr:loc key of alice")
+    check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
+    ttl = redis.client.command("TTL", authfail_key())
+    check(0 < ttl <= 60, f"failure window TTL {ttl}")
+    failures.check(1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The challenge and the answers (as shipped: SHA-256 and MD5)
+
+@case
+def challenge_is_sha256_then_md5_without_redis(redis, registrar):
+    """A REGISTER without credentials: 401 with one WWW-Authenticate per algorithm, SHA-256 first
+    (RFC 8760), realm the AOR's domain, qop="auth", one nonce; Redis is not asked anything."""
+    failures = Failures(registrar)
+    before = commandstats(redis)
+    with registrar.ua() as ua:
+        r = expect(register(ua), 401)
+    after = commandstats(redis)
+    chs = challenges(r)
+    check_eq([c.get("algorithm") for c in chs], ["SHA-256", "MD5"], "algorithms, in order")
+    for c in chs:
+        check_eq(c["scheme"], "Digest", "scheme")
+        check_eq(c.get("realm"), DOMAIN, "realm")
+        check_eq(c.get("qop"), "auth", "qop")
+        check("stale" not in c, f"stale in a first challenge: {c}")
+    check_eq(chs[0]["nonce"], chs[1]["nonce"], "one nonce for both")
+    check('qop="auth"' in r.header("www-authenticate"), "qop quoted (RFC 7616 §3.3)")
+    for cmd in ("evalsha", "eval", "hgetall", "get"):
+        check_eq(after.get(cmd, 0), before.get(cmd, 0), f"Redis {cmd} calls for a challenge")
+    check_eq(bindings(redis), {}, "bindings")
+    failures.check(0, "a challenge is not a failure")
+
+
+@case
+def sha256_and_md5_answers_register(redis, registrar):
+    """The right SHA-256 answer registers alice; the right MD5 answer registers bob."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        r = expect(login(ua, "alice", algorithm="SHA-256"), 200)
+        check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
+        check_eq(list(bindings(redis, "alice")), [contact_of(ua)], "alice's bindings")
+        expect(login(ua, "bob", algorithm="MD5"), 200)
+        check_eq(list(bindings(redis, "bob")), [f"sip:bob@{ua.local}"], "bob's bindings")
+    failures.check(0)
+
+
+@case
+def wrong_user_for_the_to_aor_is_403(redis, registrar):
+    """bob's own, right credentials on a REGISTER of alice's AOR: 403, no binding."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        r = expect(login(ua, "bob", to_user="alice"), 403)
+        check(r.header("www-authenticate") is None, "a 403 carries no challenge")
+    check_eq(bindings(redis, "alice"), {}, "alice's bindings")
+    check_eq(bindings(redis, "bob"), {}, "bob's bindings")
+    check_eq(redis.client.exists(authfail_key("alice")), 0, "no password was tried")
+    failures.check(1)
+
+
+@case
+def disabled_subscriber_is_403(redis, registrar):
+    """A subscriber whose record says enabled=0 is refused even with the right password."""
+    redis.client.command("HSET", f"sipr:sub:{{{aor()}}}", "enabled", "0")
+    with registrar.ua() as ua:
+        expect(login(ua), 403)
+    check_eq(bindings(redis), {}, "bindings")
+
+
+@case
+def replayed_nonce_count_is_refused(redis, registrar):
+    """The same credentials (nonce and nc) on a second REGISTER are a replay: 401, nothing
+    changes; the next nc on that nonce is accepted."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        cid = unique("cid") + "@127.0.0.1"
+        ch = challenge(ua, call_id=cid)
+        creds = authorization(ch, "alice", PASSWORDS["alice"], nc=1, cnonce="c0ffee")
+        expect(register(ua, headers=[creds], cseq=2, call_id=cid), 200)
+        before = bindings(redis)
+        r = expect(register(ua, headers=[creds], cseq=3, call_id=cid), 401)
+        check("stale" not in challenges(r)[0], "a replay is not stale")
+        check_eq(bindings(redis), before, "bindings after the replay")
+        nc2 = authorization(ch, "alice", PASSWORDS["alice"], nc=2, cnonce="c0ffee")
+        expect(register(ua, headers=[nc2], cseq=4, call_id=cid), 200)
+    check_eq(redis.client.command("GET", f"sipr:nc:{{{aor()}}}:{ch['nonce']}"), b"2", "stored nc")
+    failures.check(1)
+
+
+@case
+def expired_nonce_gets_stale_true(redis, registrar_short_nonce):
+    """--nonce-lifetime 2: a nonce answered after 3 s with the right password gets 401 with
+    stale=true on every challenge (and the fresh nonce then registers); with a wrong password, a
+    plain 401 that counts as a failure."""
+    reg = registrar_short_nonce
+    failures = Failures(reg)
+    with reg.ua() as ua:
+        cid = unique("cid") + "@127.0.0.1"
+        ch = challenge(ua, call_id=cid)
+        wrong_ch = challenge(ua)
+        time.sleep(3.2)
+        r = expect(register(ua, headers=[authorization(ch, "alice", PASSWORDS["alice"])],
+                            cseq=2, call_id=cid), 401)
+        chs = challenges(r)
+        check_eq([c.get("stale") for c in chs], ["true", "true"], "stale on every challenge")
+        check(chs[0]["nonce"] != ch["nonce"], "a new nonce")
+        failures.check(0, "a stale nonce is not a failure")
+        expect(register(ua, headers=[authorization(chs[0], "alice", PASSWORDS["alice"])],
+                        cseq=3, call_id=cid), 200)
+        r = expect(register(ua, headers=[authorization(wrong_ch, "alice", "guess")], cseq=4), 401)
+        check("stale" not in challenges(r)[0], f"stale=true for a wrong password:\n{r}")
+    failures.check(1)
+    check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
+
+
+# ------------------------------------------------------------------------------------------------
+# Several instances
+
+@case
+def lockout_holds_across_two_instances(redis, registrar_pair):
+    """--auth-fail-limit 3 --auth-cooldown 4 on two registrars sharing Redis: three wrong passwords
+    spread over both lock alice out, so the right password gets 403 from either for the cool-down
+    (sipr:authfail:{aor} in Redis); bob is not affected; after the cool-down alice registers."""
+    a, b = registrar_pair
+    failures = Failures(a, b)
+    with a.ua() as ua_a, b.ua() as ua_b:
+        for i, ua in enumerate([ua_a, ua_b, ua_a]):
+            expect(login(ua, password=f"guess {i}"), 401)
+        check_eq(redis.client.command("GET", authfail_key()), str(FAIL_LIMIT).encode(),
+                 "failures in Redis")
+        ttl = redis.client.command("TTL", authfail_key())
+        check(0 < ttl <= COOLDOWN, f"cool-down TTL {ttl}, want 1..{COOLDOWN}")
+        expect(login(ua_a), 403)
+        expect(login(ua_b), 403)
+        check_eq(bindings(redis), {}, "alice's bindings during the cool-down")
+        expect(login(ua_b, "bob"), 200)
+        wait_until(lambda: not redis.client.exists(authfail_key()), COOLDOWN + 2,
+                   what="the cool-down to end")
+        expect(login(ua_b), 200)
+        check_eq(list(bindings(redis)), [contact_of(ua_b)], "alice's bindings after it")
+    failures.check(FAIL_LIMIT + 2, "sipr_auth_failures_total of both (3 wrong, 2 locked out)")
+
+
+@case
+def nonce_of_one_instance_verified_by_another(redis):
+    """Two registrars with one secret accept each other's nonces; one with another secret refuses
+    them (401, not stale)."""
+    other = {**os.environ, "SIPR_SECRET": SECRET, "SIPR_NONCE_SECRET": "another secret"}
+    with Registrar(redis, [], name="sip-registrard[a]") as a, \
+            Registrar(redis, [], name="sip-registrard[b]") as b, \
+            Registrar(redis, [], name="sip-registrard[c]", env=other) as c:
+        with a.ua() as ua_a, b.ua() as ua_b, c.ua() as ua_c:
+            cid = unique("cid") + "@127.0.0.1"
+            ch = challenge(ua_a, call_id=cid)
+            creds = authorization(ch, "alice", PASSWORDS["alice"])
+            r = expect(register(ua_c, headers=[creds], cseq=2, call_id=cid), 401)
+            check("stale" not in challenges(r)[0], "a foreign nonce is not stale")
+            expect(register(ua_b, headers=[creds], cseq=3, call_id=cid), 200)
+        check_eq(c.metric("sipr_auth_failures_total"), 1, "failures on the other-secret instance")
+
+
+# ------------------------------------------------------------------------------------------------
+# Start-up
+
+def startup_fails(args: list[str], mention: str, env: dict[str, str]) -> None:
+    r = run_program("sip-registrard", ["--listen", f"127.0.0.1:{free_udp_port()}",
+                                       "--metrics", f"127.0.0.1:{free_tcp_port()}",
+                                       "--redis", "redis://127.0.0.1:1", *args], env=env)
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode != 0, f"{args}: exit status 0")
+    check(len(lines) == 1 and mention in lines[0], f"{args}: stderr {r.stderr!r}, want one line "
+                                                    f"mentioning {mention!r}")
+
+
+@case(uses=())
+def auth_flags_startup_errors_are_one_line():
+    """--auth digest without any secret, an unknown algorithm, a realm with a quote: one line on
+    stderr, non-zero exit (before Redis is even tried)."""
+    startup_fails(["--auth", "digest"], "secret", WITHOUT_SECRET)
+    startup_fails(["--auth", "digest", "--auth-algorithms", "SHA-1"], "--auth-algorithms",
+                  WITH_SECRET)
+    startup_fails(["--auth", "digest", "--auth-algorithms", "MD5,md5"], "twice", WITH_SECRET)
+    startup_fails(["--auth", "digest", "--realm", 'a"b'], "--realm", WITH_SECRET)
+    startup_fails(["--auth", "digest", "--nonce-lifetime", "0"], "--nonce-lifetime", WITH_SECRET)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
