@@ -56,6 +56,28 @@ bool parse_qvalue(std::string_view v, uint16_t& out) noexcept {
     return true;
 }
 
+// Header parameters as RFC 3261 §25.1 generic-param allows them, loosely: each name a token,
+// each value a whole quoted-string or free of quotes, white space and control characters. An
+// unterminated quote would swallow whatever an answer appends after the header (";tag=" to a To,
+// ";expires=" to a Contact; found by fuzz_registrar), and a name that is no token ("<s:t>;\"")
+// makes the appended parameter part of a quoted string.
+bool params_well_formed(std::string_view params) noexcept {
+    ParamIterator it(params);
+    std::string_view name, value;
+    bool has_value = false;
+    while (it.next(name, value, has_value)) {
+        if (!base::is_token(name)) return false;
+        if (!value.empty() && value.front() == '"') {
+            if (closing_quote(value, 0) != value.size() - 1) return false;
+            continue;
+        }
+        for (char c : value)
+            if (c == '"' || is_lws(c) || static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+                return false;
+    }
+    return true;
+}
+
 bool is_display_token_char(char c) noexcept { return base::is_token_char(c) || is_lws(c); }
 
 }  // namespace
@@ -103,6 +125,7 @@ bool parse_name_addr(std::string_view value, NameAddr& out) noexcept {
     if (out.uri_text.empty()) return false;
     after = trim(after);
     if (!after.empty()) out.params = trim(after.substr(1));
+    if (!params_well_formed(out.params)) return false;
 
     out.uri_status = parse_uri(out.uri_text, out.uri);
     return out.uri_status != UriStatus::Malformed;

@@ -235,6 +235,31 @@ TEST_CASE("parse_from_to: tag") {
     CHECK_FALSE(parse_from_to("", bad));
 }
 
+TEST_CASE("parse_from_to: parameters an appended ;tag= could not follow are malformed") {
+    // Found by fuzz_registrar and fuzz_redirect: these To headers were accepted without a tag, the
+    // answer appended ";tag=..." and the tag landed inside a quoted string, so the answer carried no
+    // To tag a client could read.
+    FromTo t;
+    CHECK_FALSE(parse_from_to(R"(<s:t>;")", t));                               // name is no token
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;+sip.instance="<urn:x)", t));       // open quote
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x="a\")", t));                      // quote escaped
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x=a"b)", t));                       // quote in a token
+    CHECK_FALSE(parse_from_to("<sip:a@b>;x=a b", t));                          // white space
+    CHECK_FALSE(parse_from_to("<sip:a@b>;a\"b=1", t));
+    CHECK_FALSE(parse_from_to("sip:a@b;\"", t));                              // addr-spec form
+    // Each accepted To still parses, with its tag, once ";tag=1a2b" is appended.
+    for (std::string_view ok : {R"(<sip:a@b>;x="q;uoted")", "<sip:a@b>;x=", "<sip:a@b>;flag",
+                                R"(<sip:a@b>;x="a\"b")", "<sip:a@b> ; x = 1 ;y",
+                                "<sip:a@b>;+sip.instance=<urn:uuid:1>"}) {
+        CAPTURE(ok);
+        REQUIRE(parse_from_to(ok, t));
+        CHECK(t.tag.empty());
+        const std::string with_tag = std::string(ok) + ";tag=1a2b";
+        REQUIRE(parse_from_to(with_tag, t));
+        CHECK(t.tag == "1a2b");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Via
 
