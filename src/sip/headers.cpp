@@ -198,6 +198,9 @@ bool parse_via(std::string_view value, Via& out) noexcept {
     if (k == v.size()) return true;
     if (v[k] != ';') return false;
     out.params = trim(v.substr(k + 1));
+    // The answer's top Via is rebuilt from these parameters (received, rport): one that is no
+    // token, such as ",", would split it in two (found by fuzz_registrar).
+    if (!params_well_formed(out.params)) return false;
 
     ParamIterator it(out.params);
     std::string_view n, pv;

@@ -427,6 +427,13 @@ TEST_CASE("parse_via: failures") {
     CHECK_FALSE(parse_via("SIP/2.0/UDP host.example.com junk", via));
     CHECK_FALSE(parse_via("SIP/2.0/UDP host.example.com;branch", via));  // branch needs a token
     CHECK_FALSE(parse_via("SIP/2.0/UDP host.example.com;rport=70000", via));
+    // Parameters the answer's rebuilt top Via could not carry (found by fuzz_registrar: ";," made
+    // the answer's Via two).
+    CHECK_FALSE(parse_via("SIP/2.0/UDP 192.0.2.1;received=x;,", via));
+    CHECK_FALSE(parse_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;\"", via));
+    CHECK_FALSE(parse_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;x=\"open", via));
+    CHECK(parse_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;x=\"quoted;,\";rport", via));
+    CHECK(via.has_rport);
 }
 
 // ---------------------------------------------------------------------------------------------
