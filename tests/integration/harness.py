@@ -276,6 +276,9 @@ class Daemon:
     def start(self, wait_ready: bool = True) -> "Daemon":
         check(self.proc is None or self.proc.poll() is not None, f"{self.name} already running")
         env = _sanitizer_env(dict(os.environ if self.env is None else self.env))
+        # sip-redirectd drains for 5 s on SIGTERM by default: the tests that are not about the
+        # drain stop it at once (a --drain-seconds flag overrides this).
+        env.setdefault("SIPR_DRAIN_SECONDS", "0")
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
             exe = self.executable if self.executable is not None else binary(self.program)
             self.proc = subprocess.Popen([str(exe), *self.args],
