@@ -7,6 +7,7 @@ SIPR_PACKAGES=(
     clang libclang-rt-14-dev
     redis-server sip-tester curl iproute2
     kamailio kamailio-redis-modules
+    prometheus
 )
 
 sipr_install_packages() {
