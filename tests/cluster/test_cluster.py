@@ -348,6 +348,7 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
             n = responses_302(r)
             log(f"{r.name}: {n:.0f} 302s since its last start")
             check(n > 0, f"{r.name} answered no INVITE after its last start")
+        sipp.cleanup()  # on failure its logs stay for a look
 
 
 if __name__ == "__main__":
