@@ -84,6 +84,10 @@ if [ -f "$BUILD_ROOT/release/build.ninja" ]; then
     smoke_out=$(BUILD_ROOT=$BUILD_ROOT bash "$ROOT/bench/compare.sh" --smoke 2>&1) || rc=$?
     echo "$smoke_out" | tail -n 30
     if [ "$rc" -eq 0 ]; then note_result "bench smoke" 1 0; else note_result "bench smoke" 0 1; fi
+
+    # The load-balanced cluster (Kamailio dispatcher, three sip-redirectd, Prometheus; about a
+    # minute), last of the release tree: it is about deployment, not memory safety.
+    run_suites release cluster
 fi
 
 if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then

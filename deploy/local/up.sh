@@ -122,7 +122,8 @@ REDIS=redis://127.0.0.1:$REDIS_PORT
 export SIPR_SECRET=${SIPR_SECRET:-local-demo-secret}
 
 start registrar "$BIN/sip-registrard" --listen "127.0.0.1:$REG_PORT" --redis "$REDIS" --metrics "127.0.0.1:$REG_METRICS" --workers 2
-start redirect "$BIN/sip-redirectd" --listen "127.0.0.1:$RED_PORT" --redis "$REDIS" --metrics "127.0.0.1:$RED_METRICS" --workers 2
+# --drain-seconds 0: no balancer probes this one, so Ctrl-C need not wait for one to notice.
+start redirect "$BIN/sip-redirectd" --listen "127.0.0.1:$RED_PORT" --redis "$REDIS" --metrics "127.0.0.1:$RED_METRICS" --workers 2 --drain-seconds 0
 
 ready=0
 for _ in $(seq 50); do

@@ -203,6 +203,30 @@ int wait_for_signal() {
     return sig;
 }
 
+int wait_for_signal_for(uint64_t ms) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const uint64_t deadline_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000u +
+                                 static_cast<uint64_t>(now.tv_nsec) + ms * 1000000u;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const uint64_t now_ns =
+            static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+        if (now_ns >= deadline_ns) return 0;
+        const uint64_t left = deadline_ns - now_ns;
+        timespec wait{static_cast<time_t>(left / 1000000000u),
+                      static_cast<long>(left % 1000000000u)};
+        int sig = sigtimedwait(&set, nullptr, &wait);
+        if (sig > 0) return sig;
+        if (errno == EAGAIN) return 0;
+        // EINTR (another signal, e.g. a debugger's): wait for what is left.
+    }
+}
+
 base::SipKey tag_key(const std::string& secret) {
     return base::derive_sip_key(secret.empty() ? std::string_view("sip-redirect default to-tag key")
                                                : std::string_view(secret));
@@ -339,6 +363,11 @@ void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept 
     handle(bytes, peer_);
 }
 
+void Worker::begin_drain() noexcept {
+    stats_.draining.set(1);
+    on_drain();
+}
+
 void Worker::drain_and_close(uint64_t grace_ms) {
     socket_.stop();
     drain_deadline_ = uv_now(loop_) + grace_ms;
@@ -386,7 +415,7 @@ Startup check_startup(const std::string& program, const CommonFlags& common) {
 }
 
 int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
-          const WorkerFactory& make, uint64_t drain_ms) {
+          const WorkerFactory& make, uint64_t inflight_ms, uint32_t drain_seconds) {
     const unsigned n = startup.workers;
     block_signals();
     std::vector<std::unique_ptr<base::ServiceStats>> stats;
@@ -430,7 +459,7 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
             return true;
         },
         [&](std::size_t i) {
-            if (workers[i]) workers[i]->drain_and_close(drain_ms);
+            if (workers[i]) workers[i]->drain_and_close(inflight_ms);
         });
     if (!ok) {
         for (const std::string& e : errors)
@@ -448,7 +477,21 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
                      "every instance of a deployment (tags stay consistent, but guessable)");
 
     int sig = wait_for_signal();
-    spdlog::info("signal {}: answering what is in flight and stopping", sig);
+    if (sig == SIGTERM && drain_seconds > 0) {
+        // Graceful drain: the balancer's probe sees 503 and takes this instance out while it
+        // still answers whatever reaches it; only then do we stop.
+        spdlog::info("SIGTERM: draining for {} s (health probe answers 503, requests are still "
+                     "answered); SIGTERM or SIGINT again stops at once",
+                     drain_seconds);
+        for (unsigned i = 0; i < n; ++i) {
+            Worker* w = workers[i].get();
+            group.post(i, [w] { w->begin_drain(); });
+        }
+        sig = wait_for_signal_for(uint64_t{drain_seconds} * 1000u);
+        if (sig != 0) spdlog::info("signal {} while draining: stopping at once", sig);
+        else spdlog::info("drained for {} s", drain_seconds);
+    }
+    spdlog::info("signal {}: answering what is in flight and stopping", sig != 0 ? sig : SIGTERM);
     group.stop();
     workers.clear();
     spdlog::info("stopped");

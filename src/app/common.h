@@ -75,6 +75,8 @@ void apply_password_file(const std::string& program, const std::string& url_text
 void block_signals();
 // Waits for SIGINT or SIGTERM; returns it.
 int wait_for_signal();
+// Waits up to `ms` milliseconds for SIGINT or SIGTERM; returns it, or 0 when the time ran out.
+int wait_for_signal_for(uint64_t ms);
 
 // The To-tag key: from --secret / SIPR_SECRET, else a fixed default (serve() warns about it once
 // the daemon runs: every instance of one deployment must share the secret).
@@ -99,6 +101,9 @@ public:
     [[nodiscard]] std::string open(const sockaddr* listen);
     // Starts receiving; call after the service exists.
     void start_receiving();
+    // Graceful drain, first step (on the worker's thread): the service reports itself unhealthy to
+    // the load balancer's probe but keeps answering; sipr_draining becomes 1.
+    void begin_drain() noexcept;
     // Stops receiving, waits (up to `grace_ms`) until pending() is 0, then closes everything.
     void drain_and_close(uint64_t grace_ms);
 
@@ -131,6 +136,8 @@ protected:
     virtual void handle(std::string_view bytes, const sip::Peer& from) noexcept = 0;
     // What is still in flight (drain waits for 0).
     [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
+    // Called by begin_drain(): a service with a health probe starts failing it. Default: nothing.
+    virtual void on_drain() noexcept {}
     // During handle(): whether the datagram's source is in --allow (a trusted peer).
     [[nodiscard]] bool source_trusted() const noexcept { return trusted_; }
 
@@ -172,9 +179,11 @@ using WorkerFactory =
     std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop, base::ServiceStats& stats)>;
 
 // Runs a daemon: the metrics exporter, one Worker per thread on the shared port, until SIGINT or
-// SIGTERM; then each worker stops receiving, answers what is in flight (up to `drain_ms`) and
-// closes. Returns the exit status (0); start-up failures die with one line.
+// SIGTERM. On SIGTERM with `drain_seconds` > 0 the workers first drain (Worker::begin_drain: the
+// health probe fails, requests are still answered) for that long, or until a second SIGTERM or
+// SIGINT; SIGINT stops at once. Then each worker stops receiving, answers what is in flight (up
+// to `inflight_ms`) and closes. Returns the exit status (0); start-up failures die with one line.
 int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
-          const WorkerFactory& make, uint64_t drain_ms);
+          const WorkerFactory& make, uint64_t inflight_ms, uint32_t drain_seconds = 0);
 
 }  // namespace sipr::app

@@ -33,6 +33,7 @@ protected:
         redirector_.on_datagram(bytes, from, source_trusted());
     }
     std::size_t pending() const noexcept override { return redirector_.inflight(); }
+    void on_drain() noexcept override { redirector_.set_draining(true); }
 
 private:
     redirect::Redirector redirector_;
@@ -115,6 +116,17 @@ int main(int argc, char** argv) {
         ->envname("SIPR_CACHE_MAX_ENTRIES")
         ->check(CLI::Range(1u, 100000000u))
         ->capture_default_str();
+    // Graceful drain (SIGTERM): set it above the balancer's time to take out an instance whose
+    // probe fails (Kamailio's dispatcher: ping interval times probing threshold; 2 s x 2 in
+    // deploy/kamailio-lb), so no request reaches the instance once it has stopped.
+    uint32_t drain_seconds = 5;
+    cli.add_option("--drain-seconds", drain_seconds,
+                   "on SIGTERM, answer the health probe (OPTIONS to the server) 503 for this long "
+                   "while still answering requests, then stop; 0: stop at once. A second SIGTERM, "
+                   "or SIGINT, stops at once")
+        ->envname("SIPR_DRAIN_SECONDS")
+        ->check(CLI::Range(0u, 3600u))
+        ->capture_default_str();
     app::parse_or_exit(cli, argc, argv);
     app::setup_logging(program, common.log_level);
 
@@ -146,5 +158,5 @@ int main(int argc, char** argv) {
             return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config,
                                                     cache);
         },
-        lookup_timeout_ms + 100);
+        lookup_timeout_ms + 100, drain_seconds);
 }

@@ -147,6 +147,15 @@ std::vector<MetricFamily> collect(const std::string& program,
     up.metric.push_back(gauge(all_up ? 1.0 : 0.0));
     out.push_back(std::move(up));
 
+    auto draining = family("sipr_draining",
+                           "1 while the instance drains before it stops (SIGTERM: the health "
+                           "probe answers 503, requests are still answered), else 0",
+                           MetricType::Gauge);
+    bool any_draining = false;
+    for (const ServiceStats* w : workers) any_draining = any_draining || w->draining.get() == 1;
+    draining.metric.push_back(gauge(any_draining ? 1.0 : 0.0));
+    out.push_back(std::move(draining));
+
     auto hist = family("sipr_lookup_duration_seconds", "Redis look-up latency",
                        MetricType::Histogram);
     ClientMetric hm;

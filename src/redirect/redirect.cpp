@@ -99,7 +99,7 @@ bool append_uri_header_escaped(base::BufferWriter& w, std::string_view value) no
 
 Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                 sip::RequestCore& core, std::span<char, sip::kMaxAorLength> aor_buf,
-                bool store_available) noexcept {
+                bool store_available, bool draining) noexcept {
     sip::IntakeResult in = sip::intake(bytes, config.max_message, config.max_headers, msg, core);
     if (in.action == sip::IntakeAction::Drop) {
         Decision d;
@@ -127,7 +127,10 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                 // Addressed to the server: the load balancer's health probe. Require applies to
                 // requests we answer ourselves (RFC 3261 §8.2.2.3): 420, listed by the caller.
                 if (msg.find(sip::HeaderId::Require) != nullptr) return respond(420, "Bad Extension");
-                if (store_available || config.health_ignores_redis) return respond(200, "OK", kAllow);
+                // Draining: the balancer is to take us out before we stop; requests that still
+                // arrive meanwhile are answered as usual below.
+                if (!draining && (store_available || config.health_ignores_redis))
+                    return respond(200, "OK", kAllow);
                 // The Retry-After line goes into the caller's AOR buffer, unused by this answer.
                 return respond(503, "Service Unavailable", retry_after(config.retry_after_s, aor_buf));
             }
@@ -368,7 +371,8 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
         std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
         view = std::string_view(slot->buf.data(), bytes.size());
     }
-    Decision d = decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available());
+    Decision d = decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available(),
+                        draining_);
     if (d.step != Step::Drop)
         stats_.requests[static_cast<std::size_t>(slot->msg->method)].inc();
     switch (d.step) {

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +24,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from harness import (  # noqa: E402
-    Daemon, RedisServer, ServiceDaemon, SipUdp, SippProcess, SippResult, case, check, check_eq,
+    Kamailio, RedisServer, ServiceDaemon, SipUdp, SippProcess, SippResult, case, check, check_eq,
     fixture, free_udp_port, main, run_sipp, scaled, wait_until,
 )
 
@@ -47,65 +44,21 @@ BRANCH_TIMEOUT = 1000
 PING_INTERVAL = 60
 
 
-class Proxy(Daemon):
+class Proxy(Kamailio):
     """The Kamailio proxy of deploy/kamailio-proxy on a free 127.0.0.1 port, asking the redirect
     instances on `redirect_ports` in that order (dispatcher algorithm 8), its runtime directory in
     the daemon's temporary directory. Ready when it answers OPTIONS with 200."""
 
     def __init__(self, redirect_ports: list[int], name: str = "kamailio proxy",
                  ping_interval: int = PING_INTERVAL):
-        check(shutil.which("kamailio") is not None,
-              "kamailio is not installed (Debian packages kamailio; tools/packages.sh)")
         self.port = free_udp_port()
-        super().__init__("kamailio", [], sip_port=self.port, name=name, executable=PROXY_RUN)
-        self.args = ["--listen", f"127.0.0.1:{self.port}", "--domain", DOMAIN,
-                     "--dir", str(self.tmp / "run"), "--algorithm", "8",
-                     "--redirect-timeout", str(REDIRECT_TIMEOUT),
-                     "--branch-timeout", str(BRANCH_TIMEOUT),
-                     "--ping-interval", str(ping_interval)]
+        args = ["--listen", f"127.0.0.1:{self.port}", "--domain", DOMAIN, "--algorithm", "8",
+                "--redirect-timeout", str(REDIRECT_TIMEOUT),
+                "--branch-timeout", str(BRANCH_TIMEOUT),
+                "--ping-interval", str(ping_interval)]
         for p in redirect_ports:
-            self.args += ["--redirect", f"127.0.0.1:{p}"]
-
-    def stop(self, check_status: bool = True) -> int:
-        """SIGTERM to Kamailio's main process, which stops its children and exits 0. Now and then
-        (twice in some thirty runs, under load) a child stays, asleep with no signal pending, and
-        the main process waits for it for ever; a second SIGTERM ends it. So a child still there
-        after a grace period gets SIGTERM again, by its PID; the main process must then exit 0
-        as any daemon must, and whatever is left of the tree at the end is killed by PID."""
-        tree = self.children() if self.running() else []
-        try:
-            if self.running():
-                assert self.proc is not None
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=scaled(3))
-                except subprocess.TimeoutExpired:
-                    left = self.children()
-                    print(f"# {self.name}: children {left} missed SIGTERM; sent again", flush=True)
-                    for child in left:
-                        kill_quietly(child, signal.SIGTERM)
-            return super().stop(check_status)
-        finally:
-            for child in tree:
-                if self.ours(child):
-                    kill_quietly(child, signal.SIGKILL)
-
-    def children(self) -> list[int]:
-        return [int(p) for p in os.popen(f"ps -o pid= --ppid {self.pid}").read().split()]
-
-    def ours(self, pid: int) -> bool:
-        """Still one of this proxy's processes (its command line names its private directory)."""
-        try:
-            return str(self.tmp).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-
-
-def kill_quietly(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+            args += ["--redirect", f"127.0.0.1:{p}"]
+        super().__init__(PROXY_RUN, args, sip_port=self.port, name=name)
 
 
 def redirectd(redis: RedisServer, name: str = "sip-redirectd") -> ServiceDaemon:

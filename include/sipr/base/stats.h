@@ -100,6 +100,7 @@ struct ServiceStats {
     Gauge cache_entries;    // AORs in this worker's near-cache
     Gauge inflight_lookups;
     Gauge redis_up;  // 1 while this worker's Redis connection is ready
+    Gauge draining;  // 1 once this worker is draining (SIGTERM: the health probe says 503)
     DurationHistogram lookup_duration;
 
     void drop(DropReason r) noexcept { dropped[static_cast<std::size_t>(r)].inc(); }

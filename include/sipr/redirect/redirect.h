@@ -52,11 +52,14 @@ struct Decision {
 };
 
 // Classifies one datagram in the order of DESIGN §4. `msg`, `core` and `aor_buf` are the caller's
-// storage (views point into `bytes` and `aor_buf`). `store_available` answers the health probe.
+// storage (views point into `bytes` and `aor_buf`). `store_available` and `draining` answer the
+// health probe: 200 only while the store is available (or config.health_ignores_redis) and the
+// instance is not draining (shutting down after SIGTERM); every other request is decided the same
+// either way.
 [[nodiscard]] Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                               sip::RequestCore& core,
                               std::span<char, sip::kMaxAorLength> aor_buf,
-                              bool store_available) noexcept;
+                              bool store_available, bool draining = false) noexcept;
 
 // What the store said about the AOR.
 struct LookupOutcome {
@@ -100,6 +103,9 @@ public:
     // the amplification guard does not apply to its answers.
     void on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
     [[nodiscard]] std::size_t inflight() const noexcept { return inflight_; }
+    // From now on the health probe (OPTIONS to the server) is answered 503, so a load balancer
+    // takes the instance out, while every other request is answered as before (graceful drain).
+    void set_draining(bool draining) noexcept { draining_ = draining; }
 
 private:
     struct Slot;
@@ -127,6 +133,7 @@ private:
     std::unique_ptr<Slot> scratch_;  // for datagrams answered at once when every slot is busy
     std::vector<char> out_;
     std::size_t inflight_ = 0;
+    bool draining_ = false;
 };
 
 }  // namespace sipr::redirect

@@ -93,15 +93,18 @@ struct Decided {
     Decision d;
 };
 
-std::unique_ptr<Decided> decide(const Config& c, std::string bytes, bool store_up = true) {
+std::unique_ptr<Decided> decide(const Config& c, std::string bytes, bool store_up = true,
+                                bool draining = false) {
     auto out = std::make_unique<Decided>();
     out->bytes = std::move(bytes);
-    out->d = redirect::decide(c, out->bytes, *out->msg, out->core, out->aor_buf, store_up);
+    out->d = redirect::decide(c, out->bytes, *out->msg, out->core, out->aor_buf, store_up,
+                              draining);
     return out;
 }
 
-std::unique_ptr<Decided> decide(const Config& c, const Req& r, bool store_up = true) {
-    return decide(c, r.text(), store_up);
+std::unique_ptr<Decided> decide(const Config& c, const Req& r, bool store_up = true,
+                                bool draining = false) {
+    return decide(c, r.text(), store_up, draining);
 }
 
 Config base_config() {
@@ -409,6 +412,32 @@ TEST_CASE("decide: OPTIONS to the server is the health probe") {
         auto d = decide(base_config(), make("OPTIONS", "sip:192.0.2.1:5070"), true);
         REQUIRE(d->d.step == Step::Respond);
         CHECK(d->d.status == 200);
+    }
+}
+
+TEST_CASE("decide: draining answers the health probe 503 and nothing else differently") {
+    SUBCASE("probe: 503 with Retry-After, even with the store up and health_ignores_redis") {
+        Config c = base_config();
+        c.health_ignores_redis = true;
+        auto d = decide(c, make("OPTIONS", "sip:example.com"), true, true);
+        REQUIRE(d->d.step == Step::Respond);
+        CHECK(d->d.status == 503);
+        CHECK(d->d.reason == "Service Unavailable");
+        CHECK(contains(d->d.extra, "Retry-After: "));
+    }
+    SUBCASE("probe with Require: still 420 (answered before health)") {
+        Req r = make("OPTIONS", "sip:example.com");
+        r.extra.push_back("Require: foo");
+        auto d = decide(base_config(), r, true, true);
+        REQUIRE(d->d.step == Step::Respond);
+        CHECK(d->d.status == 420);
+    }
+    SUBCASE("INVITE and OPTIONS to a user: looked up as usual") {
+        for (const char* m : {"INVITE", "OPTIONS"}) {
+            auto d = decide(base_config(), make(m, "sip:bob@example.com"), true, true);
+            REQUIRE(d->d.step == Step::Lookup);
+            CHECK(d->d.aor == "sip:bob@example.com");
+        }
     }
 }
 
@@ -1213,6 +1242,22 @@ TEST_CASE("Redirector: OPTIONS to the server -> 200 / 503 / 200 with health_igno
     ignoring.feed(make("OPTIONS", "sip:example.com"));
     CHECK(ignoring.sender.last()->code() == 200);
     CHECK(rig.requests(sip::Method::Options) == 2);
+}
+
+TEST_CASE("Redirector: draining -> probe 503, INVITE still 302") {
+    Rig rig;
+    rig.store.bindings = {binding("sip:bob@192.0.2.1", 1000)};
+    rig.r->set_draining(true);
+    rig.feed(make("OPTIONS", "sip:example.com"));
+    REQUIRE(rig.sender.sent.size() == 1);
+    CHECK(rig.sender.last()->code() == 503);
+    rig.feed(Req{});
+    rig.store.answer();
+    REQUIRE(rig.sender.sent.size() == 2);
+    CHECK(rig.sender.last()->code() == 302);
+    rig.r->set_draining(false);
+    rig.feed(make("OPTIONS", "sip:example.com"));
+    CHECK(rig.sender.last()->code() == 200);
 }
 
 TEST_CASE("Redirector: OPTIONS to the server with Require -> 420 listing every tag") {
