@@ -21,6 +21,8 @@ CFG=$HERE/kamailio.cfg
 KAMAILIO=${KAMAILIO:-kamailio}
 
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=deploy/lib/kamailio-run.sh
+source "$HERE/../lib/kamailio-run.sh"
 
 listen=127.0.0.1:5060
 redirects=()
@@ -54,34 +56,16 @@ while [ $# -gt 0 ]; do
 done
 [ ${#redirects[@]} -gt 0 ] || redirects=(127.0.0.1:5070)
 
-addr=${listen%:*}
-port=${listen##*:}
-[[ $addr =~ ^[0-9.]+$ && $port =~ ^[0-9]+$ ]] || die "--listen wants IPv4:PORT, got $listen"
-for r in "${redirects[@]}"; do
-    [[ $r =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]] || die "--redirect wants HOST:PORT, got $r"
-done
+kam_listen "$listen"
+kam_check_redirects "${redirects[@]}"
 command -v "$KAMAILIO" >/dev/null || die "$KAMAILIO not found (Debian package kamailio)"
 
-if [ -z "$dir" ]; then
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/sipr-lb.XXXXXX")
-fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-
-# Dispatcher set 1, one line per redirect instance: "setid uri flags priority". The first given
-# gets the highest priority, which is the order algorithm 8 tries them in.
-{
-    echo "# written by $0: the sip-redirectd instances, set 1"
-    prio=${#redirects[@]}
-    for r in "${redirects[@]}"; do
-        echo "1 sip:$r 0 $prio"
-        prio=$((prio - 1))
-    done
-} >"$dir/dispatcher.list"
+dir=$(kam_dir "$dir" sipr-lb)
+kam_dispatcher_list "$dir/dispatcher.list" "${redirects[@]}"
 
 exec "$KAMAILIO" -f "$CFG" -DD -E -n "$children" -m "$shm" -M 8 \
     -P "$dir/kamailio.pid" -Y "$dir" -w "$dir" \
-    -A "LB_ADDR=$addr" -A "LB_PORT=$port" \
+    -A "LB_ADDR=$kam_addr" -A "LB_PORT=$kam_port" \
     -A "DISPATCHER_LIST=\"$dir/dispatcher.list\"" \
     -A "CTL_SOCKET=\"unix:$dir/kamailio_ctl\"" -A "RPC_FIFO=\"$dir/kamailio_rpc.fifo\"" \
     "${defines[@]}" "$@"
