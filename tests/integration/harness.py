@@ -1057,6 +1057,17 @@ class SipUdp:
         except SipParseError as e:
             raise TestFailure(f"unparsable datagram from {src}: {e}: {data[:300]!r}")
 
+    def answer_raw(self, data: bytes, branch: str, timeout: float = 3.0) -> Response:
+        """Sends `data` once, as it is (no retransmission, no matching beyond the branch), and
+        returns the first response whose top Via branch is `branch`; `timeout` is scaled."""
+        self.send_raw(data)
+        deadline = time.monotonic() + scaled(timeout)
+        while time.monotonic() < deadline:
+            r = self.recv(deadline - time.monotonic())
+            if r is not None and r.top_via.get("branch") == branch:
+                return r
+        raise TestFailure(f"no answer within {scaled(timeout):.1f}s to {data[:120]!r}")
+
     def expect_silence(self, seconds: float) -> None:
         """Fails if any datagram arrives within `seconds`."""
         r = self.recv(seconds)

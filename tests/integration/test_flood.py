@@ -22,7 +22,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    RedisServer, Response, ServiceDaemon, SipUdp, StoredBinding, TestFailure, case, check,
+    RedisServer, Response, ServiceDaemon, SipUdp, StoredBinding, case, check,
     check_eq, fixture, free_tcp_port, free_udp_port, location_key, main, metric_value,
     pack_binding, parse_response, run_program, scaled, unique, wait_until,
 )
@@ -119,17 +119,6 @@ def tiny_invite(ua: SipUdp, ruri: str) -> tuple[str, bytes]:
             f"From: <sip:x@y>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: {random.getrandbits(32):08x}"
             f"\r\nCSeq: 1 INVITE\r\n\r\n").encode()
     return branch, data
-
-
-def answer(ua: SipUdp, data: bytes, branch: str, timeout: float = 3.0) -> Response:
-    """Sends `data` once; the first response with top Via branch `branch`."""
-    ua.send_raw(data)
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        r = ua.recv(deadline - time.monotonic())
-        if r is not None and r.top_via.get("branch") == branch:
-            return r
-    raise TestFailure(f"no answer within {scaled(timeout):.1f}s to {data[:80]!r}")
 
 
 def startup_refused(program: str, args: list[str], mention: str,
@@ -391,7 +380,7 @@ def amplification_guard_cuts_302_to_3x(redis):
         cut0 = rd.metric("sipr_contacts_cut_total")
         branch, data = tiny_invite(ua, aor("many"))
         check(len(data) < 200, f"tiny INVITE of {len(data)} bytes")
-        r = answer(ua, data, branch)
+        r = ua.answer_raw(data, branch)
         check_eq(r.status, 302, "status")
         k = len(r.contacts)
         check(len(r.raw) <= 3 * len(data),
@@ -408,19 +397,19 @@ def amplification_guard_cuts_302_to_3x(redis):
         check_eq(rd.metric("sipr_contacts_cut_total"), cut0 + LONG - k, "sipr_contacts_cut_total")
 
         branch, data = tiny_invite(ua, aor("huge"))
-        r = answer(ua, data, branch)
+        r = ua.answer_raw(data, branch)
         check_eq((r.status, r.reason), (480, "Temporarily Unavailable"), "nothing fits")
         check(len(r.raw) <= 3 * len(data), f"480 of {len(r.raw)} bytes: more than 3x")
 
     with Redirect(redis, ["--allow", "127.0.0.0/8"], name="sip-redirectd[amp-allowed]") as rd, \
             rd.ua() as ua:
         branch, data = tiny_invite(ua, aor("many"))
-        r = answer(ua, data, branch)
+        r = ua.answer_raw(data, branch)
         check_eq(r.status, 302, "status for a trusted source")
         check(3 * len(data) < len(r.raw) <= 1300,
               f"302 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
         branch, data = tiny_invite(ua, aor("huge"))
-        check_eq(answer(ua, data, branch).status, 302, "a 600-byte contact for a trusted source")
+        check_eq(ua.answer_raw(data, branch).status, 302, "a 600-byte contact for a trusted source")
 
 
 if __name__ == "__main__":

@@ -153,17 +153,6 @@ def check_contact(c, uri: str, q: str, expires: int, what: str, slack: int = 2) 
           f"{what}: expires={c.expires}, want {lo}..{expires}")
 
 
-def answer(ua: SipUdp, data: bytes, branch: str, timeout: float = 3.0) -> Response:
-    """Sends `data` once and returns the first response whose top Via branch is `branch`."""
-    ua.send_raw(data)
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        r = ua.recv(deadline - time.monotonic())
-        if r is not None and r.top_via.get("branch") == branch:
-            return r
-    raise AssertionError(f"no answer within {scaled(timeout):.1f}s to: {data[:120]!r}")
-
-
 def collect(uas, branches, timeout: float) -> dict[str, Response]:
     """Responses arriving at any of `uas` within `timeout` seconds (not scaled), by top-Via
     branch, for the branches asked for (the first answer of each)."""
@@ -502,7 +491,7 @@ def malformed_headers_400_naming_the_fault(redis, registrar, redirect):
                 ("Content-Length beyond the datagram", (q := base()),
                  q.data.replace(b"Content-Length: 0", b"Content-Length: 50"), "Content-Length")):
             sent = data if data is not None else req.data
-            r = answer(ua, sent, req.branch)
+            r = ua.answer_raw(sent, req.branch)
             if r.status != 400 or word not in r.reason:
                 problems.append(f"{what}: want 400 naming {word}, got {r.status} {r.reason}")
                 continue
@@ -723,7 +712,7 @@ def responses_copy_headers_and_tag_to(redis, registrar, redirect):
                  "Max-Forwards: 70", f"f: {frm}", f"t: {to}", f"i: {cid}", "CSeq: 4711   INVITE",
                  "l: 0"]
         data = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        r = expect(answer(ua, data, branch), 302)
+        r = expect(ua.answer_raw(data, branch), 302)
         check_eq(r.values("via"), [f"{via1}={ua.local_port};received=127.0.0.1", via2, via3],
                  "Vias")
         check_eq(r.header("from"), frm, "From")

@@ -394,14 +394,6 @@ def malformed_requests_answered_or_dropped(redis, registrar):
                 text = text.replace("\r\nContent-Length", f"\r\n{add}\r\nContent-Length", 1)
             return text.encode()
 
-        def answer(data: bytes, branch: str) -> Response:
-            ua.send_raw(data)
-            deadline = time.monotonic() + scaled(3)
-            while time.monotonic() < deadline:
-                r = ua.recv(deadline - time.monotonic())
-                if r is not None and r.top_via.get("branch") == branch:
-                    return r
-            raise AssertionError("no answer")
 
         base = lambda **kw: ua.register(aor(), ["<sip:alice@192.0.2.1>"], expires=600, **kw)
         problems = []
@@ -422,7 +414,7 @@ def malformed_requests_answered_or_dropped(redis, registrar):
                 ("Content-Length beyond the datagram", (q := base()),
                  q.data.replace(b"Content-Length: 0", b"Content-Length: 50"), "Content-Length")):
             sent = data if data is not None else req.data
-            r = answer(sent, req.branch)
+            r = ua.answer_raw(sent, req.branch)
             if r.status != 400 or word not in r.reason:
                 problems.append(f"{what}: want 400 naming {word}, got {r.status} {r.reason}")
                 continue
@@ -435,14 +427,14 @@ def malformed_requests_answered_or_dropped(redis, registrar):
                                     f"want {m.group(1).decode()!r}")
         check(not problems, "; ".join(problems))
         q = base()
-        r = answer(q.data.replace(b"Content-Length: 0", b"X-Pad: " + b"x" * 9000 +
+        r = ua.answer_raw(q.data.replace(b"Content-Length: 0", b"X-Pad: " + b"x" * 9000 +
                                   b"\r\nContent-Length: 0"), q.branch)
         check_eq(r.status, 513, "status of a 9 kB REGISTER")
         q = ua.build("REGISTER", f"http://{DOMAIN}/", to=f"<{aor()}>", contacts=["<sip:a@192.0.2.1>"])
-        check_eq(answer(q.data, q.branch).status, 416, "status of an http: Request-URI")
+        check_eq(ua.answer_raw(q.data, q.branch).status, 416, "status of an http: Request-URI")
         q = ua.build("REGISTER", "tel:+15551234567", to=f"<{aor()}>",
                      contacts=["<sip:a@192.0.2.1>"])
-        check_eq(answer(q.data, q.branch).status, 404, "status of a tel: Request-URI")
+        check_eq(ua.answer_raw(q.data, q.branch).status, 404, "status of a tel: Request-URI")
         # No Via: nowhere to answer; dropped and counted.
         before = registrar.metric("sipr_dropped_total", reason="no_via")
         ua.send_raw(raw(base(), drop="Via"))
