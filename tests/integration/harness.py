@@ -5,6 +5,7 @@ stops what it started by PID (never by name).
 
     ports        free_udp_port(), free_tcp_port(), free_port() (free for both)
     Redis        RedisServer (a private redis-server on a free port), RedisClient (tiny RESP client)
+    topologies   primary_server()/replica_server(), RedisSentinel, cluster_node()/create_cluster()
     daemons      Daemon (a binary of $SIPR_BUILD_DIR/src/app/, or any executable), ServiceDaemon
                  (one of the SIP daemons on free ports), run_program() for one-shot runs
     SIP          SipUdp (requests, RFC 3261 §17.1.2 retransmission, response parsing),
@@ -693,6 +694,191 @@ class RedisServer:
             self.stop(check_status=exc_type is None)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Redis topologies (added for tests/cluster/test_redis_topologies.py): a replica, Sentinels, a
+# Redis Cluster. Every node is a RedisServer (or a subclass): 127.0.0.1, a free port, a private
+# directory, stopped by its PID.
+
+def redis_info(client: RedisClient, section: str) -> dict[str, str]:
+    """INFO `section` as a dict of its "name:value" lines. Asked again once on a new connection
+    when the old one was closed (a Sentinel reconfiguring a node closes its clients'
+    connections)."""
+    try:
+        text = client.command("INFO", section).decode(errors="replace")
+    except ConnectionError:
+        text = client.command("INFO", section).decode(errors="replace")
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+# Redis 7 waits repl-diskless-sync-delay (5 s) for more replicas before a full sync: too long for a
+# test. Give it to every node that may serve a sync (a primary, and a replica that may be promoted).
+NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
+
+
+def primary_server() -> RedisServer:
+    """A RedisServer (not started) that serves a replica's full sync at once."""
+    return RedisServer(extra_args=NO_SYNC_DELAY)
+
+
+def replica_server(primary: RedisServer) -> RedisServer:
+    """A RedisServer (not started) that replicates `primary` (--replicaof); after start(),
+    wait_replica_synced() waits for its copy."""
+    return RedisServer(extra_args=[*NO_SYNC_DELAY, "--replicaof", LOCALHOST, str(primary.port)])
+
+
+def wait_replica_synced(primary: RedisServer, replica: RedisServer, timeout: float = 10.0) -> None:
+    """Waits until `replica`'s link to `primary` is up and it has applied every write `primary`
+    had made when this was called (its replication offset reached the primary's)."""
+    want = int(redis_info(primary.client, "replication")["master_repl_offset"])
+
+    def synced() -> bool:
+        try:
+            info = redis_info(replica.client, "replication")
+        except OSError:  # a Sentinel reconfiguring it closes every normal client's connection
+            return False
+        return (info.get("master_link_status") == "up"
+                and int(info.get("slave_repl_offset", -1)) >= want)
+    wait_until(synced, timeout, what=f"replica :{replica.port} to sync with :{primary.port} "
+                                     f"(offset {want})")
+
+
+def pairs_to_dict(flat: Sequence[Any]) -> dict[str, str]:
+    """[b"k1", b"v1", b"k2", b"v2"] (a RESP2 map) → {"k1": "v1", "k2": "v2"}."""
+    return {RedisClient._s(flat[i]): RedisClient._s(flat[i + 1])
+            for i in range(0, len(flat) - 1, 2)}
+
+
+class RedisSentinel(RedisServer):
+    """`redis-server <conf> --sentinel` on a free port, monitoring the master at 127.0.0.1:
+    `master_port` under `name` with `quorum`; its config file (which Sentinel rewrites) lives in
+    its private directory. The Sentinels of one master find each other through the master."""
+
+    def __init__(self, master_port: int, name: str = "mymaster", quorum: int = 2,
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 5000):
+        super().__init__()
+        self.master_name = name
+        self.conf = self.dir / "sentinel.conf"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", f"bind {LOCALHOST}", "daemonize no", f"dir {self.dir}",
+            f"logfile {self.log_path}", "sentinel resolve-hostnames no",
+            f"sentinel monitor {name} {LOCALHOST} {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after_ms}",
+            f"sentinel failover-timeout {name} {failover_timeout_ms}", ""]))
+
+    def start(self, timeout: float = 10.0) -> "RedisSentinel":
+        check(self.proc is None or self.proc.poll() is not None, "redis sentinel already running")
+        self.proc = subprocess.Popen([self.exe, str(self.conf), "--sentinel"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TestFailure(f"redis sentinel exited with {self.proc.returncode} at start: "
+                                  f"{self.log_tail()}")
+            try:
+                with RedisClient(self.port, timeout=1.0) as c:
+                    if c.ping():
+                        return self
+            except (OSError, ConnectionError, RedisError):
+                time.sleep(0.02)
+        self.stop(check_status=False)
+        raise TestFailure(f"redis sentinel on port {self.port} did not answer PING within "
+                          f"{timeout:.0f}s: {self.log_tail()}")
+
+    def master_addr(self) -> tuple[str, int] | None:
+        """SENTINEL get-master-addr-by-name: the master it believes in, or None."""
+        r = self.client.command("SENTINEL", "get-master-addr-by-name", self.master_name)
+        return None if not r else (RedisClient._s(r[0]), int(r[1]))
+
+    def known(self, what: str) -> list[dict[str, str]]:
+        """SENTINEL replicas|sentinels <name>: one dict per instance it knows."""
+        return [pairs_to_dict(x) for x in
+                self.client.command("SENTINEL", what, self.master_name)]
+
+
+def sentinel_url(sentinels: Sequence[RedisSentinel], name: str = "mymaster") -> str:
+    """sentinel://127.0.0.1:S1,127.0.0.1:S2,.../name"""
+    return "sentinel://" + ",".join(f"{LOCALHOST}:{s.port}" for s in sentinels) + f"/{name}"
+
+
+def wait_sentinels_ready(sentinels: Sequence[RedisSentinel], replica_ports: Sequence[int],
+                         timeout: float = 20.0) -> None:
+    """Waits until every Sentinel knows every replica (linked to its master: a failover can pick
+    it) and every other Sentinel."""
+    want = {str(p) for p in replica_ports}
+
+    def ready() -> bool:
+        for s in sentinels:
+            replicas = {r["port"] for r in s.known("replicas")
+                        if r.get("master-link-status") == "ok"
+                        and "disconnected" not in r.get("flags", "")
+                        and "s_down" not in r.get("flags", "")}
+            if not want <= replicas or len(s.known("sentinels")) < len(sentinels) - 1:
+                return False
+        return True
+    wait_until(ready, timeout, interval=0.1,
+               what=f"each of {len(sentinels)} sentinels to know replicas {sorted(want)} and "
+                    f"the other sentinels")
+
+
+def cluster_node(node_timeout_ms: int = 2000) -> RedisServer:
+    """A RedisServer (not started) with --cluster-enabled yes, its nodes-PORT.conf in its private
+    directory, on a port whose cluster bus port (port + 10000) is free too."""
+    node = RedisServer(port=_free_port([socket.SOCK_STREAM], spacing=(0, 10000)))
+    node.extra_args += ["--cluster-enabled", "yes",
+                        "--cluster-config-file", str(node.dir / f"nodes-{node.port}.conf"),
+                        "--cluster-node-timeout", str(node_timeout_ms)]
+    return node
+
+
+def cluster_url(nodes: Sequence[RedisServer]) -> str:
+    """cluster://127.0.0.1:C1,127.0.0.1:C2,..."""
+    return "cluster://" + ",".join(f"{LOCALHOST}:{n.port}" for n in nodes)
+
+
+def redis_cli(args: Sequence[str], timeout: float = 60.0) -> str:
+    """Runs redis-cli with `args` to completion (killed after `timeout` scaled seconds, which
+    fails); returns its stdout; a non-zero exit fails with the tail of its output."""
+    exe = shutil.which("redis-cli")
+    check(exe is not None, "redis-cli is not installed (Debian package redis-tools)")
+    try:
+        p = subprocess.run([exe, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=scaled(timeout))
+    except subprocess.TimeoutExpired as e:
+        raise TestFailure(f"redis-cli {' '.join(args)} did not finish within "
+                          f"{scaled(timeout):.0f}s: {tail(str(e.stdout or ''), 5)}")
+    check(p.returncode == 0, f"redis-cli {' '.join(args)} exited {p.returncode}:\n"
+                             f"{tail(p.stdout + p.stderr, 10)}")
+    return p.stdout
+
+
+def create_cluster(nodes: Sequence[RedisServer], timeout: float = 30.0) -> None:
+    """redis-cli --cluster create over the started `nodes` (masters only, slots split evenly),
+    then waits until every node says cluster_state:ok and knows all the others."""
+    redis_cli(["--cluster", "create", *[f"{LOCALHOST}:{n.port}" for n in nodes],
+               "--cluster-replicas", "0", "--cluster-yes"], timeout)
+
+    def ok() -> bool:
+        for n in nodes:
+            info = dict(line.split(":", 1) for line in
+                        n.client.command("CLUSTER", "INFO").decode().splitlines() if ":" in line)
+            if info.get("cluster_state") != "ok" or \
+                    int(info.get("cluster_known_nodes", 0)) != len(nodes):
+                return False
+        return True
+    wait_until(ok, timeout, interval=0.1, what="cluster_state:ok on every node")
+
+
+def cluster_slot_owners(client: RedisClient) -> list[int]:
+    """CLUSTER SLOTS as seen by `client`'s node: the master's port of each of the 16384 slots
+    (0 where none)."""
+    owners = [0] * 16384
+    for start, end, master, *_ in client.command("CLUSTER", "SLOTS"):
+        for slot in range(start, end + 1):
+            owners[slot] = int(master[1])
+    return owners
 
 
 def location_key(aor: str) -> str:
