@@ -24,7 +24,10 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
     app.add_option("--listen", f.listen, "UDP address to receive SIP on, host:port")
         ->envname("SIPR_LISTEN")
         ->capture_default_str();
-    app.add_option("--redis", f.redis, "Redis URL: redis://[user:password@]host:port[/db]")
+    app.add_option("--redis", f.redis,
+                   "Redis: redis://[user:password@]host:port[/db], or a primary found through "
+                   "Sentinels: sentinel://[user:password@]host:port,host:port,.../mastername, or a "
+                   "Redis Cluster: cluster://[user:password@]host:port,host:port,...")
         ->envname("SIPR_REDIS");
     app.add_option("--redis-password-file", f.redis_password_file,
                    "file holding the Redis password (overrides the URL's; a trailing newline "
@@ -247,15 +250,130 @@ uint64_t coarse_monotonic_ms() noexcept {
 }
 }  // namespace
 
-Worker::Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
+namespace {
+// Whether the node of `url` is in a Redis Cluster that serves slots: "" or why not.
+std::string check_cluster_node(const location::RedisUrl& url, uint32_t timeout_ms) {
+    timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
+    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+    if (c == nullptr || c->err != 0) {
+        if (c != nullptr) redisFree(c);
+        return "unreachable";
+    }
+    redisSetTimeout(c, tv);
+    if (!url.password.empty()) {
+        auto* r = url.user.empty()
+                      ? static_cast<redisReply*>(redisCommand(c, "AUTH %b", url.password.data(), url.password.size()))
+                      : static_cast<redisReply*>(redisCommand(c, "AUTH %b %b", url.user.data(), url.user.size(),
+                                                              url.password.data(), url.password.size()));
+        if (r != nullptr) freeReplyObject(r);
+    }
+    auto* r = static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS"));
+    std::string why;
+    if (r == nullptr) why = c->errstr;
+    else if (r->type == REDIS_REPLY_ERROR) why = std::string(r->str, r->len);
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) why = "it serves no slots (is the cluster created?)";
+    if (r != nullptr) freeReplyObject(r);
+    redisFree(c);
+    return why;
+}
+}  // namespace
+
+RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
+                             const std::string& password_file, const std::string& redis_read,
+                             uint32_t timeout_ms) {
+    RedisSetup s;
+    std::string err;
+    if (!location::parse_redis_target(redis, s.target, err)) die(program, err);
+    apply_password_file(program, redis, password_file, s.target.url);
+    s.primary = s.target.url;
+    switch (s.target.mode) {
+        case location::RedisMode::Single:
+            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty()) die(program, why);
+            break;
+        case location::RedisMode::Sentinel: {
+            location::RedisEndpoint p;
+            if (std::string why = location::resolve_sentinel_primary(s.target, timeout_ms, p);
+                !why.empty())
+                die(program, why);
+            s.primary.host = p.host;
+            s.primary.port = p.port;
+            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty())
+                die(program, "the primary the Sentinels named: " + why);
+            break;
+        }
+        case location::RedisMode::Cluster: {
+            std::string whys;
+            bool ok = false;
+            for (const location::RedisEndpoint& seed : s.target.seeds) {
+                location::RedisUrl u = s.target.url;
+                u.host = seed.host;
+                u.port = seed.port;
+                std::string why = check_redis(u, timeout_ms);
+                if (why.empty()) why = check_cluster_node(u, timeout_ms);
+                if (why.empty()) {
+                    ok = true;
+                    break;
+                }
+                whys += (whys.empty() ? "" : "; ") + seed.host + ":" + std::to_string(seed.port) +
+                        ": " + why;
+            }
+            if (!ok)
+                die(program, "no node of " + location::redacted(s.target) +
+                                 " serves a Redis Cluster (" + whys +
+                                 "): start the cluster or fix the cluster:// URL in --redis");
+            break;
+        }
+    }
+    if (!redis_read.empty()) {
+        if (s.target.mode == location::RedisMode::Cluster)
+            die(program, "--redis-read does not apply to a cluster:// --redis (look-ups go to "
+                         "the primary of each slot): drop --redis-read");
+        if (!location::parse_redis_url(redis_read, s.read, err)) die(program, "--redis-read: " + err);
+        apply_password_file(program, redis_read, password_file, s.read);
+        if (std::string why = check_redis(s.read, timeout_ms); !why.empty())
+            die(program, "--redis-read: " + why);
+        s.has_read = true;
+    }
+    return s;
+}
+
+Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
                const location::RedisOptions& ropts, base::ServiceStats& stats,
                const location::NearCacheOptions& cache)
     : index_(index), loop_(loop), stats_(stats) {
+    const bool sentinel = redis.target.mode == location::RedisMode::Sentinel;
+    if (redis.target.mode == location::RedisMode::Cluster) {
+        // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
+        cluster_ = std::make_unique<location::RedisCluster>(
+            loop, redis.target, ropts, location::ClusterMetrics{stats.redis_moved, stats.redis_ask});
+        cluster_->on_state(&Worker::on_redis_state, this);
+        store_ = std::make_unique<location::RedisStore>(*cluster_);
+        return;
+    }
     location::RedisOptions data_opts = ropts;
+    data_opts.require_primary = sentinel;
     if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + std::to_string(index);
-    redis_ = std::make_unique<location::RedisClient>(loop, url, data_opts);
-    store_ = std::make_unique<location::RedisStore>(*redis_);
+    redis_ = std::make_unique<location::RedisClient>(loop, redis.primary, data_opts);
     redis_->on_state(&Worker::on_redis_state, this);
+    location::RedisClient* tracked = redis_.get();  // the connection the near-cache reads through
+    const location::RedisUrl* tracked_url = &redis.primary;
+    if (redis.has_read) {
+        location::RedisOptions read_opts = ropts;
+        if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + std::to_string(index);
+        read_ = std::make_unique<location::RedisClient>(loop, redis.read, read_opts);
+        read_->on_state(&Worker::on_read_state, this);
+        tracked = read_.get();
+        tracked_url = &redis.read;
+    }
+    route_ = std::make_unique<location::SingleRoute>(*redis_, read_.get());
+    store_ = std::make_unique<location::RedisStore>(*route_);
+    if (sentinel) {
+        location::RedisOptions sopts = ropts;
+        sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+        sopts.client_name.clear();
+        sentinel_ = std::make_unique<location::SentinelWatcher>(loop, redis.target, sopts);
+        sentinel_->follow(*redis_);
+    }
     if (cache.ttl_ms != 0) {
         location::CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
                                  stats.cache_flushes, stats.cache_entries};
@@ -265,8 +383,12 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url
         location::RedisOptions inval_opts = ropts;
         inval_opts.client_name = "sipr-inval-" + std::to_string(index);
         inval_opts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
-        tracker_ = std::make_unique<location::CacheTracker>(loop, *redis_, *cache_, url, inval_opts);
+        inval_opts.require_primary = sentinel && !redis.has_read;
+        tracker_ = std::make_unique<location::CacheTracker>(loop, *tracked, *cache_, *tracked_url,
+                                                            inval_opts);
         tracker_->on_change(&Worker::on_cache_change, this);
+        // The invalidation connection must be on the node the tracked reads go to.
+        if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());
     }
 }
 
@@ -291,7 +413,10 @@ std::string Worker::open(const sockaddr* listen) {
     if (rc != 0)
         return "cannot listen on " + net::to_string(listen) + ": " + uv_strerror(rc) +
                " (is another server on that port? choose another with --listen)";
-    redis_->start();
+    if (cluster_) cluster_->start();
+    if (redis_) redis_->start();
+    if (read_) read_->start();
+    if (sentinel_) sentinel_->start();
     if (tracker_) tracker_->start();
     return {};
 }
@@ -303,13 +428,24 @@ void Worker::start_receiving() {
 
 void Worker::on_redis_state(void* ctx, location::RedisClient::State s) noexcept {
     auto* self = static_cast<Worker*>(ctx);
-    self->stats_.redis_up.set(s == location::RedisClient::State::Ready ? 1 : 0);
+    if (self->tracker_ && !self->read_) self->tracker_->on_data_state(s);
+    self->redis_state_changed(self->read_ ? "Redis primary" : "Redis", s,
+                              self->cluster_ ? self->cluster_->last_error() : self->redis_->last_error());
+}
+
+void Worker::on_read_state(void* ctx, location::RedisClient::State s) noexcept {
+    auto* self = static_cast<Worker*>(ctx);
     if (self->tracker_) self->tracker_->on_data_state(s);
+    self->redis_state_changed("Redis replica (--redis-read)", s, self->read_->last_error());
+}
+
+void Worker::redis_state_changed(std::string_view which, location::RedisClient::State s,
+                                 const std::string& why) noexcept {
+    stats_.redis_up.set(store_ && store_->available() ? 1 : 0);
     if (s == location::RedisClient::State::Ready) {
-        spdlog::info("worker {}: Redis ready", self->index_);
+        spdlog::info("worker {}: {} ready", index_, which);
     } else if (s == location::RedisClient::State::Backoff) {
-        spdlog::warn("worker {}: Redis unreachable ({}), retrying", self->index_,
-                     self->redis_->last_error());
+        spdlog::warn("worker {}: {} unreachable ({}), retrying", index_, which, why);
     }
 }
 
@@ -394,7 +530,10 @@ void Worker::close_all() noexcept {
         drain_timer_open_ = false;
     }
     socket_.close();
-    redis_->stop();
+    if (sentinel_) sentinel_->stop();
+    if (cluster_) cluster_->stop();
+    if (redis_) redis_->stop();
+    if (read_) read_->stop();
     if (tracker_) tracker_->stop();
 }
 
@@ -404,11 +543,8 @@ Startup check_startup(const std::string& program, const CommonFlags& common) {
         die(program, "--listen '" + common.listen + "' is not host:port (e.g. 127.0.0.1:5060)");
     for (const std::string& cidr : common.allow)
         if (std::string why = s.allow.add(cidr); !why.empty()) die(program, "--allow " + why);
-    std::string err;
-    if (!location::parse_redis_url(common.redis, s.redis, err)) die(program, err);
-    apply_password_file(program, common.redis, common.redis_password_file, s.redis);
-    if (std::string why = check_redis(s.redis, common.redis_timeout_ms); !why.empty())
-        die(program, why);
+    s.redis = check_redis_setup(program, common.redis, common.redis_password_file,
+                                common.redis_read, common.redis_timeout_ms);
     s.workers = common.workers != 0 ? common.workers
                                     : std::max(1u, std::thread::hardware_concurrency());
     return s;
@@ -467,7 +603,7 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         die(program, "a worker failed to start");
     }
     spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
-                 common.listen, n, common.metrics, location::redacted(startup.redis));
+                 common.listen, n, common.metrics, location::redacted(startup.redis.target));
     // Only once serving: a start-up error stays the only line on stderr.
     if (common.rate_limit != 0 && !startup.allow.empty())
         spdlog::warn("--rate-limit does not apply: every source accepted is in --allow, and "

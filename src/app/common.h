@@ -18,6 +18,8 @@
 #include "sipr/location/cache_tracker.h"
 #include "sipr/location/caching_store.h"
 #include "sipr/location/redis_client.h"
+#include "sipr/location/redis_cluster.h"
+#include "sipr/location/redis_sentinel.h"
 #include "sipr/location/redis_store.h"
 #include "sipr/net/address_set.h"
 #include "sipr/net/rate_limiter.h"
@@ -30,6 +32,7 @@ struct CommonFlags {
     std::string listen;
     std::string redis = "redis://127.0.0.1:6379";
     std::string redis_password_file;  // --redis-password-file / SIPR_REDIS_PASSWORD_FILE
+    std::string redis_read;  // --redis-read (sip-redirectd): look-ups go to this replica
     std::string metrics;
     unsigned workers = 0;  // 0: one per core
     std::vector<std::string> domains;
@@ -85,6 +88,23 @@ int wait_for_signal_for(uint64_t ms);
 // Fills a Peer from a source address.
 void fill_peer(const sockaddr* from, sip::Peer& out) noexcept;
 
+// Where a daemon's data lives, as checked at start-up (DESIGN §7).
+struct RedisSetup {
+    location::RedisTarget target;  // what --redis said
+    // The node to connect to: the one of redis://, the primary the Sentinels named at start-up,
+    // or a Cluster's first seed.
+    location::RedisUrl primary;
+    bool has_read = false;  // --redis-read given
+    location::RedisUrl read;
+};
+
+// Resolves and checks --redis (and --redis-read): parses it, applies the password file, asks the
+// Sentinels for the primary, and checks that Redis answers (for a Cluster: that one seed does
+// and serves slots). Dies with one line on any failure.
+[[nodiscard]] RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
+                                           const std::string& password_file,
+                                           const std::string& redis_read, uint32_t timeout_ms);
+
 // One worker: its socket, its Redis connection and store, its stats. The service is supplied by
 // the daemon through handle(). Lives on one loop thread from open() to the end of the loop.
 class Worker : public net::DatagramHandler, public sip::Sender {
@@ -92,7 +112,7 @@ public:
     // With `cache` (ttl_ms > 0) look-ups go through a near-cache kept correct by a second Redis
     // connection (location::CacheTracker); the connections are then named sipr-data-<index> and
     // sipr-inval-<index>.
-    Worker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
+    Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
            const location::RedisOptions& ropts, base::ServiceStats& stats,
            const location::NearCacheOptions& cache = {});
     ~Worker() override;
@@ -126,7 +146,6 @@ public:
     [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
     // Where look-ups go: the near-cache when on, else store().
     [[nodiscard]] location::LocationStore& lookup_store() noexcept;
-    [[nodiscard]] location::RedisClient& redis() noexcept { return *redis_; }
     [[nodiscard]] base::ServiceStats& stats() noexcept { return stats_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
@@ -143,6 +162,9 @@ protected:
 
 private:
     static void on_redis_state(void* ctx, location::RedisClient::State s) noexcept;
+    static void on_read_state(void* ctx, location::RedisClient::State s) noexcept;
+    void redis_state_changed(std::string_view which, location::RedisClient::State s,
+                             const std::string& why) noexcept;
     static void on_cache_change(void* ctx, location::CacheTracker::State s,
                                 std::string_view why) noexcept;
     void close_all() noexcept;
@@ -150,7 +172,11 @@ private:
     std::size_t index_;
     uv_loop_t* loop_;
     base::ServiceStats& stats_;
-    std::unique_ptr<location::RedisClient> redis_;
+    std::unique_ptr<location::RedisClient> redis_;  // the primary (redis://, sentinel://)
+    std::unique_ptr<location::RedisClient> read_;   // --redis-read
+    std::unique_ptr<location::SentinelWatcher> sentinel_;
+    std::unique_ptr<location::RedisCluster> cluster_;  // cluster://
+    std::unique_ptr<location::SingleRoute> route_;     // redis:// and sentinel://
     std::unique_ptr<location::RedisStore> store_;
     std::unique_ptr<location::CachingStore> cache_;  // with the near-cache only
     std::unique_ptr<location::CacheTracker> tracker_;
@@ -169,7 +195,7 @@ private:
 struct Startup {
     sockaddr_storage listen{};
     net::AddressSet allow;  // --allow
-    location::RedisUrl redis;
+    RedisSetup redis;
     unsigned workers = 1;
 };
 [[nodiscard]] Startup check_startup(const std::string& program, const CommonFlags& common);

@@ -49,30 +49,66 @@ std::string normalize_or_die(const std::string& text) {
     return std::string(buf, len);
 }
 
+// A blocking connection for one command at a time. With sentinel:// it goes to the primary the
+// Sentinels name; with cluster:// it follows -MOVED and -ASK to the node that holds the key, as
+// redis-cli -c does.
 class Redis {
 public:
     Redis(const std::string& url_text, const std::string& password_file) {
-        location::RedisUrl url;
-        std::string err;
-        if (!location::parse_redis_url(url_text, url, err)) app::die(kProgram, err);
-        app::apply_password_file(kProgram, url_text, password_file, url);
-        if (std::string why = app::check_redis(url, 2000); !why.empty()) app::die(kProgram, why);
-        timeval tv{2, 0};
-        c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-        if (c_ == nullptr || c_->err != 0) app::die(kProgram, "cannot reach Redis");
-        redisSetTimeout(c_, tv);
-        if (!url.password.empty()) {
-            std::vector<std::string> a{"AUTH"};
-            if (!url.user.empty()) a.push_back(url.user);
-            a.push_back(url.password);
-            free(run(a));
-        }
-        if (url.db != 0) free(run({"SELECT", std::to_string(url.db)}));
+        app::RedisSetup setup = app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
+        url_ = setup.primary;
+        connect(url_);
     }
     ~Redis() { redisFree(c_); }
 
     // Runs a command; dies with one line on a transport error or an error reply.
     redisReply* run(const std::vector<std::string>& args) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        for (int hop = 0;; ++hop) {
+            auto* r = static_cast<redisReply*>(
+                redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
+            if (r == nullptr) app::die(kProgram, std::string("Redis: ") + c_->errstr);
+            if (r->type != REDIS_REPLY_ERROR) return r;
+            std::string e(r->str, r->len);
+            freeReplyObject(r);
+            location::ClusterRedirect to;
+            if (hop < 5 && location::parse_cluster_redirect(e, to)) {
+                location::RedisUrl u = url_;
+                if (!to.to.host.empty()) u.host = to.to.host;
+                u.port = to.to.port;
+                redisFree(c_);
+                c_ = nullptr;
+                connect(u);
+                if (to.ask) free(run_once({"ASKING"}));
+                continue;
+            }
+            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
+        }
+    }
+    static void free(redisReply* r) { freeReplyObject(r); }
+
+private:
+    void connect(const location::RedisUrl& url) {
+        timeval tv{2, 0};
+        c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+        if (c_ == nullptr || c_->err != 0)
+            app::die(kProgram, "cannot reach Redis at " + location::redacted(url));
+        redisSetTimeout(c_, tv);
+        if (!url.password.empty()) {
+            std::vector<std::string> a{"AUTH"};
+            if (!url.user.empty()) a.push_back(url.user);
+            a.push_back(url.password);
+            free(run_once(a));
+        }
+        if (url.db != 0) free(run_once({"SELECT", std::to_string(url.db)}));
+    }
+    // One command on this connection, no redirection followed.
+    redisReply* run_once(const std::vector<std::string>& args) {
         std::vector<const char*> argv;
         std::vector<size_t> lens;
         for (const auto& a : args) {
@@ -89,9 +125,8 @@ public:
         }
         return r;
     }
-    static void free(redisReply* r) { freeReplyObject(r); }
 
-private:
+    location::RedisUrl url_;
     redisContext* c_ = nullptr;
 };
 
@@ -398,7 +433,9 @@ int main(int argc, char** argv) {
     cli.require_subcommand(1);
     std::string redis = "redis://127.0.0.1:6379";
     std::string redis_password_file;
-    cli.add_option("--redis", redis, "Redis URL: redis://[user:password@]host:port[/db]")
+    cli.add_option("--redis", redis,
+                   "Redis: redis://[user:password@]host:port[/db], sentinel://host:port,.../mastername "
+                   "or cluster://host:port,...")
         ->envname("SIPR_REDIS")
         ->capture_default_str();
     cli.add_option("--redis-password-file", redis_password_file,

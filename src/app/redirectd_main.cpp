@@ -21,10 +21,10 @@ uint64_t monotonic_us() noexcept {
 
 class RedirectWorker final : public app::Worker {
 public:
-    RedirectWorker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
+    RedirectWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
                    const location::RedisOptions& ropts, base::ServiceStats& stats,
                    const redirect::Config& config, const location::NearCacheOptions& cache)
-        : Worker(index, loop, url, ropts, stats, cache),
+        : Worker(index, loop, redis, ropts, stats, cache),
           redirector_(config, lookup_store(), *this, stats, &monotonic_us,
                       &location::system_clock_ms) {}
 
@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
     app::add_common_flags(cli, common);
     redirect::Config config;
     uint32_t lookup_timeout_ms = 200;
+    cli.add_option("--redis-read", common.redis_read,
+                   "send look-ups to this Redis (a replica of --redis, redis://...); while it is "
+                   "unreachable they go to --redis. Not with cluster://")
+        ->envname("SIPR_REDIS_READ");
     std::string max_forwards_zero = "reject";
     cli.add_option("--lookup-timeout", lookup_timeout_ms,
                    "Redis look-up deadline, ms; later answers are 503")
@@ -140,6 +144,9 @@ int main(int argc, char** argv) {
     if (config.default_domain.empty() && !config.domains.empty())
         config.default_domain = config.domains.front();
 
+    if (cache_ttl_ms != 0 && common.redis.rfind("cluster://", 0) == 0)
+        app::die(program, "--cache-ttl does not work with a cluster:// --redis yet (the near-cache "
+                          "tracks reads on one node): drop --cache-ttl or use redis:// / sentinel://");
     app::Startup startup = app::check_startup(program, common);
     config.tag_key = app::tag_key(common.secret);
     location::RedisOptions ropts;

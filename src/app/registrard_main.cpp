@@ -14,11 +14,11 @@ using namespace sipr;
 
 class RegistrarWorker final : public app::Worker {
 public:
-    RegistrarWorker(std::size_t index, uv_loop_t* loop, const location::RedisUrl& url,
+    RegistrarWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
                     const location::RedisOptions& ropts, base::ServiceStats& stats,
                     const registrar::Config& config,
                     const std::optional<registrar::DigestConfig>& digest)
-        : Worker(index, loop, url, ropts, stats), registrar_(config, store(), *this, stats) {
+        : Worker(index, loop, redis, ropts, stats), registrar_(config, store(), *this, stats) {
         if (digest) {
             auth_ = std::make_unique<registrar::DigestAuthenticator>(*digest, store(), stats);
             registrar_.set_authenticator(auth_.get());

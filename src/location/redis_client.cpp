@@ -10,7 +10,7 @@
 namespace sipr::location {
 
 namespace {
-constexpr std::size_t kHandshakeSlots = 6;  // AUTH, SELECT, CLIENT SETNAME, CLIENT ID
+constexpr std::size_t kHandshakeSlots = 7;  // AUTH, SELECT, CLIENT SETNAME, CLIENT ID, ROLE, PING
 }
 
 std::size_t format_resp(int argc, const char* const* argv, const std::size_t* lens, char* out,
@@ -231,6 +231,90 @@ std::string redacted(const RedisUrl& url) {
     return s;
 }
 
+bool parse_redis_target(std::string_view text, RedisTarget& out, std::string& error) {
+    out = RedisTarget{};
+    constexpr std::string_view kSentinel = "sentinel://";
+    constexpr std::string_view kCluster = "cluster://";
+    if (text.substr(0, kSentinel.size()) != kSentinel && text.substr(0, kCluster.size()) != kCluster) {
+        if (!parse_redis_url(text, out.url, error)) return false;
+        out.seeds.push_back(RedisEndpoint{out.url.host, out.url.port});
+        return true;
+    }
+    const bool sentinel = text.substr(0, kSentinel.size()) == kSentinel;
+    const char* scheme = sentinel ? "sentinel://" : "cluster://";
+    out.mode = sentinel ? RedisMode::Sentinel : RedisMode::Cluster;
+    std::string_view rest = text.substr(sentinel ? kSentinel.size() : kCluster.size());
+    // As in redis://, the user info ends at the last '@' and may hold ',' and '/'.
+    std::size_t at = rest.rfind('@');
+    std::string_view userinfo = at == std::string_view::npos ? std::string_view() : rest.substr(0, at);
+    std::string_view hosts = at == std::string_view::npos ? rest : rest.substr(at + 1);
+    std::size_t slash = hosts.find('/');
+    std::string_view tail = slash == std::string_view::npos ? std::string_view() : hosts.substr(slash + 1);
+    hosts = hosts.substr(0, slash);
+    if (sentinel) {
+        if (tail.empty() || tail.find('/') != std::string_view::npos) {
+            error = "Sentinel URL must name the primary: sentinel://host:port,host:port/mastername";
+            return false;
+        }
+        out.master_name = tail;
+    } else if (!tail.empty()) {
+        error = "Cluster URL takes no database (a Redis Cluster has only database 0)";
+        return false;
+    }
+    if (hosts.empty()) {
+        error = std::string(scheme) + " URL names no host";
+        return false;
+    }
+    while (!hosts.empty()) {
+        std::size_t comma = hosts.find(',');
+        std::string_view one = hosts.substr(0, comma);
+        hosts = comma == std::string_view::npos ? std::string_view() : hosts.substr(comma + 1);
+        if (one.empty()) {
+            error = std::string(scheme) + " URL has an empty host in its list";
+            return false;
+        }
+        RedisUrl u;
+        if (!parse_redis_url("redis://" + std::string(one), u, error)) {
+            error = std::string(scheme) + " URL, host '" + std::string(one) + "': " + error;
+            return false;
+        }
+        const bool port_given = one.find("]:") != std::string_view::npos ||
+                                (one[0] != '[' && one.find(':') != std::string_view::npos);
+        if (sentinel && !port_given) u.port = 26379;
+        out.seeds.push_back(RedisEndpoint{u.host, u.port});
+    }
+    if (!userinfo.empty()) {
+        std::size_t colon = userinfo.find(':');
+        if (colon == std::string_view::npos) {
+            out.url.password = userinfo;
+        } else {
+            out.url.user = userinfo.substr(0, colon);
+            out.url.password = userinfo.substr(colon + 1);
+        }
+    }
+    out.url.host = out.seeds.front().host;
+    out.url.port = out.seeds.front().port;
+    return true;
+}
+
+std::string redacted(const RedisTarget& t) {
+    if (t.mode == RedisMode::Single) return redacted(t.url);
+    std::string s = t.mode == RedisMode::Sentinel ? "sentinel://" : "cluster://";
+    if (!t.url.user.empty() || !t.url.password.empty()) {
+        s += t.url.user;
+        s += t.url.password.empty() ? "@" : ":***@";
+    }
+    for (std::size_t i = 0; i < t.seeds.size(); ++i) {
+        if (i != 0) s += ',';
+        bool v6 = t.seeds[i].host.find(':') != std::string::npos;
+        s += v6 ? "[" + t.seeds[i].host + "]" : t.seeds[i].host;
+        s += ':';
+        s += std::to_string(t.seeds[i].port);
+    }
+    if (t.mode == RedisMode::Sentinel) s += "/" + t.master_name;
+    return s;
+}
+
 std::string redact_redis_urls(std::string_view text) {
     std::string out;
     out.reserve(text.size());
@@ -250,7 +334,8 @@ std::string redact_redis_urls(std::string_view text) {
         out.append(text.substr(i, start - i));
         std::string_view rest = text.substr(start, end - start);
         std::size_t at = rest.rfind('@');
-        if ((base::iequals(scheme, "redis") || base::iequals(scheme, "rediss")) &&
+        if ((base::iequals(scheme, "redis") || base::iequals(scheme, "rediss") ||
+             base::iequals(scheme, "sentinel") || base::iequals(scheme, "cluster")) &&
             at != std::string_view::npos) {
             std::string_view userinfo = rest.substr(0, at);
             std::size_t colon = userinfo.find(':');
@@ -430,6 +515,11 @@ void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
         std::size_t lens[2] = {6, 2};
         self->send_handshake(2, argv, lens, &RedisClient::on_client_id);
     }
+    if (self->opts_.require_primary) {
+        const char* argv[1] = {"ROLE"};
+        std::size_t lens[1] = {4};
+        self->send_handshake(1, argv, lens, &RedisClient::on_role);
+    }
     // A PING last: Ready only once Redis has answered. A TCP connect alone proves nothing (the
     // kernel accepts for a Redis that is stopped or stuck), and a worker that called itself Ready
     // on it would answer the health probe 200 until its first commands time out.
@@ -458,6 +548,25 @@ void RedisClient::on_client_id(void* ctx, RedisError err, const redisReply* repl
     if (self->state_ == State::Handshake && err == RedisError::None && reply != nullptr &&
         reply->type == REDIS_REPLY_INTEGER)
         self->client_id_ = reply->integer;
+    on_handshake(ctx, err, reply);
+}
+
+void RedisClient::on_role(void* ctx, RedisError err, const redisReply* reply) noexcept {
+    auto* self = static_cast<RedisClient*>(ctx);
+    if (self->state_ == State::Handshake && err == RedisError::None && reply != nullptr &&
+        reply->type == REDIS_REPLY_ARRAY) {
+        const redisReply* role = reply->elements > 0 ? reply->element[0] : nullptr;
+        if (role == nullptr || role->type != REDIS_REPLY_STRING ||
+            std::string_view(role->str, role->len) != "master") {
+            self->handshake_done(false, nullptr);
+            self->last_error_ = "not the primary (ROLE: " +
+                                (role != nullptr && role->type == REDIS_REPLY_STRING
+                                     ? std::string(role->str, role->len)
+                                     : std::string("?")) +
+                                ")";
+            return;
+        }
+    }
     on_handshake(ctx, err, reply);
 }
 
@@ -545,8 +654,42 @@ RedisError RedisClient::command(int argc, const char* const* argv, const std::si
     return send(argc, argv, lens, fn, ctx);
 }
 
+RedisError RedisClient::command_resp(std::string_view resp, ReplyFn fn, void* ctx) noexcept {
+    if (state_ != State::Ready || !channel_.empty()) return RedisError::Unavailable;
+    if (in_flight_ >= opts_.max_pending) return RedisError::Overloaded;
+    if (resp.empty()) return RedisError::Unavailable;
+    return send_resp(resp, 0, nullptr, nullptr, fn, ctx);
+}
+
+void RedisClient::retarget(const std::string& host, uint16_t port) noexcept {
+    if (host == url_.host && port == url_.port) return;
+    try {
+        url_.host = host;
+    } catch (...) {
+        return;  // std::bad_alloc: stay where we are; the next change tries again
+    }
+    url_.port = port;
+    if (state_ == State::Idle || state_ == State::Stopped) return;
+    backoff_ms_ = opts_.backoff_min_ms;
+    if (state_ == State::Backoff) {
+        uv_timer_stop(&reconnect_);
+        schedule_reconnect();
+        return;
+    }
+    drop_connection("the primary moved");
+}
+
 RedisError RedisClient::send(int argc, const char* const* argv, const std::size_t* lens,
                              ReplyFn fn, void* ctx) noexcept {
+    // Small commands (every look-up) are written as RESP here, on the stack: hiredis's own
+    // formatting goes through sds strings, a malloc and sdscatfmt per command.
+    char resp[2048];
+    std::size_t n = format_resp(argc, argv, lens, resp, sizeof resp);
+    return send_resp(std::string_view(resp, n), argc, argv, lens, fn, ctx);
+}
+
+RedisError RedisClient::send_resp(std::string_view resp, int argc, const char* const* argv,
+                                  const std::size_t* lens, ReplyFn fn, void* ctx) noexcept {
     if (ac_ == nullptr) return RedisError::Unavailable;
     Slot* s = acquire();
     if (s == nullptr) return RedisError::Overloaded;
@@ -554,13 +697,11 @@ RedisError RedisClient::send(int argc, const char* const* argv, const std::size_
     s->ctx = ctx;
     s->fired = false;
     s->deadline = uv_now(loop_) + opts_.command_timeout_ms;
-    // Small commands (every look-up) are written as RESP here, on the stack: hiredis's own
-    // formatting goes through sds strings, a malloc and sdscatfmt per command.
-    char resp[2048];
-    std::size_t n = format_resp(argc, argv, lens, resp, sizeof resp);
-    int rc = n != 0 ? redisAsyncFormattedCommand(ac_, &RedisClient::on_reply, s, resp, n)
-                    : redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc,
-                                            const_cast<const char**>(argv), lens);
+    int rc = !resp.empty()
+                 ? redisAsyncFormattedCommand(ac_, &RedisClient::on_reply, s, resp.data(),
+                                              resp.size())
+                 : redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc,
+                                         const_cast<const char**>(argv), lens);
     if (rc != REDIS_OK) {
         release(s);
         return RedisError::Unavailable;

@@ -101,7 +101,15 @@ struct RedisStore::ScriptOp {
 };
 
 RedisStore::RedisStore(RedisClient& client, int64_t (*clock_ms)() noexcept)
-    : client_(client),
+    : RedisStore(std::make_unique<SingleRoute>(client), nullptr, clock_ms) {}
+
+RedisStore::RedisStore(RedisRoute& route, int64_t (*clock_ms)() noexcept)
+    : RedisStore(nullptr, &route, clock_ms) {}
+
+RedisStore::RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route,
+                       int64_t (*clock_ms)() noexcept)
+    : own_route_(std::move(own)),
+      route_(route != nullptr ? *route : *own_route_),
       clock_ms_(clock_ms != nullptr ? clock_ms : &system_clock_ms),
       script_sha_(script_sha1(register_script())),
       scripts_{Script{auth_fetch_script(), script_sha1(auth_fetch_script())},
@@ -131,7 +139,8 @@ StoreError RedisStore::lookup(std::string_view aor, LookupCallback cb, void* ctx
     op->ctx = ctx;
     const char* argv[2] = {"HGETALL", key};
     std::size_t lens[2] = {7, klen};
-    RedisError err = client_.command(2, argv, lens, &RedisStore::on_lookup, op);
+    RedisError err = route_.command(std::string_view(key, klen), true, 2, argv, lens,
+                                    &RedisStore::on_lookup, op);
     if (err != RedisError::None) {
         lookup_free_.push_back(op);
         return to_store_error(err);
@@ -181,7 +190,7 @@ void RedisStore::on_lookup(void* ctx, RedisError err, const redisReply* reply) n
 
 StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallback cb,
                                       void* ctx) noexcept {
-    if (!client_.ready()) return StoreError::Unavailable;
+    if (!route_.ready()) return StoreError::Unavailable;
     auto* op = new (std::nothrow) RegisterOp;
     if (op == nullptr) return StoreError::Overloaded;
     op->store = this;
@@ -237,8 +246,8 @@ StoreError RedisStore::send_register(RegisterOp* op, bool full_script) noexcept 
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    RedisError err = client_.command(static_cast<int>(argv.size()), argv.data(), lens.data(),
-                                     &RedisStore::on_register, op);
+    RedisError err = route_.command(op->args.front(), false, static_cast<int>(argv.size()),
+                                    argv.data(), lens.data(), &RedisStore::on_register, op);
     return to_store_error(err);
 }
 
@@ -301,7 +310,7 @@ StoreError RedisStore::credentials(std::string_view aor, CredentialsCallback cb,
     }
     const char* argv[2] = {"HGETALL", key.c_str()};
     std::size_t lens[2] = {7, key.size()};
-    RedisError err = client_.command(2, argv, lens, &RedisStore::on_credentials, op);
+    RedisError err = route_.command(key, true, 2, argv, lens, &RedisStore::on_credentials, op);
     if (err != RedisError::None) {
         delete op;
         return to_store_error(err);
@@ -411,8 +420,8 @@ StoreError RedisStore::send_script(ScriptOp* op, bool full_script) noexcept {
     push(std::string_view(nkeys, 1));
     for (std::size_t i = 0; i < op->nkeys; ++i) push(op->keys[i]);
     for (std::size_t i = 0; i < op->nargv; ++i) push(op->argv[i]);
-    return to_store_error(client_.command(static_cast<int>(n), argv.data(), lens.data(),
-                                          &RedisStore::on_script, op));
+    return to_store_error(route_.command(op->keys[0], false, static_cast<int>(n), argv.data(),
+                                         lens.data(), &RedisStore::on_script, op));
 }
 
 void RedisStore::on_script(void* ctx, RedisError err, const redisReply* reply) noexcept {
@@ -514,7 +523,7 @@ void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* r
 }
 
 StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
-    if (!client_.ready()) return StoreError::Unavailable;
+    if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
     if (op == nullptr) return StoreError::Overloaded;
     try {
@@ -534,7 +543,7 @@ StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, vo
 
 StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailurePolicy& policy,
                                            AuthFailureCallback cb, void* ctx) noexcept {
-    if (!client_.ready()) return StoreError::Unavailable;
+    if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
     if (op == nullptr) return StoreError::Overloaded;
     try {
@@ -557,7 +566,7 @@ StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailu
 StoreError RedisStore::advance_nonce_count(std::string_view aor, std::string_view nonce,
                                            uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
                                            void* ctx) noexcept {
-    if (!client_.ready()) return StoreError::Unavailable;
+    if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
     if (op == nullptr) return StoreError::Overloaded;
     try {

@@ -104,6 +104,18 @@ std::vector<MetricFamily> collect(const std::string& program,
     }
     out.push_back(std::move(redis_errors));
 
+    auto redirects = family("sipr_redis_redirects_total",
+                            "Redis Cluster redirections followed, by kind (moved: the slot moved "
+                            "for good; ask: one key during a slot migration)",
+                            MetricType::Counter);
+    redirects.metric.push_back(counter(
+        static_cast<double>(sum([](const ServiceStats& s) { return s.redis_moved.get(); })),
+        {{"kind", "moved"}}));
+    redirects.metric.push_back(counter(
+        static_cast<double>(sum([](const ServiceStats& s) { return s.redis_ask.get(); })),
+        {{"kind", "ask"}}));
+    out.push_back(std::move(redirects));
+
     auto single = [&](const char* name, const char* help, auto getter) {
         auto f = family(name, help, MetricType::Counter);
         f.metric.push_back(counter(static_cast<double>(sum(getter))));

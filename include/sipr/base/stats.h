@@ -99,7 +99,8 @@ struct ServiceStats {
     Counter cache_flushes;  // the whole near-cache dropped (tracking lost or regained, FLUSHALL)
     Gauge cache_entries;    // AORs in this worker's near-cache
     Gauge inflight_lookups;
-    Gauge redis_up;  // 1 while this worker's Redis connection is ready
+    Counter redis_moved, redis_ask;  // Redis Cluster redirections followed (-MOVED, -ASK)
+    Gauge redis_up;  // 1 while this worker's store can serve (its Redis connection is ready)
     Gauge draining;  // 1 once this worker is draining (SIGTERM: the health probe says 503)
     DurationHistogram lookup_duration;
 

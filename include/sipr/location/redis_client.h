@@ -41,6 +41,37 @@ struct RedisUrl {
 // The URL without its password, for logs.
 [[nodiscard]] std::string redacted(const RedisUrl& url);
 
+// Where the data lives (DESIGN §7): one node, a primary found through Sentinel, or a Cluster.
+enum class RedisMode : uint8_t { Single, Sentinel, Cluster };
+
+struct RedisEndpoint {
+    std::string host;
+    uint16_t port = 0;
+    bool operator==(const RedisEndpoint&) const = default;
+};
+
+struct RedisTarget {
+    RedisMode mode = RedisMode::Single;
+    // Single: the node. Sentinel and Cluster: user, password and db for the data nodes, and the
+    // first seed as host:port (Sentinel: replaced by the primary once it is known).
+    RedisUrl url;
+    std::vector<RedisEndpoint> seeds;  // the Sentinels, or the Cluster nodes to start from
+    std::string master_name;           // Sentinel: the monitored primary's name
+};
+
+// Parses what --redis takes:
+//   redis://[user:password@]host[:port][/db]                  one node (parse_redis_url)
+//   sentinel://[user:password@]host:port[,host:port...]/name    the primary `name` of these
+//                                                              Sentinels (the password is the
+//                                                              data nodes'; Sentinels get none)
+//   cluster://[user:password@]host:port[,host:port...]          a Redis Cluster (database 0)
+// A port left out is 26379 for a Sentinel, else 6379. Says why in `error` on failure, never
+// quoting the password.
+[[nodiscard]] bool parse_redis_target(std::string_view text, RedisTarget& out, std::string& error);
+
+// The target without its password, for logs.
+[[nodiscard]] std::string redacted(const RedisTarget& target);
+
 // `text` with the user-info password of every redis:// or rediss:// URL in it replaced by ***
 // (the user name stays), for messages that quote what an operator typed, such as a command-line
 // parser's error. A URL ends at white space, a quote or the end of `text`.
@@ -62,6 +93,9 @@ struct RedisOptions {
     uint32_t max_pending = 8192;
     std::string client_name;  // CLIENT SETNAME in the handshake when not empty (CLIENT LIST shows it)
     bool fetch_client_id = false;  // CLIENT ID in the handshake; then client_id() while Ready
+    // ROLE in the handshake: a node that is not a primary (e.g. the old primary after a Sentinel
+    // failover, now a replica) fails it, and the client backs off and tries again.
+    bool require_primary = false;
 };
 
 class RedisClient {
@@ -93,6 +127,14 @@ public:
     // Sends one command. Returns None (the callback will run once) or the reason it was refused.
     [[nodiscard]] RedisError command(int argc, const char* const* argv, const std::size_t* lens,
                                      ReplyFn fn, void* ctx) noexcept;
+    // Sends one command already written as RESP (format_resp), with command()'s contract.
+    [[nodiscard]] RedisError command_resp(std::string_view resp, ReplyFn fn, void* ctx) noexcept;
+
+    // Points the client at another node (a Sentinel failover): when it differs from the current
+    // one, the connection is dropped (pending commands get Disconnected) and the next attempt,
+    // soon, goes to `host`:`port`. Same node: nothing happens.
+    void retarget(const std::string& host, uint16_t port) noexcept;
+    [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] bool ready() const noexcept { return state_ == State::Ready; }
@@ -126,12 +168,15 @@ private:
     void release(Slot* s) noexcept;
     RedisError send(int argc, const char* const* argv, const std::size_t* lens, ReplyFn fn,
                     void* ctx) noexcept;
+    RedisError send_resp(std::string_view resp, int argc, const char* const* argv,
+                         const std::size_t* lens, ReplyFn fn, void* ctx) noexcept;
 
     static void on_connect(const redisAsyncContext* ac, int status);
     static void on_disconnect(const redisAsyncContext* ac, int status);
     static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
     static void on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_client_id(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_role(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_push(redisAsyncContext* ac, void* reply, void* privdata);
     void send_handshake(int argc, const char* const* argv, const std::size_t* lens,
                         ReplyFn fn) noexcept;

@@ -1,5 +1,5 @@
 #pragma once
-// LocationStore on one RedisClient (DESIGN §6): lookup is one HGETALL, a REGISTER is one EVALSHA
+// LocationStore on a RedisRoute (DESIGN §6, §7): lookup is one HGETALL, a REGISTER is one EVALSHA
 // of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL. The AuthStore
 // operations are one EVALSHA each (auth_fetch.lua, auth_failure.lua, nonce_count.lua).
 #include <array>
@@ -9,14 +9,18 @@
 
 #include "sipr/location/auth_store.h"
 #include "sipr/location/redis_client.h"
+#include "sipr/location/redis_route.h"
 #include "sipr/location/store.h"
 
 namespace sipr::location {
 
 class RedisStore final : public LocationStore, public AuthStore {
 public:
-    // `client` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
-    // filtering expired bindings (nullptr: the system clock).
+    // `route` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
+    // filtering expired bindings (nullptr: the system clock). Look-ups and credentials are
+    // reads (a replica may answer them); REGISTERs and the auth scripts are writes.
+    explicit RedisStore(RedisRoute& route, int64_t (*clock_ms)() noexcept = nullptr);
+    // On one node.
     explicit RedisStore(RedisClient& client, int64_t (*clock_ms)() noexcept = nullptr);
     ~RedisStore() override;
 
@@ -26,7 +30,9 @@ public:
                                             void* ctx) noexcept override;
     [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
                                          void* ctx) noexcept override;
-    [[nodiscard]] bool available() const noexcept override { return client_.ready(); }
+    // Whether look-ups can be served (the health probe of sip-redirectd; sip-registrard, which
+    // takes no --redis-read, has one node for both).
+    [[nodiscard]] bool available() const noexcept override { return route_.read_ready(); }
 
     [[nodiscard]] StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
                                         void* ctx) noexcept override;
@@ -47,6 +53,7 @@ public:
     [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
 private:
+    RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route, int64_t (*clock_ms)() noexcept);
     struct LookupOp;
     struct RegisterOp;
     struct CredentialsOp;
@@ -69,7 +76,8 @@ private:
     static void on_script(void* ctx, RedisError err, const redisReply* reply) noexcept;
     void finish_script(ScriptOp* op, StoreError err, const redisReply* reply) noexcept;
 
-    RedisClient& client_;
+    std::unique_ptr<SingleRoute> own_route_;  // with the one-node constructor
+    RedisRoute& route_;
     int64_t (*clock_ms_)() noexcept;
     std::string script_sha_;
     std::vector<std::unique_ptr<LookupOp>> lookup_pool_;
