@@ -522,69 +522,55 @@ void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* r
     }
 }
 
-StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
+template <typename Fill>
+StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t nargv, void* ctx,
+                                     Fill&& fill) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
     if (op == nullptr) return StoreError::Overloaded;
     try {
-        assign_key(op->keys[0], kSubscriberPrefix, aor);
-        assign_key(op->keys[1], kAuthFailPrefix, aor);
+        fill(*op);  // keys, argv and the callback
     } catch (...) {  // std::bad_alloc: answer 503 rather than die
         release_script_op(op);
         return StoreError::Overloaded;
     }
-    op->id = ScriptId::AuthFetch;
-    op->nkeys = 2;
-    op->nargv = 0;
-    op->fetch_cb = cb;
+    op->id = id;
+    op->nkeys = nkeys;
+    op->nargv = nargv;
     op->ctx = ctx;
     return start_script(op);
 }
 
+StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
+    return launch_script(ScriptId::AuthFetch, 2, 0, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kSubscriberPrefix, aor);
+        assign_key(op.keys[1], kAuthFailPrefix, aor);
+        op.fetch_cb = cb;
+    });
+}
+
 StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailurePolicy& policy,
                                            AuthFailureCallback cb, void* ctx) noexcept {
-    if (!route_.ready()) return StoreError::Unavailable;
-    ScriptOp* op = acquire_script_op();
-    if (op == nullptr) return StoreError::Overloaded;
-    try {
-        assign_key(op->keys[0], kAuthFailPrefix, aor);
-        assign_uint(op->argv[0], policy.window_s);
-        assign_uint(op->argv[1], policy.limit);
-        assign_uint(op->argv[2], policy.cooldown_s);
-    } catch (...) {
-        release_script_op(op);
-        return StoreError::Overloaded;
-    }
-    op->id = ScriptId::AuthFailure;
-    op->nkeys = 1;
-    op->nargv = 3;
-    op->failure_cb = cb;
-    op->ctx = ctx;
-    return start_script(op);
+    return launch_script(ScriptId::AuthFailure, 1, 3, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kAuthFailPrefix, aor);
+        assign_uint(op.argv[0], policy.window_s);
+        assign_uint(op.argv[1], policy.limit);
+        assign_uint(op.argv[2], policy.cooldown_s);
+        op.failure_cb = cb;
+    });
 }
 
 StoreError RedisStore::advance_nonce_count(std::string_view aor, std::string_view nonce,
                                            uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
                                            void* ctx) noexcept {
-    if (!route_.ready()) return StoreError::Unavailable;
-    ScriptOp* op = acquire_script_op();
-    if (op == nullptr) return StoreError::Overloaded;
-    try {
-        assign_key(op->keys[0], kNonceCountPrefix, aor, {});
-        op->keys[0] += ':';
-        op->keys[0].append(nonce);
-        assign_uint(op->argv[0], nc);
-        assign_uint(op->argv[1], ttl_s == 0 ? 1 : ttl_s);
-    } catch (...) {
-        release_script_op(op);
-        return StoreError::Overloaded;
-    }
-    op->id = ScriptId::NonceCount;
-    op->nkeys = 1;
-    op->nargv = 2;
-    op->nonce_cb = cb;
-    op->ctx = ctx;
-    return start_script(op);
+    return launch_script(ScriptId::NonceCount, 1, 2, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kNonceCountPrefix, aor);
+        op.keys[0] += ':';
+        op.keys[0].append(nonce);
+        assign_uint(op.argv[0], nc);
+        assign_uint(op.argv[1], ttl_s == 0 ? 1 : ttl_s);
+        op.nonce_cb = cb;
+    });
 }
 
 }  // namespace sipr::location

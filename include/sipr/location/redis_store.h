@@ -72,6 +72,11 @@ private:
     ScriptOp* acquire_script_op() noexcept;
     void release_script_op(ScriptOp* op) noexcept;
     StoreError start_script(ScriptOp* op) noexcept;
+    // The common start of every auth script: readiness, a pooled op, `fill` (which may throw
+    // std::bad_alloc: then Overloaded), then the send.
+    template <typename Fill>
+    StoreError launch_script(ScriptId id, std::size_t nkeys, std::size_t nargv, void* ctx,
+                             Fill&& fill) noexcept;
     StoreError send_script(ScriptOp* op, bool full_script) noexcept;
     static void on_script(void* ctx, RedisError err, const redisReply* reply) noexcept;
     void finish_script(ScriptOp* op, StoreError err, const redisReply* reply) noexcept;
