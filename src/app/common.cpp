@@ -359,6 +359,10 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
     const location::RedisUrl* tracked_url = &redis.primary;
     if (redis.has_read) {
         location::RedisOptions read_opts = ropts;
+        // An unsynced replica (restarted, or cut off from its primary) would answer 404 for
+        // users who are registered: it is refused, and reads fall back to the primary.
+        read_opts.require_synced = true;
+        read_opts.role_check_ms = 1000;
         if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + std::to_string(index);
         read_ = std::make_unique<location::RedisClient>(loop, redis.read, read_opts);
         read_->on_state(&Worker::on_read_state, this);

@@ -515,7 +515,7 @@ void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
         std::size_t lens[2] = {6, 2};
         self->send_handshake(2, argv, lens, &RedisClient::on_client_id);
     }
-    if (self->opts_.require_primary) {
+    if (self->opts_.require_primary || self->opts_.require_synced) {
         const char* argv[1] = {"ROLE"};
         std::size_t lens[1] = {4};
         self->send_handshake(1, argv, lens, &RedisClient::on_role);
@@ -551,23 +551,67 @@ void RedisClient::on_client_id(void* ctx, RedisError err, const redisReply* repl
     on_handshake(ctx, err, reply);
 }
 
+bool RedisClient::role_acceptable(const redisReply* reply, std::string& why) const {
+    const redisReply* role = reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+                                 ? reply->element[0]
+                                 : nullptr;
+    if (role == nullptr || role->type != REDIS_REPLY_STRING) {
+        why = "ROLE gave no role";
+        return false;
+    }
+    std::string_view name(role->str, role->len);
+    if (name == "master") return true;
+    if (opts_.require_primary) {
+        why = "not the primary (ROLE: " + std::string(name) + ")";
+        return false;
+    }
+    // A replica: ["slave", host, port, state, offset]; serve only with the link "connected".
+    const redisReply* state = reply->elements > 3 ? reply->element[3] : nullptr;
+    std::string_view link = state != nullptr && state->type == REDIS_REPLY_STRING
+                                ? std::string_view(state->str, state->len)
+                                : std::string_view("?");
+    if (name == "slave" && link == "connected") return true;
+    why = "a replica not in sync with its primary (ROLE: " + std::string(name) + ", link " +
+          std::string(link) + ")";
+    return false;
+}
+
 void RedisClient::on_role(void* ctx, RedisError err, const redisReply* reply) noexcept {
     auto* self = static_cast<RedisClient*>(ctx);
     if (self->state_ == State::Handshake && err == RedisError::None && reply != nullptr &&
-        reply->type == REDIS_REPLY_ARRAY) {
-        const redisReply* role = reply->elements > 0 ? reply->element[0] : nullptr;
-        if (role == nullptr || role->type != REDIS_REPLY_STRING ||
-            std::string_view(role->str, role->len) != "master") {
+        reply->type != REDIS_REPLY_ERROR) {
+        std::string why;
+        bool ok = false;
+        try {
+            ok = self->role_acceptable(reply, why);
+        } catch (...) {
+            why = "out of memory";
+        }
+        if (!ok) {
             self->handshake_done(false, nullptr);
-            self->last_error_ = "not the primary (ROLE: " +
-                                (role != nullptr && role->type == REDIS_REPLY_STRING
-                                     ? std::string(role->str, role->len)
-                                     : std::string("?")) +
-                                ")";
+            self->last_error_ = std::move(why);
             return;
         }
     }
     on_handshake(ctx, err, reply);
+}
+
+void RedisClient::on_role_check(void* ctx, RedisError err, const redisReply* reply) noexcept {
+    auto* self = static_cast<RedisClient*>(ctx);
+    self->role_check_pending_ = false;
+    if (self->state_ != State::Ready || err != RedisError::None) return;  // timeouts: on_tick
+    std::string why;
+    bool ok = false;
+    try {
+        ok = reply->type != REDIS_REPLY_ERROR && self->role_acceptable(reply, why);
+    } catch (...) {
+        return;
+    }
+    if (!ok) {
+        // Not from inside hiredis's reply dispatch: on_tick drops it.
+        self->last_error_ = why.empty() ? std::string("ROLE refused") : why;
+        self->role_failed_ = true;
+    }
 }
 
 void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
@@ -597,6 +641,9 @@ void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
     }
     backoff_ms_ = opts_.backoff_min_ms;
     last_error_.clear();
+    role_check_pending_ = false;
+    role_failed_ = false;
+    next_role_check_ = uv_now(loop_) + opts_.role_check_ms;
     set_state(State::Ready);
 }
 
@@ -730,6 +777,20 @@ void RedisClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
 
 void RedisClient::on_tick() noexcept {
     uint64_t now = uv_now(loop_);
+    if (state_ == State::Ready && role_failed_) {
+        role_failed_ = false;
+        std::string why = last_error_;
+        drop_connection(why.c_str());
+        return;
+    }
+    if (state_ == State::Ready && opts_.role_check_ms != 0 && !role_check_pending_ &&
+        now >= next_role_check_) {
+        next_role_check_ = now + opts_.role_check_ms;
+        const char* argv[1] = {"ROLE"};
+        std::size_t lens[1] = {4};
+        if (send(1, argv, lens, &RedisClient::on_role_check, this) == RedisError::None)
+            role_check_pending_ = true;
+    }
     if ((state_ == State::Connecting || state_ == State::Handshake) && now >= connect_deadline_) {
         std::string why = last_error_.empty() ? std::string("connect timeout") : last_error_;
         drop_connection(why.c_str());

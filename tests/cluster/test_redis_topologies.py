@@ -373,6 +373,29 @@ def primary_and_replica():
             log(f"replica stopped: {len(users)} INVITEs -> 302 read from the primary "
                 f"(+{dp} HGETALLs there)")
 
+            # A replica that is up but has not synced (restarted, its primary unreachable) holds
+            # no bindings: reading there would answer 404 for every registered user. The read
+            # connection's handshake refuses it (ROLE: a replica whose link is not "connected"),
+            # so the reads stay on the primary. Its replicaof points at a port nobody serves.
+            unsynced = RedisServer(port=replica.port, extra_args=[
+                "--replicaof", LOCALHOST, str(free_tcp_port())])
+            with unsynced:  # starts it
+                def both_tried() -> bool:  # ours, and one per worker
+                    stats = redis_info(unsynced.client, "stats")
+                    return int(stats.get("total_connections_received", 0)) >= 1 + 2
+                wait_until(both_tried, 10, interval=0.05,
+                           what="sip-redirectd's workers to try the unsynced replica")
+                u0, p3 = hgetall_calls(unsynced), hgetall_calls(primary)
+                check_all_redirected(redirect, users, "INVITEs with an unsynced replica up")
+                du, dp = hgetall_calls(unsynced) - u0, hgetall_calls(primary) - p3
+                check(du == 0 and dp >= len(users),
+                      f"unsynced replica: {len(users)} INVITEs made {du} HGETALLs on it and {dp} on "
+                      f"the primary: the reads must stay on the primary")
+                check(redis_up(redirect), "sipr_redis_up != 1 with the primary serving reads")
+                log(f"unsynced replica up: {len(users)} INVITEs -> 302 from the primary "
+                    f"(+{dp} HGETALLs there, +{du} on the unsynced replica)")
+                unsynced.stop()
+
             # The replica comes back (same port, empty until it has synced): once it has its
             # copy and the workers have reconnected, the reads go there again. (No INVITE is sent
             # before it has synced: an unsynced replica answers HGETALL with nothing.)
@@ -390,6 +413,24 @@ def primary_and_replica():
                   f"on the primary: the reads did not return to --redis-read")
             log(f"replica restarted: reads back on it after {(t_ready - t_back) * 1000:.0f} ms "
                 f"(+{dr} HGETALLs there, +{dp} on the primary)")
+
+            # The replica loses its primary while our connections to it stay up (REPLICAOF a
+            # port nobody serves): it keeps a copy that no longer changes, so a user registered
+            # now would get 404 there for as long as the reads stayed. The read connections check
+            # ROLE every second and leave it.
+            replica.client.command("REPLICAOF", LOCALHOST, str(free_tcp_port()))
+            t_cut = time.monotonic()
+            late = make_users(1, "late")
+            register_all(registrar, late)
+
+            def late_redirected() -> bool:
+                return invite_all(redirect, late)[0][2]
+            wait_until(late_redirected, scaled(5), interval=0.05,
+                       what="a user registered after the replica lost its primary to be "
+                            "redirected (the reads must leave the stale replica)")
+            log(f"replica cut off from its primary: a user registered after that redirected "
+                f"{(time.monotonic() - t_cut) * 1000:.0f} ms later (reads left the replica)")
+            check_all_redirected(redirect, users, "INVITEs with the replica cut off")
 
 
 # ------------------------------------------------------------------------------------------------

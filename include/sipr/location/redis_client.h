@@ -96,6 +96,12 @@ struct RedisOptions {
     // ROLE in the handshake: a node that is not a primary (e.g. the old primary after a Sentinel
     // failover, now a replica) fails it, and the client backs off and tries again.
     bool require_primary = false;
+    // ROLE in the handshake, and again every role_check_ms while Ready (0: only in the
+    // handshake): the node must be a primary, or a replica whose link to its primary is up
+    // ("connected"). A replica that restarted and has not synced, or lost its primary, holds no
+    // or stale bindings: it fails the check (the connection is dropped) and reads go elsewhere.
+    bool require_synced = false;
+    uint32_t role_check_ms = 0;
 };
 
 class RedisClient {
@@ -177,6 +183,9 @@ private:
     static void on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_client_id(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_role(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_role_check(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    // Whether a ROLE reply passes require_primary / require_synced; else says why in `why`.
+    [[nodiscard]] bool role_acceptable(const redisReply* reply, std::string& why) const;
     static void on_push(redisAsyncContext* ac, void* reply, void* privdata);
     void send_handshake(int argc, const char* const* argv, const std::size_t* lens,
                         ReplyFn fn) noexcept;
@@ -198,6 +207,9 @@ private:
     uint64_t connect_deadline_ = 0;
     int handshake_left_ = 0;
     int64_t client_id_ = 0;
+    uint64_t next_role_check_ = 0;
+    bool role_check_pending_ = false;
+    bool role_failed_ = false;  // the last ROLE check failed: on_tick drops the connection
 
     std::string channel_;  // the subscription ("" when none)
     MessageFn message_fn_ = nullptr;
