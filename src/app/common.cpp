@@ -446,7 +446,11 @@ void Worker::on_read_state(void* ctx, location::RedisClient::State s) noexcept {
 void Worker::redis_state_changed(std::string_view which, location::RedisClient::State s,
                                  const std::string& why) noexcept {
     stats_.redis_up.set(store_ && store_->available() ? 1 : 0);
-    if (s == location::RedisClient::State::Ready) {
+    if (s == location::RedisClient::State::Connecting && sentinel_ && redis_ &&
+        redis_->last_error() == "the primary moved") {
+        spdlog::info("worker {}: the Sentinels name a new primary, {}: reconnecting", index_,
+                     location::redacted(redis_->url()));
+    } else if (s == location::RedisClient::State::Ready) {
         spdlog::info("worker {}: {} ready", index_, which);
     } else if (s == location::RedisClient::State::Backoff) {
         spdlog::warn("worker {}: {} unreachable ({}), retrying", index_, which, why);

@@ -718,12 +718,18 @@ void RedisClient::retarget(const std::string& host, uint16_t port) noexcept {
     url_.port = port;
     if (state_ == State::Idle || state_ == State::Stopped) return;
     backoff_ms_ = opts_.backoff_min_ms;
-    if (state_ == State::Backoff) {
-        uv_timer_stop(&reconnect_);
-        schedule_reconnect();
-        return;
+    uv_timer_stop(&reconnect_);
+    if (ac_ != nullptr) {
+        // Commands in flight get Disconnected (they went to the old node).
+        redisAsyncContext* ac = ac_;
+        ac_ = nullptr;
+        redisAsyncFree(ac);
+        if (state_ == State::Stopped) return;  // a callback stopped us
     }
-    drop_connection("the primary moved");
+    last_error_ = "the primary moved";
+    // At once, not after a back-off: the new node is known to be there, and every moment
+    // without a connection is a 503.
+    connect();
 }
 
 RedisError RedisClient::send(int argc, const char* const* argv, const std::size_t* lens,
