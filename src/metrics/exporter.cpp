@@ -5,8 +5,17 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "sipr/sip/method.h"
 
@@ -215,9 +224,68 @@ Exporter::Exporter(const std::string& listen, const std::string& program,
         throw std::runtime_error("cannot serve metrics on " + listen + ": " + e.what());
     }
     exposer_->RegisterCollectable(collector_);
+    listen_ = listen;
 }
 
-Exporter::~Exporter() = default;
+namespace {
+
+// Where to connect to reach an exposer listening on `listen` ("host:port", "[v6]:port"): that
+// address, or loopback for a wildcard or a name.
+sockaddr_storage wake_address(const std::string& listen, uint16_t port) {
+    sockaddr_storage ss{};
+    const bool v6 = !listen.empty() && listen.front() == '[';
+    std::string host = v6 ? listen.substr(1, listen.find(']') - 1) : listen.substr(0, listen.rfind(':'));
+    if (v6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1 ||
+            IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+            a->sin6_addr = in6addr_loopback;
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1 || a->sin_addr.s_addr == INADDR_ANY)
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    return ss;
+}
+
+// Opens and closes one TCP connection to `to`: that wakes civetweb's listener thread.
+void poke(const sockaddr_storage& to) noexcept {
+    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    socklen_t len = to.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    (void)connect(fd, reinterpret_cast<const sockaddr*>(&to), len);
+    close(fd);
+}
+
+}  // namespace
+
+Exporter::~Exporter() {
+    // civetweb's listener thread waits in poll() with a 2 s quantum and looks at its stop flag
+    // only when it wakes, so stopping the exposer took 0-2 s (1.1 s median) of every daemon's
+    // exit. A connection to our own port wakes it; they are made until the exposer is gone
+    // (the first may come before the stop flag is set).
+    const uint16_t p = exposer_ ? port() : 0;
+    if (p == 0) return;
+    std::atomic<bool> done{false};
+    std::thread poker;
+    try {
+        poker = std::thread([&done, to = wake_address(listen_, p)] {
+            while (!done.load(std::memory_order_relaxed)) {
+                poke(to);
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        });
+    } catch (const std::system_error&) {
+        // No thread: the exposer stops on its own, only slower.
+    }
+    exposer_.reset();
+    done.store(true, std::memory_order_relaxed);
+    if (poker.joinable()) poker.join();
+}
 
 uint16_t Exporter::port() const {
     auto ports = exposer_->GetListeningPorts();

@@ -31,6 +31,7 @@ private:
     class Collector;
     std::shared_ptr<Collector> collector_;
     std::unique_ptr<prometheus::Exposer> exposer_;
+    std::string listen_;
 };
 
 // The text a scrape returns, without HTTP (for tests and sip-locctl).
