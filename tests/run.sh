@@ -85,8 +85,9 @@ if [ -f "$BUILD_ROOT/release/build.ninja" ]; then
     echo "$smoke_out" | tail -n 30
     if [ "$rc" -eq 0 ]; then note_result "bench smoke" 1 0; else note_result "bench smoke" 0 1; fi
 
-    # The load-balanced cluster (Kamailio dispatcher, three sip-redirectd, Prometheus; about a
-    # minute), last of the release tree: it is about deployment, not memory safety.
+    # The load-balanced cluster (Kamailio dispatcher, three sip-redirectd, Prometheus) and the
+    # Redis topologies (replica, Sentinel failover, Cluster reshard); about two minutes, last of
+    # the release tree: they are about deployment, not memory safety.
     run_suites release cluster
 fi
 
