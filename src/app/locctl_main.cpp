@@ -63,16 +63,8 @@ public:
 
     // Runs a command; dies with one line on a transport error or an error reply.
     redisReply* run(const std::vector<std::string>& args) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
         for (int hop = 0;; ++hop) {
-            auto* r = static_cast<redisReply*>(
-                redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
-            if (r == nullptr) app::die(kProgram, std::string("Redis: ") + c_->errstr);
+            redisReply* r = send(args);
             if (r->type != REDIS_REPLY_ERROR) return r;
             std::string e(r->str, r->len);
             freeReplyObject(r);
@@ -109,6 +101,16 @@ private:
     }
     // One command on this connection, no redirection followed.
     redisReply* run_once(const std::vector<std::string>& args) {
+        redisReply* r = send(args);
+        if (r->type == REDIS_REPLY_ERROR) {
+            std::string e(r->str, r->len);
+            freeReplyObject(r);
+            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
+        }
+        return r;
+    }
+    // The reply (an error reply too); dies with one line on a transport error.
+    redisReply* send(const std::vector<std::string>& args) {
         std::vector<const char*> argv;
         std::vector<size_t> lens;
         for (const auto& a : args) {
@@ -118,11 +120,6 @@ private:
         auto* r = static_cast<redisReply*>(
             redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
         if (r == nullptr) app::die(kProgram, std::string("Redis: ") + c_->errstr);
-        if (r->type == REDIS_REPLY_ERROR) {
-            std::string e(r->str, r->len);
-            freeReplyObject(r);
-            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
-        }
         return r;
     }
 

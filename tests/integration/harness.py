@@ -617,6 +617,8 @@ class RedisServer:
     """A private redis-server on a free 127.0.0.1 port in a temporary directory, no persistence.
     stop() and start() again keep the port (for outage tests)."""
 
+    kind = "redis-server"  # for messages
+
     def __init__(self, port: int | None = None, exe: str = "redis-server",
                  extra_args: Sequence[str] = (), password: str | None = None):
         """`password`: started with --requirepass, and the harness's own clients AUTH with it."""
@@ -637,17 +639,20 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://{LOCALHOST}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
-        check(self.proc is None or self.proc.poll() is not None, "redis-server already running")
-        args = [self.exe, "--port", str(self.port), "--bind", LOCALHOST, "--dir", str(self.dir),
+    def _command_line(self) -> list[str]:
+        return [self.exe, "--port", str(self.port), "--bind", LOCALHOST, "--dir", str(self.dir),
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--logfile", str(self.log_path), *self.extra_args]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        check(self.proc is None or self.proc.poll() is not None, f"{self.kind} already running")
+        self.proc = subprocess.Popen(self._command_line(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise TestFailure(f"redis-server exited with {self.proc.returncode} at start: "
+                raise TestFailure(f"{self.kind} exited with {self.proc.returncode} at start: "
                                   f"{self.log_tail()}")
             try:
                 with RedisClient(self.port, timeout=1.0, auth=self.auth) as c:
@@ -656,7 +661,7 @@ class RedisServer:
             except (OSError, ConnectionError, RedisError):
                 time.sleep(0.02)
         self.stop(check_status=False)
-        raise TestFailure(f"redis-server on port {self.port} did not answer PING within "
+        raise TestFailure(f"{self.kind} on port {self.port} did not answer PING within "
                           f"{timeout:.0f}s: {self.log_tail()}")
 
     def stop(self, timeout: float = 10.0, check_status: bool = True) -> int:
@@ -767,25 +772,10 @@ class RedisSentinel(RedisServer):
             f"sentinel down-after-milliseconds {name} {down_after_ms}",
             f"sentinel failover-timeout {name} {failover_timeout_ms}", ""]))
 
-    def start(self, timeout: float = 10.0) -> "RedisSentinel":
-        check(self.proc is None or self.proc.poll() is not None, "redis sentinel already running")
-        self.proc = subprocess.Popen([self.exe, str(self.conf), "--sentinel"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TestFailure(f"redis sentinel exited with {self.proc.returncode} at start: "
-                                  f"{self.log_tail()}")
-            try:
-                with RedisClient(self.port, timeout=1.0) as c:
-                    if c.ping():
-                        return self
-            except (OSError, ConnectionError, RedisError):
-                time.sleep(0.02)
-        self.stop(check_status=False)
-        raise TestFailure(f"redis sentinel on port {self.port} did not answer PING within "
-                          f"{timeout:.0f}s: {self.log_tail()}")
+    kind = "redis sentinel"
+
+    def _command_line(self) -> list[str]:
+        return [self.exe, str(self.conf), "--sentinel"]
 
     def master_addr(self) -> tuple[str, int] | None:
         """SENTINEL get-master-addr-by-name: the master it believes in, or None."""
