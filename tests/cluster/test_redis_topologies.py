@@ -455,10 +455,13 @@ def sentinel_failover_under_load():
         url = sentinel_url(sentinels)
         registrar = stack.enter_context(Registrar(url))
         redirect = stack.enter_context(Redirect(url))
+        # One with the near-cache: its invalidation connection must follow the primary too.
+        cached = stack.enter_context(Redirect(url, ["--cache-ttl", "60000"]))
 
         register_all(registrar, users)
         wait_replica_synced(old, new)  # what a failover may lose is Redis's business, not ours
         locctl_show(url, users[0])
+        check_all_redirected(cached, users, "INVITEs through the near-cache before the failover")
 
         early = User(f"sip:early@{DOMAIN}", "sip:early@192.0.2.250:5999")
         with Load(redirect, users) as load:
@@ -530,6 +533,32 @@ def sentinel_failover_under_load():
                      "binding of the REGISTER after the failover, on the new master")
         check_all_redirected(redirect, [late_user], "INVITE after the failover")
         locctl_show(url, late_user)
+
+        # The near-cache: nothing stale after the failover (a user who moved is seen at once),
+        # and it serves again, which needs tracking re-enabled on the new primary with the
+        # invalidation connection there too.
+        moved = User(users[1].aor, "sip:moved@192.0.2.252:6001")
+        with registrar.ua() as ua:
+            check_eq(ua.send(ua.register(moved.aor, ["*"], expires=0)).status, 200,
+                     "REGISTER removing every binding of a user after the failover")
+        check_eq(register_one(registrar, moved), 200, "REGISTER of the user's new Contact")
+        check_all_redirected(cached, [moved], "INVITE through the near-cache for a user who "
+                                              "moved after the failover (stale entry?)")
+        sample = [u for u in users if u.aor != moved.aor][:20]
+
+        def cache_serves() -> bool:
+            h0 = metric_or_zero(cached, "sipr_cache_hits_total")
+            with SipUdp(cached.port) as ua:  # one socket: one worker, which caches the first pass
+                for _ in range(2):
+                    for u in sample:
+                        ua.send(ua.build("INVITE", u.aor), timeout=2)
+            return metric_or_zero(cached, "sipr_cache_hits_total") >= h0 + len(sample)
+        t_cache = time.monotonic()
+        wait_until(cache_serves, 15, interval=0.1,
+                   what="the near-cache to serve hits again after the failover (tracking on the "
+                        "new primary)")
+        log(f"failover: the near-cache serves hits again {(time.monotonic() - t_cache) * 1000:.0f} "
+            f"ms after the checks above; a user who moved after the failover was seen at once")
 
 
 # ------------------------------------------------------------------------------------------------
