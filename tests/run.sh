@@ -94,7 +94,9 @@ fi
 if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    run_suites asan unit integration
+    # The Redis topology tests too (suite 'topology', about a minute here): the Sentinel and
+    # Cluster code paths are exercised nowhere else.
+    run_suites asan unit integration topology
 else
     note_result "asan build" 0 1
 fi
