@@ -195,7 +195,12 @@ RedisError RedisCluster::command(std::string_view key, bool, int argc, const cha
     if (stopped_ || argc <= 0) return RedisError::Unavailable;
     const uint16_t slot = key_slot(key);
     const uint16_t idx = slots_[slot];
-    if (idx == kNoNode || !nodes_[idx]->client->ready()) return RedisError::Unavailable;
+    if (idx == kNoNode || !nodes_[idx]->client->ready()) {
+        // Its primary is gone or unknown: a replica may have been promoted meanwhile. Fetch the
+        // map again (at most ten times a second) rather than wait for the periodic refresh.
+        refresh_soon();
+        return RedisError::Unavailable;
+    }
     Op* op = acquire();
     if (op == nullptr) return RedisError::Overloaded;
     std::size_t bound = 16;

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -714,6 +715,77 @@ def cluster_ask_during_a_slot_migration(cluster):
         check_eq((r.status, sorted(c.uri for c in r.contacts)),
                  (302, sorted([user.contact, moved_user.contact])),
                  "INVITE after the migration (status, both bindings' contacts)")
+
+@case(uses=())
+def cluster_primary_failover_under_load():
+    """A primary of a Cluster with one replica per primary is killed (SIGKILL) under load: the
+    Cluster promotes its replica (after --cluster-node-timeout), the daemons learn the new map
+    (their connection to the dead node is lost, which asks for it) and every INVITE gets its
+    302 again. 503s only for the dead primary's users (the nodes run with
+    cluster-require-full-coverage no), and only inside the window."""
+    users = make_users(150, "f")
+    with contextlib.ExitStack() as stack:
+        nodes = []
+        for _ in range(6):
+            node = cluster_node(node_timeout_ms=1000)
+            # By default every node answers -CLUSTERDOWN to every command while any slot has no
+            # primary; with this the other primaries go on serving their own slots (README).
+            node.extra_args += ["--cluster-require-full-coverage", "no"]
+            nodes.append(stack.enter_context(node))
+        create_cluster(nodes, replicas=1)
+        url = cluster_url(nodes[:2])
+        registrar = stack.enter_context(Registrar(url))
+        redirect = stack.enter_context(Redirect(url))
+        register_all(registrar, users)
+        first = nodes[0]
+        owners = cluster_slot_owners(first.client)
+        slots = {u: slot_of(first, u) for u in users}
+        victim = next(n for n in nodes if n is not first and n.port in set(owners))
+        victims_users = {u for u in users if owners[slots[u]] == victim.port}
+        check(victims_users, f"no user's key on the primary :{victim.port} to be killed")
+        for n in nodes:  # every write replicated before the kill (WAIT 1 replica, 5 s)
+            if n.port in set(owners):
+                check_eq(n.client.command("WAIT", "1", "5000"), 1,
+                         f"replicas that acknowledged :{n.port}'s writes")
+
+        with Load(redirect, users) as load:
+            time.sleep(1.0)
+            t_kill = time.monotonic()
+            os.kill(victim.proc.pid, signal.SIGKILL)
+
+            def promoted() -> bool:
+                now = cluster_slot_owners(first.client)
+                return all(now[slots[u]] not in (0, victim.port) for u in victims_users)
+            wait_until(promoted, 20, interval=0.05,
+                       what=f"the Cluster to promote the replica of :{victim.port}")
+            t_promoted = time.monotonic()
+            wait_until(lambda: all(ok for _, _, ok in invite_all(redirect, list(victims_users))),
+                       10, interval=0.05,
+                       what="every user of the killed primary to get a 302 again")
+            t_back = time.monotonic()
+            time.sleep(2.0)
+            outcomes = load.stop()
+        victim.stop(check_status=False)
+
+        invites = [o for o in outcomes if o.method == "INVITE"]
+        n503 = [o for o in invites if o.status == 503]
+        span = (f"{(n503[0].sent - t_kill) * 1000:.0f}-{(n503[-1].sent - t_kill) * 1000:.0f} ms "
+                f"after the kill" if n503 else "none")
+        log(f"cluster failover: SIGKILL of primary :{victim.port} ({len(victims_users)} of "
+            f"{len(users)} users); the Cluster promoted its replica after "
+            f"{(t_promoted - t_kill) * 1000:.0f} ms, its users got 302 again after "
+            f"{(t_back - t_kill) * 1000:.0f} ms; {len(invites)} INVITEs at {RATE}/s, statuses "
+            f"{tally(invites)}; 503s {span}")
+        bad = [o for o in invites if not (o.ok or o.status == 503)]
+        check(not bad, f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
+                       f"(status: count {tally(bad)})")
+        others = [o for o in n503 if o.user not in victims_users]
+        check(not others, f"{len(others)} 503s for users whose primary was not killed")
+        late = [o for o in n503 if o.sent > t_back + GRACE]
+        check(not late, f"{len(late)} 503s after the killed primary's users were served again")
+        check_all_redirected(redirect, users, "INVITEs after the Cluster failover")
+        check_eq(register_one(registrar, next(iter(victims_users))), 200,
+                 "REGISTER of a user of the killed primary, after the failover")
 
 
 if __name__ == "__main__":

@@ -670,9 +670,10 @@ class RedisServer:
         if self.proc is None:
             return 0
         rc, killed = _stop_pid(self.proc, timeout)
+        self.proc = None  # stopped: a second stop() (a context's exit) has nothing to judge
         if check_status:
-            check(not killed, f"redis-server ignored SIGTERM for {timeout:.0f}s and was killed")
-            check(rc == 0, f"redis-server exited with {rc}: {self.log_tail()}")
+            check(not killed, f"{self.kind} ignored SIGTERM for {timeout:.0f}s and was killed")
+            check(rc == 0, f"{self.kind} exited with {rc}: {self.log_tail()}")
         return rc
 
     def running(self) -> bool:
@@ -844,11 +845,12 @@ def redis_cli(args: Sequence[str], timeout: float = 60.0) -> str:
     return p.stdout
 
 
-def create_cluster(nodes: Sequence[RedisServer], timeout: float = 30.0) -> None:
-    """redis-cli --cluster create over the started `nodes` (masters only, slots split evenly),
-    then waits until every node says cluster_state:ok and knows all the others."""
+def create_cluster(nodes: Sequence[RedisServer], timeout: float = 30.0, replicas: int = 0) -> None:
+    """redis-cli --cluster create over the started `nodes` (`replicas` replicas per master; the
+    slots split evenly over the masters), then waits until every node says cluster_state:ok and
+    knows all the others."""
     redis_cli(["--cluster", "create", *[f"{LOCALHOST}:{n.port}" for n in nodes],
-               "--cluster-replicas", "0", "--cluster-yes"], timeout)
+               "--cluster-replicas", str(replicas), "--cluster-yes"], timeout)
 
     def ok() -> bool:
         for n in nodes:

@@ -11,8 +11,10 @@
 //   preceded by ASKING, and the map is left as it is.
 // - A slot whose primary is unknown or not Ready refuses the command (Unavailable: the caller
 //   answers 503); so does a command redirected more than kMaxRedirects times.
-// - The map is fetched at start, on every MOVED, whenever a primary's connection is lost, and
-//   every refresh_ms; from any Ready node, the seeds included.
+// - The map is fetched at start, on every MOVED, whenever a primary's connection is lost, while
+//   commands meet a slot whose primary is not Ready (at most ten times a second: a promoted
+//   replica is learnt within 100 ms), and every refresh_ms; from any Ready node, the seeds
+//   included.
 //
 // The command is kept as RESP text in a pooled op, so a redirection can send it again: no heap
 // allocation per command once the pool is warm.
