@@ -23,10 +23,19 @@ WorkerGroup::~WorkerGroup() { stop(); }
 
 bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {
     on_stop_ = std::move(on_stop);
-    std::mutex ready_mu;
-    std::condition_variable ready_cv;
-    std::size_t ready = 0;
-    bool all_ok = true;
+    // What the workers report their setup through. Shared, not on this frame: a worker touches
+    // it (unlock, notify) after the increment that lets start() return, and a condition variable
+    // destroyed under a notify_all() could hang that worker before its loop ever ran (seen once
+    // in CI: one sip-redirectd worker never answered).
+    struct Startup {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::size_t ready = 0;
+        bool all_ok = true;
+        SetupFn setup;
+    };
+    auto startup = std::make_shared<Startup>();
+    startup->setup = std::move(setup);
 
     for (std::size_t i = 0; i < n; ++i) {
         auto w = std::make_unique<Worker>();
@@ -36,7 +45,7 @@ bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {
     }
     for (auto& wp : workers_) {
         Worker* w = wp.get();
-        w->thread = std::thread([w, &setup, &ready_mu, &ready_cv, &ready, &all_ok] {
+        w->thread = std::thread([w, startup] {
             uv_loop_init(&w->loop);
             w->wake.data = w;
             uv_async_init(&w->loop, &w->wake, [](uv_async_t* a) {
@@ -55,13 +64,13 @@ bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {
                     uv_close(reinterpret_cast<uv_handle_t*>(&self->wake), nullptr);
                 }
             });
-            bool ok = setup(w->index, &w->loop);
+            bool ok = startup->setup(w->index, &w->loop);
             {
-                std::lock_guard lock(ready_mu);
-                if (!ok) all_ok = false;
-                ++ready;
+                std::lock_guard lock(startup->mu);
+                if (!ok) startup->all_ok = false;
+                ++startup->ready;
+                startup->cv.notify_all();
             }
-            ready_cv.notify_all();
             uv_run(&w->loop, UV_RUN_DEFAULT);
             // Close whatever is left (a handle the stop hook missed) so the loop can be freed.
             uv_walk(
@@ -74,9 +83,11 @@ bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {
             uv_loop_close(&w->loop);
         });
     }
+    bool all_ok = false;
     {
-        std::unique_lock lock(ready_mu);
-        ready_cv.wait(lock, [&] { return ready == workers_.size(); });
+        std::unique_lock lock(startup->mu);
+        startup->cv.wait(lock, [&] { return startup->ready == workers_.size(); });
+        all_ok = startup->all_ok;
     }
     if (!all_ok) {
         stop();

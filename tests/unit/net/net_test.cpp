@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <doctest/doctest.h>
 #include <span>
@@ -350,6 +352,35 @@ TEST_CASE("WorkerGroup: every worker runs its own loop; post() runs there; stop(
     CHECK(stops == 3);
     g.stop();  // idempotent
     CHECK(stops == 3);
+}
+
+TEST_CASE("WorkerGroup: every loop runs after start(), over many starts") {
+    // start() waited on a condition variable that lived in its own frame, and a worker
+    // notified it after unlocking: start() could return first, and that worker then called
+    // notify_all() on a dead object and could hang there, its loop never run (seen once in
+    // CI: one sip-redirectd worker never answered). The window is a few instructions wide:
+    // this test, which asserts the property over many starts, did not catch it in 1,200 starts
+    // here before the fix. A worker whose loop does not run within 5 s ends the test binary
+    // (stop() would wait for it for ever).
+    constexpr int kStarts = 300;
+    constexpr std::size_t kWorkers = 8;
+    for (int round = 0; round < kStarts; ++round) {
+        WorkerGroup g;
+        REQUIRE(g.start(
+            kWorkers, [](std::size_t, uv_loop_t*) { return true; }, [](std::size_t) {}));
+        std::atomic<std::size_t> ran{0};
+        for (std::size_t i = 0; i < kWorkers; ++i) g.post(i, [&ran] { ++ran; });
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (ran < kWorkers && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (ran != kWorkers) {
+            FAIL_CHECK("start ", round, ": only ", ran.load(), " of ", kWorkers,
+                       " worker loops ran a posted job within 5 s");
+            std::fflush(nullptr);
+            std::_Exit(1);
+        }
+        g.stop();
+    }
 }
 
 TEST_CASE("WorkerGroup: a failing setup makes start() false and stops the rest") {
