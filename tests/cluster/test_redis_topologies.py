@@ -403,8 +403,17 @@ def primary_and_replica():
             t_back = time.monotonic()
             replica.start()
             wait_replica_synced(primary, replica)
-            wait_until(readers_connected, 10, interval=0.05,
-                       what="sip-redirectd's 2 workers to reconnect to the restarted replica")
+            # Connected is not enough: a connection made while the replica was still syncing is
+            # refused by the ROLE check and retried after a back-off. Wait until look-ups from
+            # several sockets (spread over both workers) all run on the replica.
+            def reads_on_replica() -> bool:
+                p, r = hgetall_calls(primary), hgetall_calls(replica)
+                for u in users[:8]:
+                    with redirect.ua() as ua:
+                        ua.send(ua.build("INVITE", u.aor), timeout=2)
+                return hgetall_calls(replica) - r >= 8 and hgetall_calls(primary) == p
+            wait_until(reads_on_replica, 10, interval=0.05,
+                       what="sip-redirectd's 2 workers to read from the restarted replica")
             t_ready = time.monotonic()
             p2, r2 = hgetall_calls(primary), hgetall_calls(replica)
             check_all_redirected(redirect, users, "INVITEs with the replica back")
