@@ -67,6 +67,26 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
         ->envname("SIPR_RATE_BURST")
         ->check(CLI::Range(0u, net::SourceRateLimiter::kMaxBurst))
         ->capture_default_str();
+    app.add_option("--max-response", f.max_response,
+                   "largest answer, bytes (one UDP datagram, RFC 3261 §18.1.1): a 302 loses its "
+                   "lowest-q contacts to fit, a registrar's 200 the bindings of other REGISTERs "
+                   "first")
+        ->envname("SIPR_MAX_RESPONSE")
+        ->check(CLI::Range(std::size_t{512}, std::size_t{65000}))
+        ->capture_default_str();
+    app.add_option("--max-amplification", f.max_amplification,
+                   "no answer to a source outside --allow is larger than this many times its "
+                   "request, so a spoofed source cannot make us a reflector (0: off, else at "
+                   "least 1)")
+        ->envname("SIPR_MAX_AMPLIFICATION")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                double x = std::strtod(v.c_str(), nullptr);
+                if (x == 0 || (x >= 1 && x <= 1000)) return {};
+                return "must be 0 (off) or from 1 (answers as large as their request) to 1000";
+            },
+            "0 or 1..1000"))
+        ->capture_default_str();
 }
 
 void parse_or_exit(CLI::App& app, int argc, char** argv) {

@@ -42,10 +42,13 @@ struct CommonFlags {
     std::vector<std::string> allow;  // CIDRs; none: every source
     uint32_t rate_limit = 0;         // datagrams per second per source IP, per worker; 0: off
     uint32_t rate_burst = 0;         // 0: twice the rate
+    std::size_t max_response = 1300;  // largest answer over UDP, bytes (RFC 3261 §18.1.1)
+    double max_amplification = 3.0;   // answer/request bound for sources outside --allow; 0: off
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
-// --allow, --rate-limit, --rate-burst, each with its SIPR_* environment equivalent.
+// --allow, --rate-limit, --rate-burst, --max-response, --max-amplification, each with its SIPR_*
+// environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming

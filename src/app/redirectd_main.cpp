@@ -80,20 +80,9 @@ int main(int argc, char** argv) {
         ->envname("SIPR_MAX_FORWARDS_ZERO")
         ->check(CLI::IsMember({"reject", "redirect"}))
         ->capture_default_str();
-    cli.add_option("--max-response", config.max_response,
-                   "largest 302, bytes; contacts beyond are cut, lowest q first")
-        ->envname("SIPR_MAX_RESPONSE")
-        ->check(CLI::Range(std::size_t{512}, std::size_t{65000}))
-        ->capture_default_str();
     cli.add_option("--max-message", config.max_message, "largest request, bytes; beyond: 513")
         ->envname("SIPR_MAX_MESSAGE")
         ->check(CLI::Range(std::size_t{1024}, std::size_t{65535}))
-        ->capture_default_str();
-    cli.add_option("--max-amplification", config.max_amplification,
-                   "no answer to a source outside --allow is larger than this many times its "
-                   "request; a 302 loses its lowest-q contacts to fit (0: off, else at least 1)")
-        ->envname("SIPR_MAX_AMPLIFICATION")
-        ->check(CLI::Range(0.0, 1000.0))
         ->capture_default_str();
     // Near-cache (DESIGN §7). A negative entry (404) lives 1 s by default: it is invalidated
     // like any other (Redis tracks a key read while absent), but 404 traffic is largely one-off
@@ -134,9 +123,8 @@ int main(int argc, char** argv) {
     app::parse_or_exit(cli, argc, argv);
     app::setup_logging(program, common.log_level);
 
-    if (config.max_amplification > 0 && config.max_amplification < 1)
-        app::die(program, "--max-amplification must be 0 (off) or at least 1 (answers as large "
-                          "as their request)");
+    config.max_response = common.max_response;
+    config.max_amplification = common.max_amplification;
     config.reject_max_forwards_zero = max_forwards_zero == "reject";
     for (std::string& d : common.domains)
         for (char& c : d) c = base::to_lower(c);

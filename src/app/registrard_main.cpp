@@ -27,7 +27,7 @@ public:
 
 protected:
     void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
-        registrar_.on_datagram(bytes, from);
+        registrar_.on_datagram(bytes, from, source_trusted());
     }
     std::size_t pending() const noexcept override { return registrar_.pending(); }
 
@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
     if (config.default_expires < config.min_expires || config.default_expires > config.max_expires)
         app::die(program, "--default-expires must lie between --min-expires and --max-expires");
     config.evict_oldest = policy == "evict";
+    config.max_response = common.max_response;
+    config.max_amplification = common.max_amplification;
     for (std::string& d : common.domains)
         for (char& c : d) c = base::to_lower(c);
     config.domains = common.domains;

@@ -21,8 +21,8 @@ constexpr std::array<std::string_view, 1> kKnownOptions{"path"};
 
 constexpr std::string_view kAllow = "Allow: REGISTER, OPTIONS\r\n";
 
-// The largest 200 we send: a UDP datagram's payload. Bindings beyond it are left out, those of
-// the REGISTER being answered first.
+// The largest answer we ever write: a UDP datagram's payload. --max-response and the
+// amplification guard bound each answer below it.
 constexpr std::size_t kMaxResponse = 65000;
 
 }  // namespace
@@ -33,6 +33,7 @@ struct Registrar::Slot {
     sip::Message msg;
     sip::RequestCore core;
     sip::Peer peer;
+    std::size_t limit = 0;              // the largest answer this REGISTER may get
     location::RegisterChanges changes;  // changes.aor is the AOR from the moment the slot is taken
     std::string auth_extra;              // the authenticator's headers for a 401
     base::RegistrationResult kind = base::RegistrationResult::Ok;
@@ -102,22 +103,39 @@ bool Registrar::serves(std::string_view host) const noexcept {
     return false;
 }
 
-std::span<char> Registrar::response_buffer() noexcept {
+std::span<char> Registrar::response_buffer(std::size_t limit) noexcept {
+    limit = std::min(limit, out_.size());
     std::span<char> b = sender_.send_buffer();
-    if (b.size() >= out_.size()) return b.first(out_.size());
-    return out_;
+    if (b.size() >= limit) return b.first(limit);
+    return std::span<char>(out_).first(limit);
+}
+
+std::size_t Registrar::response_limit(std::size_t request_size, bool trusted) const noexcept {
+    std::size_t limit = std::clamp<std::size_t>(config_.max_response, 512, kMaxResponse);
+    if (trusted || config_.max_amplification <= 0) return limit;
+    // A fetch (REGISTER without Contact) needs no credentials with --auth none, and nonce-counts
+    // of one's own account can be computed offline with --auth digest: either way a spoofed
+    // source could turn a small REGISTER into a large 200 aimed at a victim. As in sip-redirectd,
+    // the default 3 is QUIC's bound for an unvalidated address (RFC 9000 §8.1).
+    const double amplified = static_cast<double>(request_size) * config_.max_amplification;
+    return amplified < static_cast<double>(limit) ? static_cast<std::size_t>(amplified) : limit;
 }
 
 void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
-                        uint16_t status, std::string_view reason, std::string_view extra) noexcept {
+                        std::size_t limit, uint16_t status, std::string_view reason,
+                        std::string_view extra) noexcept {
     std::string_view out = sip::write_response(msg, core, status, reason, extra, config_.tag_key,
-                                               response_buffer(), to.source());
-    if (out.empty()) return;
+                                               response_buffer(limit), to.source());
+    if (out.empty()) {
+        stats_.drop(base::DropReason::ResponseTooLarge);
+        return;
+    }
     if (sender_.send(out, to, sip::response_port(core.top_via, to.port))) stats_.response(status);
     else stats_.drop(base::DropReason::SendFailed);
 }
 
-void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from) noexcept {
+void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
+    const std::size_t limit = response_limit(bytes.size(), trusted);
     sip::Message& msg = *msg_;
     sip::RequestCore& core = core_;
     sip::IntakeResult r = sip::intake(bytes, config_.max_message, config_.max_headers, msg, core);
@@ -127,33 +145,34 @@ void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from) noexc
     }
     stats_.requests[static_cast<std::size_t>(msg.method)].inc();
     if (r.action == sip::IntakeAction::Respond) {
-        respond(msg, core, from, r.status, r.reason, {});
+        respond(msg, core, from, limit, r.status, r.reason, {});
         return;
     }
     if (msg.method == sip::Method::Ack) return;  // absorbed: no transaction to end
     if (core.request_uri_status == sip::UriStatus::UnsupportedScheme) {
-        respond(msg, core, from, 416, "Unsupported URI Scheme", {});
+        respond(msg, core, from, limit, 416, "Unsupported URI Scheme", {});
         return;
     }
     switch (msg.method) {
         case sip::Method::Register:
-            handle_register(msg, core, bytes, from);
+            handle_register(msg, core, bytes, from, limit);
             return;
         case sip::Method::Options:
             // The registrar's health probe: 503 while Redis is unreachable so a balancer drains it.
-            if (store_.available()) respond(msg, core, from, 200, "OK", kAllow);
-            else respond(msg, core, from, 503, "Service Unavailable", retry_after_line());
+            if (store_.available()) respond(msg, core, from, limit, 200, "OK", kAllow);
+            else respond(msg, core, from, limit, 503, "Service Unavailable", retry_after_line());
             return;
         default:
-            respond(msg, core, from, 405, "Method Not Allowed", kAllow);
+            respond(msg, core, from, limit, 405, "Method Not Allowed", kAllow);
             return;
     }
 }
 
 void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCore& in_core,
-                                std::string_view bytes, const sip::Peer& from) noexcept {
+                                std::string_view bytes, const sip::Peer& from,
+                                std::size_t limit) noexcept {
     auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
-        respond(in_msg, in_core, from, status, reason, extra);
+        respond(in_msg, in_core, from, limit, status, reason, extra);
         stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
                                           : base::RegistrationResult::Refused);
     };
@@ -221,6 +240,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
     std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
     slot->len = bytes.size();
     slot->peer = from;
+    slot->limit = limit;
     std::string_view copy(slot->buf.data(), slot->len);
     if (sip::intake(copy, config_.max_message, config_.max_headers, slot->msg, slot->core).action !=
         sip::IntakeAction::Proceed) {
@@ -263,18 +283,18 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             stats_.auth_failures.inc();
             [[fallthrough]];
         case V::Challenge:
-            respond(msg, core, slot->peer, 401, "Unauthorized", slot->auth_extra);
+            respond(msg, core, slot->peer, slot->limit, 401, "Unauthorized", slot->auth_extra);
             stats_.registration(base::RegistrationResult::Refused);
             break;
         case V::Forbidden:
             stats_.auth_failures.inc();
-            respond(msg, core, slot->peer, 403, "Forbidden", {});
+            respond(msg, core, slot->peer, slot->limit, 403, "Forbidden", {});
             stats_.registration(base::RegistrationResult::Refused);
             break;
         case V::Allow:
         case V::Pending:  // never given to refuse(); answer as for a store failure
         case V::Unavailable:
-            respond(msg, core, slot->peer, 503, "Service Unavailable", retry_after_line());
+            respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after_line());
             stats_.registration(base::RegistrationResult::StoreError);
             break;
     }
@@ -288,7 +308,7 @@ void Registrar::store_register(Slot* slot) noexcept {
     auto release = [&] { free_slots_.push_back(slot); };
     // Answers and frees the slot (the answer is written from the slot's message first).
     auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
-        respond(msg, core, from, status, reason, extra);
+        respond(msg, core, from, slot->limit, status, reason, extra);
         stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
                                           : base::RegistrationResult::Refused);
         release();
@@ -409,12 +429,12 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
             break;
         case StoreError::Stale:
             // §10.3 step 7: same Call-ID, lower CSeq: the update is aborted and the request fails.
-            respond(msg, core, slot->peer, 500, "Request Out Of Order", retry_after);
+            respond(msg, core, slot->peer, slot->limit, 500, "Request Out Of Order", retry_after);
             stats_.registration(base::RegistrationResult::Stale);
             free_slots_.push_back(slot);
             return;
         case StoreError::TooManyContacts:
-            respond(msg, core, slot->peer, 403, "Too Many Contacts", {});
+            respond(msg, core, slot->peer, slot->limit, 403, "Too Many Contacts", {});
             stats_.registration(base::RegistrationResult::Refused);
             free_slots_.push_back(slot);
             return;
@@ -423,7 +443,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
                                : reply.error == StoreError::Protocol
                                    ? base::RedisErrorKind::Protocol
                                    : base::RedisErrorKind::Unavailable);
-            respond(msg, core, slot->peer, 503, "Service Unavailable", retry_after);
+            respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after);
             stats_.registration(base::RegistrationResult::StoreError);
             free_slots_.push_back(slot);
             return;
@@ -443,10 +463,23 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
         return a->updated_at_ms > b->updated_at_ms;
     });
 
-    sip::ResponseWriter w(response_buffer());
+    const std::string date = format_sip_date(reply.now_ms);
+    // What follows the contacts: the Path echo, Date and Content-Length (ResponseWriter::finish),
+    // so the contacts stop where those still fit.
+    std::size_t tail = sizeof "Date: \r\n" - 1 + date.size() + sizeof "Content-Length: 0\r\n\r\n" - 1;
+    if (slot->echo_path) {
+        tail += sizeof "Supported: path\r\n" - 1;
+        for (std::size_t i = 0; i < msg.header_count; ++i)
+            if (msg.headers[i].id == sip::HeaderId::Path)
+                tail += sizeof "Path: \r\n" - 1 + msg.headers[i].value.size();
+    }
+    sip::ResponseWriter w(response_buffer(slot->limit));
     w.begin(msg, core, 200, "OK", config_.tag_key, slot->peer.source());
     auto& bw = w.writer();
-    const std::size_t reserve_tail = 128;  // Date, Path echo, Content-Length
+    // Over the limit (--max-response, or the amplification guard) the rest of the bindings are
+    // left out and counted: this REGISTER's own come first, so they are the last to go. If not
+    // even the head fits, nothing is sent (a counted drop); the bindings are stored all the same.
+    std::size_t listed = 0;
     for (const auto* b : order) {
         std::size_t mark = bw.size();
         int64_t left_ms = b->expires_at_ms - reply.now_ms;
@@ -469,23 +502,24 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
             bw.append_uint(b->reg_id);
         }
         bw.append("\r\n");
-        if (bw.overflow() || bw.size() + reserve_tail > bw.capacity()) {
+        if (bw.overflow() || bw.size() + tail > bw.capacity()) {
             bw.truncate(mark);
             break;
         }
+        ++listed;
     }
+    if (listed < order.size()) stats_.contacts_cut.inc(order.size() - listed);
     if (slot->echo_path) {
         for (std::size_t i = 0; i < msg.header_count; ++i)
             if (msg.headers[i].id == sip::HeaderId::Path) w.add_header("Path", msg.headers[i].value);
         w.add_header("Supported", "path");
     }
-    w.add_header("Date", format_sip_date(reply.now_ms));
+    w.add_header("Date", date);
     std::string_view out = w.finish();
-    if (!out.empty()) {
-        if (sender_.send(out, slot->peer, sip::response_port(core.top_via, slot->peer.port)))
-            stats_.response(200);
-        else stats_.drop(base::DropReason::SendFailed);
-    }
+    if (out.empty()) stats_.drop(base::DropReason::ResponseTooLarge);
+    else if (sender_.send(out, slot->peer, sip::response_port(core.top_via, slot->peer.port)))
+        stats_.response(200);
+    else stats_.drop(base::DropReason::SendFailed);
     stats_.registration(slot->kind);
     free_slots_.push_back(slot);
 }

@@ -341,10 +341,11 @@ def bad_allow_or_limits_refused_at_start():
             problems.append(startup_refused(program, args, mention))
         problems.append(startup_refused(program, [], "'bogus'",
                                         env={**ENV, "SIPR_ALLOW": "127.0.0.1,bogus"}))
-    problems.append(startup_refused("sip-redirectd", ["--max-amplification", "0.5"],
-                                    "--max-amplification"))
-    problems.append(startup_refused("sip-redirectd", ["--max-amplification", "lots"],
-                                    "--max-amplification"))
+    for program in ("sip-redirectd", "sip-registrard"):
+        for args, mention in ((["--max-amplification", "0.5"], "--max-amplification"),
+                              (["--max-amplification", "lots"], "--max-amplification"),
+                              (["--max-response", "100"], "--max-response")):
+            problems.append(startup_refused(program, args, mention))
     problems = [p for p in problems if p]
     check(not problems, f"{len(problems)} start-up refusal(s) wrong: " + " | ".join(problems))
 
@@ -410,6 +411,74 @@ def amplification_guard_cuts_302_to_3x(redis):
               f"302 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
         branch, data = tiny_invite(ua, aor("huge"))
         check_eq(ua.answer_raw(data, branch).status, 302, "a 600-byte contact for a trusted source")
+
+
+def tiny_fetch(ua: SipUdp, aor_: str) -> tuple[str, bytes]:
+    """The smallest REGISTER that is still valid and changes nothing (no Contact: a fetch of the
+    AOR's bindings, RFC 3261 §10.2.3), which --auth none answers without credentials. Returns
+    (branch, bytes)."""
+    branch = f"z9hG4bK{random.getrandbits(32):08x}"
+    data = (f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {ua.local};branch={branch}\r\n"
+            f"From: <{aor_}>;tag=1\r\nTo: <{aor_}>\r\nCall-ID: {random.getrandbits(32):08x}"
+            f"\r\nCSeq: 1 REGISTER\r\n\r\n").encode()
+    return branch, data
+
+
+@case
+def registrar_amplification_guard(redis):
+    """sip-registrard had no reflection guard: a ~150-byte fetch for an AOR holding nine 600-byte
+    bindings got a ~6.5 KB 200 (the worst case reached 65,000 bytes). Now, by default, no answer
+    to a source outside --allow exceeds 3x its request nor --max-response (1300); the bindings
+    left out are counted in sipr_contacts_cut_total. A REGISTER's own bindings are listed first,
+    so they are the last to be cut; a trusted source gets up to --max-response, and
+    --max-response 65000 --max-amplification 0 lists everything."""
+    big = [f"sip:{'u' * 560}-{i}@192.0.2.{i + 1}:5060" for i in range(9)]
+    for i, c in enumerate(big):
+        seed(redis, aor("fat"), c, 1000 - i)
+    with Registrar(redis, [], name="sip-registrard[amp]") as rg, SipUdp(rg.port) as ua:
+        cut0 = rg.metric("sipr_contacts_cut_total")
+        branch, data = tiny_fetch(ua, aor("fat"))
+        check(len(data) < 200, f"tiny fetch of {len(data)} bytes")
+        r = ua.answer_raw(data, branch)
+        check_eq(r.status, 200, "status of the fetch")
+        check(len(r.raw) <= 3 * len(data),
+              f"200 of {len(r.raw)} bytes to a REGISTER of {len(data)}: more than 3x")
+        check(len(r.contacts) < len(big), f"{len(r.contacts)} contacts listed")
+        wait_until(lambda: rg.metric("sipr_contacts_cut_total") >= cut0 + len(big) - len(r.contacts),
+                   3, what="the cut counted")
+
+        # A REGISTER of its own small contact: that binding is listed, the others cut to fit.
+        mine = "sip:me@127.0.0.1:5099"
+        req = ua.register(aor("fat"), [mine], expires=600)
+        r = ua.send(req)
+        check_eq(r.status, 200, "status of the REGISTER")
+        check(len(r.raw) <= min(1300, 3 * len(req.data)), f"200 of {len(r.raw)} bytes")
+        check_eq([c.uri for c in r.contacts][:1], [mine], "the REGISTER's own binding first")
+
+    with Registrar(redis, ["--allow", "127.0.0.0/8"], name="sip-registrard[amp-allowed]") as rg, \
+            SipUdp(rg.port) as ua:
+        branch, data = tiny_fetch(ua, aor("fat"))
+        r = ua.answer_raw(data, branch)
+        check_eq(r.status, 200, "status for a trusted source")
+        check(3 * len(data) < len(r.raw) <= 1300,
+              f"200 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
+
+        # Not even the REGISTER's own bindings fit: they are stored all the same, and the 200
+        # lists those that fit (README: "sip-registrard --max-response").
+        own = [f"sip:{'o' * 560}-{i}@127.0.0.1:{5100 + i}" for i in range(3)]
+        req = ua.register(aor("own"), own, expires=600)
+        r = ua.send(req)
+        check_eq(r.status, 200, "status of a REGISTER whose contacts exceed --max-response")
+        check(len(r.raw) <= 1300, f"200 of {len(r.raw)} bytes")
+        check(0 < len(r.contacts) < len(own), f"{len(r.contacts)} of its 3 contacts listed")
+        check_eq(redis.client.command("HLEN", location_key(aor("own"))), len(own),
+                 "every contact stored")
+
+    with Registrar(redis, ["--max-response", "65000", "--max-amplification", "0"],
+                   name="sip-registrard[amp-off]") as rg, SipUdp(rg.port) as ua:
+        branch, data = tiny_fetch(ua, aor("fat"))
+        r = ua.answer_raw(data, branch)
+        check_eq(len(r.contacts), len(big) + 1, "every binding with the guard off")
 
 
 if __name__ == "__main__":

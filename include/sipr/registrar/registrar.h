@@ -26,6 +26,10 @@ struct Config {
     std::size_t max_message = 8192;    // beyond: 513
     std::size_t max_headers = 96;
     std::size_t max_pending = 4096;    // REGISTERs waiting for Redis per worker; beyond: 503
+    std::size_t max_response = 1300;   // largest answer over UDP (RFC 3261 §18.1.1), 512..65000
+    // No answer to a source outside --allow is larger than this many times its request (the
+    // reflection guard, as in sip-redirectd); 0 turns it off.
+    double max_amplification = 3.0;
     base::SipKey tag_key;
 };
 
@@ -64,8 +68,14 @@ public:
     Registrar& operator=(const Registrar&) = delete;
 
     // Handles one datagram. `bytes` need live only during the call: a REGISTER that waits for the
-    // store is copied into a slot first.
-    void on_datagram(std::string_view bytes, const sip::Peer& from) noexcept;
+    // store is copied into a slot first. `trusted`: the source is a trusted peer (in --allow), so
+    // the amplification guard does not apply to its answers.
+    void on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
+
+    // The largest answer to a request of `request_size` bytes: max_response, or less under the
+    // amplification guard for an untrusted source.
+    [[nodiscard]] std::size_t response_limit(std::size_t request_size,
+                                             bool trusted) const noexcept;
 
     void set_authenticator(Authenticator* auth) noexcept { auth_ = auth; }
 
@@ -75,14 +85,17 @@ public:
 private:
     struct Slot;
     void handle_register(const sip::Message& msg, const sip::RequestCore& core,
-                         std::string_view bytes, const sip::Peer& from) noexcept;
+                         std::string_view bytes, const sip::Peer& from, std::size_t limit) noexcept;
     // Answers `slot`'s REGISTER as `verdict` says (anything but Allow and Pending) and frees it.
     void refuse(Slot* slot, Authenticator::Verdict verdict) noexcept;
     static void on_authenticated(void* ctx, Authenticator::Verdict verdict) noexcept;
     // §10.3 steps 5-7 for an authorised REGISTER in `slot`: its changes go to the store.
     void store_register(Slot* slot) noexcept;
+    // Writes and sends one answer of at most `limit` bytes; one that does not fit is a counted
+    // drop (response_too_large).
     void respond(const sip::Message& msg, const sip::RequestCore& core, const sip::Peer& to,
-                 uint16_t status, std::string_view reason, std::string_view extra) noexcept;
+                 std::size_t limit, uint16_t status, std::string_view reason,
+                 std::string_view extra) noexcept;
     bool serves(std::string_view host) const noexcept;
     // "Retry-After: <config.retry_after_s>\r\n", for 500 and 503 answers.
     std::string_view retry_after_line() noexcept;
@@ -103,8 +116,9 @@ private:
     sip::RequestCore core_;
     std::vector<char> out_;
     std::array<char, 32> retry_after_{};
-    // Where to write a response: the sender's own buffer when it has one (no copy on send), else out_.
-    std::span<char> response_buffer() noexcept;
+    // Where to write a response of at most `limit` bytes: the sender's own buffer when it has one
+    // (no copy on send), else out_.
+    std::span<char> response_buffer(std::size_t limit) noexcept;
 };
 
 // "Sat, 13 Nov 2010 23:29:00 GMT" (RFC 3261 §20.17, RFC 1123 date) for unix milliseconds.
