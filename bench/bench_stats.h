@@ -13,7 +13,7 @@ namespace sipr::bench {
 // Log-linear latency histogram in µs: exact below 128, then 64 buckets per power of two (a bucket
 // spans at most 1/64 of its value), up to 2^40 µs.
 class Histogram {
-public:
+  public:
     static constexpr int kSub = 64;
     static constexpr std::size_t kBuckets = 128 + 34 * kSub;
 
@@ -61,19 +61,20 @@ public:
         return ((m + 1) << e) - 1;
     }
 
-private:
+  private:
     std::array<uint64_t, kBuckets> counts_{};
     uint64_t total_ = 0, max_ = 0, sum_ = 0;
 };
 
 // Picks AOR indices: uniform, or Zipf with exponent s over ranks 0..n-1 (inverse CDF by search).
 class AorPicker {
-public:
+  public:
     AorPicker(uint32_t n, double s, uint64_t seed) : n_(n), rng_(seed) {
         if (s <= 0) return;
         cdf_.resize(n);
         double sum = 0;
-        for (uint32_t i = 0; i < n; ++i) cdf_[i] = (sum += 1.0 / std::pow(static_cast<double>(i + 1), s));
+        for (uint32_t i = 0; i < n; ++i)
+            cdf_[i] = (sum += 1.0 / std::pow(static_cast<double>(i + 1), s));
         for (double& c : cdf_) c /= sum;
     }
     uint32_t next() noexcept {
@@ -83,7 +84,7 @@ public:
         return static_cast<uint32_t>(std::min<std::ptrdiff_t>(it - cdf_.begin(), n_ - 1));
     }
 
-private:
+  private:
     uint32_t n_;
     std::mt19937_64 rng_;
     std::vector<double> cdf_;

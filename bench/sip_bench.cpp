@@ -12,8 +12,9 @@
 // --window requests outstanding in all, or open loop at --rate per second in all. The AOR of an
 // INVITE is uniform over the N AORs or Zipf-distributed (--zipf S, rank 0 most popular). Every
 // response is matched to its request by Call-ID; a request unanswered for 2 s is lost. Latency goes
-// into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge of
-// its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and after.
+// into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge
+// of its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and
+// after.
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -125,7 +126,7 @@ void append_num(std::string& s, uint64_t v) {
 
 // One sending thread: its own connected socket, its own table of outstanding requests.
 class Driver {
-public:
+  public:
     Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain,
            unsigned thread, double zipf)
         : register_mode_(register_mode),
@@ -133,7 +134,8 @@ public:
           domain_(std::move(domain)),
           thread_(thread),
           picker_(aors, zipf, 42 + thread) {
-        if (!sipr::net::parse_endpoint(target, to_)) throw std::runtime_error("bad address " + target);
+        if (!sipr::net::parse_endpoint(target, to_))
+            throw std::runtime_error("bad address " + target);
         fd_ = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd_ < 0) throw std::runtime_error("cannot open a UDP socket");
         int buf = 8 << 20;
@@ -174,7 +176,8 @@ public:
             std::size_t want = 0;
             if (sending) {
                 if (rate > 0) {
-                    auto due = static_cast<uint64_t>(static_cast<double>(now - start_us) / 1e6 * rate);
+                    auto due =
+                        static_cast<uint64_t>(static_cast<double>(now - start_us) / 1e6 * rate);
                     want = due > next ? std::min<uint64_t>(due - next, kBatch) : 0;
                 } else if (outstanding < window) {
                     want = std::min<std::size_t>(window - outstanding, kBatch);
@@ -194,7 +197,8 @@ public:
             if (want > 0) {
                 int n = ::sendmmsg(fd_, msgs.data(), static_cast<unsigned>(want), 0);
                 if (n > 0) {
-                    for (int i = 0; i < n; ++i) table[(next + static_cast<uint64_t>(i)) % cap] = now;
+                    for (int i = 0; i < n; ++i)
+                        table[(next + static_cast<uint64_t>(i)) % cap] = now;
                     next += static_cast<uint64_t>(n);
                     outstanding += static_cast<std::size_t>(n);
                     r.sent += static_cast<uint64_t>(n);
@@ -215,7 +219,8 @@ public:
             for (int i = 0; i < got; ++i) {
                 std::string_view bytes(rbufs[i].data(), msgs[i].msg_len);
                 sipr::sip::Message m;
-                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok || m.is_request)
+                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok ||
+                    m.is_request)
                     continue;
                 if (m.status_code < 200) continue;  // a provisional answer is not the answer
                 const auto* cid = m.find(sipr::sip::HeaderId::CallId);
@@ -250,7 +255,7 @@ public:
         return r;
     }
 
-private:
+  private:
     void build(std::string& s, uint64_t seq, uint32_t aor) const {
         s.clear();
         auto user = [&] {
@@ -320,7 +325,8 @@ private:
     std::string domain_;
     unsigned thread_;
     // Different in every run (and every Driver of one run): wall-clock nanoseconds at start.
-    uint64_t run_id_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    uint64_t run_id_ =
+        static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
     AorPicker picker_;
     std::array<std::string, kBatch> bufs_;
 };
@@ -334,7 +340,8 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
     timeval tv{5, 0};
     std::unique_ptr<redisContext, void (*)(redisContext*)> c(
         redisConnectWithTimeout(url.host.c_str(), url.port, tv), redisFree);
-    if (!c || c->err) throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
+    if (!c || c->err)
+        throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
     auto expect_ok = [&](redisReply* r, const char* what) {
         bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
         std::string why = r != nullptr && r->type == REDIS_REPLY_ERROR ? r->str : "no reply";
@@ -343,10 +350,13 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
     };
     if (!url.password.empty()) {
         if (url.user.empty())
-            expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())), "AUTH");
+            expect_ok(
+                static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())),
+                "AUTH");
         else
             expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s %s", url.user.c_str(),
-                                                            url.password.c_str())), "AUTH");
+                                                            url.password.c_str())),
+                      "AUTH");
     }
     if (url.db != 0)
         expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "SELECT %u", url.db)), "SELECT");
@@ -378,7 +388,8 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
         for (uint32_t i = first; i < last; ++i)
             for (int k = 0; k < 2; ++k) {
                 void* r = nullptr;
-                if (redisGetReply(c.get(), &r) != REDIS_OK) throw std::runtime_error("Redis connection lost");
+                if (redisGetReply(c.get(), &r) != REDIS_OK)
+                    throw std::runtime_error("Redis connection lost");
                 expect_ok(static_cast<redisReply*>(r), "HSET");
             }
     }
@@ -391,7 +402,8 @@ Result run_threads(const Options& o, const std::string& target, bool register_mo
     const unsigned n = std::max(1u, o.threads);
     std::vector<std::unique_ptr<Driver>> drivers;
     for (unsigned t = 0; t < n; ++t)
-        drivers.push_back(std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t, o.zipf));
+        drivers.push_back(
+            std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t, o.zipf));
     std::vector<Result> results(n);
     std::vector<std::thread> pool;
     const int64_t start = now_us();
@@ -417,7 +429,8 @@ int main(int argc, char** argv) {
     Options o;
     bool no_populate = false;
     CLI::App cli{"sip-bench: load generator for SIP redirect servers and registrars", "sip-bench"};
-    cli.add_option("--target", o.target, "server under test (a registrar with --register), host:port")
+    cli.add_option("--target", o.target,
+                   "server under test (a registrar with --register), host:port")
         ->required();
     cli.add_option("--registrar", o.registrar, "registrar to populate through, host:port");
     cli.add_option("--populate", o.populate,
@@ -458,11 +471,14 @@ int main(int argc, char** argv) {
             p.threads = 1;
             Result r = run_threads(p, o.registrar, true, 300, 200, 0, o.aors);
             uint64_t ok = r.by_status.count(200) != 0 ? r.by_status[200] : 0;
-            std::fprintf(stderr, "sip-bench: populated through %s: %llu REGISTERs, %llu answered 200, %llu lost\n",
-                         o.registrar.c_str(), static_cast<unsigned long long>(r.sent),
-                         static_cast<unsigned long long>(ok), static_cast<unsigned long long>(r.lost));
+            std::fprintf(
+                stderr,
+                "sip-bench: populated through %s: %llu REGISTERs, %llu answered 200, %llu lost\n",
+                o.registrar.c_str(), static_cast<unsigned long long>(r.sent),
+                static_cast<unsigned long long>(ok), static_cast<unsigned long long>(r.lost));
             if (ok != o.aors) {
-                std::fprintf(stderr, "sip-bench: not every AOR registered; is %s a registrar for %s?\n",
+                std::fprintf(stderr,
+                             "sip-bench: not every AOR registered; is %s a registrar for %s?\n",
                              o.registrar.c_str(), o.domain.c_str());
                 return 1;
             }
@@ -480,33 +496,38 @@ int main(int argc, char** argv) {
         Result r = run_threads(o, o.target, o.register_mode, o.duration, o.window, o.rate, 0);
         const double self_cpu = self_cpu_seconds() - self0;
         double cpu = 0;
-        for (std::size_t i = 0; i < o.pids.size(); ++i) cpu += std::max(0.0, cpu_seconds(o.pids[i]) - cpu0[i]);
+        for (std::size_t i = 0; i < o.pids.size(); ++i)
+            cpu += std::max(0.0, cpu_seconds(o.pids[i]) - cpu0[i]);
         const double rps = r.seconds > 0 ? static_cast<double>(r.answered) / r.seconds : 0;
         const double cpu_us = r.answered != 0 ? cpu * 1e6 / static_cast<double>(r.answered) : 0;
         const Histogram& h = r.latency;
         if (o.json) {
-            std::printf("{\"mode\":\"%s\",\"threads\":%u,\"window\":%u,\"rate\":%.0f,\"zipf\":%.2f,"
-                        "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
-                        "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
-                        "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
-                        "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
-                        o.register_mode ? "register" : "invite", o.threads, o.window, o.rate, o.zipf,
-                        o.aors, static_cast<unsigned long long>(r.sent),
-                        static_cast<unsigned long long>(r.answered), static_cast<unsigned long long>(r.lost),
-                        r.seconds, rps, static_cast<unsigned long long>(h.percentile(50)),
-                        static_cast<unsigned long long>(h.percentile(90)),
-                        static_cast<unsigned long long>(h.percentile(99)),
-                        static_cast<unsigned long long>(h.percentile(99.9)),
-                        static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
+            std::printf(
+                "{\"mode\":\"%s\",\"threads\":%u,\"window\":%u,\"rate\":%.0f,\"zipf\":%.2f,"
+                "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
+                "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
+                "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
+                "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
+                o.register_mode ? "register" : "invite", o.threads, o.window, o.rate, o.zipf,
+                o.aors, static_cast<unsigned long long>(r.sent),
+                static_cast<unsigned long long>(r.answered),
+                static_cast<unsigned long long>(r.lost), r.seconds, rps,
+                static_cast<unsigned long long>(h.percentile(50)),
+                static_cast<unsigned long long>(h.percentile(90)),
+                static_cast<unsigned long long>(h.percentile(99)),
+                static_cast<unsigned long long>(h.percentile(99.9)),
+                static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
             bool first = true;
             for (const auto& [code, n] : r.by_status) {
-                std::printf("%s\"%d\":%llu", first ? "" : ",", code, static_cast<unsigned long long>(n));
+                std::printf("%s\"%d\":%llu", first ? "" : ",", code,
+                            static_cast<unsigned long long>(n));
                 first = false;
             }
             std::printf("}}\n");
         } else {
             std::printf("%s: sent %llu, answered %llu, lost %llu in %.2f s: %.0f responses/s\n",
-                        o.register_mode ? "REGISTER" : "INVITE", static_cast<unsigned long long>(r.sent),
+                        o.register_mode ? "REGISTER" : "INVITE",
+                        static_cast<unsigned long long>(r.sent),
                         static_cast<unsigned long long>(r.answered),
                         static_cast<unsigned long long>(r.lost), r.seconds, rps);
             for (const auto& [code, n] : r.by_status)

@@ -44,7 +44,8 @@ TEST_CASE("Histogram: percentiles agree with sorting a random sample, merge adds
     CHECK(a.total() == all.size());
     std::sort(all.begin(), all.end());
     for (double p : {50.0, 90.0, 99.0, 99.9}) {
-        auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(all.size())));
+        auto rank =
+            static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(all.size())));
         uint64_t exact = all[rank - 1];
         uint64_t got = a.percentile(p);
         CHECK(got >= exact);
