@@ -83,3 +83,31 @@ def summary_table(rows: Sequence[tuple[str, int, int]], runs: Mapping[tuple, Seq
                    f"{cpu(ours)} ({cpu(kam)}; {cpu(ceil)}) | "
                    f"{rate(ours)} ({rate(kam)}; {rate(ceil)}) |")
     return out
+
+
+CAPACITY_HEADER = [
+    "| request | server | daemon CPU µs per response | Redis CPU µs per response | "
+    "Redis commands per response | near-cache hits | per daemon core: responses/s | "
+    "per Redis core: responses/s |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def capacity_row(request: str, server: str, runs: Sequence[Mapping]) -> str:
+    """One row of the capacity inputs (bench/CAPACITY.md) from runs that carry, besides
+    server_cpu_us_per_response (daemon + its Redis), redis_cpu_us_per_response and
+    redis_commands_per_response (and hit_ratio, None without a cache). The daemon's own CPU is the
+    difference, run by run; per core is 10^6 µs over the CPU per response. Medians over runs."""
+    daemon = med(r["server_cpu_us_per_response"] - r["redis_cpu_us_per_response"] for r in runs)
+    redis = med(r["redis_cpu_us_per_response"] for r in runs)
+    cmds = med(r["redis_commands_per_response"] for r in runs)
+    hits = [r["hit_ratio"] for r in runs if r.get("hit_ratio") is not None]
+
+    def per_core(us: float) -> str:
+        return "—" if us != us or us <= 0 else fmt_rate(1e6 / us)
+
+    def num(v: float, digits: int) -> str:
+        return "—" if v != v else f"{v:.{digits}f}"
+
+    return (f"| {request} | {server} | {num(daemon, 2)} | {num(redis, 2)} | {num(cmds, 3)} | "
+            f"{f'{med(hits):.1%}' if hits else '—'} | {per_core(daemon)} | {per_core(redis)} |")

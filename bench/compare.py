@@ -45,8 +45,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import harness as h  # noqa: E402  (the integration tests' harness: ports, Redis, daemons)
-from bench_report import (config_label, fmt_rate, fmt_ratio, med, paired_ratio,  # noqa: E402
-                          parse_config, rotated, summary_table)
+from bench_report import (CAPACITY_HEADER, capacity_row, config_label, fmt_rate,  # noqa: E402
+                          fmt_ratio, med, paired_ratio, parse_config, rotated, summary_table)
 
 DOMAIN = "bench.example"
 
@@ -244,24 +244,32 @@ def cache_counts(peer: "Ours") -> tuple[float, float]:
             h.metric_value(text, "sipr_cache_misses_total") or 0.0)
 
 
-def run_cache_invites(peer: Peer, redis: h.RedisServer | None, aors: int, zipf: float,
-                      duration: float, threads: int, sockets: int) -> dict:
-    """run_invites() plus, for our peers on `redis`: hit ratio, Redis commands/s, Redis CPU per
-    response (all over the run)."""
-    ours = isinstance(peer, Ours)
-    if ours:
-        h0, m0 = cache_counts(peer)
-        c0, cpu0 = redis_commands(redis), cpu_seconds(redis.proc.pid)
-    r = run_invites(peer, aors, 64, duration, threads, zipf, sockets)
-    if ours:
-        h1, m1 = cache_counts(peer)
-        c1, cpu1 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+def with_redis(redis: h.RedisServer, run, cache_of: "Ours | None" = None) -> dict:
+    """run() (a sip-bench result) plus, over the run, on `redis`: Redis commands/s and per
+    response (INFO stats total_commands_processed), Redis CPU per response, and the hit ratio of
+    `cache_of`'s near-cache (None when it has none). The server CPU of the result already counts
+    Redis where the peer's --pid list has it; the daemon's own is the difference."""
+    if cache_of is not None:
+        h0, m0 = cache_counts(cache_of)
+    c0, cpu0 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+    r = run()
+    c1, cpu1 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+    if cache_of is not None:
+        h1, m1 = cache_counts(cache_of)
         looked = (h1 - h0) + (m1 - m0)
         r["hit_ratio"] = (h1 - h0) / looked if looked else None  # None: no cache
-        r["redis_commands_per_s"] = (c1 - c0) / r["seconds"] if r["seconds"] else 0.0
-        r["redis_cpu_us_per_response"] = ((cpu1 - cpu0) * 1e6 / r["answered"]
-                                          if r["answered"] else 0.0)
+    n = r["answered"]
+    r["redis_commands_per_s"] = (c1 - c0) / r["seconds"] if r["seconds"] else 0.0
+    r["redis_commands_per_response"] = (c1 - c0) / n if n else 0.0
+    r["redis_cpu_us_per_response"] = (cpu1 - cpu0) * 1e6 / n if n else 0.0
     return r
+
+
+def run_invites_measured(peer: Peer, aors: int, window: int, duration: float, threads: int,
+                         zipf: float, sockets: int) -> dict:
+    """run_invites() plus, for ours, with_redis()'s figures on its Redis."""
+    run = lambda: run_invites(peer, aors, window, duration, threads, zipf, sockets)  # noqa: E731
+    return with_redis(peer.redis, run, peer) if isinstance(peer, Ours) else run()
 
 
 class StalenessProbe:
@@ -449,7 +457,7 @@ def main() -> int:
         for w, socks in cells:
             for rep in range(o.reps):
                 for p in rotated(invite_peers, rep):
-                    r = run_invites(p, o.aors, w, o.duration, o.threads, 0.0, socks)
+                    r = run_invites_measured(p, o.aors, w, o.duration, o.threads, 0.0, socks)
                     r.update(peer=p.name, label=p.label, rep=rep, kind="invite", window=w)
                     raw.append(r)
                     results.setdefault((p.name, w, socks), []).append(r)
@@ -464,7 +472,8 @@ def main() -> int:
         reg_peers = [ours, kred]
         for rep in range(o.reps):
             for p in (reg_peers if rep % 2 == 0 else reg_peers[::-1]):
-                r = run_registers(p, o.aors, 64, o.duration, o.threads, default_sockets)
+                run = lambda: run_registers(p, o.aors, 64, o.duration, o.threads, default_sockets)  # noqa: E731
+                r = with_redis(ours.redis, run) if p is ours else run()
                 r.update(peer=p.name, rep=rep, kind="register")
                 raw.append(r)
                 reg_results.setdefault(p.name, []).append(r)
@@ -526,7 +535,7 @@ def main() -> int:
             run_invites(ours_cache, n, 64, 1.0 if o.smoke else 2.0, o.threads, zipf, default_sockets)
             for rep in range(o.reps):
                 for p in rotated(cache_peers, rep):
-                    r = run_cache_invites(p, cache_redis, n, zipf, o.duration, o.threads, default_sockets)
+                    r = run_invites_measured(p, n, 64, o.duration, o.threads, zipf, default_sockets)
                     r.update(peer=p.name, rep=rep, kind="invite-cache", workload=label)
                     raw.append(r)
                     cache_results.setdefault((label, p.name), []).append(r)
@@ -607,6 +616,23 @@ def main() -> int:
                   f"{med([r['p50_us'] for r in rs]):.0f} | {med([r['p99_us'] for r in rs]):.0f} | "
                   f"{med([r['server_cpu_us_per_response'] for r in rs]):.2f} | "
                   f"{'—' if p is ours else fmt_ratio(paired_ratio(reg_results[ours.name], rs))} |")
+        print()
+        top = max(worker_counts)
+        print(f"### Capacity inputs (bench/CAPACITY.md): window {w0}, {default_sockets} generator "
+              f"sockets, {top} workers, median of {o.reps}")
+        print()
+        for line in CAPACITY_HEADER:
+            print(line)
+        for p in ours_all:
+            if p.workers == top:
+                print(capacity_row("INVITE -> 302", f"sip-redirectd {p.config}",
+                                   results[(p.name, w0, default_sockets)]))
+        print(capacity_row("REGISTER -> 200", "sip-registrard (2 workers)", reg_results[ours.name]))
+        print()
+        print("Daemon CPU = server CPU minus its redis-server's, run by run; per core = 10^6 us over "
+              "the CPU per response, a core fully busy with nothing else (the generator and the "
+              "other processes ran on the same two cores). Redis commands: INFO stats "
+              "total_commands_processed over the run.")
         print()
         if scaling:
             print(f"### Scaling (INVITE, window 64 per generator, {config_label(configs[0])}, "

@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
-from bench_report import (config_label, paired_ratio, parse_config, rotated,  # noqa: E402
-                          summary_table)
+from bench_report import (capacity_row, config_label, paired_ratio, parse_config,  # noqa: E402
+                          rotated, summary_table)
 
 
 def run(rep: int, rate: float, cpu: float = 1.0, **extra) -> dict:
@@ -85,6 +85,27 @@ class Summary(unittest.TestCase):
         # A row that did not run says so instead of inventing a figure.
         self.assertEqual(lines[4], "| --cache-ttl 0 | 1 | 16 | — | — (13.0; 2.6) | "
                                    "— (100,000; 290,000) |")
+
+
+class Capacity(unittest.TestCase):
+    def test_daemon_cpu_is_server_minus_redis_run_by_run(self):
+        runs = [run(0, 1, 9.0, redis_cpu_us_per_response=3.0, redis_commands_per_response=1.0,
+                    hit_ratio=None),
+                run(1, 1, 10.0, redis_cpu_us_per_response=5.0, redis_commands_per_response=1.0,
+                    hit_ratio=None),
+                run(2, 1, 8.0, redis_cpu_us_per_response=3.0, redis_commands_per_response=1.002,
+                    hit_ratio=None)]
+        # Daemon 6, 5, 5 -> 5.00 (a difference of medians would say 9 - 3 = 6); Redis 3.00;
+        # per daemon core 10^6 / 5 = 200,000; per Redis core 10^6 / 3 = 333,333.
+        self.assertEqual(capacity_row("INVITE -> 302", "--cache-ttl 0", runs),
+                         "| INVITE -> 302 | --cache-ttl 0 | 5.00 | 3.00 | 1.000 | — | "
+                         "200,000 | 333,333 |")
+
+    def test_hit_ratio_and_a_redis_that_did_nothing(self):
+        runs = [run(0, 1, 5.5, redis_cpu_us_per_response=0.0, redis_commands_per_response=0.01,
+                    hit_ratio=0.99)]
+        self.assertEqual(capacity_row("INVITE -> 302", "defaults", runs),
+                         "| INVITE -> 302 | defaults | 5.50 | 0.00 | 0.010 | 99.0% | 181,818 | — |")
 
 
 if __name__ == "__main__":
