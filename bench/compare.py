@@ -16,14 +16,18 @@ against Kamailio in memory, with server+Redis CPU per 302. Every process it star
 its PID.
 
 Then the near-cache (issue 8): a third redis-server holds 100,000 AORs written by
-`sip-bench --populate redis`; sip-redirectd with --cache-ttl 10000 (--cache-ttl changes it) and, for reference, without a
-cache run against it, and Kamailio in memory (the same 100,000 AORs registered), each under Zipf
-1.0 over 100,000 AORs and uniform over 10,000 AORs, window 64, rotated per repetition. For ours it
+`sip-bench --populate redis`; sip-redirectd with --cache-ttl 10000 (--cache-ttl changes it) and,
+for reference, with --cache-ttl 0 run against it, and Kamailio in memory (the same 100,000 AORs
+registered), each under Zipf 1.0 over 100,000 AORs and uniform over 10,000 AORs, window 64, from
+the default socket count, rotated per repetition. For ours it
 reports the hit ratio (sipr_cache_{hits,misses}_total over the run), Redis commands/s (INFO stats
 total_commands_processed over the run) and Redis CPU per response; the ratio to Kamailio in
 memory is taken within one repetition. In one more run of the first workload (not in the
 table), a registrar on the same Redis changes one AOR's contact again and again while the load
 runs; the time until every probing socket sees the change is the staleness under load.
+
+Every run of ours also records its Redis's CPU and commands, and a "Capacity inputs" table gives
+what bench/CAPACITY.md needs: daemon CPU, Redis CPU and Redis commands per response.
 
 --smoke runs the same path in well under a minute (few AORs, one short repetition) and fails only
 when a peer answers wrongly (a check fails, or a status other than 302 / 200 comes back), never
@@ -577,11 +581,12 @@ def main() -> int:
         for line in summary_table(rows, summary_runs, kmem.name, ceiling.name):
             print(line)
         print()
-        print(f"Generator sockets: {default_sockets} is a tier fed by many SBCs and proxies (the kernel's "
-              f"SO_REUSEPORT hash spreads them over the workers); 1 is one load balancer (one source "
-              f"address and port: one worker gets it all unless the daemon spreads it). A ratio is "
-              f"taken within one repetition, then the median. CPU: sip-redirectd + its redis-server; "
-              f"Kamailio: all its processes; the null responder answers a fixed 302 with no look-up.")
+        print("Generator sockets: each is a source address and port of its own, which the kernel's "
+              "SO_REUSEPORT hash gives to one worker; many are a tier fed by many SBCs and proxies, "
+              "1 is one load balancer (one worker gets it all unless the daemon spreads one source). "
+              "A ratio is taken within one repetition, then the median. CPU: sip-redirectd + its "
+              "redis-server; Kamailio: all its processes; the null responder answers a fixed 302 "
+              "with no look-up.")
         print()
         print(f"### INVITE -> 302 by peer, {o.aors:,} AORs, closed loop, median of {o.reps} "
               f"(sip-bench, {o.duration:g} s each)")
