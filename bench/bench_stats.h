@@ -1,9 +1,10 @@
 #pragma once
-// sip-bench's statistics, in a header so the unit tests can check them: the latency histogram
-// and the AOR picker.
+// sip-bench's statistics, in a header so the unit tests can check them: the latency histogram,
+// the AOR picker, and how the load is split over sending threads and their sockets.
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -13,7 +14,7 @@ namespace sipr::bench {
 // Log-linear latency histogram in µs: exact below 128, then 64 buckets per power of two (a bucket
 // spans at most 1/64 of its value), up to 2^40 µs.
 class Histogram {
-public:
+  public:
     static constexpr int kSub = 64;
     static constexpr std::size_t kBuckets = 128 + 34 * kSub;
 
@@ -61,19 +62,20 @@ public:
         return ((m + 1) << e) - 1;
     }
 
-private:
+  private:
     std::array<uint64_t, kBuckets> counts_{};
     uint64_t total_ = 0, max_ = 0, sum_ = 0;
 };
 
 // Picks AOR indices: uniform, or Zipf with exponent s over ranks 0..n-1 (inverse CDF by search).
 class AorPicker {
-public:
+  public:
     AorPicker(uint32_t n, double s, uint64_t seed) : n_(n), rng_(seed) {
         if (s <= 0) return;
         cdf_.resize(n);
         double sum = 0;
-        for (uint32_t i = 0; i < n; ++i) cdf_[i] = (sum += 1.0 / std::pow(static_cast<double>(i + 1), s));
+        for (uint32_t i = 0; i < n; ++i)
+            cdf_[i] = (sum += 1.0 / std::pow(static_cast<double>(i + 1), s));
         for (double& c : cdf_) c /= sum;
     }
     uint32_t next() noexcept {
@@ -83,10 +85,35 @@ public:
         return static_cast<uint32_t>(std::min<std::ptrdiff_t>(it - cdf_.begin(), n_ - 1));
     }
 
-private:
+  private:
     uint32_t n_;
     std::mt19937_64 rng_;
     std::vector<double> cdf_;
+};
+
+// The part of `total` that part `i` (0-based, < `parts`) gets when `total` is split over `parts`
+// as evenly as possible, the first parts taking one more each until the remainder is used up.
+// The parts of 0..parts-1 add up to `total`; any two differ by at most one. parts == 0 gives 0.
+constexpr uint64_t share(uint64_t total, uint64_t parts, uint64_t i) noexcept {
+    if (parts == 0 || i >= parts) return 0;
+    return total / parts + (i < total % parts ? 1 : 0);
+}
+
+// Hands out socket indices 0..n-1 in turn: each batch of requests leaves from the next socket,
+// so over a run every socket sends within one batch of the same number of batches.
+class SocketRing {
+  public:
+    explicit SocketRing(std::size_t n) noexcept : n_(n == 0 ? 1 : n) {}
+    std::size_t next() noexcept {
+        std::size_t i = cursor_;
+        cursor_ = cursor_ + 1 == n_ ? 0 : cursor_ + 1;
+        return i;
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return n_; }
+
+  private:
+    std::size_t n_;
+    std::size_t cursor_ = 0;
 };
 
 }  // namespace sipr::bench

@@ -1,23 +1,33 @@
 #!/usr/bin/env python3
 """The side-by-side benchmark behind bench/compare.sh (bench/README.md).
 
-In one run, on loopback: starts one redis-server, our sip-registrard + sip-redirectd (2 workers),
-Kamailio in memory (usrloc db_mode=0), Kamailio on Redis (db_redis, db_mode=3) and the null
-responder (the ceiling). Registers the same AORs in every peer, checks each answers a known AOR
-302 with the right Contact and an unknown one 404, then drives INVITEs closed-loop at each window,
-in rotated order per repetition, and REGISTERs against both registrars on Redis. Prints a markdown
-table of medians and the ratios ours/peer taken within one repetition. Every process it starts is
-stopped by its PID.
+In one run, on loopback: starts one redis-server, our sip-registrard and one sip-redirectd per
+configuration and worker count (CONFIGS x WORKERS below, all on that Redis), Kamailio in memory
+(usrloc db_mode=0), Kamailio on Redis (db_redis, db_mode=3) and the null responder (the ceiling).
+Registers the same AORs in every peer, checks each answers a known AOR 302 with the right Contact
+and an unknown one 404, then drives INVITEs closed-loop from sip-bench with the same number of
+client sockets for every peer: at the first window from each of SOCKETS (16: a tier fed by many
+SBCs and proxies, which the kernel's SO_REUSEPORT hash spreads over a server's workers; 1: one
+load balancer, one source address and port), at the other windows from the first of SOCKETS only;
+every peer in each repetition, in an order rotated per repetition. REGISTERs go to both registrars
+on Redis. Prints markdown tables of medians; every ratio is taken within one repetition and then
+the median of those is shown. The first table is issue 16's: each sip-redirectd configuration
+against Kamailio in memory, with server+Redis CPU per 302. Every process it starts is stopped by
+its PID.
 
 Then the near-cache (issue 8): a third redis-server holds 100,000 AORs written by
-`sip-bench --populate redis`; sip-redirectd with --cache-ttl 10000 (--cache-ttl changes it) and, for reference, without a
-cache run against it, and Kamailio in memory (the same 100,000 AORs registered), each under Zipf
-1.0 over 100,000 AORs and uniform over 10,000 AORs, window 64, rotated per repetition. For ours it
+`sip-bench --populate redis`; sip-redirectd with --cache-ttl 10000 (--cache-ttl changes it) and,
+for reference, with --cache-ttl 0 run against it, and Kamailio in memory (the same 100,000 AORs
+registered), each under Zipf 1.0 over 100,000 AORs and uniform over 10,000 AORs, window 64, from
+the default socket count, rotated per repetition. For ours it
 reports the hit ratio (sipr_cache_{hits,misses}_total over the run), Redis commands/s (INFO stats
 total_commands_processed over the run) and Redis CPU per response; the ratio to Kamailio in
 memory is taken within one repetition. In one more run of the first workload (not in the
 table), a registrar on the same Redis changes one AOR's contact again and again while the load
 runs; the time until every probing socket sees the change is the staleness under load.
+
+Every run of ours also records its Redis's CPU and commands, and a "Capacity inputs" table gives
+what bench/CAPACITY.md needs: daemon CPU, Redis CPU and Redis commands per response.
 
 --smoke runs the same path in well under a minute (few AORs, one short repetition) and fails only
 when a peer answers wrongly (a check fails, or a status other than 302 / 200 comes back), never
@@ -28,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,8 +49,24 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import harness as h  # noqa: E402  (the integration tests' harness: ports, Redis, daemons)
+from bench_report import (CAPACITY_HEADER, capacity_row, config_label, fmt_rate,  # noqa: E402
+                          fmt_ratio, med, paired_ratio, parse_config, rotated, summary_table)
 
 DOMAIN = "bench.example"
+
+# ---- What is compared: change it here (or with --config / --workers / --sockets) ----
+# sip-redirectd configurations: the flags passed beyond the bench's own (--listen, --redis,
+# --metrics, --domain, --log-level warn, --workers). A row is labelled by exactly these flags,
+# "defaults" when there are none, so it says what ran whatever this build's defaults are.
+CONFIGS: list[tuple[str, ...]] = [
+    (),                    # defaults
+    ("--cache-ttl", "0"),  # no near-cache
+]
+# sip-redirectd --workers; each configuration runs at each count.
+WORKERS: list[int] = [1, 2]
+# sip-bench client sockets (source ports), the same for every peer. The first is the default: 16
+# is a redirect tier fed by many SBCs and proxies at once; 1 is one load balancer in front of it.
+SOCKETS: list[int] = [16, 1]
 
 
 class Peer:
@@ -65,7 +90,10 @@ class Ours(Peer):
     def __init__(self, redis: h.RedisServer, workers: int = 2, name: str = "sip-redirectd",
                  with_registrar: bool = True, flags: tuple[str, ...] = (), label: str = ""):
         self.name = name
-        self.label = label or f"sip-redirectd ({workers} workers, Redis)"
+        self.flags = tuple(flags)
+        self.workers = workers
+        self.config = config_label(self.flags)
+        self.label = label or f"sip-redirectd {self.config}, {workers} worker{'s' if workers > 1 else ''}"
         self.redis = redis
         self.redirect = h.ServiceDaemon("sip-redirectd", redis.url,
                                         ["--domain", DOMAIN, "--log-level", "warn", *flags],
@@ -136,6 +164,7 @@ class NullResponder(Peer):
         port = h.free_udp_port()
         self.target = f"{h.LOCALHOST}:{port}"
         exe = h.build_dir() / "bench" / "null-responder"
+        # Two threads, one SO_REUSEPORT socket each, like sip-redirectd's two workers.
         self.proc = subprocess.Popen([str(exe), "--listen", self.target, "--threads", "2"],
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         h._children.append(self)  # stopped at exit if we fail first
@@ -176,18 +205,25 @@ def check_answers(peer: Peer) -> list[str]:
     return [] if r.returncode == 0 else [f"{peer.name}: {r.stdout.strip()} {r.stderr.strip()}"]
 
 
+def load_args(threads: int, sockets: int) -> list[str]:
+    """sip-bench's sending threads and client sockets (at least one socket per thread)."""
+    return ["--threads", str(threads), "--sockets", str(max(threads, sockets))]
+
+
 def run_invites(peer: Peer, aors: int, window: int, duration: float, threads: int,
-                zipf: float = 0.0) -> dict:
+                zipf: float = 0.0, sockets: int = 1) -> dict:
     return sip_bench(["--target", peer.target, "--no-populate", "--aors", str(aors),
                       "--domain", DOMAIN, "--window", str(window), "--duration", str(duration),
-                      "--threads", str(threads), "--zipf", str(zipf),
+                      *load_args(threads, sockets), "--zipf", str(zipf),
                       *sum((["--pid", str(p)] for p in peer.pids()), [])],
                      timeout=duration + 60)
 
 
-def run_registers(peer: Peer, aors: int, window: int, duration: float) -> dict:
+def run_registers(peer: Peer, aors: int, window: int, duration: float, threads: int = 1,
+                  sockets: int = 1) -> dict:
     return sip_bench(["--target", peer.registrar, "--register", "--aors", str(aors),
                       "--domain", DOMAIN, "--window", str(window), "--duration", str(duration),
+                      *load_args(threads, sockets),
                       *sum((["--pid", str(p)] for p in peer.registrar_pids()), [])],
                      timeout=duration + 60)
 
@@ -212,24 +248,32 @@ def cache_counts(peer: "Ours") -> tuple[float, float]:
             h.metric_value(text, "sipr_cache_misses_total") or 0.0)
 
 
-def run_cache_invites(peer: Peer, redis: h.RedisServer | None, aors: int, zipf: float,
-                      duration: float, threads: int) -> dict:
-    """run_invites() plus, for our peers on `redis`: hit ratio, Redis commands/s, Redis CPU per
-    response (all over the run)."""
-    ours = isinstance(peer, Ours)
-    if ours:
-        h0, m0 = cache_counts(peer)
-        c0, cpu0 = redis_commands(redis), cpu_seconds(redis.proc.pid)
-    r = run_invites(peer, aors, 64, duration, threads, zipf)
-    if ours:
-        h1, m1 = cache_counts(peer)
-        c1, cpu1 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+def with_redis(redis: h.RedisServer, run, cache_of: "Ours | None" = None) -> dict:
+    """run() (a sip-bench result) plus, over the run, on `redis`: Redis commands/s and per
+    response (INFO stats total_commands_processed), Redis CPU per response, and the hit ratio of
+    `cache_of`'s near-cache (None when it has none). The server CPU of the result already counts
+    Redis where the peer's --pid list has it; the daemon's own is the difference."""
+    if cache_of is not None:
+        h0, m0 = cache_counts(cache_of)
+    c0, cpu0 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+    r = run()
+    c1, cpu1 = redis_commands(redis), cpu_seconds(redis.proc.pid)
+    if cache_of is not None:
+        h1, m1 = cache_counts(cache_of)
         looked = (h1 - h0) + (m1 - m0)
         r["hit_ratio"] = (h1 - h0) / looked if looked else None  # None: no cache
-        r["redis_commands_per_s"] = (c1 - c0) / r["seconds"] if r["seconds"] else 0.0
-        r["redis_cpu_us_per_response"] = ((cpu1 - cpu0) * 1e6 / r["answered"]
-                                          if r["answered"] else 0.0)
+    n = r["answered"]
+    r["redis_commands_per_s"] = (c1 - c0) / r["seconds"] if r["seconds"] else 0.0
+    r["redis_commands_per_response"] = (c1 - c0) / n if n else 0.0
+    r["redis_cpu_us_per_response"] = (cpu1 - cpu0) * 1e6 / n if n else 0.0
     return r
+
+
+def run_invites_measured(peer: Peer, aors: int, window: int, duration: float, threads: int,
+                         zipf: float, sockets: int) -> dict:
+    """run_invites() plus, for ours, with_redis()'s figures on its Redis."""
+    run = lambda: run_invites(peer, aors, window, duration, threads, zipf, sockets)  # noqa: E731
+    return with_redis(peer.redis, run, peer) if isinstance(peer, Ours) else run()
 
 
 class StalenessProbe:
@@ -318,12 +362,14 @@ def wrong_answers(result: dict, want: str) -> str | None:
     return None if not other else f"answers other than {want}: {other}"
 
 
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def generator_cpu_us(r: dict) -> float:
+    """sip-bench's own CPU per answered request, µs: it shares the cores with the server, so what
+    it spends (more with many sockets) is not the server's."""
+    return r["client_cpu_s"] * 1e6 / r["answered"] if r["answered"] else float("nan")
 
 
-def fmt_rate(v: float) -> str:
-    return f"{v:,.0f}"
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> int:
@@ -332,15 +378,33 @@ def main() -> int:
     ap.add_argument("--aors", type=int, default=10000)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--windows", default="64,256")
-    ap.add_argument("--threads", type=int, default=1, help="sip-bench sending threads")
+    ap.add_argument("--windows", default="64,256",
+                    help="closed-loop windows; the first is run from every --sockets count")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="sip-bench sending threads (the sockets are spread over them)")
+    ap.add_argument("--sockets", default=",".join(map(str, SOCKETS)),
+                    help="sip-bench client sockets, same for every peer; the first is the default "
+                         "for every run but the first window's (default %(default)s)")
+    ap.add_argument("--workers", default=",".join(map(str, WORKERS)),
+                    help="sip-redirectd --workers counts (default %(default)s)")
+    ap.add_argument("--config", action="append", metavar="FLAGS",
+                    help="a sip-redirectd configuration: its extra flags, e.g. "
+                         "--config=defaults --config='--cache-ttl 0' --config='--cache-ttl 60000' "
+                         "(repeatable; replaces CONFIGS in compare.py: "
+                         + "; ".join(config_label(c) for c in CONFIGS) + ")")
     ap.add_argument("--cache-ttl", type=int, default=10000,
-                    help="the near-cache rows' --cache-ttl in ms (default 10000)")
+                    help="the near-cache section's --cache-ttl in ms (default 10000)")
     ap.add_argument("--json-out", help="write every raw sip-bench result here")
     o = ap.parse_args()
     if o.smoke:
-        o.aors, o.duration, o.reps, o.windows = 500, 1.0, 1, "64"
-    windows = [int(w) for w in o.windows.split(",")]
+        o.aors, o.duration, o.reps, o.windows = 500, 0.5, 1, "64"
+    windows = int_list(o.windows)
+    socket_counts = int_list(o.sockets)
+    worker_counts = int_list(o.workers)
+    configs = [parse_config(c) for c in o.config] if o.config else list(CONFIGS)
+    if not windows or not socket_counts or not worker_counts or not configs:
+        ap.error("--windows, --sockets, --workers and --config need at least one value each")
+    default_sockets = socket_counts[0]
     failures: list[str] = []
     raw: list[dict] = []
     peers: list[Peer] = []
@@ -356,12 +420,20 @@ def main() -> int:
     cache_peers: list[Peer] = []
     staleness: StalenessProbe | None = None
     try:
-        print(f"== starting peers ({o.aors} AORs, windows {windows}, {o.reps} repetitions of "
-              f"{o.duration:g} s)", flush=True)
-        ours = Ours(redis)
+        print(f"== starting peers ({o.aors} AORs, windows {windows}, generator sockets "
+              f"{socket_counts}, {o.reps} repetitions of {o.duration:g} s)", flush=True)
+        # One sip-redirectd per configuration and worker count, all on one Redis (one runs at a
+        # time, so the Redis CPU of a run is that instance's); the first also has the registrar.
+        ours_all: list[Ours] = []
+        for ci, flags in enumerate(configs):
+            for w in worker_counts:
+                ours_all.append(Ours(redis, workers=w, name=f"sipr-c{ci}-{w}w", flags=flags,
+                                     with_registrar=not ours_all))
+        ours = ours_all[0]
+        peers += ours_all
         kmem = Kamailio("mem", None)
         kred = Kamailio("redis", kam_redis_server)
-        peers = [ours, kmem, kred]
+        peers += [kmem, kred]
         # db_redis blocks a child per round trip: more children are its best case (same Redis
         # and the same bindings as the 2-children instance).
         kred8 = None if o.smoke else Kamailio("redis", kam_redis_server, children=8)
@@ -369,34 +441,43 @@ def main() -> int:
         peers += ([kred8] if kred8 else []) + [ceiling]
 
         print("== populating and checking", flush=True)
+        for p in [ours, kmem, kred]:
+            populate(p, o.aors)
         for p in peers:
-            if p.checkable and p is not kred8:  # kred8 shares kred's Redis and bindings
-                populate(p, o.aors)
             if p.checkable:
+                if isinstance(p, Ours) and p is not ours:
+                    p.registrar = ours.registrar  # its bindings are in the same Redis
                 failures += check_answers(p)
 
-        invite_peers = [ours, kred] + ([kred8] if kred8 else []) + [kmem, ceiling]
-        results: dict[tuple[str, int], list[dict]] = {}
-        for w in windows:
+        if not o.smoke:
+            # A second's load on each of ours first (not measured): a near-cache, where a
+            # configuration has one, is then warm, as it is in service.
+            for p in ours_all:
+                run_invites(p, o.aors, 64, 1.0, o.threads, 0.0, default_sockets)
+
+        invite_peers: list[Peer] = [*ours_all, kred] + ([kred8] if kred8 else []) + [kmem, ceiling]
+        cells = [(w, s) for w in windows for s in (socket_counts if w == windows[0] else [default_sockets])]
+        results: dict[tuple[str, int, int], list[dict]] = {}  # (peer, window, sockets) -> runs
+        for w, socks in cells:
             for rep in range(o.reps):
-                order = invite_peers[rep % len(invite_peers):] + invite_peers[:rep % len(invite_peers)]
-                for p in order:
-                    r = run_invites(p, o.aors, w, o.duration, o.threads)
-                    r.update(peer=p.name, rep=rep, kind="invite")
+                for p in rotated(invite_peers, rep):
+                    r = run_invites_measured(p, o.aors, w, o.duration, o.threads, 0.0, socks)
+                    r.update(peer=p.name, label=p.label, rep=rep, kind="invite", window=w)
                     raw.append(r)
-                    results.setdefault((p.name, w), []).append(r)
+                    results.setdefault((p.name, w, socks), []).append(r)
                     bad = wrong_answers(r, "302")
                     if bad:
-                        failures.append(f"INVITE {p.name} window {w}: {bad}")
-                    print(f"  window {w} rep {rep + 1} {p.name:14s} {r['responses_per_s']:>9,.0f}/s "
-                          f"p50 {r['p50_us']}us p99 {r['p99_us']}us lost {r['lost']} "
-                          f"cpu {r['server_cpu_us_per_response']:.2f}us", flush=True)
+                        failures.append(f"INVITE {p.name} window {w} sockets {socks}: {bad}")
+                    print(f"  window {w} sockets {socks} rep {rep + 1} {p.name:14s} "
+                          f"{r['responses_per_s']:>9,.0f}/s p50 {r['p50_us']}us p99 {r['p99_us']}us "
+                          f"lost {r['lost']} cpu {r['server_cpu_us_per_response']:.2f}us", flush=True)
 
         reg_results: dict[str, list[dict]] = {}
         reg_peers = [ours, kred]
         for rep in range(o.reps):
             for p in (reg_peers if rep % 2 == 0 else reg_peers[::-1]):
-                r = run_registers(p, o.aors, 64, o.duration)
+                run = lambda: run_registers(p, o.aors, 64, o.duration, o.threads, default_sockets)  # noqa: E731
+                r = with_redis(ours.redis, run) if p is ours else run()
                 r.update(peer=p.name, rep=rep, kind="register")
                 raw.append(r)
                 reg_results.setdefault(p.name, []).append(r)
@@ -410,27 +491,28 @@ def main() -> int:
         scaling: list[tuple[str, float]] = []
         if not o.smoke:
             print("== scaling", flush=True)
-            one = Ours(redis, workers=1, name="sip-redirectd-1w", with_registrar=False)
-            vals = [run_invites(one, o.aors, 64, o.duration, o.threads)["responses_per_s"]
-                    for _ in range(o.reps)]
-            one.stop()
-            scaling.append(("1 instance, 1 worker", med(vals)))
-            scaling.append(("1 instance, 2 workers",
-                            med([r["responses_per_s"] for r in results[(ours.name, 64)]])))
-            second = Ours(redis, workers=2, name="sip-redirectd-b", with_registrar=False)
+            w64 = windows[0]
+            for p in ours_all:
+                if p.flags == configs[0]:
+                    scaling.append((f"1 instance, {p.workers} worker{'s' if p.workers > 1 else ''}",
+                                    med([r["responses_per_s"] for r in results[(p.name, w64, default_sockets)]])))
+            top = max(worker_counts)
+            first = next(p for p in ours_all if p.flags == configs[0] and p.workers == top)
+            second = Ours(redis, workers=top, name="sipr-second", flags=configs[0], with_registrar=False)
+            peers.append(second)
             totals = []
             for _ in range(o.reps):
                 exe = h.build_dir() / "bench" / "sip-bench"
                 procs = [subprocess.Popen([str(exe), "--target", p.target, "--no-populate",
                                            "--aors", str(o.aors), "--domain", DOMAIN, "--window", "64",
-                                           "--duration", str(o.duration), "--json"],
+                                           "--duration", str(o.duration),
+                                           *load_args(o.threads, default_sockets), "--json"],
                                           stdout=subprocess.PIPE, text=True)
-                         for p in (ours, second)]
+                         for p in (first, second)]
                 outs = [json.loads(p.communicate(timeout=o.duration + 60)[0].strip().splitlines()[-1])
                         for p in procs]
                 totals.append(sum(x["responses_per_s"] for x in outs))
-            second.stop()
-            scaling.append(("2 instances x 2 workers, one Redis (two generators)", med(totals)))
+            scaling.append((f"2 instances x {top} workers, one Redis (two generators)", med(totals)))
 
         # ---- near-cache (issue 8)
         print("== near-cache", flush=True)
@@ -439,10 +521,10 @@ def main() -> int:
                            [(f"Zipf 1.0 over {big:,} AORs", big, 1.0),
                             (f"uniform over {o.aors:,} AORs", o.aors, 0.0)])
         ours_cache = Ours(cache_redis, name="sip-redirectd-cache",
-                          flags=("--cache-ttl", str(o.cache_ttl), "--cache-max-entries", "200000"),
-                          label=f"sip-redirectd (2 workers, Redis, near-cache --cache-ttl {o.cache_ttl})")
+                          flags=("--cache-ttl", str(o.cache_ttl), "--cache-max-entries", "200000"))
         ours_plain = Ours(cache_redis, name="sip-redirectd-nocache", with_registrar=False,
-                          label="sip-redirectd (2 workers, Redis, no cache; same Redis)")
+                          flags=("--cache-ttl", "0"))
+        ours_plain.label += " (same Redis)"
         peers += [ours_cache, ours_plain]
         cache_peers = [ours_cache, ours_plain, kmem]
         # The cache's Redis gets every AOR straight in our schema; Kamailio gets the extra ones
@@ -454,11 +536,10 @@ def main() -> int:
         failures += check_answers(ours_cache)
         for label, n, zipf in cache_workloads:
             # A short warm-up (not measured): the steady state is what a cache is for.
-            run_invites(ours_cache, n, 64, 1.0 if o.smoke else 2.0, o.threads, zipf)
+            run_invites(ours_cache, n, 64, 1.0 if o.smoke else 2.0, o.threads, zipf, default_sockets)
             for rep in range(o.reps):
-                order = cache_peers[rep % len(cache_peers):] + cache_peers[:rep % len(cache_peers)]
-                for p in order:
-                    r = run_cache_invites(p, cache_redis, n, zipf, o.duration, o.threads)
+                for p in rotated(cache_peers, rep):
+                    r = run_invites_measured(p, n, 64, o.duration, o.threads, zipf, default_sockets)
                     r.update(peer=p.name, rep=rep, kind="invite-cache", workload=label)
                     raw.append(r)
                     cache_results.setdefault((label, p.name), []).append(r)
@@ -477,52 +558,90 @@ def main() -> int:
                 staleness.workload = label
                 staleness.start()
                 try:
-                    run_invites(ours_cache, n, 64, max(3.0, o.duration), o.threads, zipf)
+                    run_invites(ours_cache, n, 64, max(3.0, o.duration), o.threads, zipf, default_sockets)
                 finally:
                     staleness.stop()
                 failures += [f"staleness under load: {e}" for e in staleness.errors]
 
         # ---- report
+        w0 = windows[0]
         print()
-        print(f"### INVITE -> 302, {o.aors:,} AORs, closed loop, median of {o.reps} "
+        print(f"### sip-redirectd against Kamailio in memory: INVITE -> 302, window {w0}, "
+              f"{o.aors:,} AORs, closed loop, median of {o.reps} (sip-bench, {o.duration:g} s each, "
+              f"{o.threads} sending thread{'s' if o.threads > 1 else ''})")
+        print()
+        summary_runs: dict[tuple, list[dict]] = {}
+        for p in ours_all:
+            for socks in socket_counts:
+                summary_runs[("ours", p.config, p.workers, socks)] = results[(p.name, w0, socks)]
+        for socks in socket_counts:
+            summary_runs[(kmem.name, socks)] = results[(kmem.name, w0, socks)]
+            summary_runs[(ceiling.name, socks)] = results[(ceiling.name, w0, socks)]
+        rows = [(p.config, p.workers, socks) for socks in socket_counts for p in ours_all]
+        for line in summary_table(rows, summary_runs, kmem.name, ceiling.name):
+            print(line)
+        print()
+        print("Generator sockets: each is a source address and port of its own, which the kernel's "
+              "SO_REUSEPORT hash gives to one worker; many are a tier fed by many SBCs and proxies, "
+              "1 is one load balancer (one worker gets it all unless the daemon spreads one source). "
+              "A ratio is taken within one repetition, then the median. CPU: sip-redirectd + its "
+              "redis-server; Kamailio: all its processes; the null responder answers a fixed 302 "
+              "with no look-up.")
+        print()
+        print(f"### INVITE -> 302 by peer, {o.aors:,} AORs, closed loop, median of {o.reps} "
               f"(sip-bench, {o.duration:g} s each)")
         print()
-        for w in windows:
-            print(f"Window {w}:")
+        for w, socks in cells:
+            print(f"Window {w}, {socks} generator socket{'s' if socks > 1 else ''}:")
             print()
             print("| peer | responses/s | p50 us | p99 us | p99.9 us | server CPU us/response | "
-                  "ours / peer | peer / ceiling |")
-            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+                  "generator CPU us/response | peer / Kamailio in memory | peer / ceiling |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            kam_rs = results[(kmem.name, w, socks)]
+            ceil_rs = results[(ceiling.name, w, socks)]
             for p in invite_peers:
-                rs = results[(p.name, w)]
-                ours_rs = results[(ours.name, w)]
-                ceil_rs = results[(ceiling.name, w)]
-                ratio_ours = med([a["responses_per_s"] / b["responses_per_s"]
-                                  for a, b in zip(ours_rs, rs) if b["responses_per_s"] > 0])
-                ratio_ceiling = med([a["responses_per_s"] / b["responses_per_s"]
-                                     for a, b in zip(rs, ceil_rs) if b["responses_per_s"] > 0])
+                rs = results[(p.name, w, socks)]
                 print(f"| {p.label} | {fmt_rate(med([r['responses_per_s'] for r in rs]))} | "
                       f"{med([r['p50_us'] for r in rs]):.0f} | {med([r['p99_us'] for r in rs]):.0f} | "
                       f"{med([r['p999_us'] for r in rs]):.0f} | "
                       f"{med([r['server_cpu_us_per_response'] for r in rs]):.2f} | "
-                      f"{'—' if p is ours else f'{ratio_ours:.2f}x'} | {ratio_ceiling:.2f} |")
+                      f"{med([generator_cpu_us(r) for r in rs]):.2f} | "
+                      f"{'—' if p is kmem else fmt_ratio(paired_ratio(rs, kam_rs))} | "
+                      f"{paired_ratio(rs, ceil_rs):.2f} |")
             print()
-        print(f"### REGISTER -> 200, {o.aors:,} AORs walked in order, window 64, median of {o.reps}")
+        print(f"### REGISTER -> 200, {o.aors:,} AORs walked in order, window 64, {default_sockets} "
+              f"generator socket{'s' if default_sockets > 1 else ''}, median of {o.reps}")
         print()
         print("| registrar | registrations/s | p50 us | p99 us | server CPU us/response | ours / peer |")
         print("|---|---:|---:|---:|---:|---:|")
         for p in reg_peers:
             rs = reg_results[p.name]
-            ratio = med([a["responses_per_s"] / b["responses_per_s"]
-                         for a, b in zip(reg_results[ours.name], rs) if b["responses_per_s"] > 0])
             label = "sip-registrard (2 workers, Redis)" if p is ours else p.label
             print(f"| {label} | {fmt_rate(med([r['responses_per_s'] for r in rs]))} | "
                   f"{med([r['p50_us'] for r in rs]):.0f} | {med([r['p99_us'] for r in rs]):.0f} | "
                   f"{med([r['server_cpu_us_per_response'] for r in rs]):.2f} | "
-                  f"{'—' if p is ours else f'{ratio:.2f}x'} |")
+                  f"{'—' if p is ours else fmt_ratio(paired_ratio(reg_results[ours.name], rs))} |")
+        print()
+        top = max(worker_counts)
+        print(f"### Capacity inputs (bench/CAPACITY.md): window {w0}, {default_sockets} generator "
+              f"sockets, {top} workers, median of {o.reps}")
+        print()
+        for line in CAPACITY_HEADER:
+            print(line)
+        for p in ours_all:
+            if p.workers == top:
+                print(capacity_row("INVITE -> 302", f"sip-redirectd {p.config}",
+                                   results[(p.name, w0, default_sockets)]))
+        print(capacity_row("REGISTER -> 200", "sip-registrard (2 workers)", reg_results[ours.name]))
+        print()
+        print("Daemon CPU = server CPU minus its redis-server's, run by run; per core = 10^6 us over "
+              "the CPU per response, a core fully busy with nothing else (the generator and the "
+              "other processes ran on the same two cores). Redis commands: INFO stats "
+              "total_commands_processed over the run.")
         print()
         if scaling:
-            print("### Scaling (INVITE, window 64 per generator)")
+            print(f"### Scaling (INVITE, window 64 per generator, {config_label(configs[0])}, "
+                  f"{default_sockets} generator sockets each)")
             print()
             print("| setup | responses/s |")
             print("|---|---:|")
@@ -530,8 +649,8 @@ def main() -> int:
                 print(f"| {what} | {fmt_rate(v)} |")
             print()
         if cache_workloads:
-            print(f"### Near-cache: INVITE -> 302, window 64, median of {o.reps} "
-                  f"({o.duration:g} s each, after a warm-up), one Redis of its own")
+            print(f"### Near-cache: INVITE -> 302, window 64, {default_sockets} generator sockets, "
+                  f"median of {o.reps} ({o.duration:g} s each, after a warm-up), one Redis of its own")
             print()
             print("| workload | peer | responses/s | p50 us | p99 us | server CPU us/response | "
                   "Redis CPU us/response | hit ratio | Redis commands/s | ours / Kamailio in memory |")
@@ -540,27 +659,24 @@ def main() -> int:
                 kam = cache_results[(label, kmem.name)]
                 for p in cache_peers:
                     rs = cache_results[(label, p.name)]
-                    ratio = med([a["responses_per_s"] / b["responses_per_s"]
-                                 for a, b in zip(rs, kam) if b["responses_per_s"] > 0])
                     ours_p = isinstance(p, Ours)
-                    cells = [label, p.label, fmt_rate(med([r["responses_per_s"] for r in rs])),
-                             f"{med([r['p50_us'] for r in rs]):.0f}",
-                             f"{med([r['p99_us'] for r in rs]):.0f}",
-                             f"{med([r['server_cpu_us_per_response'] for r in rs]):.2f}"]
+                    cells_out = [label, p.label, fmt_rate(med([r["responses_per_s"] for r in rs])),
+                                 f"{med([r['p50_us'] for r in rs]):.0f}",
+                                 f"{med([r['p99_us'] for r in rs]):.0f}",
+                                 f"{med([r['server_cpu_us_per_response'] for r in rs]):.2f}"]
                     if ours_p:
-                        hit = rs[0]["hit_ratio"] is not None
-                        cells += [f"{med([r['redis_cpu_us_per_response'] for r in rs]):.2f}",
-                                  f"{med([r['hit_ratio'] for r in rs]):.1%}" if hit else "—",
-                                  fmt_rate(med([r["redis_commands_per_s"] for r in rs])),
-                                  f"{ratio:.2f}x"]
+                        hits = [r["hit_ratio"] for r in rs if r["hit_ratio"] is not None]
+                        cells_out += [f"{med([r['redis_cpu_us_per_response'] for r in rs]):.2f}",
+                                      f"{med(hits):.1%}" if hits else "—",
+                                      fmt_rate(med([r["redis_commands_per_s"] for r in rs])),
+                                      fmt_ratio(paired_ratio(rs, kam))]
                     else:
-                        cells += ["—", "—", "—", "—"]
-                    print("| " + " | ".join(cells) + " |")
+                        cells_out += ["—", "—", "—", "—"]
+                    print("| " + " | ".join(cells_out) + " |")
                 on = cache_results[(label, ours_cache.name)]
                 off = cache_results[(label, ours_plain.name)]
-                down = med([b["redis_commands_per_s"] / a["redis_commands_per_s"]
-                            for a, b in zip(on, off) if a["redis_commands_per_s"] > 0])
-                print(f"| {label} | Redis commands/s, no cache / near-cache | | | | | | | "
+                down = paired_ratio(off, on, "redis_commands_per_s")
+                print(f"| {label} | Redis commands/s, --cache-ttl 0 / --cache-ttl {o.cache_ttl} | | | | | | | "
                       f"{down:.1f}x | |")
             print()
             if staleness is not None and staleness.samples:

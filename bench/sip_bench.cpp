@@ -2,21 +2,26 @@
 // server's CPU per response (DESIGN §8, bench/README.md).
 //
 //   sip-bench --target 127.0.0.1:5070 [--registrar 127.0.0.1:5060 | --populate redis --redis URL]
-//             --aors 10000 [--window 64 | --rate R] --duration 10 [--threads 2] [--zipf 1.0]
-//             [--register] [--pid PID]... [--json]
+//             --aors 10000 [--window 64 | --rate R] --duration 10 [--threads 2] [--sockets 16]
+//             [--zipf 1.0] [--register] [--pid PID]... [--json]
 //
 // Population: sip:bench<i>@<domain> -> sip:bench<i>@127.0.0.1:5999, through the registrar
 // (REGISTERs, any registrar: ours or a peer's), or written straight into our Redis schema
 // (--populate redis), or not at all. Then INVITEs (or, with --register, REGISTERs) go out from
-// --threads threads, each with its own socket and sendmmsg/recvmmsg batches: closed loop with
-// --window requests outstanding in all, or open loop at --rate per second in all. The AOR of an
-// INVITE is uniform over the N AORs or Zipf-distributed (--zipf S, rank 0 most popular). Every
+// --threads threads over --sockets client sockets in all (default one per thread; a thread with
+// several sends each batch from its next socket in turn), in sendmmsg/recvmmsg batches: closed
+// loop with --window requests outstanding in all, or open loop at --rate per second in all. Each
+// socket has its own source port, so a server's SO_REUSEPORT hash sees as many sources as
+// --sockets: 1 is a load balancer in front of it, 16 a tier fed by 16 SBCs and proxies. The AOR of
+// an INVITE is uniform over the N AORs or Zipf-distributed (--zipf S, rank 0 most popular). Every
 // response is matched to its request by Call-ID; a request unanswered for 2 s is lost. Latency goes
-// into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge of
-// its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and after.
+// into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge
+// of its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and
+// after.
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -51,6 +56,8 @@ namespace {
 
 using sipr::bench::AorPicker;
 using sipr::bench::Histogram;
+using sipr::bench::share;
+using sipr::bench::SocketRing;
 constexpr std::size_t kBatch = 32;
 constexpr int64_t kLostAfterUs = 2'000'000;
 constexpr std::string_view kContactHost = "127.0.0.1:5999";
@@ -93,6 +100,7 @@ struct Options {
     double rate = 0;
     double duration = 10;
     unsigned threads = 1;
+    unsigned sockets = 0;  // 0: one per thread
     double zipf = 0;
     bool register_mode = false;
     bool json = false;
@@ -123,32 +131,56 @@ void append_num(std::string& s, uint64_t v) {
     s.append(tmp, static_cast<std::size_t>(end - tmp));
 }
 
-// One sending thread: its own connected socket, its own table of outstanding requests.
+// One sending thread: its own connected sockets (each with its own source port), one table of
+// outstanding requests for all of them. Each batch leaves from the next socket in turn; an answer
+// comes back on the socket its request left from.
 class Driver {
-public:
+  public:
     Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain,
-           unsigned thread, double zipf)
+           unsigned thread, double zipf, unsigned sockets)
         : register_mode_(register_mode),
           aors_(aors),
           domain_(std::move(domain)),
           thread_(thread),
-          picker_(aors, zipf, 42 + thread) {
-        if (!sipr::net::parse_endpoint(target, to_)) throw std::runtime_error("bad address " + target);
-        fd_ = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw std::runtime_error("cannot open a UDP socket");
-        int buf = 8 << 20;
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-        ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-        const auto* sa = reinterpret_cast<const sockaddr*>(&to_);
-        if (::connect(fd_, sa, sipr::net::sockaddr_len(sa)) != 0)
-            throw std::runtime_error("cannot connect a UDP socket to " + target);
-        sockaddr_storage local{};
-        socklen_t len = sizeof local;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len);
-        local_ = sipr::net::to_string(reinterpret_cast<sockaddr*>(&local));
+          picker_(aors, zipf, 42 + thread),
+          ring_(std::max(1u, sockets)) {
+        if (!sipr::net::parse_endpoint(target, to_))
+            throw std::runtime_error("bad address " + target);
+        for (std::size_t i = 0; i < ring_.size(); ++i) {
+            Socket so;
+            so.fd = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (so.fd < 0) throw std::runtime_error("cannot open a UDP socket");
+            socks_.push_back(so);  // closed by the destructor from here on
+            int buf = 8 << 20;
+            ::setsockopt(so.fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+            ::setsockopt(so.fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+            const auto* sa = reinterpret_cast<const sockaddr*>(&to_);
+            if (::connect(so.fd, sa, sipr::net::sockaddr_len(sa)) != 0)
+                throw std::runtime_error("cannot connect a UDP socket to " + target);
+            sockaddr_storage local{};
+            socklen_t len = sizeof local;
+            ::getsockname(so.fd, reinterpret_cast<sockaddr*>(&local), &len);
+            socks_.back().local = sipr::net::to_string(reinterpret_cast<sockaddr*>(&local));
+        }
+        if (socks_.size() > 1) {
+            // Several sockets: one epoll_wait finds those with answers waiting (level-triggered,
+            // so a socket with more than one batch waiting is found again next turn).
+            ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+            if (ep_ < 0) throw std::runtime_error("cannot create an epoll instance");
+            for (std::size_t i = 0; i < socks_.size(); ++i) {
+                epoll_event ev{};
+                ev.events = EPOLLIN;
+                ev.data.u64 = i;
+                if (::epoll_ctl(ep_, EPOLL_CTL_ADD, socks_[i].fd, &ev) != 0)
+                    throw std::runtime_error("cannot add a socket to epoll");
+            }
+        }
         for (auto& b : bufs_) b.reserve(1024);
     }
-    ~Driver() { ::close(fd_); }
+    ~Driver() {
+        for (const Socket& so : socks_) ::close(so.fd);
+        if (ep_ >= 0) ::close(ep_);
+    }
     Driver(const Driver&) = delete;
     Driver& operator=(const Driver&) = delete;
 
@@ -166,56 +198,22 @@ public:
         std::array<mmsghdr, kBatch> msgs{};
         std::array<iovec, kBatch> iov{};
         std::vector<std::array<char, 4096>> rbufs(kBatch);
-        for (;;) {
-            int64_t now = now_us();
-            bool sending = now < end_us && (max_requests == 0 || next < max_requests);
-            if (!sending && outstanding == 0) break;
-            if (!sending && now > end_us + kLostAfterUs) break;
-            std::size_t want = 0;
-            if (sending) {
-                if (rate > 0) {
-                    auto due = static_cast<uint64_t>(static_cast<double>(now - start_us) / 1e6 * rate);
-                    want = due > next ? std::min<uint64_t>(due - next, kBatch) : 0;
-                } else if (outstanding < window) {
-                    want = std::min<std::size_t>(window - outstanding, kBatch);
-                }
-                if (max_requests != 0) want = std::min<uint64_t>(want, max_requests - next);
-            }
-            for (std::size_t i = 0; i < want; ++i) {
-                uint64_t seq = next + i;
-                // REGISTERs walk the AORs in order (each once per round); INVITEs use the picker.
-                uint32_t aor = register_mode_ ? static_cast<uint32_t>(seq % aors_) : picker_.next();
-                build(bufs_[i], seq, aor);
-                iov[i] = {bufs_[i].data(), bufs_[i].size()};
-                msgs[i] = {};
-                msgs[i].msg_hdr.msg_iov = &iov[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
-            }
-            if (want > 0) {
-                int n = ::sendmmsg(fd_, msgs.data(), static_cast<unsigned>(want), 0);
-                if (n > 0) {
-                    for (int i = 0; i < n; ++i) table[(next + static_cast<uint64_t>(i)) % cap] = now;
-                    next += static_cast<uint64_t>(n);
-                    outstanding += static_cast<std::size_t>(n);
-                    r.sent += static_cast<uint64_t>(n);
-                }
-            }
+        std::vector<epoll_event> ready(socks_.size());
+        // Takes one recvmmsg batch from `fd` and matches the answers; returns how many datagrams.
+        auto receive = [&](int fd) -> int {
             for (std::size_t i = 0; i < kBatch; ++i) {
                 iov[i] = {rbufs[i].data(), rbufs[i].size()};
                 msgs[i] = {};
                 msgs[i].msg_hdr.msg_iov = &iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
             }
-            int got = ::recvmmsg(fd_, msgs.data(), kBatch, 0, nullptr);
-            if (got <= 0) {
-                pollfd p{fd_, POLLIN, 0};
-                ::poll(&p, 1, (rate > 0 || outstanding >= window || !sending) ? 1 : 0);
-            }
+            int got = ::recvmmsg(fd, msgs.data(), kBatch, 0, nullptr);
             int64_t t = now_us();
             for (int i = 0; i < got; ++i) {
                 std::string_view bytes(rbufs[i].data(), msgs[i].msg_len);
                 sipr::sip::Message m;
-                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok || m.is_request)
+                if (sipr::sip::parse_message(bytes, m) != sipr::sip::ParseStatus::Ok ||
+                    m.is_request)
                     continue;
                 if (m.status_code < 200) continue;  // a provisional answer is not the answer
                 const auto* cid = m.find(sipr::sip::HeaderId::CallId);
@@ -232,6 +230,58 @@ public:
                 ++r.answered;
                 --outstanding;
             }
+            return got;
+        };
+        for (;;) {
+            int64_t now = now_us();
+            bool sending = now < end_us && (max_requests == 0 || next < max_requests);
+            if (!sending && outstanding == 0) break;
+            if (!sending && now > end_us + kLostAfterUs) break;
+            std::size_t want = 0;
+            if (sending) {
+                if (rate > 0) {
+                    auto due =
+                        static_cast<uint64_t>(static_cast<double>(now - start_us) / 1e6 * rate);
+                    want = due > next ? std::min<uint64_t>(due - next, kBatch) : 0;
+                } else if (outstanding < window) {
+                    want = std::min<std::size_t>(window - outstanding, kBatch);
+                }
+                if (max_requests != 0) want = std::min<uint64_t>(want, max_requests - next);
+            }
+            const Socket& out = socks_[want > 0 ? ring_.next() : 0];
+            for (std::size_t i = 0; i < want; ++i) {
+                uint64_t seq = next + i;
+                // REGISTERs walk the AORs in order (each once per round); INVITEs use the picker.
+                uint32_t aor = register_mode_ ? static_cast<uint32_t>(seq % aors_) : picker_.next();
+                build(bufs_[i], seq, aor, out.local);
+                iov[i] = {bufs_[i].data(), bufs_[i].size()};
+                msgs[i] = {};
+                msgs[i].msg_hdr.msg_iov = &iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            if (want > 0) {
+                int n = ::sendmmsg(out.fd, msgs.data(), static_cast<unsigned>(want), 0);
+                if (n > 0) {
+                    for (int i = 0; i < n; ++i)
+                        table[(next + static_cast<uint64_t>(i)) % cap] = now;
+                    next += static_cast<uint64_t>(n);
+                    outstanding += static_cast<std::size_t>(n);
+                    r.sent += static_cast<uint64_t>(n);
+                }
+            }
+            const int wait_ms = (rate > 0 || outstanding >= window || !sending) ? 1 : 0;
+            if (socks_.size() == 1) {
+                // One socket: try it first and wait only if it had nothing (one syscall per turn
+                // under load, as sip-bench has always done).
+                if (receive(socks_[0].fd) <= 0) {
+                    pollfd p{socks_[0].fd, POLLIN, 0};
+                    ::poll(&p, 1, wait_ms);
+                }
+            } else {
+                int n = ::epoll_wait(ep_, ready.data(), static_cast<int>(ready.size()), wait_ms);
+                for (int i = 0; i < n; ++i) receive(socks_[ready[i].data.u64].fd);
+            }
+            int64_t t = now_us();
             if (t - last_sweep > 100'000) {  // every 100 ms: requests older than 2 s are lost
                 last_sweep = t;
                 while (sweep_from < next) {
@@ -250,8 +300,9 @@ public:
         return r;
     }
 
-private:
-    void build(std::string& s, uint64_t seq, uint32_t aor) const {
+  private:
+    // Writes request `seq` for AOR `aor` into `s`, sent from the socket bound to `local`.
+    void build(std::string& s, uint64_t seq, uint32_t aor, const std::string& local) const {
         s.clear();
         auto user = [&] {
             s += "bench";
@@ -267,7 +318,7 @@ private:
             s += domain_;
         }
         s += " SIP/2.0\r\nVia: SIP/2.0/UDP ";
-        s += local_;
+        s += local;
         s += ";branch=z9hG4bK-b";
         append_num(s, seq);
         s += '.';
@@ -306,22 +357,29 @@ private:
             s += ">\r\nExpires: 3600\r\n";
         } else {
             s += "\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@";
-            s += local_;
+            s += local;
             s += ">\r\nAllow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\nSupported: timer\r\n";
         }
         s += "User-Agent: sip-bench\r\nContent-Length: 0\r\n\r\n";
     }
 
+    struct Socket {
+        int fd = -1;
+        std::string local;  // its address, host:port, for Via and Contact
+    };
+
     sockaddr_storage to_{};
-    int fd_ = -1;
-    std::string local_;
+    std::vector<Socket> socks_;
+    int ep_ = -1;
     bool register_mode_;
     uint32_t aors_;
     std::string domain_;
     unsigned thread_;
     // Different in every run (and every Driver of one run): wall-clock nanoseconds at start.
-    uint64_t run_id_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    uint64_t run_id_ =
+        static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
     AorPicker picker_;
+    SocketRing ring_;
     std::array<std::string, kBatch> bufs_;
 };
 
@@ -334,7 +392,8 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
     timeval tv{5, 0};
     std::unique_ptr<redisContext, void (*)(redisContext*)> c(
         redisConnectWithTimeout(url.host.c_str(), url.port, tv), redisFree);
-    if (!c || c->err) throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
+    if (!c || c->err)
+        throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
     auto expect_ok = [&](redisReply* r, const char* what) {
         bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
         std::string why = r != nullptr && r->type == REDIS_REPLY_ERROR ? r->str : "no reply";
@@ -343,10 +402,13 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
     };
     if (!url.password.empty()) {
         if (url.user.empty())
-            expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())), "AUTH");
+            expect_ok(
+                static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())),
+                "AUTH");
         else
             expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s %s", url.user.c_str(),
-                                                            url.password.c_str())), "AUTH");
+                                                            url.password.c_str())),
+                      "AUTH");
     }
     if (url.db != 0)
         expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "SELECT %u", url.db)), "SELECT");
@@ -378,28 +440,33 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
         for (uint32_t i = first; i < last; ++i)
             for (int k = 0; k < 2; ++k) {
                 void* r = nullptr;
-                if (redisGetReply(c.get(), &r) != REDIS_OK) throw std::runtime_error("Redis connection lost");
+                if (redisGetReply(c.get(), &r) != REDIS_OK)
+                    throw std::runtime_error("Redis connection lost");
                 expect_ok(static_cast<redisReply*>(r), "HSET");
             }
     }
     return o.aors;
 }
 
-// Runs `threads` drivers over the same wall-clock interval and merges their results.
+// Runs `threads` drivers over the same wall-clock interval, the `sockets` spread over them, and
+// merges their results.
 Result run_threads(const Options& o, const std::string& target, bool register_mode, double seconds,
                    uint32_t window, double rate, uint64_t max_requests) {
     const unsigned n = std::max(1u, o.threads);
+    const unsigned sockets = std::max(n, o.sockets);
     std::vector<std::unique_ptr<Driver>> drivers;
     for (unsigned t = 0; t < n; ++t)
-        drivers.push_back(std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t, o.zipf));
+        drivers.push_back(std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t,
+                                                   o.zipf,
+                                                   static_cast<unsigned>(share(sockets, n, t))));
     std::vector<Result> results(n);
     std::vector<std::thread> pool;
     const int64_t start = now_us();
     const int64_t end = start + static_cast<int64_t>(seconds * 1e6);
     for (unsigned t = 0; t < n; ++t) {
         // The window and the rate are split over the threads; the first ones take the remainder.
-        uint32_t w = window / n + (t < window % n ? 1 : 0);
-        uint64_t m = max_requests == 0 ? 0 : max_requests / n + (t < max_requests % n ? 1 : 0);
+        auto w = static_cast<uint32_t>(share(window, n, t));
+        uint64_t m = share(max_requests, n, t);
         pool.emplace_back([&, t, w, m] {
             if (max_requests != 0 && m == 0) return;
             results[t] = drivers[t]->run(start, end, std::max(w, 1u), rate / n, m);
@@ -417,7 +484,8 @@ int main(int argc, char** argv) {
     Options o;
     bool no_populate = false;
     CLI::App cli{"sip-bench: load generator for SIP redirect servers and registrars", "sip-bench"};
-    cli.add_option("--target", o.target, "server under test (a registrar with --register), host:port")
+    cli.add_option("--target", o.target,
+                   "server under test (a registrar with --register), host:port")
         ->required();
     cli.add_option("--registrar", o.registrar, "registrar to populate through, host:port");
     cli.add_option("--populate", o.populate,
@@ -438,9 +506,13 @@ int main(int argc, char** argv) {
     cli.add_option("--duration", o.duration, "seconds of load")
         ->check(CLI::Range(0.1, 86400.0))
         ->capture_default_str();
-    cli.add_option("--threads", o.threads, "sending threads, each with its own socket")
+    cli.add_option("--threads", o.threads, "sending threads")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
+    cli.add_option("--sockets", o.sockets,
+                   "client sockets (source ports) in all, spread over the threads; each batch "
+                   "leaves from a thread's next socket in turn (default: one per thread)")
+        ->check(CLI::Range(1u, 512u));
     cli.add_option("--zipf", o.zipf, "AOR popularity: Zipf exponent S (0: uniform)")
         ->check(CLI::Range(0.0, 10.0))
         ->capture_default_str();
@@ -450,19 +522,30 @@ int main(int argc, char** argv) {
     cli.add_option("--domain", o.domain, "domain of the AORs")->capture_default_str();
     CLI11_PARSE(cli, argc, argv);
     if (no_populate || o.register_mode) o.populate = "none";
+    if (o.sockets != 0 && o.sockets < o.threads) {
+        std::fprintf(
+            stderr,
+            "sip-bench: --sockets %u is fewer than --threads %u; every thread needs a socket\n",
+            o.sockets, o.threads);
+        return 2;
+    }
 
     try {
         if (o.populate == "registrar" && !o.registrar.empty()) {
             // Every AOR once (REGISTER sequence numbers walk the AORs in order), 200 at a time.
             Options p = o;
             p.threads = 1;
+            p.sockets = 1;
             Result r = run_threads(p, o.registrar, true, 300, 200, 0, o.aors);
             uint64_t ok = r.by_status.count(200) != 0 ? r.by_status[200] : 0;
-            std::fprintf(stderr, "sip-bench: populated through %s: %llu REGISTERs, %llu answered 200, %llu lost\n",
-                         o.registrar.c_str(), static_cast<unsigned long long>(r.sent),
-                         static_cast<unsigned long long>(ok), static_cast<unsigned long long>(r.lost));
+            std::fprintf(
+                stderr,
+                "sip-bench: populated through %s: %llu REGISTERs, %llu answered 200, %llu lost\n",
+                o.registrar.c_str(), static_cast<unsigned long long>(r.sent),
+                static_cast<unsigned long long>(ok), static_cast<unsigned long long>(r.lost));
             if (ok != o.aors) {
-                std::fprintf(stderr, "sip-bench: not every AOR registered; is %s a registrar for %s?\n",
+                std::fprintf(stderr,
+                             "sip-bench: not every AOR registered; is %s a registrar for %s?\n",
                              o.registrar.c_str(), o.domain.c_str());
                 return 1;
             }
@@ -480,35 +563,43 @@ int main(int argc, char** argv) {
         Result r = run_threads(o, o.target, o.register_mode, o.duration, o.window, o.rate, 0);
         const double self_cpu = self_cpu_seconds() - self0;
         double cpu = 0;
-        for (std::size_t i = 0; i < o.pids.size(); ++i) cpu += std::max(0.0, cpu_seconds(o.pids[i]) - cpu0[i]);
+        for (std::size_t i = 0; i < o.pids.size(); ++i)
+            cpu += std::max(0.0, cpu_seconds(o.pids[i]) - cpu0[i]);
         const double rps = r.seconds > 0 ? static_cast<double>(r.answered) / r.seconds : 0;
         const double cpu_us = r.answered != 0 ? cpu * 1e6 / static_cast<double>(r.answered) : 0;
         const Histogram& h = r.latency;
         if (o.json) {
-            std::printf("{\"mode\":\"%s\",\"threads\":%u,\"window\":%u,\"rate\":%.0f,\"zipf\":%.2f,"
-                        "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
-                        "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
-                        "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
-                        "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
-                        o.register_mode ? "register" : "invite", o.threads, o.window, o.rate, o.zipf,
-                        o.aors, static_cast<unsigned long long>(r.sent),
-                        static_cast<unsigned long long>(r.answered), static_cast<unsigned long long>(r.lost),
-                        r.seconds, rps, static_cast<unsigned long long>(h.percentile(50)),
-                        static_cast<unsigned long long>(h.percentile(90)),
-                        static_cast<unsigned long long>(h.percentile(99)),
-                        static_cast<unsigned long long>(h.percentile(99.9)),
-                        static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
+            std::printf(
+                "{\"mode\":\"%s\",\"threads\":%u,\"sockets\":%u,\"window\":%u,\"rate\":%.0f,"
+                "\"zipf\":%.2f,"
+                "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
+                "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
+                "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
+                "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
+                o.register_mode ? "register" : "invite", o.threads, std::max(o.threads, o.sockets),
+                o.window, o.rate, o.zipf, o.aors, static_cast<unsigned long long>(r.sent),
+                static_cast<unsigned long long>(r.answered),
+                static_cast<unsigned long long>(r.lost), r.seconds, rps,
+                static_cast<unsigned long long>(h.percentile(50)),
+                static_cast<unsigned long long>(h.percentile(90)),
+                static_cast<unsigned long long>(h.percentile(99)),
+                static_cast<unsigned long long>(h.percentile(99.9)),
+                static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
             bool first = true;
             for (const auto& [code, n] : r.by_status) {
-                std::printf("%s\"%d\":%llu", first ? "" : ",", code, static_cast<unsigned long long>(n));
+                std::printf("%s\"%d\":%llu", first ? "" : ",", code,
+                            static_cast<unsigned long long>(n));
                 first = false;
             }
             std::printf("}}\n");
         } else {
-            std::printf("%s: sent %llu, answered %llu, lost %llu in %.2f s: %.0f responses/s\n",
-                        o.register_mode ? "REGISTER" : "INVITE", static_cast<unsigned long long>(r.sent),
-                        static_cast<unsigned long long>(r.answered),
-                        static_cast<unsigned long long>(r.lost), r.seconds, rps);
+            std::printf(
+                "%s from %u sockets: sent %llu, answered %llu, lost %llu in %.2f s: %.0f "
+                "responses/s\n",
+                o.register_mode ? "REGISTER" : "INVITE", std::max(o.threads, o.sockets),
+                static_cast<unsigned long long>(r.sent),
+                static_cast<unsigned long long>(r.answered),
+                static_cast<unsigned long long>(r.lost), r.seconds, rps);
             for (const auto& [code, n] : r.by_status)
                 std::printf("  %d: %llu\n", code, static_cast<unsigned long long>(n));
             std::printf("latency us: p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",

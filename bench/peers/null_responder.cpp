@@ -1,6 +1,6 @@
 // null-responder: the ceiling of this machine for the benchmark. Answers every SIP request it
-// receives with a fixed 302 (no parsing beyond copying the Via, From, To, Call-ID and CSeq lines, no
-// look-up), in batches of recvmmsg/sendmmsg, one SO_REUSEPORT socket per thread. Whatever a real
+// receives with a fixed 302 (no parsing beyond copying the Via, From, To, Call-ID and CSeq lines,
+// no look-up), in batches of recvmmsg/sendmmsg, one SO_REUSEPORT socket per thread. Whatever a real
 // redirect server adds on top of this is its own cost.
 //
 //   null-responder --listen 127.0.0.1:5090 [--threads 2]
@@ -85,8 +85,10 @@ void serve(int fd) {
         if (got <= 0) continue;  // the receive timeout: look at the stop flag
         unsigned n = 0;
         for (int i = 0; i < got; ++i) {
-            std::string_view req(in[static_cast<std::size_t>(i)].data(), msgs[static_cast<std::size_t>(i)].msg_len);
-            if (req.starts_with("SIP/2.0 ") || req.starts_with("ACK ")) continue;  // answer requests only
+            std::string_view req(in[static_cast<std::size_t>(i)].data(),
+                                 msgs[static_cast<std::size_t>(i)].msg_len);
+            if (req.starts_with("SIP/2.0 ") || req.starts_with("ACK "))
+                continue;  // answer requests only
             std::size_t len = answer(req, out[n].data());
             oiov[n] = {out[n].data(), len};
             replies[n] = {};
@@ -110,8 +112,9 @@ void serve(int fd) {
 int main(int argc, char** argv) {
     std::string listen = "127.0.0.1:5090";
     unsigned threads = 2;
-    CLI::App cli{"null-responder: answers every SIP request with a fixed 302 (the benchmark's ceiling)",
-                 "null-responder"};
+    CLI::App cli{
+        "null-responder: answers every SIP request with a fixed 302 (the benchmark's ceiling)",
+        "null-responder"};
     cli.add_option("--listen", listen, "UDP host:port")->capture_default_str();
     cli.add_option("--threads", threads, "threads, one SO_REUSEPORT socket each")
         ->check(CLI::Range(1u, 64u))

@@ -1,4 +1,5 @@
-// sip-bench's statistics: the percentiles it reports and the Zipf popularity it draws.
+// sip-bench's statistics: the percentiles it reports, the Zipf popularity it draws, and how it
+// splits the window, the rate and the sockets over its threads.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,6 +11,8 @@
 
 using sipr::bench::AorPicker;
 using sipr::bench::Histogram;
+using sipr::bench::share;
+using sipr::bench::SocketRing;
 
 TEST_CASE("Histogram: exact below 128 us, within 1/64 above, percentiles by rank") {
     Histogram h;
@@ -44,7 +47,8 @@ TEST_CASE("Histogram: percentiles agree with sorting a random sample, merge adds
     CHECK(a.total() == all.size());
     std::sort(all.begin(), all.end());
     for (double p : {50.0, 90.0, 99.0, 99.9}) {
-        auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(all.size())));
+        auto rank =
+            static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(all.size())));
         uint64_t exact = all[rank - 1];
         uint64_t got = a.percentile(p);
         CHECK(got >= exact);
@@ -80,4 +84,44 @@ TEST_CASE("AorPicker: uniform covers every AOR; Zipf 1.0 gives rank 0 about 1/H(
     CHECK(z[0] / static_cast<double>(draws) == doctest::Approx(1.0 / harmonic).epsilon(0.05));
     CHECK(z[1] / static_cast<double>(draws) == doctest::Approx(0.5 / harmonic).epsilon(0.08));
     CHECK(z[0] > z[9] * 5);
+}
+
+TEST_CASE("share: parts add up to the total, differ by at most one, the first take the rest") {
+    for (uint64_t total : {0ull, 1ull, 2ull, 15ull, 16ull, 17ull, 64ull, 1000ull}) {
+        for (uint64_t parts : {1ull, 2ull, 3ull, 7ull, 16ull, 64ull}) {
+            uint64_t sum = 0, lo = UINT64_MAX, hi = 0;
+            for (uint64_t i = 0; i < parts; ++i) {
+                uint64_t s = share(total, parts, i);
+                sum += s;
+                lo = std::min(lo, s);
+                hi = std::max(hi, s);
+                if (i > 0) CHECK(share(total, parts, i - 1) >= s);  // never more for a later part
+            }
+            CHECK(sum == total);
+            CHECK(hi - lo <= 1);
+        }
+    }
+    // 16 sockets over 2 threads: 8 each; 17 over 2: the first thread takes the 9th.
+    CHECK(share(16, 2, 0) == 8);
+    CHECK(share(16, 2, 1) == 8);
+    CHECK(share(17, 2, 0) == 9);
+    CHECK(share(17, 2, 1) == 8);
+    // Window 64 over 3 threads: 22, 21, 21. Out of range and zero parts: nothing.
+    CHECK(share(64, 3, 0) == 22);
+    CHECK(share(64, 3, 2) == 21);
+    CHECK(share(64, 3, 3) == 0);
+    CHECK(share(64, 0, 0) == 0);
+}
+
+TEST_CASE("SocketRing: every socket in turn, so each sends the same number of batches") {
+    SocketRing ring(16);
+    std::vector<int> batches(16);
+    for (int i = 0; i < 16 * 100 + 5; ++i) ++batches[ring.next()];
+    for (int k = 0; k < 16; ++k) CHECK(batches[k] == (k < 5 ? 101 : 100));
+    SocketRing one(1);
+    CHECK(one.next() == 0);
+    CHECK(one.next() == 0);
+    SocketRing none(0);  // treated as one socket, never an index out of range
+    CHECK(none.size() == 1);
+    CHECK(none.next() == 0);
 }
