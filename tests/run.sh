@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh Debian 12 machine: installs what is missing, builds a
-# release and an ASan+UBSan build (and a clang libFuzzer build), runs every suite, and ends with one
-# line "N passed, N failed" summing all of them. Exit status is non-zero on any failure.
+# release, an ASan+UBSan and a ThreadSanitizer build (and a clang libFuzzer build), runs every
+# suite, and ends with one line "N passed, N failed" summing all of them. Exit status is non-zero on any failure.
 #
 # Environment: FUZZ_SECONDS (default 30) per fuzz target; SIPR_SKIP_FUZZ=1 skips fuzzing;
 # BUILD_ROOT (default ./build) holds the build directories.
@@ -50,23 +50,30 @@ build() {
     fi
 }
 
-# run_suites NAME SUITE...: runs the meson suites of a build and adds their counts. A doctest
-# binary counts its test cases; any other meson test counts as one.
-run_suites() {
-    local name=$1
-    shift
+# run_meson NAME LABEL MESON-TEST-ARGS...: runs `meson test` in a build and adds its counts. A
+# doctest binary counts its test cases; any other meson test counts as one.
+run_meson() {
+    local name=$1 label=$2
+    shift 2
     local dir=$BUILD_ROOT/$name
-    local args=()
-    for s in "$@"; do args+=(--suite "$s"); done
-    echo "== test $name: $*"
+    echo "== test $name: $label"
     local rc=0
-    meson test -C "$dir" "${args[@]}" --print-errorlogs --num-processes 1 || rc=$?
+    meson test -C "$dir" "$@" --print-errorlogs --num-processes 1 || rc=$?
     local counts
     counts=$(python3 "$ROOT/tests/lib/count_results.py" "$dir/meson-logs/testlog.json")
     echo "   $name: $counts"
     read -r p f <<<"$counts"
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # meson failed without a counted failure
     note_result "$name" "$p" "$f"
+}
+
+# run_suites NAME SUITE...: the given meson suites of a build.
+run_suites() {
+    local name=$1
+    shift
+    local args=()
+    for s in "$@"; do args+=(--suite "$s"); done
+    run_meson "$name" "$*" "${args[@]}"
 }
 
 if build release --buildtype=release; then
@@ -99,6 +106,16 @@ if build asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lund
     run_suites asan unit integration topology
 else
     note_result "asan build" 0 1
+fi
+
+# ThreadSanitizer: workers are threads, and metrics are scraped from the exporter's thread. The
+# unit tests, and the integration tests that run two workers under load while scraping metrics,
+# stop on signals and drain (test names, not suites: about three minutes here).
+if build tsan --buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false -Dbench=false; then
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    run_meson tsan "unit redirect drain" unit redirect drain
+else
+    note_result "tsan build" 0 1
 fi
 
 if [ "${SIPR_SKIP_FUZZ:-0}" != 1 ]; then
