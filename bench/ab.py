@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Before and after, in one run: two builds of the daemons (A, the baseline; B, this tree) against
+one redis-server, the same AORs, the same load generator (B's sip-bench), in rotated order per
+repetition. Reports medians of INVITE->302/s (16 client sockets and 1) and REGISTER/s, and the
+ratio B/A taken within each repetition.
+
+    git worktree add /tmp/base <commit> && (cd /tmp/base && meson setup build/release \
+        --buildtype=release && ninja -C build/release)
+    SIPR_BUILD_DIR=build/release python3 bench/ab.py --baseline /tmp/base/build/release
+
+Loopback only; every process it starts is stopped by its PID. On this 2-core machine the load
+generator shares the cores with the daemon and Redis: compare ratios, not absolute rates.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+
+import compare as c  # noqa: E402  (sip_bench(), the peers' population step)
+import harness as h  # noqa: E402
+
+DOMAIN = c.DOMAIN
+ENV = {**os.environ, "SIPR_SECRET": "ab-bench-secret"}
+
+
+def exe(build: Path, program: str) -> Path:
+    p = build / "src" / "app" / program
+    if not p.exists():
+        raise SystemExit(f"{p} does not exist: build it first")
+    return p
+
+
+def daemon(build: Path, program: str, redis: h.RedisServer, flags: list[str],
+           workers: int) -> h.ServiceDaemon:
+    return h.ServiceDaemon(program, redis.url, ["--domain", DOMAIN, "--log-level", "warn", *flags],
+                           workers=workers, name=f"{program}[{build}]", env=ENV,
+                           executable=exe(build, program)).start()
+
+
+def invites(port: int, pid: int, o, sockets: int) -> dict:
+    return c.sip_bench(["--target", f"{h.LOCALHOST}:{port}", "--no-populate", "--aors",
+                        str(o.aors), "--domain", DOMAIN, "--window", "64", "--duration",
+                        str(o.duration), *c.load_args(o.threads, sockets), "--pid", str(pid)],
+                       timeout=o.duration + 60)
+
+
+def registers(port: int, pid: int, o) -> dict:
+    return c.sip_bench(["--target", f"{h.LOCALHOST}:{port}", "--register", "--aors", str(o.aors),
+                        "--domain", DOMAIN, "--window", "64", "--duration", str(o.duration),
+                        *c.load_args(1, 1), "--pid", str(pid)], timeout=o.duration + 60)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--baseline", required=True, help="build directory of the baseline (A)")
+    ap.add_argument("--aors", type=int, default=10_000)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--redirect-flags", default="--cache-ttl 0",
+                    help="flags for both sip-redirectd builds (default: every look-up in Redis)")
+    o = ap.parse_args()
+    builds = {"A": Path(o.baseline).resolve(), "B": h.build_dir()}
+    rflags = o.redirect_flags.split()
+    samples: dict[str, dict[str, list[float]]] = {}
+
+    def note(kind: str, side: str, r: dict) -> None:
+        samples.setdefault(kind, {"A": [], "B": []})[side].append(r["answered"] / r["seconds"])
+
+    with h.RedisServer() as redis:
+        # Populate once, straight into Redis (sip-bench --populate redis): both builds read the
+        # same bindings.
+        c.sip_bench(["--target", f"{h.LOCALHOST}:9", "--populate", "redis", "--redis", redis.url,
+                     "--aors", str(o.aors), "--domain", DOMAIN, "--window", "1", "--duration",
+                     "0.1"], timeout=600)
+        for rep in range(o.reps):
+            order = ["A", "B"] if rep % 2 == 0 else ["B", "A"]
+            for side in order:
+                rd = daemon(builds[side], "sip-redirectd", redis, rflags, o.workers)
+                try:
+                    for sockets in (16, 1):
+                        note(f"INVITE->302/s, {sockets} socket(s)", side,
+                             invites(rd.port, rd.pid, o, sockets))
+                finally:
+                    rd.stop()
+                rg = daemon(builds[side], "sip-registrard", redis, [], o.workers)
+                try:
+                    note("REGISTER/s", side, registers(rg.port, rg.pid, o))
+                finally:
+                    rg.stop()
+            print(f"  repetition {rep + 1}/{o.reps} done", flush=True)
+
+    print(f"\nA = {builds['A']}\nB = {builds['B']}\n{o.aors:,} AORs, window 64, "
+          f"{o.duration:g} s per run, median of {o.reps}, sip-redirectd {' '.join(rflags)} "
+          f"--workers {o.workers}\n")
+    print("| load | A | B | B/A (median of per-repetition ratios) |")
+    print("|---|---|---|---|")
+    for kind, s in samples.items():
+        ratios = [b / a for a, b in zip(s["A"], s["B"]) if a]
+        print(f"| {kind} | {statistics.median(s['A']):,.0f} | {statistics.median(s['B']):,.0f} | "
+              f"{statistics.median(ratios):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
