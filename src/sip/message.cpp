@@ -173,24 +173,29 @@ std::string_view parse_status_text(ParseStatus s) noexcept {
         case ParseStatus::TooLarge: return "too large";
         case ParseStatus::TooManyHeaders: return "too many headers";
         case ParseStatus::BadContentLength: return "bad content-length";
+        case ParseStatus::BareCr:
+            return "bare CR";
     }
     return "unknown";
 }
 
 namespace {
 
-// Cursor over the head of a message, line by line. A line ends at LF; a CR before it is dropped.
+// Cursor over the head of a message, line by line. A line ends at LF; a CR before it is dropped
+// and counted, so that one count of the CRs in the head tells whether any other is there.
 struct Lines {
     const char* p;
     const char* end;
+    std::size_t crlf = 0;  // lines returned so far that ended in CRLF
 
     // Returns false when no LF is left (the line would be truncated).
     bool next(std::string_view& line) noexcept {
         const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
         if (lf == nullptr) return false;
         const char* e = static_cast<const char*>(lf);
-        const char* content_end = (e > p && e[-1] == '\r') ? e - 1 : e;
-        line = std::string_view(p, static_cast<std::size_t>(content_end - p));
+        const bool cr = e > p && e[-1] == '\r';
+        crlf += cr;
+        line = std::string_view(p, static_cast<std::size_t>(e - cr - p));
         p = e + 1;
         return true;
     }
@@ -198,6 +203,37 @@ struct Lines {
 };
 
 bool has_nul(std::string_view s) noexcept { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
+
+// True when every CR in `head` ends a line: there are exactly as many as lines that ended in CRLF.
+// One pass the compiler vectorises; the common case (no bare CR) needs nothing more.
+bool crs_end_lines(std::string_view head, std::size_t crlf) noexcept {
+    return static_cast<std::size_t>(std::count(head.begin(), head.end(), '\r')) == crlf;
+}
+
+// True when `v` holds a CR that is not followed by LF inside `v` (a fold, CRLF SP, is fine).
+bool has_bare_cr(std::string_view v) noexcept {
+    for (std::size_t i = v.find('\r'); i != std::string_view::npos; i = v.find('\r', i + 1))
+        if (i + 1 >= v.size() || v[i + 1] != '\n') return true;
+    return false;
+}
+
+// The headers every response copies from its request (RFC 3261 §8.2.6.2): a bare CR in one of
+// them leaves nothing that can be answered without echoing it.
+bool is_copied_header(HeaderId id) noexcept {
+    return id == HeaderId::Via || id == HeaderId::From || id == HeaderId::To ||
+           id == HeaderId::CallId || id == HeaderId::CSeq;
+}
+
+// A head with a bare CR somewhere: Malformed when it is in the start line or in a header a
+// response copies, else BareCr (a 400 can be formed). Only reached on such a head.
+ParseStatus classify_bare_cr(const Message& m) noexcept {
+    // A request line with a CR fails its own checks; a status line's reason phrase may hold one.
+    if (has_bare_cr(m.reason)) return ParseStatus::Malformed;
+    for (std::size_t i = 0; i < m.header_count; ++i)
+        if (is_copied_header(m.headers[i].id) && has_bare_cr(m.headers[i].value))
+            return ParseStatus::Malformed;
+    return ParseStatus::BareCr;
+}
 
 // RFC 3261 §7.1 Request-Line: Method SP Request-URI SP SIP-Version, single spaces.
 bool parse_request_line(std::string_view line, Message& out) noexcept {
@@ -329,9 +365,11 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
         };
         bool fits = (is_list_header(id) && !value.empty()) ? split_list(value, add) : add(value);
         if (!fits) {
-            // The headers kept so far must be as clean as a whole head would be.
+            // The headers kept so far must be as clean as a whole head would be (a bare CR here
+            // is a drop: TooManyHeaders promises clean headers, and the case is rare enough).
             std::string_view seen(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
-            return has_nul(seen) ? ParseStatus::Malformed : ParseStatus::TooManyHeaders;
+            return has_nul(seen) || !crs_end_lines(seen, lines.crlf) ? ParseStatus::Malformed
+                                                                     : ParseStatus::TooManyHeaders;
         }
 
         if (id == HeaderId::ContentLength) {
@@ -350,17 +388,25 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
     // One scan of the whole head for NUL bytes (RFC 3261 never allows them there).
     std::string_view head(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
     if (has_nul(head)) return ParseStatus::Malformed;
+    // A CR that ends no line (RFC 3261 §7.3.1 allows CR only in CRLF) would let a value carry a
+    // line break past us into a response that echoes it: never Ok.
+    ParseStatus status = ParseStatus::Ok;
+    if (!crs_end_lines(head, lines.crlf)) {
+        status = classify_bare_cr(out);
+        if (status == ParseStatus::Malformed) return status;
+    }
 
     std::string_view rest(lines.p, static_cast<std::size_t>(lines.end - lines.p));
     if (out.has_content_length) {
         if (out.content_length > rest.size()) {
             out.body = rest;
-            return ParseStatus::BadContentLength;
+            return status == ParseStatus::Ok ? ParseStatus::BadContentLength : status;
         }
         out.body = rest.substr(0, out.content_length);  // RFC 3261 §18.3: extra bytes discarded
     } else {
         out.body = rest;
     }
+    if (status != ParseStatus::Ok) return status;
     return bad_length ? ParseStatus::BadContentLength : ParseStatus::Ok;
 }
 
