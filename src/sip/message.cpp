@@ -181,21 +181,18 @@ std::string_view parse_status_text(ParseStatus s) noexcept {
 
 namespace {
 
-// Cursor over the head of a message, line by line. A line ends at LF; a CR before it is dropped
-// and counted, so that one count of the CRs in the head tells whether any other is there.
+// Cursor over the head of a message, line by line. A line ends at LF; a CR before it is dropped.
 struct Lines {
     const char* p;
     const char* end;
-    std::size_t crlf = 0;  // lines returned so far that ended in CRLF
 
     // Returns false when no LF is left (the line would be truncated).
     bool next(std::string_view& line) noexcept {
         const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
         if (lf == nullptr) return false;
         const char* e = static_cast<const char*>(lf);
-        const bool cr = e > p && e[-1] == '\r';
-        crlf += cr;
-        line = std::string_view(p, static_cast<std::size_t>(e - cr - p));
+        const char* content_end = (e > p && e[-1] == '\r') ? e - 1 : e;
+        line = std::string_view(p, static_cast<std::size_t>(content_end - p));
         p = e + 1;
         return true;
     }
@@ -204,10 +201,37 @@ struct Lines {
 
 bool has_nul(std::string_view s) noexcept { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
 
-// True when every CR in `head` ends a line: there are exactly as many as lines that ended in CRLF.
-// One pass the compiler vectorises; the common case (no bare CR) needs nothing more.
-bool crs_end_lines(std::string_view head, std::size_t crlf) noexcept {
-    return static_cast<std::size_t>(std::count(head.begin(), head.end(), '\r')) == crlf;
+// True when `head` holds no NUL and every CR in it is followed by LF: the one check of the head's
+// bytes on the hot path. One pass, 16 bytes at a time with GCC/Clang vector extensions (SSE2 on
+// x86-64, NEON on arm64), each block compared with itself shifted by one byte; the last block
+// overlaps the one before, so only the very last byte is looked at alone. Reads nothing outside
+// `head`.
+bool head_bytes_clean(std::string_view head) noexcept {
+    using Block = unsigned char __attribute__((vector_size(16)));
+    constexpr std::size_t kBlock = sizeof(Block);
+    const auto* b = reinterpret_cast<const unsigned char*>(head.data());
+    const std::size_t n = head.size();
+    if (n == 0) return true;
+    const unsigned char last = b[n - 1];
+    if (last == 0 || last == '\r') return false;
+    if (n <= kBlock) {
+        for (std::size_t i = 0; i + 1 < n; ++i)
+            if (b[i] == 0 || (b[i] == '\r' && b[i + 1] != '\n')) return false;
+        return true;
+    }
+    // Blocks at 0, 16, ..., and one ending at n - 2 (its shifted twin ends at n - 1).
+    Block bad{};
+    auto check = [&](std::size_t at) {
+        Block cur, next;
+        std::memcpy(&cur, b + at, kBlock);
+        std::memcpy(&next, b + at + 1, kBlock);
+        bad |= reinterpret_cast<Block>(((cur == '\r') & (next != '\n')) | (cur == 0));
+    };
+    for (std::size_t at = 0; at + kBlock < n - 1; at += kBlock) check(at);
+    check(n - 1 - kBlock);
+    uint64_t words[2];
+    std::memcpy(words, &bad, sizeof words);
+    return (words[0] | words[1]) == 0;
 }
 
 // True when `v` holds a CR that is not followed by LF inside `v` (a fold, CRLF SP, is fine).
@@ -368,8 +392,7 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
             // The headers kept so far must be as clean as a whole head would be (a bare CR here
             // is a drop: TooManyHeaders promises clean headers, and the case is rare enough).
             std::string_view seen(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
-            return has_nul(seen) || !crs_end_lines(seen, lines.crlf) ? ParseStatus::Malformed
-                                                                     : ParseStatus::TooManyHeaders;
+            return head_bytes_clean(seen) ? ParseStatus::TooManyHeaders : ParseStatus::Malformed;
         }
 
         if (id == HeaderId::ContentLength) {
@@ -385,13 +408,13 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
         }
     }
 
-    // One scan of the whole head for NUL bytes (RFC 3261 never allows them there).
+    // One scan of the whole head for NUL bytes (RFC 3261 never allows them there) and for a CR
+    // that ends no line (RFC 3261 §7.3.1 allows CR only in CRLF): that would let a value carry a
+    // line break past us into a response that echoes it, so it is never Ok.
     std::string_view head(bytes.data(), static_cast<std::size_t>(lines.p - bytes.data()));
-    if (has_nul(head)) return ParseStatus::Malformed;
-    // A CR that ends no line (RFC 3261 §7.3.1 allows CR only in CRLF) would let a value carry a
-    // line break past us into a response that echoes it: never Ok.
     ParseStatus status = ParseStatus::Ok;
-    if (!crs_end_lines(head, lines.crlf)) {
+    if (!head_bytes_clean(head)) {
+        if (has_nul(head)) return ParseStatus::Malformed;
         status = classify_bare_cr(out);
         if (status == ParseStatus::Malformed) return status;
     }
