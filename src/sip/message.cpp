@@ -173,8 +173,7 @@ std::string_view parse_status_text(ParseStatus s) noexcept {
         case ParseStatus::TooLarge: return "too large";
         case ParseStatus::TooManyHeaders: return "too many headers";
         case ParseStatus::BadContentLength: return "bad content-length";
-        case ParseStatus::BareCr:
-            return "bare CR";
+        case ParseStatus::BareCr: return "bare CR";
     }
     return "unknown";
 }
