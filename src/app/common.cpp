@@ -87,6 +87,12 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
             },
             "0 or 1..1000"))
         ->capture_default_str();
+    app.add_option("--rate-limit-v6-prefix", f.rate_limit_v6_prefix,
+                   "--rate-limit counts an IPv6 source by this many leading bits (1..128; one host "
+                   "usually owns a /64); IPv4 sources, v4-mapped included, by the address")
+        ->envname("SIPR_RATE_LIMIT_V6_PREFIX")
+        ->check(CLI::Range(1u, 128u))
+        ->capture_default_str();
 }
 
 void parse_or_exit(CLI::App& app, int argc, char** argv) {
@@ -489,14 +495,14 @@ void Worker::on_send_failed(std::size_t count) noexcept {
 }
 
 void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, uint32_t burst,
-                           uint64_t seed) {
+                           uint64_t seed, unsigned v6_prefix) {
     allow_ = allow;
     limiter_.reset();
     // Sources in --allow are exempt from the rate limit, so with --allow given it never applies.
     if (rate_per_s != 0 && allow_.empty())
         limiter_ = std::make_unique<net::SourceRateLimiter>(
             rate_per_s, burst != 0 ? burst : 2 * rate_per_s,
-            net::SourceRateLimiter::kDefaultEntries, seed);
+            net::SourceRateLimiter::kDefaultEntries, seed, v6_prefix);
 }
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
@@ -615,8 +621,8 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         n,
         [&](std::size_t i, uv_loop_t* loop) {
             workers[i] = make(i, loop, *stats[i]);
-            workers[i]->limit_sources(startup.allow, common.rate_limit, common.rate_burst,
-                                      seeds[i]);
+            workers[i]->limit_sources(startup.allow, common.rate_limit, common.rate_burst, seeds[i],
+                                      common.rate_limit_v6_prefix);
             errors[i] = workers[i]->open(reinterpret_cast<const sockaddr*>(&startup.listen));
             if (!errors[i].empty()) return false;
             workers[i]->start_receiving();

@@ -44,11 +44,13 @@ struct CommonFlags {
     uint32_t rate_burst = 0;         // 0: twice the rate
     std::size_t max_response = 1300;  // largest answer over UDP, bytes (RFC 3261 §18.1.1)
     double max_amplification = 3.0;   // answer/request bound for sources outside --allow; 0: off
+    // IPv6 sources are rate-limited per prefix of this many bits (1..128); IPv4 per address.
+    unsigned rate_limit_v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix;
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
-// --allow, --rate-limit, --rate-burst, --max-response, --max-amplification, each with its SIPR_*
-// environment equivalent.
+// --allow, --rate-limit, --rate-burst, --rate-limit-v6-prefix, --max-response,
+// --max-amplification, each with its SIPR_* environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming
@@ -142,9 +144,11 @@ public:
     // accepted and none is trusted; else only sources in it are, and they are trusted (exempt from
     // the rate limit and, in sip-redirectd, from the amplification guard). `rate_per_s` 0: no
     // rate limit; else a token bucket per source IP of this worker (net::SourceRateLimiter,
-    // `burst` datagrams deep, its table hashed under `seed`).
+    // `burst` datagrams deep, its table hashed under `seed`; an IPv6 source counted by its first
+    // `v6_prefix` bits).
     void limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, uint32_t burst,
-                       uint64_t seed);
+                       uint64_t seed,
+                       unsigned v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix);
 
     [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
     // Where look-ups go: the near-cache when on, else store().

@@ -132,26 +132,96 @@ int64_t now_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string json_escape(std::string_view s) {
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
+// surrogates, nothing above U+10FFFF) with its code point in `cp`, or 0 when there is none.
+std::size_t utf8_at(std::string_view s, std::size_t i, uint32_t& cp) {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char b0 = byte(i);
+    if (b0 < 0x80) {
+        cp = b0;
+        return 1;
+    }
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (b0 >= 0xc2 && b0 <= 0xdf) {
+        n = 2;
+        cp = b0 & 0x1fu;
+    } else if (b0 >= 0xe0 && b0 <= 0xef) {
+        n = 3;
+        cp = b0 & 0x0fu;
+        if (b0 == 0xe0) lo = 0xa0;  // overlong
+        if (b0 == 0xed) hi = 0x9f;  // surrogates
+    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+        n = 4;
+        cp = b0 & 0x07u;
+        if (b0 == 0xf0) lo = 0x90;  // overlong
+        if (b0 == 0xf4) hi = 0x8f;  // above U+10FFFF
+    } else {
+        return 0;
+    }
+    if (s.size() - i < n) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+        const unsigned char b = byte(i + k);
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return 0;
+        cp = cp << 6 | (b & 0x3fu);
+    }
+    return n;
+}
+
+// Code points a terminal acts on or that reorder or break lines: C0 controls, DEL, C1 controls
+// (0x80-0x9f as code points: CSI, OSC, ... in 8-bit terminals), the line and paragraph
+// separators and the bidirectional embeddings, overrides and isolates.
+bool is_unsafe(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+// Network-supplied text (a User-Agent, a Contact, a Path, ...) made safe for the operator's
+// terminal or a JSON reader. The rule, the same in both forms: printable text, UTF-8 included,
+// passes as it is; every code point that is_unsafe() names is escaped, and so is every byte that
+// is not part of well-formed UTF-8. As plain text each escaped byte becomes \xHH (backslash, x,
+// two hex digits) and a backslash is doubled, so the output is unambiguous. In JSON (RFC 8259) the
+// quote and the backslash are escaped, an unsafe code point becomes \uXXXX and a byte that is not
+// UTF-8 becomes U+FFFD (the replacement character), so the document is valid UTF-8 JSON whatever
+// was stored.
+std::string safe_text(std::string_view s, bool json) {
     std::string out;
-    for (char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += c;
-                }
+    out.reserve(s.size());
+    char buf[16];
+    for (std::size_t i = 0; i < s.size();) {
+        uint32_t cp = 0;
+        const std::size_t n = utf8_at(s, i, cp);
+        if (n != 0 && !is_unsafe(cp)) {
+            if (json && (cp == '"' || cp == '\\'))
+                out += '\\';
+            else if (!json && cp == '\\')
+                out += '\\';
+            out.append(s.substr(i, n));
+            i += n;
+            continue;
         }
+        if (json) {
+            std::snprintf(buf, sizeof buf, "\\u%04x", n != 0 ? cp : 0xfffdu);
+            out += buf;
+            i += n != 0 ? n : 1;
+            continue;
+        }
+        for (std::size_t k = 0; k < (n != 0 ? n : 1); ++k) {
+            std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(s[i + k]));
+            out += buf;
+        }
+        i += n != 0 ? n : 1;
     }
     return out;
+}
+
+std::string json_escape(std::string_view s) {
+    return safe_text(s, true);
+}
+
+// For the text table: see safe_text.
+std::string text_escape(std::string_view s) {
+    return safe_text(s, false);
 }
 
 int cmd_show(Redis& r, const std::string& aor_text, bool json) {
@@ -196,17 +266,23 @@ int cmd_show(Redis& r, const std::string& aor_text, bool json) {
         std::printf("]}\n");
         return 0;
     }
-    std::printf("%s: %zu binding%s\n", aor.c_str(), rows.size(), rows.size() == 1 ? "" : "s");
+    std::printf("%s: %zu binding%s\n", text_escape(aor).c_str(), rows.size(),
+                rows.size() == 1 ? "" : "s");
     if (!rows.empty()) {
         std::printf("%-48s %5s %8s  %-22s %s\n", "CONTACT", "Q", "EXPIRES", "RECEIVED", "USER-AGENT / INSTANCE / PATH");
         for (const auto& row : rows) {
             const auto& b = row.b;
-            std::string extra = b.user_agent;
-            if (!b.instance.empty()) extra += (extra.empty() ? "" : " ") + std::string("instance=") + b.instance;
-            if (!b.path.empty()) extra += (extra.empty() ? "" : " ") + std::string("path=") + b.path;
-            std::printf("%-48s %5s %7llds  %-22s %s\n", b.contact.c_str(), registrar::format_q(b.q).c_str(),
-                        static_cast<long long>((b.expires_at_ms - now + 999) / 1000), b.received.c_str(),
-                        extra.c_str());
+            // Every field came from the network (the REGISTER): escaped for the terminal.
+            std::string extra = text_escape(b.user_agent);
+            if (!b.instance.empty())
+                extra +=
+                    (extra.empty() ? "" : " ") + std::string("instance=") + text_escape(b.instance);
+            if (!b.path.empty())
+                extra += (extra.empty() ? "" : " ") + std::string("path=") + text_escape(b.path);
+            std::printf("%-48s %5s %7llds  %-22s %s\n", text_escape(b.contact).c_str(),
+                        registrar::format_q(b.q).c_str(),
+                        static_cast<long long>((b.expires_at_ms - now + 999) / 1000),
+                        text_escape(b.received).c_str(), extra.c_str());
         }
     }
     if (garbage != 0) std::printf("(%zu unreadable entries skipped)\n", garbage);
@@ -347,13 +423,12 @@ uint16_t report(const std::string& target, uint32_t timeout_ms, std::string_view
         return 0;
     }
     (void)sip::parse_message(resp, m);
-    std::printf("%s: %u %.*s\n", target.c_str(), m.status_code, static_cast<int>(m.reason.size()),
-                m.reason.data());
+    // The answer's text came from the network: escaped for the terminal (see safe_text).
+    std::printf("%s: %u %s\n", target.c_str(), m.status_code, text_escape(m.reason).c_str());
     if (contacts)
         for (std::size_t i = 0; i < m.header_count; ++i)
             if (m.headers[i].id == sip::HeaderId::Contact)
-                std::printf("  Contact: %.*s\n", static_cast<int>(m.headers[i].value.size()),
-                            m.headers[i].value.data());
+                std::printf("  Contact: %s\n", text_escape(m.headers[i].value).c_str());
     return m.status_code;
 }
 

@@ -81,6 +81,11 @@ bool ip_key(const sockaddr* sa, IpKey& out) noexcept {
     return false;
 }
 
+IpKey prefix_mask(unsigned prefix) noexcept {
+    const IpKey host = host_mask(prefix > 128 ? 128 : prefix);
+    return IpKey{~host.hi, ~host.lo};
+}
+
 bool parse_cidr(std::string_view text, IpRange& out, std::string& why) {
     while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
     while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);

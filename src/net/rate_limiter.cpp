@@ -21,8 +21,9 @@ constexpr uint64_t fmix64(uint64_t x) noexcept {
 }  // namespace
 
 SourceRateLimiter::SourceRateLimiter(uint32_t rate_per_s, uint32_t burst, std::size_t entries,
-                                     uint64_t seed)
-    : seed_(fmix64(seed ^ 0x9e3779b97f4a7c15ull)) {
+                                     uint64_t seed, unsigned v6_prefix)
+    : seed_(fmix64(seed ^ 0x9e3779b97f4a7c15ull)),
+      v6_mask_(prefix_mask(std::clamp(v6_prefix, 1u, 128u))) {
     rate_ = std::clamp<uint64_t>(rate_per_s, 1, kMaxRate);
     cap_ = std::clamp<uint64_t>(burst, 1, kMaxBurst) * kCost;
     full_after_ms_ = (cap_ + rate_ - 1) / rate_;
@@ -48,7 +49,8 @@ uint64_t SourceRateLimiter::refilled(const Entry& e, uint64_t now_ms) const noex
     return std::min(cap_, e.milli + elapsed * rate_);  // elapsed * rate_ <= cap_ + rate_
 }
 
-bool SourceRateLimiter::allow(const IpKey& source, uint64_t now_ms) noexcept {
+bool SourceRateLimiter::allow(const IpKey& address, uint64_t now_ms) noexcept {
+    const IpKey source = source_key(address, v6_mask_);
     const std::size_t home = slot_of(source);
     // The slot a new source takes: the first free one, else the one whose bucket is fullest.
     // Forgetting a bucket refills it, so the fullest one is the cheapest to forget (a full one

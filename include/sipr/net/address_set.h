@@ -27,6 +27,24 @@ struct IpKey {
 // family. No allocation, no system call.
 [[nodiscard]] bool ip_key(const sockaddr* sa, IpKey& out) noexcept;
 
+// True for ::ffff:0:0/96, the IPv4 sources (ip_key maps AF_INET there, and a v4-mapped AF_INET6
+// source is the same key).
+[[nodiscard]] constexpr bool is_v4_mapped(const IpKey& k) noexcept {
+    return k.hi == 0 && (k.lo >> 32) == 0xffffu;
+}
+
+// The network bits of a /prefix as a key: the first `prefix` bits set (prefix 0..128; larger
+// values count as 128).
+[[nodiscard]] IpKey prefix_mask(unsigned prefix) noexcept;
+
+// The key a source is rate-limited under (--rate-limit-v6-prefix): an IPv4 source, v4-mapped
+// included, is its whole address (/32); an IPv6 source is cut to `v6_mask` (prefix_mask of the
+// prefix; one host usually owns a whole /64 and can send from any address in it).
+[[nodiscard]] constexpr IpKey source_key(const IpKey& k, const IpKey& v6_mask) noexcept {
+    if (is_v4_mapped(k)) return k;
+    return IpKey{k.hi & v6_mask.hi, k.lo & v6_mask.lo};
+}
+
 // An inclusive range of keys: what one CIDR covers.
 struct IpRange {
     IpKey first;

@@ -9,13 +9,15 @@
 //
 // The table is fixed at construction (a power of two of 32-byte entries, 64k by default: 2 MiB
 // per worker), open-addressed with a short probe window, keyed by the source IP (never the port:
-// a flooder changes ports for free). Nothing is allocated per datagram and memory is bounded
-// whatever the number of sources. A new source takes, within its window, the first free slot,
-// else the slot whose bucket is fullest: forgetting a bucket refills it, so a full one is
-// forgotten at no cost and a nearly full one (a quiet source) at little. A limited heavy sender's
-// bucket is near empty, the last to go, so a crowd of (spoofed) one-off sources cannot push it
-// out to get it a fresh bucket. The hash is seeded per table so sources cannot be chosen to pile
-// into one window; even then the work per datagram stays bounded (kProbes entries).
+// a flooder changes ports for free), an IPv6 source by its prefix (net::source_key: one host owns
+// a /64 and picks any address in it for free; IPv4 and v4-mapped sources by the whole /32). Nothing
+// is allocated per datagram and memory is bounded whatever the number of sources. A new source
+// takes, within its window, the first free slot, else the slot whose bucket is fullest: forgetting
+// a bucket refills it, so a full one is forgotten at no cost and a nearly full one (a quiet source)
+// at little. A limited heavy sender's bucket is near empty, the last to go, so a crowd of (spoofed)
+// one-off sources cannot push it out to get it a fresh bucket. The hash is seeded per table so
+// sources cannot be chosen to pile into one window; even then the work per datagram stays bounded
+// (kProbes entries).
 //
 // Time is a monotonic millisecond clock passed in by the caller (the loop's uv_now(): no system
 // call per datagram). Tokens are kept in thousandths, so the refill is exact for any rate at
@@ -34,19 +36,23 @@ class SourceRateLimiter {
     static constexpr std::size_t kProbes = 8;
     static constexpr uint32_t kMaxRate = 10'000'000;    // per second
     static constexpr uint32_t kMaxBurst = 100'000'000;  // datagrams
+    static constexpr unsigned kDefaultV6Prefix = 64;    // --rate-limit-v6-prefix
 
     // `rate_per_s` datagrams per second per source (1..kMaxRate), at most `burst` at once
     // (1..kMaxBurst; a new source starts with a full bucket); `entries` is rounded up to a power of
-    // two, at least kProbes. Values outside the ranges are clamped into them. Allocates the table.
-    SourceRateLimiter(uint32_t rate_per_s, uint32_t burst, std::size_t entries, uint64_t seed);
+    // two, at least kProbes; an IPv6 source is its first `v6_prefix` bits (1..128). Values outside
+    // the ranges are clamped into them. Allocates the table.
+    SourceRateLimiter(uint32_t rate_per_s, uint32_t burst, std::size_t entries, uint64_t seed,
+                      unsigned v6_prefix = kDefaultV6Prefix);
     ~SourceRateLimiter();
     SourceRateLimiter(const SourceRateLimiter&) = delete;
     SourceRateLimiter& operator=(const SourceRateLimiter&) = delete;
 
-    // Takes one token from `source`'s bucket at `now_ms` (monotonic; a clock that goes back is
-    // treated as standing still). Returns false when the bucket is empty: the datagram is over the
-    // rate. No allocation, no system call, at most kProbes entries looked at.
-    [[nodiscard]] bool allow(const IpKey& source, uint64_t now_ms) noexcept;
+    // Takes one token from the bucket of `address` (an ip_key; cut to the IPv6 prefix here) at
+    // `now_ms` (monotonic; a clock that goes back is treated as standing still). Returns false when
+    // the bucket is empty: the datagram is over the rate. No allocation, no system call, at most
+    // kProbes entries looked at.
+    [[nodiscard]] bool allow(const IpKey& address, uint64_t now_ms) noexcept;
 
     [[nodiscard]] std::size_t entries() const noexcept { return mask_ + 1; }
     // Sources forgotten while their bucket was not yet full, to make room in a full window.
@@ -69,6 +75,7 @@ class SourceRateLimiter {
     uint64_t full_after_ms_ = 0;  // an empty bucket is full again after this long
     uint64_t seed_ = 0;
     uint64_t evictions_ = 0;
+    IpKey v6_mask_;  // prefix_mask(v6_prefix)
 };
 
 }  // namespace sipr::net

@@ -83,6 +83,11 @@ enum class ParseStatus : uint8_t {
                        // the headers kept (no NUL in them) are valid
     BadContentLength,  // Content-Length unparsable, duplicated with another value, or beyond the
                        // datagram; start line and every header are valid, so a 400 can be formed
+    BareCr,            // a CR not followed by LF in the head (a header smuggled past a naive
+                       // reader, or echoed into a response). Start line and headers are framed and
+                       // those a response copies (Via, From, To, Call-ID, CSeq) hold no bare CR,
+                       // so a 400 can be formed; never echo any other header. A bare CR in the
+                       // start line or in a copied header is Malformed instead.
 };
 
 // A parsed request or response.
@@ -111,9 +116,12 @@ struct Message {
     [[nodiscard]] std::size_t count(HeaderId id) const noexcept;
 };
 
-// Parses one SIP message held in `bytes` (a whole UDP datagram). On Ok, TooManyHeaders and
-// BadContentLength the start line in `out` is valid; on Ok and BadContentLength every header is too.
-// Every view in `out` points into `bytes`. Lines may end in CRLF or a bare LF. With a Content-Length
+// Parses one SIP message held in `bytes` (a whole UDP datagram). On Ok, TooManyHeaders,
+// BadContentLength and BareCr the start line in `out` is valid; on Ok and BadContentLength every
+// header is too (on BareCr see there). Every view in `out` points into `bytes`. Lines may end in
+// CRLF or a bare LF (a lone LF ends a line, so no value ever holds a line break other than a
+// fold, CRLF or LF followed by SP/HT); a CR anywhere else in the head is BareCr or Malformed, and a
+// NUL there is Malformed. With a Content-Length
 // the body is exactly that many bytes (extra datagram bytes are ignored, RFC 3261 §18.3); without
 // one it is the rest of the datagram.
 [[nodiscard]] ParseStatus parse_message(std::string_view bytes, Message& out,

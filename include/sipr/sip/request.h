@@ -11,8 +11,8 @@ namespace sipr::sip {
 
 enum class Fault : uint8_t {
     None,
-    NoVia,              // nowhere to answer: drop
-    BadVia,             // nowhere to answer: drop
+    NoVia,   // nowhere to answer: drop
+    BadVia,  // nowhere to answer: drop
     MissingFrom,
     BadFrom,
     MissingTo,
@@ -24,6 +24,7 @@ enum class Fault : uint8_t {
     CSeqMethodMismatch,
     BadMaxForwards,
     BadContentLength,
+    BareCr,  // a CR not ending a line, outside the headers a 400 copies (ParseStatus::BareCr)
     BadRequestUri,
 };
 
@@ -48,10 +49,11 @@ struct RequestCore {
 };
 
 // Checks a parsed request's mandatory headers in the order Via, From, To, Call-ID, CSeq (and its
-// method), Content-Length, Max-Forwards, Request-URI and fills `out`. A header that must appear once
-// but appears twice is malformed. A response (not a request) gives BadRequestUri. An unsupported Request-URI scheme is not a
-// fault here: see request_uri_status (the service answers 416). `parse` is what parse_message
-// returned (BadContentLength becomes Fault::BadContentLength once the Via is known good).
+// method), Content-Length, Max-Forwards, Request-URI and fills `out`. A header that must appear
+// once but appears twice is malformed. A response (not a request) gives BadRequestUri. An
+// unsupported Request-URI scheme is not a fault here: see request_uri_status (the service answers
+// 416). `parse` is what parse_message returned (BadContentLength and BareCr become the faults of
+// those names once the Via is known good).
 [[nodiscard]] Fault parse_request_core(const Message& m, ParseStatus parse,
                                        RequestCore& out) noexcept;
 

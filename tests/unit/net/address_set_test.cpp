@@ -90,6 +90,37 @@ TEST_CASE("ip_key: IPv4 is ::ffff:a.b.c.d, the port is ignored, other families r
     CHECK_FALSE(all.contains(reinterpret_cast<const sockaddr*>(&un)));
 }
 
+TEST_CASE("source_key: IPv6 cut to the prefix, IPv4 and v4-mapped whole") {
+    using sipr::net::is_v4_mapped;
+    using sipr::net::prefix_mask;
+    using sipr::net::source_key;
+    CHECK(prefix_mask(64) == IpKey{~0ull, 0});
+    CHECK(prefix_mask(128) == IpKey{~0ull, ~0ull});
+    CHECK(prefix_mask(1) == IpKey{0x8000000000000000ull, 0});
+    CHECK(prefix_mask(96) == IpKey{~0ull, 0xffffffff00000000ull});
+    CHECK(prefix_mask(0) == IpKey{0, 0});
+    CHECK(prefix_mask(500) == IpKey{~0ull, ~0ull});
+    const IpKey v6{0x20010db812345678ull, 0x9abcdef012345678ull};
+    CHECK(source_key(v6, prefix_mask(64)) == IpKey{0x20010db812345678ull, 0});
+    CHECK(source_key(v6, prefix_mask(56)) == IpKey{0x20010db812345600ull, 0});
+    CHECK(source_key(v6, prefix_mask(128)) == v6);
+    // An IPv4 source (AF_INET, or AF_INET6 ::ffff:a.b.c.d: the same key) is never cut.
+    const IpKey mapped{0, 0x0000ffffc0000207ull};
+    CHECK(is_v4_mapped(mapped));
+    CHECK(source_key(mapped, prefix_mask(64)) == mapped);
+    CHECK(source_key(mapped, prefix_mask(1)) == mapped);
+    CHECK_FALSE(is_v4_mapped(IpKey{0, 1}));                      // ::1
+    CHECK_FALSE(is_v4_mapped(IpKey{0, 0x00000000c0000207ull}));  // ::192.0.2.7 (deprecated form)
+    CHECK_FALSE(is_v4_mapped(IpKey{1, 0x0000ffffc0000207ull}));
+    CHECK(source_key(IpKey{0, 0x00000000c0000207ull}, prefix_mask(64)) == IpKey{0, 0});
+    sockaddr_in6 sa6{};
+    sa6.sin6_family = AF_INET6;
+    REQUIRE(inet_pton(AF_INET6, "::ffff:192.0.2.7", &sa6.sin6_addr) == 1);
+    IpKey k;
+    REQUIRE(sipr::net::ip_key(reinterpret_cast<const sockaddr*>(&sa6), k));
+    CHECK(source_key(k, prefix_mask(64)) == mapped);
+}
+
 TEST_CASE("AddressSet: an IPv4 /24 holds its first and last address and nothing around") {
     AddressSet s = set_of({"192.0.2.0/24"});
     CHECK(in(s, "192.0.2.0"));

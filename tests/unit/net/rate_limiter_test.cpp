@@ -73,13 +73,61 @@ TEST_CASE("SourceRateLimiter: sources are apart; IPv4 and its v4-mapped form are
     CHECK(passed(l, v4(0x0a000001), kT0, 10) == 3);
     CHECK(passed(l, v4(0x0a000002), kT0, 10) == 3);
     const IpKey v6{0x20010db800000000ull, 1};
-    const IpKey v6b{0x20010db800000000ull, 2};
+    const IpKey v6b{0x20010db800000000ull, 2};  // the same /64: the same source by default
     const IpKey v6c{0x20010db800000001ull, 1};  // another /64, same low half
     CHECK(passed(l, v6, kT0, 10) == 3);
-    CHECK(passed(l, v6b, kT0, 10) == 3);
+    CHECK(passed(l, v6b, kT0, 10) == 0);
     CHECK(passed(l, v6c, kT0, 10) == 3);
     // The key of 10.0.0.1 and of ::ffff:10.0.0.1 is the same value: one bucket (see ip_key).
     CHECK_FALSE(l.allow(IpKey{0, 0x0000ffff0a000001ull}, kT0));
+}
+
+TEST_CASE("SourceRateLimiter: an IPv6 source is its /64 by default; IPv4 stays per address") {
+    // 100 datagrams from 100 addresses of one /64 (one host picks any of them for free): one
+    // bucket, so the burst of 10 is all that passes, as for 100 from a single address.
+    SourceRateLimiter l(10, 10, 1024, 3);
+    int ok = 0;
+    for (uint64_t i = 1; i <= 100; ++i)
+        ok += l.allow(IpKey{0x20010db8000a000bull, i * 0x0101010101ull}, kT0) ? 1 : 0;
+    CHECK(ok == 10);
+    CHECK(passed(l, IpKey{0x20010db8000a000bull, ~0ull}, kT0, 5) == 0);
+    // The neighbouring /64 is another source.
+    CHECK(passed(l, IpKey{0x20010db8000a000cull, 1}, kT0, 20) == 10);
+    // IPv4 (and v4-mapped: the same key) is never cut: 100 addresses of one /24, each its burst.
+    // (A /64 cut would put all of IPv4 into ::/64, one bucket.)
+    int v4ok = 0;
+    for (uint32_t i = 1; i <= 100; ++i) v4ok += passed(l, v4(0xc0000200u | i), kT0, 11);
+    CHECK(v4ok == 100 * 10);
+    // Other IPv6 addresses whose upper half is 0 (::1, ::2, ...) are one /64 too, and not IPv4.
+    CHECK(passed(l, IpKey{0, 1}, kT0, 20) == 10);
+    CHECK(passed(l, IpKey{0, 2}, kT0, 20) == 0);
+}
+
+TEST_CASE("SourceRateLimiter: the IPv6 prefix is configurable, 1..128") {
+    // /128: every address its own source, as before.
+    SourceRateLimiter exact(10, 10, 1024, 3, 128);
+    int ok = 0;
+    for (uint64_t i = 1; i <= 100; ++i)
+        ok += exact.allow(IpKey{0x20010db8000a000bull, i}, kT0) ? 1 : 0;
+    CHECK(ok == 100);
+    // /48: two /64s of one /48 share a bucket; another /48 does not.
+    SourceRateLimiter wide(1, 4, 1024, 3, 48);
+    CHECK(passed(wide, IpKey{0x20010db8000a0001ull, 1}, kT0, 3) == 3);
+    CHECK(passed(wide, IpKey{0x20010db8000affffull, 9}, kT0, 3) == 1);
+    CHECK(passed(wide, IpKey{0x20010db8000b0001ull, 1}, kT0, 3) == 3);
+    // /72 crosses into the lower half: addresses differing only below bit 72 share.
+    SourceRateLimiter deep(1, 2, 1024, 3, 72);
+    CHECK(passed(deep, IpKey{0x20010db800000000ull, 0x12ffffffffffffffull}, kT0, 2) == 2);
+    CHECK(passed(deep, IpKey{0x20010db800000000ull, 0x1200000000000000ull}, kT0, 2) == 0);
+    CHECK(passed(deep, IpKey{0x20010db800000000ull, 0x1300000000000000ull}, kT0, 2) == 2);
+    // Out of range is clamped (0 -> 1, 200 -> 128) rather than undefined.
+    SourceRateLimiter one(1, 1, 1024, 3, 0);
+    CHECK(one.allow(IpKey{0x2000000000000000ull, 1}, kT0));
+    CHECK_FALSE(one.allow(IpKey{0x3fff000000000000ull, 7}, kT0));  // the same /1
+    CHECK(one.allow(IpKey{0x8000000000000000ull, 1}, kT0));
+    SourceRateLimiter all(1, 1, 1024, 3, 200);
+    CHECK(all.allow(IpKey{0x20010db800000000ull, 1}, kT0));
+    CHECK(all.allow(IpKey{0x20010db800000000ull, 2}, kT0));
 }
 
 TEST_CASE("SourceRateLimiter: a clock that goes back refills nothing and breaks nothing") {

@@ -976,6 +976,11 @@ void check_invalid_from_unparsable(const Fx& f) {
     FromTo ft;
     CHECK_FALSE(parse_from_to(value_of(f.msg, HeaderId::From), ft));
 }
+void check_invalid_bare_cr_in_require(const Fx& f) {
+    // Kept as sent, so the header is there to see, but nothing may proceed to echo it.
+    CHECK(value_of(f.msg, HeaderId::Require) == "foo\rX-Injected: registrar");
+    CHECK(f.msg.find("X-Injected") == nullptr);
+}
 void check_invalid_to_unterminated_angle(const Fx& f) {
     FromTo ft;
     CHECK_FALSE(parse_from_to(value_of(f.msg, HeaderId::To), ft));
@@ -1089,6 +1094,13 @@ Expected bad_length(std::string_view file, Method method, std::string_view start
                     std::size_t headers, Check check) {
     Expected e = faulty(file, Fault::BadContentLength, method, start, headers, check);
     e.status = ParseStatus::BadContentLength;
+    return e;
+}
+// A request with a CR that ends no line outside the headers a 400 copies: Fault::BareCr.
+Expected bare_cr(std::string_view file, Method method, std::string_view start, std::size_t headers,
+                 Check check) {
+    Expected e = faulty(file, Fault::BareCr, method, start, headers, check);
+    e.status = ParseStatus::BareCr;
     return e;
 }
 Expected too_many_headers(std::string_view file, Method method, std::string_view start,
@@ -1257,6 +1269,11 @@ const std::vector<Expected>& table() {
         bad_length("invalid_content_length_negative.sip", M::Invite, "INVITE sip:bob@example.com",
                    8, nullptr),
 
+        // invalid: a CR that ends no line (header injection): a 400 when the headers it copies
+        // are clean, else nothing to answer.
+        bare_cr("invalid_bare_cr_in_require.sip", M::Register, "REGISTER sip:example.com", 9,
+                check_invalid_bare_cr_in_require),
+
         // invalid: caps
         too_many_headers("invalid_too_many_headers.sip", M::Invite, "INVITE sip:bob@example.com",
                          check_invalid_too_many_headers),
@@ -1266,6 +1283,7 @@ const std::vector<Expected>& table() {
         unframed("invalid_garbage_binary.sip", PS::Malformed),
         unframed("invalid_header_without_colon.sip", PS::Malformed),
         unframed("invalid_nul_in_header.sip", PS::Malformed),
+        unframed("invalid_bare_cr_in_from.sip", PS::Malformed),
         unframed("invalid_start_line_only.sip", PS::Malformed),
         unframed("invalid_status_code_two_digits.sip", PS::Malformed),
         unframed("invalid_truncated_start_line.sip", PS::Malformed),

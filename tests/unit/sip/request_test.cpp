@@ -456,10 +456,20 @@ TEST_CASE("parse_request_core: the earlier check wins") {
 
 TEST_CASE("fault_reason: non-empty and distinct for every fault") {
     const Fault faults[] = {
-        Fault::NoVia,        Fault::BadVia,        Fault::MissingFrom,
-        Fault::BadFrom,      Fault::MissingTo,     Fault::BadTo,
-        Fault::MissingCallId, Fault::BadCallId,    Fault::MissingCSeq,  Fault::BadCSeq,
-        Fault::CSeqMethodMismatch, Fault::BadMaxForwards, Fault::BadContentLength,
+        Fault::NoVia,
+        Fault::BadVia,
+        Fault::MissingFrom,
+        Fault::BadFrom,
+        Fault::MissingTo,
+        Fault::BadTo,
+        Fault::MissingCallId,
+        Fault::BadCallId,
+        Fault::MissingCSeq,
+        Fault::BadCSeq,
+        Fault::CSeqMethodMismatch,
+        Fault::BadMaxForwards,
+        Fault::BadContentLength,
+        Fault::BareCr,
         Fault::BadRequestUri,
     };
     std::set<std::string_view> seen;
@@ -471,7 +481,7 @@ TEST_CASE("fault_reason: non-empty and distinct for every fault") {
         // A reason phrase is one line of text (RFC 3261 §25.1 Reason-Phrase).
         CHECK(r.find_first_of("\r\n") == std::string_view::npos);
     }
-    CHECK(seen.size() == 14u);
+    CHECK(seen.size() == 15u);
 }
 
 TEST_CASE("fault_is_unanswerable: only the Via faults") {
