@@ -126,6 +126,8 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                 ruri.user.empty()) {
                 // Addressed to the server: the load balancer's health probe. Require applies to
                 // requests we answer ourselves (RFC 3261 §8.2.2.3): 420, listed by the caller.
+                if (!sip::option_tags_valid(msg, sip::HeaderId::Require))
+                    return respond(400, "Malformed Require Header");
                 if (msg.find(sip::HeaderId::Require) != nullptr) return respond(420, "Bad Extension");
                 // Draining: the balancer is to take us out before we stop; requests that still
                 // arrive meanwhile are answered as usual below.

@@ -184,7 +184,12 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         reply(404, "Domain Not Served");
         return;
     }
-    // Step 2: Require with an option we do not know.
+    // Step 2: Require with an option we do not know. Its tags are echoed in Unsupported, so each
+    // must be a token first.
+    if (!sip::option_tags_valid(in_msg, sip::HeaderId::Require)) {
+        reply(400, "Malformed Require Header");
+        return;
+    }
     std::string unsupported;
     for (std::size_t i = 0; i < in_msg.header_count; ++i) {
         const sip::Header& h = in_msg.headers[i];

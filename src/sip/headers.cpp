@@ -297,6 +297,12 @@ bool has_option_tag(const Message& m, HeaderId id, std::string_view tag) noexcep
     return false;
 }
 
+bool option_tags_valid(const Message& m, HeaderId id) noexcept {
+    for (std::size_t i = 0; i < m.header_count; ++i)
+        if (m.headers[i].id == id && !base::is_token(trim(m.headers[i].value))) return false;
+    return true;
+}
+
 bool parse_digest_credentials(std::string_view value, DigestCredentials& out) noexcept {
     out = DigestCredentials{};
     std::string_view v = trim(value);

@@ -109,6 +109,24 @@ def registrar_bare_cr_in_require_is_400_not_420(redis, registrar):
 
 
 @case
+def folded_require_never_echoed(redis, registrar, redirect):
+    """A Require element that is not one option tag (here a fold: `foo` CRLF SP `X-Injected`) was
+    echoed into the 420's Unsupported by both daemons (a line break of ours in the answer): now a
+    400 naming the header, with nothing of it echoed."""
+    with registrar.ua() as ua:
+        req = ua.register(aor("alice"), ["<sip:alice@192.0.2.1>"], expires=600,
+                          headers=["Require: foo\r\n X-Injected"])
+        r = ua.answer_raw(req.data, req.branch)
+        check_eq((r.status, r.reason), (400, "Malformed Require Header"), "registrar")
+        check(INJECTED not in r.raw, f"the registrar's answer echoes the fold: {r.raw!r}")
+    with redirect.ua() as ua:
+        req = ua.options(headers=["Require: foo\r\n X-Injected"])
+        r = ua.answer_raw(req.data, req.branch)
+        check_eq((r.status, r.reason), (400, "Malformed Require Header"), "sip-redirectd")
+        check(INJECTED not in r.raw, f"sip-redirectd's answer echoes the fold: {r.raw!r}")
+
+
+@case
 def registrar_bare_cr_in_from_is_dropped(redis, registrar):
     """A bare CR in a header every answer copies (From): no answer can be formed without echoing
     it, so the REGISTER is dropped and counted (not_sip), and the registrar still serves."""

@@ -91,6 +91,11 @@ struct CSeq {
 // (case-insensitive). Each element of those headers is one tag.
 [[nodiscard]] bool has_option_tag(const Message& m, HeaderId id, std::string_view tag) noexcept;
 
+// True when every element of the headers with `id` is one option tag, a token (RFC 3261 §20.32:
+// Require = "Require" HCOLON option-tag *(COMMA option-tag)), blanks around it aside. An answer
+// that lists the tags (420's Unsupported) echoes only such elements: never a fold or other bytes.
+[[nodiscard]] bool option_tags_valid(const Message& m, HeaderId id) noexcept;
+
 // Digest credentials of an Authorization / Proxy-Authorization value (RFC 3261 §22.4, RFC 7616).
 // Quoted values are returned without their quotes.
 struct DigestCredentials {

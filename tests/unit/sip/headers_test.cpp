@@ -738,6 +738,37 @@ TEST_CASE("has_option_tag") {
     CHECK_FALSE(has_option_tag(m, HeaderId::Unsupported, "100rel"));
 }
 
+TEST_CASE("option_tags_valid: each element one token, a fold or other bytes refused") {
+    auto with_require = [](std::string_view require) {
+        std::string msg =
+            "OPTIONS sip:carol@chicago.com SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKhjhs8ass877\r\n"
+            "To: <sip:carol@chicago.com>\r\n"
+            "From: <sip:alice@atlanta.com>;tag=1\r\n"
+            "Call-ID: a84b4c76e66710\r\n"
+            "CSeq: 1 OPTIONS\r\n";
+        msg += require;
+        msg += "Content-Length: 0\r\n\r\n";
+        return msg;
+    };
+    struct Case {
+        std::string_view require;
+        bool valid;
+    };
+    for (const Case& c : {Case{"", true}, Case{"Require: foo, 100rel\r\n", true},
+                          Case{"Require:  timer \r\nRequire: x.y-z!\r\n", true},
+                          Case{"Require: foo\r\n bar\r\n", false},   // a fold inside one element
+                          Case{"Require: foo\r\n\tX-Injected: 1\r\n", false},
+                          Case{"Require: foo bar\r\n", false}, Case{"Require: <x>\r\n", false},
+                          Case{"Require: \"quoted\"\r\n", false}}) {
+        CAPTURE(c.require);
+        const std::string text = with_require(c.require);
+        Message m;
+        REQUIRE(parse_message(text, m) == ParseStatus::Ok);
+        CHECK(option_tags_valid(m, HeaderId::Require) == c.valid);
+    }
+}
+
 TEST_CASE("has_option_tag: compact form k: is Supported") {
     const std::string_view msg =
         "REGISTER sip:registrar.biloxi.com SIP/2.0\r\n"
