@@ -121,9 +121,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1u, 100000000u))
         ->capture_default_str();
     // Redis keeps one tracking-table entry per distinct key a caching connection read (about
-    // 140 bytes, plus about 10 per further reader: bench/RESULTS.md), until the key changes or
-    // the table is full; 404 look-ups for random AORs count too. The node's default is 1,000,000
-    // (~140 MB) and 0 is unbounded: sip-redirectd holds it to this bound (CONFIG SET, checked at
+    // 130 bytes, plus about 47 per further worker that read it: bench/RESULTS.md), until the key
+    // changes or the table is full; 404 look-ups for random AORs count too. The node's default
+    // is 1,000,000 (~130 MB) and 0 is unbounded: sip-redirectd holds it to this bound (CONFIG SET, checked at
     // start and on every reconnect). A key Redis drops from a full table is invalidated, so a
     // small bound costs hits, never correctness.
     uint64_t cache_tracking_max_keys = 100000;
@@ -132,7 +132,8 @@ int main(int argc, char** argv) {
                    "tracking-table-max-keys, shared by every client of that node): checked at "
                    "start and on every reconnect, and set (CONFIG SET) when Redis allows more or "
                    "no limit; if Redis refuses, the daemon does not start (and a reconnected "
-                   "worker runs without its cache). About 140 bytes of Redis memory per key")
+                   "worker runs without its cache). About 130 bytes of Redis memory per key, "
+                   "plus 47 per further worker that read it")
         ->envname("SIPR_CACHE_TRACKING_MAX_KEYS")
         ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}))
         ->capture_default_str();
