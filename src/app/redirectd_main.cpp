@@ -123,9 +123,9 @@ int main(int argc, char** argv) {
     // Redis keeps one tracking-table entry per distinct key a caching connection read (about
     // 130 bytes, plus about 47 per further worker that read it: bench/RESULTS.md), until the key
     // changes or the table is full; 404 look-ups for random AORs count too. The node's default
-    // is 1,000,000 (~130 MB) and 0 is unbounded: sip-redirectd holds it to this bound (CONFIG SET, checked at
-    // start and on every reconnect). A key Redis drops from a full table is invalidated, so a
-    // small bound costs hits, never correctness.
+    // is 1,000,000 (~130 MB) and 0 is unbounded: sip-redirectd holds it to this bound (CONFIG
+    // SET, checked at start and on every reconnect). A key Redis drops from a full table is
+    // invalidated, so a small bound costs hits, never correctness.
     uint64_t cache_tracking_max_keys = 100000;
     cli.add_option("--cache-tracking-max-keys", cache_tracking_max_keys,
                    "near-cache: the most keys Redis may track for invalidation (its "

@@ -162,7 +162,9 @@ void CacheTracker::on_config_get_reply(void* ctx, RedisError err,
     }
     uint64_t current = 0;
     switch (judge_tracking_bound(reply, self->max_keys_, current)) {
-        case TrackingBound::Within: self->send_tracking(); return;
+        case TrackingBound::Within:
+            self->send_tracking();
+            return;
         case TrackingBound::Unreadable:
             self->fail("Redis has no tracking-table-max-keys (Redis >= 6 needed)", kBoundRetryMs);
             return;
