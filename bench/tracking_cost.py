@@ -116,7 +116,9 @@ def cmd_lookups(a: argparse.Namespace) -> None:
               f"tracking_total_items {during['tracking_total_items']}")
 
 
-def read_all(sock: socket.socket, stats: dict[str, int], tail: bytearray) -> None:
+def read_all(sock: socket.socket, stats: dict[str, int], tails: dict[str, bytes]) -> None:
+    """Counts bytes, messages and location keys received on one invalidation connection. Each
+    token keeps its own tail (its length - 1), so one split over two reads is counted once."""
     while True:
         try:
             data = sock.recv(1 << 20)
@@ -125,14 +127,10 @@ def read_all(sock: socket.socket, stats: dict[str, int], tail: bytearray) -> Non
         if not data:
             return
         stats["bytes"] += len(data)
-        buf = bytes(tail) + data
-        # Count whole tokens only; keep a tail that could hold a split one.
-        keep = 32
-        stats["messages"] += buf[:-keep].count(b"__redis__:invalidate") if len(buf) > keep else 0
-        stats["keys"] += buf[:-keep].count(b"sipr:loc:") if len(buf) > keep else 0
-        tail[:] = buf[-keep:] if len(buf) > keep else buf
-        if len(buf) <= keep:
-            tail[:] = buf
+        for what, token in (("messages", b"__redis__:invalidate"), ("keys", b"sipr:loc:")):
+            buf = tails.get(what, b"") + data
+            stats[what] += buf.count(token)
+            tails[what] = buf[-(len(token) - 1):]
 
 
 def resp(*args: str) -> bytes:
@@ -159,7 +157,7 @@ def bcast_run(r: RedisServer, k: int, writes: int, rate: int) -> dict[str, float
         inval.append(s)
         data.append(d)
     stats = {"bytes": 0, "messages": 0, "keys": 0}
-    tails = [bytearray() for _ in inval]
+    tails: list[dict[str, bytes]] = [{} for _ in inval]
     sel = selectors.DefaultSelector()
     for i, s in enumerate(inval):
         sel.register(s, selectors.EVENT_READ, i)
