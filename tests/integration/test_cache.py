@@ -7,7 +7,9 @@ asserts what a caller sees: a change made through sip-registrard shows in the ne
 milliseconds and never flips back; a removed contact is never offered once its invalidation has
 arrived; losing the invalidation connection, the data connection or Redis itself flushes the cache
 (counted) and no stale answer follows; a cached binding past its own expiry is never served; and
-the counters sipr_cache_{hits,misses,invalidations,flushes}_total and sipr_cache_entries.
+the counters sipr_cache_{hits,misses,invalidations,flushes}_total and sipr_cache_entries. And
+Redis's own memory for it stays bounded (issue 14): the tracking table is held to
+--cache-tracking-max-keys on the node the cached reads go to, at start and on every reconnect.
 
 Probes go out from several sockets at once so that SO_REUSEPORT spreads them over both workers:
 each worker has its own cache and its own tracked connection.
@@ -26,8 +28,8 @@ sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    LOCALHOST, RedisServer, Request, Response, ServiceDaemon, SipUdp, StoredBinding, TestFailure,
-    case, check, check_eq, fixture, free_tcp_port, free_udp_port, location_key, main,
+    LOCALHOST, RedisClient, RedisServer, Request, Response, ServiceDaemon, SipUdp, StoredBinding,
+    TestFailure, case, check, check_eq, fixture, free_tcp_port, free_udp_port, location_key, main,
     metric_value, pack_binding, primary_server, replica_server, run_program, scaled, unique,
     wait_replica_synced, wait_until,
 )
@@ -446,7 +448,8 @@ def flood(port: int, count: int, prefix: str) -> int:
     answered = 0
     with SipUdp(port) as ua:
         for start in range(0, count, 100):
-            reqs = [ua.build("INVITE", aor(f"{prefix}{n}")) for n in range(start, min(count, start + 100))]
+            reqs = [ua.build("INVITE", aor(f"{prefix}{n}"))
+                    for n in range(start, min(count, start + 100))]
             for q in reqs:
                 ua.send_raw(q.data)
             deadline = time.monotonic() + scaled(1)
@@ -466,8 +469,8 @@ def tracking_table_bounded_under_random_aors():
     a Redis configured unbounded (tracking-table-max-keys 0): sip-redirectd set the bound at start,
     and Redis's table stays within it. A cached 404 whose tracking entry Redis dropped to stay in
     bounds was invalidated with it: the AOR registering afterwards is answered within the TTL."""
-    with RedisServer(extra_args=UNBOUNDED) as rs, Redirect(rs, BOUND_FLAGS, "sip-redirectd[bound]") as rd, \
-            Prober(rd.port) as p:
+    with RedisServer(extra_args=UNBOUNDED) as rs, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[bound]") as rd, Prober(rd.port) as p:
         rd.wait_cache_on(WORKERS)
         check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
         _, answers = p.round(aor("victim"))
@@ -479,7 +482,8 @@ def tracking_table_bounded_under_random_aors():
         print(f"# tracking_total_keys after {answered} distinct look-ups: {keys} "
               f"(bound {TRACKING_MAX})", flush=True)
         # Redis trims before each command, so the last read may add one over the bound.
-        check(keys <= TRACKING_MAX + 1, f"tracking_total_keys {keys} above the bound {TRACKING_MAX}")
+        check(keys <= TRACKING_MAX + 1,
+              f"tracking_total_keys {keys} above the bound {TRACKING_MAX}")
         seed(rs, "victim", "sip:victim@192.0.2.9", rs.client.time_ms() + 600_000)
         probe_until(p, aor("victim"), time.monotonic(),
                     lambda r: uris(r) == ["sip:victim@192.0.2.9"], lambda r: r.status == 404,
@@ -490,7 +494,8 @@ def tracking_table_bounded_under_random_aors():
 def tracking_bound_set_again_after_redis_restart():
     """CONFIG SET lives in Redis's memory only: a restarted Redis (like a promoted replica) is back
     to its configured 0. Each worker checks again before it turns tracking back on."""
-    with RedisServer(extra_args=UNBOUNDED) as rs, Redirect(rs, BOUND_FLAGS, "sip-redirectd[rebound]") as rd:
+    with RedisServer(extra_args=UNBOUNDED) as rs, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[rebound]") as rd:
         rd.wait_cache_on(WORKERS)
         check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
         on = rd.cache_on_count()
@@ -514,7 +519,8 @@ def tracking_bound_on_the_read_replica():
         flags = [*BOUND_FLAGS, "--redis-read", replica.url]
         with Redirect(primary, flags, "sip-redirectd[read]") as rd, Prober(rd.port) as p:
             rd.wait_cache_on(WORKERS)
-            check_eq(tracking_max_keys(replica), TRACKING_MAX, "the replica's tracking-table-max-keys")
+            check_eq(tracking_max_keys(replica), TRACKING_MAX,
+                     "the replica's tracking-table-max-keys")
             check_eq(tracking_max_keys(primary), 0, "the primary's tracking-table-max-keys")
             _, answers = p.round(aor("victim"))
             expect_all(answers, 404, None, "victim before the flood")
@@ -550,6 +556,36 @@ def tracking_bound_refused_exits_with_one_line():
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[within]") as rd:
         rd.wait_cache_on(WORKERS)
         check_eq(tracking_max_keys(rs), 500, "tracking-table-max-keys (within the bound)")
+
+
+@case(uses=())
+def tracking_bound_refused_later_keeps_the_cache_off():
+    """The bound is checked again on every reconnect: a node found unbounded then (an operator's
+    CONFIG SET, a promoted replica) that refuses CONFIG SET leaves the worker without its cache
+    (answers still right, from Redis; no hits) until the node is bounded again."""
+    acl = ["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", "+config|get",
+           "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"]
+    with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
+            RedisClient(rs.port, auth=("admin", "admin-pw")) as admin, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[refused later]") as rd, Prober(rd.port) as p:
+        rd.wait_cache_on(WORKERS)
+        on = rd.cache_on_count()
+        admin.command("CONFIG", "SET", "tracking-table-max-keys", "0")
+        check_eq(kill_clients(rs, "sipr-data-"), WORKERS, "data connections killed")
+        wait_until(lambda: rd.stderr_text().count("refused CONFIG SET") >= WORKERS, 10,
+                   what="every worker to report the refused CONFIG SET")
+        check_eq(rd.cache_on_count(), on, "'near-cache on' lines while the node is unbounded")
+        seed(rs, "off", "sip:off@192.0.2.1", rs.client.time_ms() + 600_000)
+        hits = rd.counters()["hits"]
+        for _ in range(3):
+            _, answers = p.round(aor("off"))
+            expect_all(answers, 302, ["sip:off@192.0.2.1"], "with the cache off")
+        check_eq(rd.counters()["hits"], hits, "cache hits while the node is unbounded")
+        check_eq(int(admin.command("CONFIG", "GET", "tracking-table-max-keys")[1]), 0,
+                 "tracking-table-max-keys (left as the operator set it)")
+        admin.command("CONFIG", "SET", "tracking-table-max-keys", "500")
+        wait_until(lambda: rd.cache_on_count() >= on + WORKERS, scaled(15),
+                   what="the cache back on once the node is bounded (retried every 10 s)")
 
 
 @case(uses=())
