@@ -304,6 +304,64 @@ std::string check_cluster_node(const location::RedisUrl& url, uint32_t timeout_m
 }
 }  // namespace
 
+std::string bound_tracking_table(const location::RedisUrl& url, uint64_t max_keys,
+                                 uint32_t timeout_ms, std::string& note) {
+    const std::string where = location::redacted(url);
+    timeval tv{static_cast<time_t>(timeout_ms / 1000),
+               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
+    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+    if (c == nullptr || c->err != 0) {
+        if (c != nullptr) redisFree(c);
+        return "cannot reach Redis at " + where + " to check tracking-table-max-keys";
+    }
+    redisSetTimeout(c, tv);
+    if (!url.password.empty()) {
+        auto* r = url.user.empty() ? static_cast<redisReply*>(redisCommand(
+                                         c, "AUTH %b", url.password.data(), url.password.size()))
+                                   : static_cast<redisReply*>(redisCommand(
+                                         c, "AUTH %b %b", url.user.data(), url.user.size(),
+                                         url.password.data(), url.password.size()));
+        if (r != nullptr) freeReplyObject(r);
+    }
+    const std::string fix = ": set tracking-table-max-keys to at most " + std::to_string(max_keys) +
+                            " in that Redis's configuration (or allow this user CONFIG), or run "
+                            "without the near-cache (--cache-ttl 0)";
+    std::string why;
+    auto* r = static_cast<redisReply*>(redisCommand(c, "CONFIG GET tracking-table-max-keys"));
+    uint64_t current = 0;
+    location::TrackingBound b = location::TrackingBound::Unreadable;
+    if (r == nullptr)
+        why = std::string("CONFIG GET tracking-table-max-keys failed (") + c->errstr + ")";
+    else if (r->type == REDIS_REPLY_ERROR)
+        why = "Redis at " + where + " refused CONFIG GET tracking-table-max-keys (" +
+              std::string(r->str, r->len) + ")" + fix;
+    else if ((b = location::judge_tracking_bound(r, max_keys, current)) ==
+             location::TrackingBound::Unreadable)
+        why = "Redis at " + where +
+              " has no tracking-table-max-keys: the near-cache needs Redis >= 6";
+    if (r != nullptr) freeReplyObject(r);
+    if (why.empty() && b != location::TrackingBound::Within) {
+        const std::string n = std::to_string(max_keys);
+        r = static_cast<redisReply*>(
+            redisCommand(c, "CONFIG SET tracking-table-max-keys %b", n.data(), n.size()));
+        if (r == nullptr || r->type != REDIS_REPLY_STATUS)
+            why = "Redis at " + where + " keeps tracking-table-max-keys " +
+                  (current == 0 ? std::string("0 (unbounded)") : std::to_string(current)) +
+                  ", above --cache-tracking-max-keys " + n + ", and refused CONFIG SET (" +
+                  (r == nullptr                   ? std::string(c->errstr)
+                   : r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
+                                                  : "?") +
+                  ")" + fix;
+        else
+            note = "set tracking-table-max-keys on Redis at " + where + " from " +
+                   (current == 0 ? std::string("0 (unbounded)") : std::to_string(current)) +
+                   " to " + n;
+        if (r != nullptr) freeReplyObject(r);
+    }
+    redisFree(c);
+    return why;
+}
+
 RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
                              const std::string& password_file, const std::string& redis_read,
                              uint32_t timeout_ms) {
@@ -415,7 +473,7 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
         inval_opts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
         inval_opts.require_primary = sentinel && !redis.has_read;
         tracker_ = std::make_unique<location::CacheTracker>(loop, *tracked, *cache_, *tracked_url,
-                                                            inval_opts);
+                                                            inval_opts, cache.tracking_max_keys);
         tracker_->on_change(&Worker::on_cache_change, this);
         // The invalidation connection must be on the node the tracked reads go to.
         if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());

@@ -110,6 +110,13 @@ struct RedisSetup {
                                            const std::string& password_file,
                                            const std::string& redis_read, uint32_t timeout_ms);
 
+// Makes the node of `url` bound its client-side-caching tracking table to `max_keys` (>= 1): reads
+// tracking-table-max-keys and, when it is 0 (unbounded) or above, sets it (CONFIG SET; in that
+// node's memory only, so each CacheTracker checks again on every reconnect). Returns "" (and in
+// `note` what it changed, if anything) or one line saying why not and what to do.
+[[nodiscard]] std::string bound_tracking_table(const location::RedisUrl& url, uint64_t max_keys,
+                                               uint32_t timeout_ms, std::string& note);
+
 // One worker: its socket, its Redis connection and store, its stats. The service is supplied by
 // the daemon through handle(). Lives on one loop thread from open() to the end of the loop.
 class Worker : public net::DatagramHandler, public sip::Sender {

@@ -109,6 +109,23 @@ int main(int argc, char** argv) {
         ->envname("SIPR_CACHE_MAX_ENTRIES")
         ->check(CLI::Range(1u, 100000000u))
         ->capture_default_str();
+    // Redis keeps one tracking-table entry per distinct key a caching connection read (about
+    // 130 bytes, plus about 47 per further worker that read it: bench/RESULTS.md), until the key
+    // changes or the table is full; 404 look-ups for random AORs count too. The node's default
+    // is 1,000,000 (~130 MB) and 0 is unbounded: sip-redirectd holds it to this bound (CONFIG
+    // SET, checked at start and on every reconnect). A key Redis drops from a full table is
+    // invalidated, so a small bound costs hits, never correctness.
+    uint64_t cache_tracking_max_keys = 100000;
+    cli.add_option("--cache-tracking-max-keys", cache_tracking_max_keys,
+                   "near-cache: the most keys Redis may track for invalidation (its "
+                   "tracking-table-max-keys, shared by every client of that node): checked at "
+                   "start and on every reconnect, and set (CONFIG SET) when Redis allows more or "
+                   "no limit; if Redis refuses, the daemon does not start (and a reconnected "
+                   "worker runs without its cache). About 130 bytes of Redis memory per key, "
+                   "plus 47 per further worker that read it")
+        ->envname("SIPR_CACHE_TRACKING_MAX_KEYS")
+        ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}))
+        ->capture_default_str();
     // Graceful drain (SIGTERM): set it above the balancer's time to take out an instance whose
     // probe fails (Kamailio's dispatcher: ping interval times probing threshold; 2 s x 2 in
     // deploy/kamailio-lb), so no request reaches the instance once it has stopped.
@@ -146,6 +163,16 @@ int main(int argc, char** argv) {
         cache.ttl_ms = cache_ttl_ms;
         cache.negative_ttl_ms = std::min(cache_negative_ttl_ms, cache_ttl_ms);
         cache.max_entries = (cache_max_entries + startup.workers - 1) / startup.workers;
+        cache.tracking_max_keys = cache_tracking_max_keys;
+        // The node the tracked reads go to: the replica of --redis-read, else the primary.
+        const location::RedisUrl& tracked =
+            startup.redis.has_read ? startup.redis.read : startup.redis.primary;
+        std::string note;
+        if (std::string why = app::bound_tracking_table(tracked, cache_tracking_max_keys,
+                                                        common.redis_timeout_ms, note);
+            !why.empty())
+            app::die(program, why);
+        if (!note.empty()) spdlog::info("{}", note);
     }
     return app::serve(
         program, common, startup,

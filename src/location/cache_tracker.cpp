@@ -6,6 +6,24 @@ namespace sipr::location {
 
 namespace {
 constexpr uint64_t kRetryMs = 1000;  // after CLIENT TRACKING was refused or could not be sent
+// After the node refused to bound its tracking table: an operator has to act, so retry (and log)
+// less often.
+constexpr uint64_t kBoundRetryMs = 10000;
+}  // namespace
+
+TrackingBound judge_tracking_bound(const redisReply* reply, uint64_t max_keys,
+                                   uint64_t& current) noexcept {
+    if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return TrackingBound::Unreadable;
+    const redisReply* v = reply->element[1];
+    if (v == nullptr || v->type != REDIS_REPLY_STRING || v->len == 0)
+        return TrackingBound::Unreadable;
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v->str, v->str + v->len, n);
+    if (ec != std::errc() || end != v->str + v->len) return TrackingBound::Unreadable;
+    current = n;
+    if (n == 0) return TrackingBound::Unbounded;
+    return n > max_keys ? TrackingBound::Above : TrackingBound::Within;
 }
 
 std::string_view tracker_state_text(CacheTracker::State s) noexcept {
@@ -18,12 +36,17 @@ std::string_view tracker_state_text(CacheTracker::State s) noexcept {
 }
 
 CacheTracker::CacheTracker(uv_loop_t* loop, RedisClient& data, CachingStore& cache,
-                           const RedisUrl& url, RedisOptions inval_opts)
-    : loop_(loop), data_(data), cache_(cache), inval_(loop, url, [&] {
-          inval_opts.fetch_client_id = true;
-          inval_opts.max_pending = 4;  // the handshake only: a subscriber takes no commands
-          return inval_opts;
-      }()) {
+                           const RedisUrl& url, RedisOptions inval_opts, uint64_t max_keys)
+    : loop_(loop),
+      data_(data),
+      cache_(cache),
+      inval_(loop, url,
+             [&] {
+                 inval_opts.fetch_client_id = true;
+                 inval_opts.max_pending = 4;  // the handshake only: a subscriber takes no commands
+                 return inval_opts;
+             }()),
+      max_keys_(max_keys) {
     inval_.on_state(&CacheTracker::on_inval_state, this);
     inval_.subscribe(std::string(kInvalidationChannel), &CacheTracker::on_message, this);
 }
@@ -80,27 +103,103 @@ void CacheTracker::reconsider(std::string_view why) noexcept {
         return;
     }
     if (state_ != State::Off) return;  // tracking asked for, or on, with this pair
+    if (max_keys_ == 0) {
+        send_tracking();
+        return;
+    }
+    // The bound first: Redis adds one entry to its tracking table per distinct key read, and a
+    // flood of look-ups for random AORs would otherwise grow it up to the node's setting (which
+    // may be 0, unbounded), taking memory from the bindings.
+    const char* argv[3] = {"CONFIG", "GET", kTrackingMaxKeysConfig.data()};
+    std::size_t lens[3] = {6, 3, kTrackingMaxKeysConfig.size()};
+    if (send(3, argv, lens, &CacheTracker::on_config_get_reply)) set_state(State::Enabling, "");
+}
+
+bool CacheTracker::send(int argc, const char* const* argv, const std::size_t* lens,
+                        void (*cb)(void*, RedisError, const redisReply*) noexcept) noexcept {
+    if (data_.command(argc, argv, lens, cb, this) != RedisError::None) {
+        fail("could not send " + std::string(argv[0]) + " " + std::string(argv[1]), kRetryMs);
+        return false;
+    }
+    ++sent_;
+    return true;
+}
+
+void CacheTracker::fail(std::string_view why, uint64_t retry_ms) noexcept {
+    why_.assign(why);
+    go_off(why_);
+    if (retry_open_)
+        uv_timer_start(
+            &retry_, [](uv_timer_t* t) { static_cast<CacheTracker*>(t->data)->reconsider(""); },
+            retry_ms, 0);
+}
+
+bool CacheTracker::current_reply() noexcept {
+    ++answered_;
+    return answered_ == sent_ && state_ == State::Enabling;  // else an older attempt's answer
+}
+
+void CacheTracker::send_tracking() noexcept {
     char id[24];
     auto [end, ec] = std::to_chars(id, id + sizeof id, inval_.client_id());
     const char* argv[5] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id};
     std::size_t lens[5] = {6, 8, 2, 8, static_cast<std::size_t>(end - id)};
-    if (data_.command(5, argv, lens, &CacheTracker::on_tracking_reply, this) != RedisError::None) {
-        if (retry_open_)
-            uv_timer_start(
-                &retry_,
-                [](uv_timer_t* t) { static_cast<CacheTracker*>(t->data)->reconsider(""); },
-                kRetryMs, 0);
+    if (send(5, argv, lens, &CacheTracker::on_tracking_reply)) set_state(State::Enabling, "");
+}
+
+void CacheTracker::on_config_get_reply(void* ctx, RedisError err,
+                                       const redisReply* reply) noexcept {
+    auto* self = static_cast<CacheTracker*>(ctx);
+    if (!self->current_reply()) return;
+    if (err != RedisError::None || reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
+        std::string why = "cannot read tracking-table-max-keys (CONFIG GET): ";
+        if (reply != nullptr && reply->type == REDIS_REPLY_ERROR)
+            why.append(reply->str, reply->len);
+        else
+            why += err == RedisError::Timeout ? "timed out" : "no answer";
+        self->fail(why, kBoundRetryMs);
         return;
     }
-    ++tracking_sent_;
-    set_state(State::Enabling, "");
+    uint64_t current = 0;
+    switch (judge_tracking_bound(reply, self->max_keys_, current)) {
+        case TrackingBound::Within:
+            self->send_tracking();
+            return;
+        case TrackingBound::Unreadable:
+            self->fail("Redis has no tracking-table-max-keys (Redis >= 6 needed)", kBoundRetryMs);
+            return;
+        case TrackingBound::Unbounded:
+        case TrackingBound::Above:
+            break;
+    }
+    char n[24];
+    auto [end, ec] = std::to_chars(n, n + sizeof n, self->max_keys_);
+    const char* argv[4] = {"CONFIG", "SET", kTrackingMaxKeysConfig.data(), n};
+    std::size_t lens[4] = {6, 3, kTrackingMaxKeysConfig.size(), static_cast<std::size_t>(end - n)};
+    self->send(4, argv, lens, &CacheTracker::on_config_set_reply);
+}
+
+void CacheTracker::on_config_set_reply(void* ctx, RedisError err,
+                                       const redisReply* reply) noexcept {
+    auto* self = static_cast<CacheTracker*>(ctx);
+    if (!self->current_reply()) return;
+    if (err == RedisError::None && reply != nullptr && reply->type == REDIS_REPLY_STATUS) {
+        self->send_tracking();
+        return;
+    }
+    std::string why =
+        "Redis keeps tracking-table-max-keys unbounded or above "
+        "--cache-tracking-max-keys and refused CONFIG SET: ";
+    if (reply != nullptr && reply->type == REDIS_REPLY_ERROR)
+        why.append(reply->str, reply->len);
+    else
+        why += err == RedisError::Timeout ? "timed out" : "no answer";
+    self->fail(why, kBoundRetryMs);
 }
 
 void CacheTracker::on_tracking_reply(void* ctx, RedisError err, const redisReply* reply) noexcept {
     auto* self = static_cast<CacheTracker*>(ctx);
-    ++self->tracking_answered_;
-    if (self->tracking_answered_ != self->tracking_sent_ || self->state_ != State::Enabling)
-        return;  // an older attempt's answer, or the pair broke since
+    if (!self->current_reply()) return;
     bool ok = err == RedisError::None && reply != nullptr && reply->type == REDIS_REPLY_STATUS;
     if (ok && self->data_.ready() && self->inval_.ready()) {
         self->cache_.set_enabled(true);
@@ -108,14 +207,11 @@ void CacheTracker::on_tracking_reply(void* ctx, RedisError err, const redisReply
         return;
     }
     std::string_view why = "CLIENT TRACKING failed";
-    if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) why = std::string_view(reply->str, reply->len);
-    else if (err == RedisError::Timeout) why = "CLIENT TRACKING timed out";
-    self->go_off(why);
-    if (self->retry_open_)
-        uv_timer_start(
-            &self->retry_,
-            [](uv_timer_t* t) { static_cast<CacheTracker*>(t->data)->reconsider(""); }, kRetryMs,
-            0);
+    if (reply != nullptr && reply->type == REDIS_REPLY_ERROR)
+        why = std::string_view(reply->str, reply->len);
+    else if (err == RedisError::Timeout)
+        why = "CLIENT TRACKING timed out";
+    self->fail(why, kRetryMs);
 }
 
 void CacheTracker::on_message(void* ctx, const redisReply* message) noexcept {

@@ -569,6 +569,11 @@ def sentinel_failover_under_load():
                         "new primary)")
         log(f"failover: the near-cache serves hits again {(time.monotonic() - t_cache) * 1000:.0f} "
             f"ms after the checks above; a user who moved after the failover was seen at once")
+        # CONFIG SET on the old primary did not travel: the worker bounded the new primary's
+        # tracking table (Redis's default 1,000,000) before tracking there (issue 14).
+        with RedisClient(new.port) as c:
+            limit = int(c.command("CONFIG", "GET", "tracking-table-max-keys")[1])
+        check_eq(limit, 100000, "tracking-table-max-keys on the new primary (sip-redirectd's default)")
 
 
 # ------------------------------------------------------------------------------------------------

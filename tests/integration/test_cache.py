@@ -7,7 +7,9 @@ asserts what a caller sees: a change made through sip-registrard shows in the ne
 milliseconds and never flips back; a removed contact is never offered once its invalidation has
 arrived; losing the invalidation connection, the data connection or Redis itself flushes the cache
 (counted) and no stale answer follows; a cached binding past its own expiry is never served; and
-the counters sipr_cache_{hits,misses,invalidations,flushes}_total and sipr_cache_entries.
+the counters sipr_cache_{hits,misses,invalidations,flushes}_total and sipr_cache_entries. And
+Redis's own memory for it stays bounded (issue 14): the tracking table is held to
+--cache-tracking-max-keys on the node the cached reads go to, at start and on every reconnect.
 
 Probes go out from several sockets at once so that SO_REUSEPORT spreads them over both workers:
 each worker has its own cache and its own tracked connection.
@@ -26,9 +28,10 @@ sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    RedisServer, Request, Response, ServiceDaemon, SipUdp, StoredBinding, TestFailure, case,
-    check, check_eq, fixture, location_key, main, metric_value, pack_binding, run_program, scaled,
-    unique, wait_until,
+    LOCALHOST, RedisClient, RedisServer, Request, Response, ServiceDaemon, SipUdp, StoredBinding,
+    TestFailure, case, check, check_eq, fixture, free_tcp_port, free_udp_port, location_key, main,
+    metric_value, pack_binding, primary_server, replica_server, run_program, scaled, unique,
+    wait_replica_synced, wait_until,
 )
 
 DOMAIN = "example.com"
@@ -419,11 +422,178 @@ def expiry_honoured_from_cache(redis, cached):
         check_eq(cached.counters()["misses"], misses, "cache misses after expiry (want hits only)")
 
 
+# Redis's tracking table (issue 14): one entry per distinct key a tracked connection read, until
+# the key changes. The bound sip-redirectd keeps on it in these cases:
+TRACKING_MAX = 1000
+BOUND_FLAGS = [*CACHE_FLAGS, "--cache-tracking-max-keys", str(TRACKING_MAX)]
+# An operator's redis.conf that lets the table grow without limit.
+UNBOUNDED = ["--tracking-table-max-keys", "0"]
+
+
+def tracking_max_keys(redis: RedisServer) -> int:
+    return int(redis.client.command("CONFIG", "GET", "tracking-table-max-keys")[1])
+
+
+def tracking_keys(redis: RedisServer) -> int:
+    text = redis.client.command("INFO", "stats").decode()
+    for line in text.splitlines():
+        if line.startswith("tracking_total_keys:"):
+            return int(line.split(":", 1)[1])
+    raise TestFailure("no tracking_total_keys in INFO stats")
+
+
+def flood(port: int, count: int, prefix: str) -> int:
+    """INVITEs for `count` distinct unknown AORs, 100 at a time from one socket (an attacker's
+    random AORs); returns how many were answered (each 404)."""
+    answered = 0
+    with SipUdp(port) as ua:
+        for start in range(0, count, 100):
+            reqs = [ua.build("INVITE", aor(f"{prefix}{n}"))
+                    for n in range(start, min(count, start + 100))]
+            for q in reqs:
+                ua.send_raw(q.data)
+            deadline = time.monotonic() + scaled(1)
+            got = 0
+            while got < len(reqs) and time.monotonic() < deadline:
+                r = ua.recv(deadline - time.monotonic())
+                if r is not None and r.status >= 200:
+                    check(r.status == 404, f"flood: want 404, got {r.status}")
+                    got += 1
+            answered += got
+    return answered
+
+
+@case(uses=())
+def tracking_table_bounded_under_random_aors():
+    """5 x TRACKING_MAX INVITEs for distinct unknown AORs (each read adds a tracking entry) against
+    a Redis configured unbounded (tracking-table-max-keys 0): sip-redirectd set the bound at start,
+    and Redis's table stays within it. A cached 404 whose tracking entry Redis dropped to stay in
+    bounds was invalidated with it: the AOR registering afterwards is answered within the TTL."""
+    with RedisServer(extra_args=UNBOUNDED) as rs, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[bound]") as rd, Prober(rd.port) as p:
+        rd.wait_cache_on(WORKERS)
+        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
+        _, answers = p.round(aor("victim"))
+        _, answers = p.round(aor("victim"))
+        expect_all(answers, 404, None, "victim before the flood (cached)")
+        answered = flood(rd.port, 5 * TRACKING_MAX, unique("rnd"))
+        check(answered >= 4 * TRACKING_MAX, f"only {answered} of {5 * TRACKING_MAX} answered")
+        keys = tracking_keys(rs)
+        print(f"# tracking_total_keys after {answered} distinct look-ups: {keys} "
+              f"(bound {TRACKING_MAX})", flush=True)
+        # Redis trims before each command, so the last read may add one over the bound.
+        check(keys <= TRACKING_MAX + 1,
+              f"tracking_total_keys {keys} above the bound {TRACKING_MAX}")
+        seed(rs, "victim", "sip:victim@192.0.2.9", rs.client.time_ms() + 600_000)
+        probe_until(p, aor("victim"), time.monotonic(),
+                    lambda r: uris(r) == ["sip:victim@192.0.2.9"], lambda r: r.status == 404,
+                    "registration after the flood")
+
+
+@case(uses=())
+def tracking_bound_set_again_after_redis_restart():
+    """CONFIG SET lives in Redis's memory only: a restarted Redis (like a promoted replica) is back
+    to its configured 0. Each worker checks again before it turns tracking back on."""
+    with RedisServer(extra_args=UNBOUNDED) as rs, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[rebound]") as rd:
+        rd.wait_cache_on(WORKERS)
+        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
+        on = rd.cache_on_count()
+        rs.stop()
+        rs.start()
+        rd.wait_cache_on(on + WORKERS)
+        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after the restart")
+
+
+@case(uses=())
+def tracking_bound_on_the_read_replica():
+    """With --redis-read the tracked reads, and so the tracking table, are on the replica: its
+    bound is set (the primary's setting is left alone) and holds under a flood; a write on the
+    primary still reaches a cached 404 through the replica's invalidation."""
+    primary = primary_server()
+    replica = replica_server(primary)
+    primary.extra_args += UNBOUNDED
+    replica.extra_args += UNBOUNDED
+    with primary, replica:
+        wait_replica_synced(primary, replica)
+        flags = [*BOUND_FLAGS, "--redis-read", replica.url]
+        with Redirect(primary, flags, "sip-redirectd[read]") as rd, Prober(rd.port) as p:
+            rd.wait_cache_on(WORKERS)
+            check_eq(tracking_max_keys(replica), TRACKING_MAX,
+                     "the replica's tracking-table-max-keys")
+            check_eq(tracking_max_keys(primary), 0, "the primary's tracking-table-max-keys")
+            _, answers = p.round(aor("victim"))
+            expect_all(answers, 404, None, "victim before the flood")
+            answered = flood(rd.port, 3 * TRACKING_MAX, unique("rnd"))
+            check(answered >= 2 * TRACKING_MAX, f"only {answered} of {3 * TRACKING_MAX} answered")
+            keys = tracking_keys(replica)
+            check(keys <= TRACKING_MAX + 1, f"the replica tracks {keys} keys, above {TRACKING_MAX}")
+            seed(primary, "victim", "sip:victim@192.0.2.9", primary.client.time_ms() + 600_000)
+            probe_until(p, aor("victim"), time.monotonic(),
+                        lambda r: uris(r) == ["sip:victim@192.0.2.9"], lambda r: r.status == 404,
+                        "registration after the flood")
+
+
+@case(uses=())
+def tracking_bound_refused_exits_with_one_line():
+    """A Redis user allowed CONFIG GET but not CONFIG SET: with an unbounded table sip-redirectd
+    refuses to start with the near-cache (one line naming the setting); with a table already
+    within the bound it starts, leaves the setting alone and turns the cache on."""
+    acl = ["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", "+config|get"]
+    with RedisServer(extra_args=[*UNBOUNDED, *acl]) as rs:
+        args = ["--listen", f"{LOCALHOST}:{free_udp_port()}", "--redis", rs.url,
+                "--metrics", f"{LOCALHOST}:{free_tcp_port()}", "--workers", "1", *BOUND_FLAGS]
+        r = run_program("sip-redirectd", args, env=ENV)
+        check(r.returncode != 0, "started with an unbounded tracking table it could not bound")
+        lines = r.stderr.strip().splitlines()
+        check(len(lines) == 1 and "tracking-table-max-keys" in lines[0],
+              f"want one line naming tracking-table-max-keys, got {r.stderr!r}")
+        print(f"# {lines[0]}", flush=True)
+        # Without the near-cache nothing is tracked: it starts.
+        with Redirect(rs, ["--domain", DOMAIN], "sip-redirectd[no cache]"):
+            pass
+    with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[within]") as rd:
+        rd.wait_cache_on(WORKERS)
+        check_eq(tracking_max_keys(rs), 500, "tracking-table-max-keys (within the bound)")
+
+
+@case(uses=())
+def tracking_bound_refused_later_keeps_the_cache_off():
+    """The bound is checked again on every reconnect: a node found unbounded then (an operator's
+    CONFIG SET, a promoted replica) that refuses CONFIG SET leaves the worker without its cache
+    (answers still right, from Redis; no hits) until the node is bounded again."""
+    acl = ["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", "+config|get",
+           "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"]
+    with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
+            RedisClient(rs.port, auth=("admin", "admin-pw")) as admin, \
+            Redirect(rs, BOUND_FLAGS, "sip-redirectd[refused later]") as rd, Prober(rd.port) as p:
+        rd.wait_cache_on(WORKERS)
+        on = rd.cache_on_count()
+        admin.command("CONFIG", "SET", "tracking-table-max-keys", "0")
+        check_eq(kill_clients(rs, "sipr-data-"), WORKERS, "data connections killed")
+        wait_until(lambda: rd.stderr_text().count("refused CONFIG SET") >= WORKERS, 10,
+                   what="every worker to report the refused CONFIG SET")
+        check_eq(rd.cache_on_count(), on, "'near-cache on' lines while the node is unbounded")
+        seed(rs, "off", "sip:off@192.0.2.1", rs.client.time_ms() + 600_000)
+        hits = rd.counters()["hits"]
+        for _ in range(3):
+            _, answers = p.round(aor("off"))
+            expect_all(answers, 302, ["sip:off@192.0.2.1"], "with the cache off")
+        check_eq(rd.counters()["hits"], hits, "cache hits while the node is unbounded")
+        check_eq(int(admin.command("CONFIG", "GET", "tracking-table-max-keys")[1]), 0,
+                 "tracking-table-max-keys (left as the operator set it)")
+        admin.command("CONFIG", "SET", "tracking-table-max-keys", "500")
+        wait_until(lambda: rd.cache_on_count() >= on + WORKERS, scaled(15),
+                   what="the cache back on once the node is bounded (retried every 10 s)")
+
+
 @case(uses=())
 def bad_cache_flags_exit_nonzero():
     for args, mention in ([["--cache-ttl", "-1"], "--cache-ttl"],
                           [["--cache-max-entries", "0"], "--cache-max-entries"],
-                          [["--cache-negative-ttl", "x"], "--cache-negative-ttl"]):
+                          [["--cache-negative-ttl", "x"], "--cache-negative-ttl"],
+                          [["--cache-tracking-max-keys", "0"], "--cache-tracking-max-keys"]):
         r = run_program("sip-redirectd", args, env=ENV)
         check(r.returncode != 0, f"{args}: exit status 0")
         check(mention in r.stderr and len(r.stderr.strip().splitlines()) == 1,

@@ -4,16 +4,21 @@
 //
 // - a second connection, the invalidation connection, is named (CLIENT SETNAME), learns its
 //   CLIENT ID and SUBSCRIBEs to __redis__:invalidate, again on every reconnect;
-// - when it and the worker's data connection are both Ready, the data connection sends
-//   CLIENT TRACKING ON REDIRECT <id>: Redis then remembers every key the data connection reads
-//   and publishes the key's name to the invalidation connection when it changes (a null
-//   message for FLUSHALL / FLUSHDB);
+// - when it and the worker's data connection are both Ready, the data connection first makes
+//   sure Redis bounds its tracking table (CONFIG GET tracking-table-max-keys; CONFIG SET to
+//   `max_keys` when the node's value is 0, unbounded, or above it; Off, retried, when that is
+//   refused), then sends CLIENT TRACKING ON REDIRECT <id>: Redis then remembers every key the
+//   data connection reads and publishes the key's name to the invalidation connection when it
+//   changes (a null message for FLUSHALL / FLUSHDB), or when it drops the key from its full
+//   table (so the bound costs hits, never correctness). The check runs on every (re)connection
+//   because CONFIG SET lives in the node's memory only: a restarted Redis, a promoted replica or
+//   a --redis-read replica has its own value;
 // - the cache is enabled only once Redis confirmed tracking, and flushed and disabled the moment
 //   either connection leaves Ready (a new data connection is not tracked; a new invalidation
 //   connection has another id; a restarted Redis forgot everything), until tracking is
 //   confirmed again.
 //
-//   Off --both Ready--> Enabling --"+OK"--> On
+//   Off --both Ready--> Enabling (CONFIG GET [, CONFIG SET], CLIENT TRACKING) --"+OK"--> On
 //    ^                     |  error: retry after a second   |
 //    \---------------------+-- either connection not Ready -/   (flush, disable)
 #include <uv.h>
@@ -26,6 +31,19 @@
 namespace sipr::location {
 
 inline constexpr std::string_view kInvalidationChannel = "__redis__:invalidate";
+inline constexpr std::string_view kTrackingMaxKeysConfig = "tracking-table-max-keys";
+
+// What a node's tracking-table-max-keys is, against the bound `max_keys` (>= 1).
+enum class TrackingBound : uint8_t {
+    Within,      // 1..max_keys: leave it
+    Unbounded,   // 0: Redis keeps every key ever read
+    Above,       // > max_keys
+    Unreadable,  // no such setting (Redis < 6) or a reply not [name, number]
+};
+// Judges the reply to CONFIG GET tracking-table-max-keys (RESP2: [name, value]); sets `current`
+// to the node's value when it could be read.
+[[nodiscard]] TrackingBound judge_tracking_bound(const redisReply* reply, uint64_t max_keys,
+                                                 uint64_t& current) noexcept;
 
 class CacheTracker {
 public:
@@ -34,9 +52,10 @@ public:
     using ChangeFn = void (*)(void* ctx, State state, std::string_view why) noexcept;
 
     // `data` and `cache` are not owned and must outlive this; `inval_opts` configure the
-    // invalidation connection (its client_name names it in CLIENT LIST).
+    // invalidation connection (its client_name names it in CLIENT LIST). `max_keys` (>= 1) bounds
+    // the node's tracking table as above; 0 skips the check (tests of the tracker alone).
     CacheTracker(uv_loop_t* loop, RedisClient& data, CachingStore& cache, const RedisUrl& url,
-                 RedisOptions inval_opts);
+                 RedisOptions inval_opts, uint64_t max_keys);
     ~CacheTracker();
     CacheTracker(const CacheTracker&) = delete;
     CacheTracker& operator=(const CacheTracker&) = delete;
@@ -59,6 +78,15 @@ private:
     static void on_inval_state(void* ctx, RedisClient::State s) noexcept;
     static void on_message(void* ctx, const redisReply* message) noexcept;
     static void on_tracking_reply(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_config_get_reply(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    static void on_config_set_reply(void* ctx, RedisError err, const redisReply* reply) noexcept;
+    // Whether `reply` answers the latest command sent while the pair is still usable.
+    [[nodiscard]] bool current_reply() noexcept;
+    // Sends one command of the enabling sequence; false (and Off, retry armed) if it could not.
+    bool send(int argc, const char* const* argv, const std::size_t* lens,
+              void (*cb)(void*, RedisError, const redisReply*) noexcept) noexcept;
+    void send_tracking() noexcept;
+    void fail(std::string_view why, uint64_t retry_ms) noexcept;
     void reconsider(std::string_view why) noexcept;
     void go_off(std::string_view why) noexcept;
     void set_state(State s, std::string_view why) noexcept;
@@ -71,10 +99,12 @@ private:
     bool retry_open_ = false;
     bool stopped_ = false;
     State state_ = State::Off;
-    // CLIENT TRACKING commands sent and answered: only the answer to the latest one counts
-    // (replies on one connection come in order).
-    uint64_t tracking_sent_ = 0;
-    uint64_t tracking_answered_ = 0;
+    uint64_t max_keys_;
+    // Commands of the enabling sequence sent and answered: only the answer to the latest one
+    // counts (replies on one connection come in order).
+    uint64_t sent_ = 0;
+    uint64_t answered_ = 0;
+    std::string why_;  // a failure's reason, kept for the change callback
     ChangeFn change_fn_ = nullptr;
     void* change_ctx_ = nullptr;
 };

@@ -28,6 +28,9 @@ struct NearCacheOptions {
     uint32_t ttl_ms = 0;           // 0: no cache
     uint32_t negative_ttl_ms = 0;  // for "no live binding" (404) entries; 0: not cached
     uint32_t max_entries = 0;      // per cache (per worker)
+    // Not the cache's own: the bound CacheTracker keeps on Redis's tracking table (the node's
+    // tracking-table-max-keys), carried here to the worker that makes the tracker.
+    uint64_t tracking_max_keys = 0;
 };
 
 class NearCache {
