@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "sipr/base/ascii.h"
+#include "sipr/sip/uri.h"
 
 namespace sipr::registrar {
 
@@ -139,6 +140,10 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
         !base::iequals(cred.qop, "auth") || cred.cnonce.empty() ||
         !parse_nonce_count(cred.nc, nc) || cred.response.size() != hex_length(algorithm))
         return challenge(Verdict::Reject);  // not an answer to any challenge of ours
+    // RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the uri the response was computed over must be the
+    // Request-URI (equivalent after RFC 3261 §19.1.4), else a response captured for one request
+    // would be accepted for another. A mismatch is a bad request (400), not a wrong password.
+    if (!sip::uri_equivalent(cred.uri, msg.request_uri)) return Verdict::BadRequest;
 
     uint32_t issued = 0;
     const uint32_t now = now_s();

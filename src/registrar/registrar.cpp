@@ -271,6 +271,11 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             respond(msg, core, slot->peer, 403, "Forbidden", {});
             stats_.registration(base::RegistrationResult::Refused);
             break;
+        case V::BadRequest:
+            // Not a password failure: the request is malformed, whatever the password.
+            respond(msg, core, slot->peer, 400, "Digest URI Mismatch", {});
+            stats_.registration(base::RegistrationResult::Refused);
+            break;
         case V::Allow:
         case V::Pending:  // never given to refuse(); answer as for a store failure
         case V::Unavailable:

@@ -345,6 +345,26 @@ def replayed_nonce_count_is_refused(redis, registrar):
 
 
 @case
+def digest_uri_other_than_request_uri_is_400(redis, registrar):
+    """A right response computed over uri="sip:unrelated.invalid;x=1" for REGISTER
+    sip:example.com: 400 (RFC 7616 §3.4.6), no binding, not an auth failure; the same answer over
+    an equivalent URI (RFC 3261 §19.1.4) registers."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        cid = unique("cid") + "@127.0.0.1"
+        ch = challenge(ua, call_id=cid)
+        creds = authorization(ch, "alice", PASSWORDS["alice"], uri="sip:unrelated.invalid;x=1")
+        r = expect(register(ua, headers=[creds], cseq=2, call_id=cid), 400)
+        check(r.header("www-authenticate") is None, "a 400 carries no challenge")
+        check_eq(bindings(redis), {}, "bindings after the 400")
+        check_eq(redis.client.exists(authfail_key()), 0, "a failure counted")
+        failures.check(0, "a uri mismatch is not an auth failure")
+        creds = authorization(ch, "alice", PASSWORDS["alice"], nc=2, uri=f"SIP:{DOMAIN.upper()}")
+        expect(register(ua, headers=[creds], cseq=3, call_id=cid), 200)
+        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+
+
+@case
 def expired_nonce_gets_stale_true(redis, registrar_short_nonce):
     """--nonce-lifetime 2: a nonce answered after 3 s with the right password gets 401 with
     stale=true on every challenge (and the fresh nonce then registers); with a wrong password, a

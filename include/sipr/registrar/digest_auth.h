@@ -7,12 +7,12 @@
 // with one WWW-Authenticate per configured algorithm (SHA-256 before MD5 by default), qop="auth"
 // and a stateless nonce (digest.h). With credentials, the checks that need no store come first
 // (the username must be the To AOR's user part, else 403; a supported algorithm that was offered,
-// qop=auth, a well-formed nc; a nonce of ours for this realm). Then one store read gives the
-// subscriber and its recent failures: locked out or disabled -> 403; the response is compared in
-// constant time; a wrong one is counted towards the lock-out and re-challenged (401); a right one
-// on an expired nonce gets 401 with stale=true; a right one on a fresh nonce must carry a
-// nonce-count above every one seen with that nonce (kept in the store, so across instances), else
-// it is a replay (401).
+// qop=auth, a well-formed nc; a uri equivalent to the Request-URI, else 400; a nonce of ours for
+// this realm). Then one store read gives the subscriber and its recent failures: locked out or
+// disabled -> 403; the response is compared in constant time; a wrong one is counted towards the
+// lock-out and re-challenged (401); a right one on an expired nonce gets 401 with stale=true; a
+// right one on a fresh nonce must carry a nonce-count above every one seen with that nonce (kept
+// in the store, so across instances), else it is a replay (401).
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -40,6 +40,7 @@ public:
         Challenge,    // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
         Reject,       // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
         Forbidden,    // 403: not the AOR's owner, disabled, or locked out (a failure)
+        BadRequest,   // 400: the credentials' uri is not the Request-URI (RFC 7616 §3.4.6)
         Unavailable,  // 503 + Retry-After: what the decision needs could not be read
         Pending,      // decided later: `done` runs
     };

@@ -743,6 +743,27 @@ TEST_CASE("digest auth: credentials that answer no challenge of ours") {
     CHECK(rig.stored() == 0);
 }
 
+TEST_CASE("digest auth: a uri other than the Request-URI -> 400, even with the right response") {
+    // RFC 7616 §3.4.6: a response computed over another URI is not for this request.
+    Rig rig;
+    Challenge c = rig.challenge();
+    Answer a = answer_to(c);
+    a.uri = "sip:unrelated.invalid;x=1";  // the response is right for this uri and password
+    auto p = rig.answer(a);
+    CHECK(p->code() == 400);
+    CHECK(p->msg->reason == "Digest URI Mismatch");
+    CHECK(p->challenges().empty());
+    CHECK(rig.store.fetches == 0);
+    CHECK(rig.stored() == 0);
+    CHECK(rig.a().stats.auth_failures.get() == 0);  // a bad request, not a wrong password
+    a.uri = "sip:example.com;x=1";  // a parameter the Request-URI lacks is another URI too
+    CHECK(rig.answer(a, 3)->code() == 400);
+    // An equivalent URI (RFC 3261 §19.1.4: scheme and host case-insensitive) is the same one.
+    a.uri = "SIP:Example.COM";
+    CHECK(rig.answer(a, 4)->code() == 200);
+    CHECK(rig.stored() == 1);
+}
+
 TEST_CASE("digest auth: a store that cannot answer -> 503, never 200") {
     Rig rig;
     Challenge c = rig.challenge();
