@@ -541,18 +541,23 @@ StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t
     return start_script(op);
 }
 
-StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
+StoreError RedisStore::fetch_auth(std::string_view aor, std::string_view source,
+                                  AuthFetchCallback cb, void* ctx) noexcept {
     return launch_script(ScriptId::AuthFetch, 2, 0, ctx, [&](ScriptOp& op) {
         assign_key(op.keys[0], kSubscriberPrefix, aor);
-        assign_key(op.keys[1], kAuthFailPrefix, aor);
+        assign_key(op.keys[1], kAuthFailPrefix, aor, ":");
+        op.keys[1].append(source);
         op.fetch_cb = cb;
     });
 }
 
-StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailurePolicy& policy,
+StoreError RedisStore::record_auth_failure(std::string_view aor, std::string_view source,
+                                           const AuthFailurePolicy& policy,
                                            AuthFailureCallback cb, void* ctx) noexcept {
-    return launch_script(ScriptId::AuthFailure, 1, 3, ctx, [&](ScriptOp& op) {
-        assign_key(op.keys[0], kAuthFailPrefix, aor);
+    return launch_script(ScriptId::AuthFailure, 2, 3, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kAuthFailPrefix, aor, ":");
+        op.keys[0].append(source);
+        assign_key(op.keys[1], kSubscriberPrefix, aor);
         assign_uint(op.argv[0], policy.window_s);
         assign_uint(op.argv[1], policy.limit);
         assign_uint(op.argv[2], policy.cooldown_s);

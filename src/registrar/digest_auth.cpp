@@ -1,5 +1,7 @@
 #include "sipr/registrar/digest_auth.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 
 #include <array>
@@ -27,6 +29,30 @@ std::string_view aor_domain(std::string_view aor) noexcept {
     return colon == std::string_view::npos ? aor : aor.substr(colon + 1);
 }
 
+std::string_view auth_source(const sip::Peer& from,
+                             std::span<char, kAuthSourceLength> out) noexcept {
+    if (from.addr.ss_family == AF_INET) {
+        sockaddr_in a{};
+        std::memcpy(&a, &from.addr, sizeof a);
+        if (inet_ntop(AF_INET, &a.sin_addr, out.data(), out.size()) == nullptr) return {};
+        return std::string_view(out.data());
+    }
+    if (from.addr.ss_family != AF_INET6) return {};
+    sockaddr_in6 a{};
+    std::memcpy(&a, &from.addr, sizeof a);
+    const unsigned char* b = a.sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
+        if (inet_ntop(AF_INET, b + 12, out.data(), out.size()) == nullptr) return {};
+        return std::string_view(out.data());
+    }
+    in6_addr net{};
+    std::memcpy(net.s6_addr, b, 8);  // the /64: the rest is the host's to choose
+    if (inet_ntop(AF_INET6, &net, out.data(), out.size() - 3) == nullptr) return {};
+    std::size_t n = std::strlen(out.data());
+    std::memcpy(out.data() + n, "/64", 3);
+    return std::string_view(out.data(), n + 3);
+}
+
 // One check waiting for the store. Every view points into the registrar's slot (the REGISTER)
 // or into the configuration, both valid until `done` has run.
 struct DigestAuthenticator::Op {
@@ -37,6 +63,8 @@ struct DigestAuthenticator::Op {
     std::string_view aor;
     std::string_view realm;
     std::string_view method;
+    std::array<char, kAuthSourceLength> source_buf{};
+    std::string_view source;  // into source_buf
     sip::DigestCredentials cred;
     DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
     uint32_t nc = 0;
@@ -110,9 +138,11 @@ bool DigestAuthenticator::write_challenge(std::string& out, std::string_view rea
 
 Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
                                                   const sip::RequestCore& core,
+                                                  std::string_view bytes, const sip::Peer& from,
                                                   std::string_view aor, std::string& extra,
                                                   Done done, void* ctx) noexcept {
     (void)core;
+    (void)bytes;
     extra.clear();
     const std::string_view realm =
         config_.realm.empty() ? aor_domain(aor) : std::string_view(config_.realm);
@@ -173,12 +203,13 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     op->aor = aor;
     op->realm = realm;
     op->method = msg.method_name;
+    op->source = auth_source(from, op->source_buf);
     op->cred = cred;
     op->algorithm = algorithm;
     op->nc = nc;
     op->issued_s = issued;
     op->stale = ns == NonceStatus::Stale;
-    StoreError e = store_.fetch_auth(aor, &DigestAuthenticator::on_fetched, op);
+    StoreError e = store_.fetch_auth(aor, op->source, &DigestAuthenticator::on_fetched, op);
     if (e != StoreError::None) {
         free_ops_.push_back(op);
         count_store_error(e);
@@ -208,7 +239,9 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
         self->complete(op, Verdict::Unavailable);
         return;
     }
-    // Locked out: even the right password is refused until the cool-down ends.
+    // This source is locked out: even the right password is refused from it until the cool-down
+    // ends. Failures are counted per source, so a guesser locks out itself, not the subscriber's
+    // devices elsewhere.
     if (cfg.lockout.limit > 0 && reply.failures >= cfg.lockout.limit) {
         self->complete(op, Verdict::Forbidden);
         return;
@@ -232,12 +265,14 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
     std::size_t n = digest_response(self->hasher_, op->algorithm, in, want);
     bool ok = n == len && cfg.equal(std::string_view(want, n), op->cred.response) && usable;
     if (!ok) {
-        if (cfg.lockout.limit == 0) {
+        // An AOR that is no subscriber has nothing to protect: counting guesses at it would only
+        // let anyone fill Redis with keys.
+        if (cfg.lockout.limit == 0 || !c.found) {
             self->complete(op, Verdict::Reject);
             return;
         }
         StoreError e = self->store_.record_auth_failure(
-            op->aor, cfg.lockout, &DigestAuthenticator::on_failure_counted, op);
+            op->aor, op->source, cfg.lockout, &DigestAuthenticator::on_failure_counted, op);
         if (e != StoreError::None) {
             self->count_store_error(e);
             self->complete(op, Verdict::Reject);

@@ -231,9 +231,9 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
 
     // Steps 3-4: authentication. Without an authenticator nothing waits here.
     if (auth_ != nullptr) {
-        Authenticator::Verdict v = auth_->check(slot->msg, slot->core, slot->changes.aor,
-                                                slot->auth_extra, &Registrar::on_authenticated,
-                                                slot);
+        Authenticator::Verdict v =
+            auth_->check(slot->msg, slot->core, copy, slot->peer, slot->changes.aor,
+                         slot->auth_extra, &Registrar::on_authenticated, slot);
         if (v == Authenticator::Verdict::Pending) {
             ++pending_;
             return;

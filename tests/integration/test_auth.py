@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -36,6 +37,9 @@ WITHOUT_SECRET = {k: v for k, v in os.environ.items()
                   if k not in ("SIPR_SECRET", "SIPR_NONCE_SECRET")}
 PASSWORDS = {"alice": "Circle Of Life", "bob": "bob's password"}
 FAIL_LIMIT = 3
+# SIPp computes its digest over uri="sip:<remote ip:port>" unless told the Request-URI: the
+# registrar requires the two to match (RFC 7616 §3.4.6), as every UA that copies its Request-URI.
+SIPP_AUTH_URI = ["-auth_uri", DOMAIN]
 COOLDOWN = 4  # seconds
 
 
@@ -43,8 +47,9 @@ def aor(user: str = "alice") -> str:
     return f"sip:{user}@{DOMAIN}"
 
 
-def authfail_key(user: str = "alice") -> str:
-    return f"sipr:authfail:{{{aor(user)}}}"
+def authfail_key(user: str = "alice", source: str = "127.0.0.1") -> str:
+    """The failures of `user`'s AOR from one source (an IPv4 address or an IPv6 /64)."""
+    return f"sipr:authfail:{{{aor(user)}}}:{source}"
 
 
 class Registrar(ServiceDaemon):
@@ -62,6 +67,23 @@ class Redirect(ServiceDaemon):
     def __init__(self, redis: RedisServer, name: str = "sip-redirectd"):
         super().__init__("sip-redirectd", redis.url, ["--domain", DOMAIN], name=name,
                          env=WITH_SECRET)
+
+
+class UaFrom(SipUdp):
+    """A SipUdp bound to another loopback address (on Linux all of 127/8 is local), as in
+    test_flood.py. Its Via names that address, with rport, so answers come back to it."""
+
+    def __init__(self, port: int, ip: str):
+        super().__init__(port)
+        self.sock.close()
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 0))
+        self.local_port = self.sock.getsockname()[1]
+
+    @property
+    def local(self) -> str:
+        return f"{self.ip}:{self.local_port}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ def sipp_digest_register_then_invite_302(redis, registrar_md5, redirect):
     failures = Failures(registrar_md5)
     port = free_udp_port()
     res = run_sipp("register_digest.xml", registrar_md5.port, service="alice", local_port=port,
-                   args=["-au", "alice", "-ap", PASSWORDS["alice"]])
+                   args=["-au", "alice", "-ap", PASSWORDS["alice"], *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}")
     want = f"sip:alice@127.0.0.1:{port}"
     b = bindings(redis)
@@ -253,7 +275,7 @@ def sipp_wrong_password_gets_no_binding(redis, registrar_md5):
     binding, one failure counted for the lock-out, and the failure is in the metric."""
     failures = Failures(registrar_md5)
     res = run_sipp("register_digest_refused.xml", registrar_md5.port, service="alice",
-                   args=["-au", "alice", "-ap", "not the password"])
+                   args=["-au", "alice", "-ap", "not the password", *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}")
     check_eq(redis.client.exists(location_key(aor())), 0, "sipr:loc key of alice")
     check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
@@ -416,6 +438,40 @@ def lockout_holds_across_two_instances(redis, registrar_pair):
         expect(login(ua_b), 200)
         check_eq(list(bindings(redis)), [contact_of(ua_b)], "alice's bindings after it")
     failures.check(FAIL_LIMIT + 2, "sipr_auth_failures_total of both (3 wrong, 2 locked out)")
+
+
+@case
+def guesser_from_another_source_does_not_lock_out_the_user(redis, registrar_pair):
+    """--auth-fail-limit 3: a guesser at 127.0.0.2 failing again and again locks out only itself
+    (401 three times, then 403 even to the right password); alice at 127.0.0.1 registers all the
+    while, and nothing is counted against her source."""
+    a, _ = registrar_pair
+    failures = Failures(a)
+    with UaFrom(a.port, "127.0.0.2") as guesser, a.ua() as ua:
+        for i in range(FAIL_LIMIT + 3):
+            expect(login(guesser, password=f"guess {i}"), 401 if i < FAIL_LIMIT else 403)
+        check_eq(redis.client.command("GET", authfail_key(source="127.0.0.2")),
+                 str(FAIL_LIMIT).encode(), "the guesser's failures")
+        expect(login(guesser), 403)
+        r = expect(login(ua), 200)
+        check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
+        check_eq(redis.client.exists(authfail_key()), 0, "failures counted for 127.0.0.1")
+    check_eq(list(bindings(redis)), [contact_of(ua)], "alice's bindings")
+    failures.check(FAIL_LIMIT + 4, "sipr_auth_failures_total (3 wrong, 4 locked out)")
+
+
+@case
+def wrong_answers_for_an_unknown_aor_leave_no_key(redis, registrar):
+    """Wrong answers for sip:nobody@example.com (no subscriber): 401 each time, counted in the
+    metric, but no sipr:authfail: key (nor any other) is created in Redis."""
+    failures = Failures(registrar)
+    before = sorted(redis.client.keys("*"))
+    with registrar.ua() as ua:
+        for i in range(3):
+            expect(login(ua, "nobody", password=f"guess {i}"), 401)
+    check_eq(redis.client.keys("sipr:authfail:*"), [], "sipr:authfail: keys")
+    check_eq(sorted(redis.client.keys("*")), before, "Redis keys")
+    failures.check(3)
 
 
 @case

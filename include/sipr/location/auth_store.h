@@ -5,8 +5,10 @@
 // Every key lives in the AOR's hash slot ({aor}), so one script touches one Redis Cluster slot.
 //
 //   sipr:sub:{aor}            HASH   the subscriber (ha1-md5, ha1-sha256, enabled, realm)
-//   sipr:authfail:{aor}       STRING failed authentications in the current window (INCR; EXPIRE
-//                                    window, then cool-down once the limit is reached)
+//   sipr:authfail:{aor}:<src> STRING failed authentications of the AOR from one source (an IPv4
+//                                    address or an IPv6 /64) in the current window (INCR; EXPIRE
+//                                    window, then cool-down once the limit is reached); counted
+//                                    only while sipr:sub:{aor} exists
 //   sipr:nc:{aor}:<nonce>     STRING highest nonce-count accepted with that nonce (EX: the
 //                                    nonce's remaining lifetime)
 #include <cstdint>
@@ -19,7 +21,7 @@ namespace sipr::location {
 struct AuthFetchReply {
     StoreError error = StoreError::None;
     Credentials credentials;  // views valid only during the callback
-    uint32_t failures = 0;    // failed authentications counted in the current window
+    uint32_t failures = 0;    // failures from the asking source counted in the current window
 };
 using AuthFetchCallback = void (*)(void* ctx, const AuthFetchReply& reply) noexcept;
 
@@ -44,11 +46,14 @@ using NonceCountCallback = void (*)(void* ctx, const NonceCountReply& reply) noe
 class AuthStore {
   public:
     virtual ~AuthStore() = default;
-    // The subscriber record of `aor` and its failures in the current window, read atomically.
-    [[nodiscard]] virtual StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
-                                                void* ctx) noexcept = 0;
-    // Counts one failed authentication of `aor` under `policy`.
+    // The subscriber record of `aor` and the failures from `source` (auth_source() of
+    // digest_auth.h) in the current window, read atomically.
+    [[nodiscard]] virtual StoreError fetch_auth(std::string_view aor, std::string_view source,
+                                                AuthFetchCallback cb, void* ctx) noexcept = 0;
+    // Counts one failed authentication of `aor` from `source` under `policy`, only if `aor` is a
+    // subscriber (else nothing is written and the reply counts 0).
     [[nodiscard]] virtual StoreError record_auth_failure(std::string_view aor,
+                                                         std::string_view source,
                                                          const AuthFailurePolicy& policy,
                                                          AuthFailureCallback cb,
                                                          void* ctx) noexcept = 0;

@@ -34,9 +34,9 @@ public:
     // takes no --redis-read, has one node for both).
     [[nodiscard]] bool available() const noexcept override { return route_.read_ready(); }
 
-    [[nodiscard]] StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
-                                        void* ctx) noexcept override;
-    [[nodiscard]] StoreError record_auth_failure(std::string_view aor,
+    [[nodiscard]] StoreError fetch_auth(std::string_view aor, std::string_view source,
+                                        AuthFetchCallback cb, void* ctx) noexcept override;
+    [[nodiscard]] StoreError record_auth_failure(std::string_view aor, std::string_view source,
                                                  const AuthFailurePolicy& policy,
                                                  AuthFailureCallback cb,
                                                  void* ctx) noexcept override;

@@ -16,8 +16,9 @@ inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
 [[nodiscard]] std::string location_key(std::string_view aor);
 // "sipr:sub:{<aor>}"
 [[nodiscard]] std::string subscriber_key(std::string_view aor);
-// "sipr:authfail:{<aor>}": failed digest authentications of the AOR in the current window.
-[[nodiscard]] std::string auth_fail_key(std::string_view aor);
+// "sipr:authfail:{<aor>}:<source>": failed digest authentications of the AOR from one source
+// (auth_source() of digest_auth.h) in the current window.
+[[nodiscard]] std::string auth_fail_key(std::string_view aor, std::string_view source);
 // "sipr:nc:{<aor>}:<nonce>": the highest nonce-count seen with that nonce for the AOR.
 [[nodiscard]] std::string nonce_count_key(std::string_view aor, std::string_view nonce);
 // Writes "sipr:loc:{<aor>}" into `out` without allocating; returns the length or 0 if too small.

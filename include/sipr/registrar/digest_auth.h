@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
 #include "sipr/sip/headers.h"
+#include "sipr/sip/intake.h"
 
 namespace sipr::registrar {
 
@@ -52,8 +54,9 @@ class DigestAuthenticator final : public Authenticator {
     DigestAuthenticator(const DigestAuthenticator&) = delete;
     DigestAuthenticator& operator=(const DigestAuthenticator&) = delete;
 
-    Verdict check(const sip::Message& msg, const sip::RequestCore& core, std::string_view aor,
-                  std::string& extra_headers, Done done, void* ctx) noexcept override;
+    Verdict check(const sip::Message& msg, const sip::RequestCore& core, std::string_view bytes,
+                  const sip::Peer& from, std::string_view aor, std::string& extra_headers,
+                  Done done, void* ctx) noexcept override;
 
     // Checks waiting for the store.
     [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
@@ -89,5 +92,13 @@ class DigestAuthenticator final : public Authenticator {
 // its domain ("example.com"). The user part may itself hold an escaped '@': the last one splits.
 [[nodiscard]] std::string_view aor_user(std::string_view aor) noexcept;
 [[nodiscard]] std::string_view aor_domain(std::string_view aor) noexcept;
+
+// The source a failed authentication is counted against (the lock-out is per AOR and source, so a
+// guesser cannot lock the subscriber's other devices out): the IPv4 address, or for IPv6 the /64
+// ("2001:db8:1:2::/64": one host commonly holds a whole /64); an IPv4-mapped IPv6 address counts
+// as its IPv4 address. Written into `out`; returns the view of it ("" for a peer of no family).
+inline constexpr std::size_t kAuthSourceLength = 64;
+[[nodiscard]] std::string_view auth_source(const sip::Peer& from,
+                                           std::span<char, kAuthSourceLength> out) noexcept;
 
 }  // namespace sipr::registrar

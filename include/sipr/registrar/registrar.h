@@ -45,14 +45,15 @@ public:
         Pending,      // decided later: `done` runs
     };
     using Done = void (*)(void* ctx, Verdict verdict) noexcept;
-    // Decides on the REGISTER `msg` for the normalised `aor`. Writes the headers of the answer
-    // (WWW-Authenticate lines) into `extra_headers`, cleared first. Returns the verdict, or
-    // Pending: then `done(ctx, verdict)` runs exactly once, later, on the same loop, with a verdict
-    // other than Pending, and until it has run `msg`, `core`, `aor` and `extra_headers` stay valid
-    // and unchanged (the registrar keeps them in the REGISTER's slot). Otherwise `done` never runs.
+    // Decides on the REGISTER `msg` (parsed from `bytes`, the whole datagram, received from
+    // `from`) for the normalised `aor`. Writes the headers of the answer (WWW-Authenticate lines)
+    // into `extra_headers`, cleared first. Returns the verdict, or Pending: then `done(ctx,
+    // verdict)` runs exactly once, later, on the same loop, with a verdict other than Pending, and
+    // until it has run `msg`, `core`, `bytes`, `from`, `aor` and `extra_headers` stay valid and
+    // unchanged (the registrar keeps them in the REGISTER's slot). Otherwise `done` never runs.
     virtual Verdict check(const sip::Message& msg, const sip::RequestCore& core,
-                          std::string_view aor, std::string& extra_headers, Done done,
-                          void* ctx) noexcept = 0;
+                          std::string_view bytes, const sip::Peer& from, std::string_view aor,
+                          std::string& extra_headers, Done done, void* ctx) noexcept = 0;
 };
 
 class Registrar {

@@ -12,6 +12,7 @@
 #include "support/peer.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <functional>
@@ -212,23 +213,29 @@ class FakeAuthStore final : public location::AuthStore {
                             {"enabled", "1"},
                             {"realm", realm}};
     }
-    [[nodiscard]] uint32_t failures(const std::string& aor) const {
-        auto it = fail_.find(aor);
+    // Failures of `aor` from `source` (the instances' peer unless said otherwise).
+    [[nodiscard]] uint32_t failures(const std::string& aor,
+                                    const std::string& source = "192.0.2.10") const {
+        auto it = fail_.find(aor + " " + source);
         return it == fail_.end() || it->second.until_ms <= now_ms_ ? 0 : it->second.n;
     }
-    [[nodiscard]] int64_t failures_ttl_s(const std::string& aor) const {
-        auto it = fail_.find(aor);
+    [[nodiscard]] int64_t failures_ttl_s(const std::string& aor,
+                                         const std::string& source = "192.0.2.10") const {
+        auto it = fail_.find(aor + " " + source);
         return it == fail_.end() ? -2 : (it->second.until_ms - now_ms_) / 1000;
     }
+    // Failure records (keys) of any source.
+    [[nodiscard]] std::size_t failure_keys() const { return fail_.size(); }
 
-    StoreError fetch_auth(std::string_view aor, location::AuthFetchCallback cb,
-                          void* ctx) noexcept override {
+    StoreError fetch_auth(std::string_view aor, std::string_view source,
+                          location::AuthFetchCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++fetches;
         std::string a(aor);
-        queue_.push_back([this, a, cb, ctx] {
+        std::string src(source);
+        queue_.push_back([this, a, src, cb, ctx] {
             location::AuthFetchReply r;
-            r.failures = failures(a);
+            r.failures = failures(a, src);
             auto it = subscribers.find(a);
             if (it != subscribers.end()) {
                 // Views into the map, as hiredis' reply would be: valid during the callback.
@@ -246,19 +253,26 @@ class FakeAuthStore final : public location::AuthStore {
         });
         return StoreError::None;
     }
-    StoreError record_auth_failure(std::string_view aor, const location::AuthFailurePolicy& p,
+    StoreError record_auth_failure(std::string_view aor, std::string_view source,
+                                   const location::AuthFailurePolicy& p,
                                    location::AuthFailureCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++failures_recorded;
         std::string a(aor);
-        queue_.push_back([this, a, p, cb, ctx] {
-            // auth_failure.lua: INCR; the first opens the window, the limit starts the cool-down.
-            Fail& f = fail_[a];
+        std::string key = a + " " + std::string(source);
+        queue_.push_back([this, a, key, p, cb, ctx] {
+            location::AuthFailureReply r;
+            // auth_failure.lua: nothing for an AOR that is no subscriber; else INCR per source;
+            // the first opens the window, the limit starts the cool-down.
+            if (subscribers.count(a) == 0) {
+                cb(ctx, r);
+                return;
+            }
+            Fail& f = fail_[key];
             if (f.until_ms <= now_ms_) f = Fail{};
             ++f.n;
             if (f.n == 1) f.until_ms = now_ms_ + int64_t{p.window_s} * 1000;
             if (f.n == p.limit) f.until_ms = now_ms_ + int64_t{p.cooldown_s} * 1000;
-            location::AuthFailureReply r;
             r.failures = f.n;
             cb(ctx, r);
         });
@@ -639,6 +653,52 @@ TEST_CASE("digest auth: N failures lock the AOR out for the cool-down, on every 
     // After the cool-down the right password works again.
     rig.now_ms += 121'000;
     CHECK(rig.answer(answer_to(rig.challenge(1)), 40, 1)->code() == 200);
+}
+
+TEST_CASE("digest auth: the lock-out is per source: a guesser does not lock out other sources") {
+    Rig rig;  // limit 3, window 60 s, cool-down 120 s
+    Instance& guesser_side = rig.add_instance();
+    guesser_side.peer = test::make_peer("192.0.2.66", 5060);
+    const std::string aor = "sip:alice@example.com";
+    for (uint32_t i = 0; i < 5; ++i) {
+        Answer a = answer_to(rig.challenge(1));
+        a.password = "guess " + std::to_string(i);
+        auto p = rig.answer(a, 10 + i, 1);
+        CHECK(p->code() == (i < 3 ? 401 : 403));
+    }
+    CHECK(rig.store.failures(aor, "192.0.2.66") == 3);
+    CHECK(rig.store.failures(aor) == 0);
+    // The guesser's source is refused even the right password...
+    CHECK(rig.answer(answer_to(rig.challenge(1)), 20, 1)->code() == 403);
+    // ...but alice's own device, elsewhere, registers (through the same instance or another).
+    CHECK(rig.answer(answer_to(rig.challenge(0)), 21, 0)->code() == 200);
+    CHECK(rig.stored(0) == 1);
+    CHECK(rig.stored(1) == 0);
+}
+
+TEST_CASE("digest auth: wrong answers for an AOR that is no subscriber leave no failure record") {
+    Rig rig;
+    for (uint32_t i = 0; i < 5; ++i) {
+        Answer a = answer_to(rig.challenge(0, "<sip:nobody@example.com>"));
+        a.user = "nobody";
+        a.password = "guess";
+        CHECK(rig.answer(a, 10 + i, 0, "<sip:nobody@example.com>")->code() == 401);
+    }
+    CHECK(rig.store.failures_recorded == 0);
+    CHECK(rig.store.failure_keys() == 0);
+    CHECK(rig.a().stats.auth_failures.get() == 5);  // still failures in the metric
+}
+
+TEST_CASE("digest auth: auth_source: IPv4, an IPv6 /64, IPv4-mapped IPv6") {
+    std::array<char, registrar::kAuthSourceLength> buf{};
+    CHECK(registrar::auth_source(test::make_peer("192.0.2.7", 5060), buf) == "192.0.2.7");
+    CHECK(registrar::auth_source(test::make_peer("2001:db8:1:2:aaaa::7", 5060), buf) ==
+          "2001:db8:1:2::/64");
+    CHECK(registrar::auth_source(test::make_peer("2001:db8:1:2:bbbb::9", 5060), buf) ==
+          "2001:db8:1:2::/64");
+    CHECK(registrar::auth_source(test::make_peer("::ffff:198.51.100.4", 5060), buf) ==
+          "198.51.100.4");
+    CHECK(registrar::auth_source(sip::Peer{}, buf).empty());
 }
 
 TEST_CASE("digest auth: failures spread over more than the window do not lock out") {
