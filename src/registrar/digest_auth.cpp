@@ -15,6 +15,11 @@ namespace sipr::registrar {
 
 using location::StoreError;
 
+namespace {
+// Bytes of SHA-256 kept as a request's fingerprint (hex in the store): 128 bits.
+constexpr std::size_t kFingerprintBytes = 16;
+}  // namespace
+
 std::string_view aor_user(std::string_view aor) noexcept {
     std::size_t colon = aor.find(':');
     std::size_t at = aor.rfind('@');
@@ -63,12 +68,14 @@ struct DigestAuthenticator::Op {
     std::string_view aor;
     std::string_view realm;
     std::string_view method;
+    std::string_view bytes;  // the whole REGISTER, for its fingerprint
     std::array<char, kAuthSourceLength> source_buf{};
     std::string_view source;  // into source_buf
     sip::DigestCredentials cred;
     DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
     uint32_t nc = 0;
     uint32_t issued_s = 0;
+    int64_t now_ms = 0;  // when the nonce-count was offered to the store
     bool stale = false;
 };
 
@@ -81,14 +88,14 @@ DigestAuthenticator::DigestAuthenticator(DigestConfig config, location::AuthStor
 
 DigestAuthenticator::~DigestAuthenticator() = default;
 
+int64_t DigestAuthenticator::now_ms() const noexcept {
+    if (config_.clock_ms) return config_.clock_ms();
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 uint32_t DigestAuthenticator::now_s() const noexcept {
-    int64_t ms;
-    if (config_.clock_ms) {
-        ms = config_.clock_ms();
-    } else {
-        using namespace std::chrono;
-        ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-    }
+    int64_t ms = now_ms();
     return ms <= 0 ? 0 : static_cast<uint32_t>(ms / 1000);
 }
 
@@ -142,7 +149,6 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
                                                   std::string_view aor, std::string& extra,
                                                   Done done, void* ctx) noexcept {
     (void)core;
-    (void)bytes;
     extra.clear();
     const std::string_view realm =
         config_.realm.empty() ? aor_domain(aor) : std::string_view(config_.realm);
@@ -203,6 +209,7 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     op->aor = aor;
     op->realm = realm;
     op->method = msg.method_name;
+    op->bytes = bytes;
     op->source = auth_source(from, op->source_buf);
     op->cred = cred;
     op->algorithm = algorithm;
@@ -289,8 +296,24 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
     const uint32_t now = self->now_s();
     uint64_t until = uint64_t{op->issued_s} + cfg.nonce_lifetime_s + cfg.max_clock_skew_s;
     uint32_t ttl = until > now ? static_cast<uint32_t>(until - now) : 1;
-    StoreError e = self->store_.advance_nonce_count(op->aor, op->cred.nonce, op->nc, ttl,
-                                                    &DigestAuthenticator::on_nonce_count, op);
+    // The fingerprint of the whole request, contacts included: only that very request may come
+    // again with this nc (a retransmission), never another carrying its Authorization.
+    std::array<unsigned char, 32> sum{};
+    const std::string_view whole[1] = {op->bytes};
+    if (!self->hasher_.sha256(whole, sum)) {
+        self->complete(op, Verdict::Unavailable);
+        return;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    char fingerprint[2 * kFingerprintBytes];
+    for (std::size_t i = 0; i < kFingerprintBytes; ++i) {
+        fingerprint[2 * i] = kHex[sum[i] >> 4];
+        fingerprint[2 * i + 1] = kHex[sum[i] & 0xf];
+    }
+    op->now_ms = self->now_ms();
+    StoreError e = self->store_.advance_nonce_count(
+        op->aor, op->cred.nonce, op->nc, ttl, std::string_view(fingerprint, sizeof fingerprint),
+        op->now_ms, &DigestAuthenticator::on_nonce_count, op);
     if (e != StoreError::None) {
         self->count_store_error(e);
         self->complete(op, Verdict::Unavailable);
@@ -315,8 +338,18 @@ void DigestAuthenticator::on_nonce_count(void* ctx,
         self->complete(op, Verdict::Unavailable);
         return;
     }
-    // A replayed (or reordered) nonce-count: RFC 7616 §3.4 lets the server refuse it.
-    self->complete(op, reply.fresh ? Verdict::Allow : Verdict::Reject);
+    if (reply.fresh) {
+        self->complete(op, Verdict::Allow);
+        return;
+    }
+    // The nc was used before. Byte for byte the request it was accepted for, within 64*T1 of
+    // then: a UDP retransmission (its 200 was lost), answered as the first time; the registrar
+    // writes nothing new for it, so a captured copy cannot undo a later change. Anything else is
+    // a replayed (or reordered) nonce-count, which RFC 7616 §3.4 lets the server refuse.
+    const int64_t since = op->now_ms - reply.first_used_ms;
+    const int64_t window = self->config_.retransmission_window_ms;
+    const bool retransmission = reply.same_request && since <= window && since >= -window;
+    self->complete(op, retransmission ? Verdict::Retransmission : Verdict::Reject);
 }
 
 }  // namespace sipr::registrar

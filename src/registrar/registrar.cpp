@@ -238,10 +238,13 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
             ++pending_;
             return;
         }
-        if (v != Authenticator::Verdict::Allow) {
+        if (v != Authenticator::Verdict::Allow && v != Authenticator::Verdict::Retransmission) {
             refuse(slot, v);
             return;
         }
+        slot->changes.retransmission = v == Authenticator::Verdict::Retransmission;
+    } else {
+        slot->changes.retransmission = false;
     }
     store_register(slot);
 }
@@ -250,8 +253,13 @@ void Registrar::on_authenticated(void* ctx, Authenticator::Verdict verdict) noex
     auto* slot = static_cast<Slot*>(ctx);
     Registrar* self = slot->owner;
     --self->pending_;
-    if (verdict == Authenticator::Verdict::Allow) self->store_register(slot);
-    else self->refuse(slot, verdict);
+    if (verdict == Authenticator::Verdict::Allow ||
+        verdict == Authenticator::Verdict::Retransmission) {
+        slot->changes.retransmission = verdict == Authenticator::Verdict::Retransmission;
+        self->store_register(slot);
+    } else {
+        self->refuse(slot, verdict);
+    }
 }
 
 void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
@@ -277,6 +285,7 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             stats_.registration(base::RegistrationResult::Refused);
             break;
         case V::Allow:
+        case V::Retransmission:
         case V::Pending:  // never given to refuse(); answer as for a store failure
         case V::Unavailable:
             respond(msg, core, slot->peer, 503, "Service Unavailable", retry_after_line());

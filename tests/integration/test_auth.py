@@ -366,6 +366,80 @@ def replayed_nonce_count_is_refused(redis, registrar):
     failures.check(1)
 
 
+def accepted_register(ua: SipUdp, contact: str | None = None):
+    """Challenge, then a REGISTER (CSeq 2) answering it, sent as a client transaction and
+    answered 200. Returns (the request as sent, the challenge, its Call-ID)."""
+    cid = unique("cid") + "@127.0.0.1"
+    ch = challenge(ua, call_id=cid)
+    req = ua.register(aor(), [contact or f"<{contact_of(ua)}>"], expires=600, cseq=2, call_id=cid,
+                      headers=[authorization(ch, "alice", PASSWORDS["alice"], cnonce="c0ffee")])
+    expect(ua.send(req), 200)
+    return req, ch, cid
+
+
+@case
+def retransmitted_register_gets_200_again(redis, registrar):
+    """An authenticated REGISTER sent again byte for byte (same nonce, nc, Call-ID, CSeq, branch:
+    a UDP retransmission after a lost 200) gets 200 listing the binding, as the first time; no
+    auth failure is counted and the binding is not re-written."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        before = bindings(redis)
+        for _ in range(2):
+            r = expect(ua.answer_raw(req.data, req.branch), 200)
+            check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
+        check_eq(bindings(redis), before, "bindings (not re-written: same updated-at)")
+    failures.check(0, "a retransmission is not an auth failure")
+
+
+@case
+def same_authorization_on_another_request_is_refused(redis, registrar):
+    """The Authorization of an accepted REGISTER on a request that differs (another Contact, all
+    else equal: Call-ID, CSeq, branch): a replay, 401; the other contact is not bound."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        other = req.data.replace(f"<{contact_of(ua)}>".encode(), b"<sip:mallory@127.0.0.1:9>")
+        check(other != req.data, "the Contact was replaced")
+        r = expect(ua.answer_raw(other, req.branch), 401)
+        check("stale" not in challenges(r)[0], "a replay is not stale")
+        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+    failures.check(1)
+
+
+@case
+def retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
+    """A copy of an accepted REGISTER arriving after its binding was removed (within 32 s) does
+    not bring it back: not after sip-locctl unbind, nor after the UA's own REGISTER with
+    Expires: 0 on a fresh nonce (both copies: 500, the request is out of date), nor after one on
+    the next nc of the same nonce (the copy's nc is then a replay: 401)."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        locctl(redis, "unbind", aor(), contact_of(ua))
+        check_eq(bindings(redis), {}, "bindings after the unbind")
+        r = ua.answer_raw(req.data, req.branch)
+        check_eq(r.status, 500, f"answer to the copy after the unbind: {r.status} {r.reason}")
+        check_eq(bindings(redis), {}, "bindings after the copy")
+
+        for same_nonce in (False, True):
+            req, ch, cid = accepted_register(ua)
+            if not same_nonce:
+                ch = challenge(ua, call_id=cid)
+            creds = authorization(ch, "alice", PASSWORDS["alice"], nc=2 if same_nonce else 1)
+            unreg = ua.register(aor(), [f"<{contact_of(ua)}>"], expires=0, cseq=3, call_id=cid,
+                                headers=[creds])
+            expect(ua.send(unreg), 200)
+            check_eq(bindings(redis), {}, "bindings after Expires: 0")
+            r = ua.answer_raw(req.data, req.branch)
+            want = 401 if same_nonce else 500
+            check_eq(r.status, want, f"answer to the copy after Expires: 0 (same nonce: "
+                                     f"{same_nonce}): {r.status} {r.reason}")
+            check_eq(bindings(redis), {}, "bindings after the copy")
+    failures.check(1, "sipr_auth_failures_total rise (the replayed nc)")
+
+
 @case
 def digest_uri_other_than_request_uri_is_400(redis, registrar):
     """A right response computed over uri="sip:unrelated.invalid;x=1" for REGISTER

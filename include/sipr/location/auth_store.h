@@ -11,6 +11,9 @@
 //                                    only while sipr:sub:{aor} exists
 //   sipr:nc:{aor}:<nonce>     STRING highest nonce-count accepted with that nonce (EX: the
 //                                    nonce's remaining lifetime)
+//   sipr:ncreq:{aor}:<nonce>  STRING "<fingerprint> <unix ms>": the request that nonce-count was
+//                                    accepted for, and when (EX: as sipr:nc), so that its
+//                                    retransmission can be told from a replay
 #include <cstdint>
 #include <string_view>
 
@@ -39,7 +42,12 @@ using AuthFailureCallback = void (*)(void* ctx, const AuthFailureReply& reply) n
 
 struct NonceCountReply {
     StoreError error = StoreError::None;
-    bool fresh = false;  // nc was above every nc seen with the nonce (now stored); false: a replay
+    bool fresh = false;  // nc was above every nc seen with the nonce (now stored, with the request)
+    // Not fresh, but nc is the last one accepted and `fingerprint` that request's: the same
+    // request again, first accepted at `first_used_ms` (the caller's clock then). Otherwise (both
+    // false) a replay. Nothing is written in either case.
+    bool same_request = false;
+    int64_t first_used_ms = 0;
 };
 using NonceCountCallback = void (*)(void* ctx, const NonceCountReply& reply) noexcept;
 
@@ -57,11 +65,16 @@ class AuthStore {
                                                          const AuthFailurePolicy& policy,
                                                          AuthFailureCallback cb,
                                                          void* ctx) noexcept = 0;
-    // Accepts `nc` for (`aor`, `nonce`) only when it is above every nc accepted before; the record
-    // lives `ttl_s` seconds (the nonce's remaining lifetime). Atomic across every registrar.
+    // Accepts `nc` for (`aor`, `nonce`) only when it is above every nc accepted before, and then
+    // records `fingerprint` (of the whole request; no spaces) and `now_ms` with it; the records
+    // live `ttl_s` seconds (the nonce's remaining lifetime). An nc equal to the last accepted one
+    // is reported as the same request when the fingerprint is the recorded one. Atomic across
+    // every registrar.
     [[nodiscard]] virtual StoreError advance_nonce_count(std::string_view aor,
                                                          std::string_view nonce, uint32_t nc,
-                                                         uint32_t ttl_s, NonceCountCallback cb,
+                                                         uint32_t ttl_s,
+                                                         std::string_view fingerprint,
+                                                         int64_t now_ms, NonceCountCallback cb,
                                                          void* ctx) noexcept = 0;
 };
 

@@ -41,7 +41,9 @@ public:
                                                  AuthFailureCallback cb,
                                                  void* ctx) noexcept override;
     [[nodiscard]] StoreError advance_nonce_count(std::string_view aor, std::string_view nonce,
-                                                 uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
+                                                 uint32_t nc, uint32_t ttl_s,
+                                                 std::string_view fingerprint, int64_t now_ms,
+                                                 NonceCountCallback cb,
                                                  void* ctx) noexcept override;
 
     // Counters since start, read by the owner's metrics (same thread).

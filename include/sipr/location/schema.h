@@ -11,6 +11,7 @@ inline constexpr std::string_view kSubscriberPrefix = "sipr:sub:";
 inline constexpr std::string_view kDomainsKey = "sipr:domains";
 inline constexpr std::string_view kAuthFailPrefix = "sipr:authfail:";
 inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
+inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 
 // "sipr:loc:{<aor>}"
 [[nodiscard]] std::string location_key(std::string_view aor);
@@ -26,7 +27,7 @@ inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
                                              std::size_t cap) noexcept;
 
 // The Lua script behind LocationStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
-// ARGV: max_contacts, evict(0|1), remove_all(0|1), call_id, cseq, then triples
+// ARGV: max_contacts, evict(0|1), flags (1 remove all, +2 retransmission), call_id, cseq, triples
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".
 [[nodiscard]] std::string_view register_script() noexcept;

@@ -12,7 +12,9 @@
 // disabled -> 403; the response is compared in constant time; a wrong one is counted towards the
 // lock-out and re-challenged (401); a right one on an expired nonce gets 401 with stale=true; a
 // right one on a fresh nonce must carry a nonce-count above every one seen with that nonce (kept
-// in the store, so across instances), else it is a replay (401).
+// in the store, so across instances), else it is a replay (401) -- unless it is byte for byte
+// the request that nc was accepted for, within 64*T1 of then: a retransmission after a lost 200,
+// answered as the first time (Verdict::Retransmission: the registrar writes nothing new).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -38,6 +40,10 @@ struct DigestConfig {
     uint32_t nonce_lifetime_s = 300;      // older nonces get stale=true
     uint32_t max_clock_skew_s = 30;       // a nonce issued further in the future is not ours
     location::AuthFailurePolicy lockout;  // limit 0: no lock-out
+    // A request carrying an nc already accepted is still a retransmission (answered as the first
+    // time, not as a replay) when it is byte for byte that request and arrives within this long
+    // of its first acceptance: 64*T1, RFC 3261 §17.1.2.2 Timer F, how long a UA retransmits.
+    uint32_t retransmission_window_ms = 64 * 500;
     // Unix milliseconds; empty: the system clock. Tests set a fake clock.
     std::function<int64_t()> clock_ms;
     // Compares the expected response with the client's. Always digests_equal (constant time) in
@@ -76,6 +82,7 @@ class DigestAuthenticator final : public Authenticator {
     void count_store_error(location::StoreError e) noexcept;
     [[nodiscard]] bool offered(DigestAlgorithm a) const noexcept;
     [[nodiscard]] uint32_t now_s() const noexcept;
+    [[nodiscard]] int64_t now_ms() const noexcept;
 
     DigestConfig config_;
     location::AuthStore& store_;

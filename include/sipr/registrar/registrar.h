@@ -41,6 +41,9 @@ public:
         Reject,       // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
         Forbidden,    // 403: not the AOR's owner, disabled, or locked out (a failure)
         BadRequest,   // 400: the credentials' uri is not the Request-URI (RFC 7616 §3.4.6)
+        // Go on, but as a retransmission of a REGISTER already authenticated and applied: answer
+        // it from the bindings as they are, writing nothing (RegisterChanges::retransmission).
+        Retransmission,
         Unavailable,  // 503 + Retry-After: what the decision needs could not be read
         Pending,      // decided later: `done` runs
     };

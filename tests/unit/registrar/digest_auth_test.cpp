@@ -89,6 +89,7 @@ struct Reg {
     std::string to = "<sip:alice@example.com>";
     std::string call_id = "digest-1@192.0.2.10";
     uint32_t cseq = 1;
+    std::string contact = "<sip:alice@192.0.2.10:5062>";
     std::vector<std::string> extra;  // header lines without CRLF
 
     [[nodiscard]] std::string text() const {
@@ -99,7 +100,7 @@ struct Reg {
         t += "From: " + to + ";tag=456248\r\n";
         t += "Call-ID: " + call_id + "\r\n";
         t += "CSeq: " + std::to_string(cseq) + " REGISTER\r\n";
-        t += "Contact: <sip:alice@192.0.2.10:5062>\r\n";
+        t += "Contact: " + contact + "\r\n";
         t += "Expires: 600\r\n";
         for (const std::string& e : extra) t += e + "\r\n";
         t += "Content-Length: 0\r\n\r\n";
@@ -279,19 +280,27 @@ class FakeAuthStore final : public location::AuthStore {
         return StoreError::None;
     }
     StoreError advance_nonce_count(std::string_view aor, std::string_view nonce, uint32_t nc,
-                                   uint32_t ttl_s, location::NonceCountCallback cb,
-                                   void* ctx) noexcept override {
+                                   uint32_t ttl_s, std::string_view fingerprint, int64_t now_ms,
+                                   location::NonceCountCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++nonce_counts;
         std::string key = std::string(aor) + " " + std::string(nonce);
+        std::string fp(fingerprint);
         last_ttl_s = ttl_s;
-        queue_.push_back([this, key, nc, ttl_s, cb, ctx] {
-            // nonce_count.lua: SET if greater, expiring with the nonce.
+        queue_.push_back([this, key, nc, ttl_s, fp, now_ms, cb, ctx] {
+            // nonce_count.lua: SET if greater, with the request's fingerprint and time, expiring
+            // with the nonce; the same nc and fingerprint again is reported with that time.
             location::NonceCountReply r;
             auto it = nc_.find(key);
-            uint32_t last = it == nc_.end() || it->second.until_ms <= now_ms_ ? 0 : it->second.nc;
+            const bool live = it != nc_.end() && it->second.until_ms > now_ms_;
+            uint32_t last = live ? it->second.nc : 0;
             r.fresh = nc > last;
-            if (r.fresh) nc_[key] = Nc{nc, now_ms_ + int64_t{ttl_s} * 1000};
+            if (r.fresh) {
+                nc_[key] = Nc{nc, now_ms_ + int64_t{ttl_s} * 1000, fp, now_ms};
+            } else if (live && nc == last && fp == it->second.fingerprint) {
+                r.same_request = true;
+                r.first_used_ms = it->second.first_ms;
+            }
             cb(ctx, r);
         });
         return StoreError::None;
@@ -314,6 +323,8 @@ class FakeAuthStore final : public location::AuthStore {
     struct Nc {
         uint32_t nc = 0;
         int64_t until_ms = 0;
+        std::string fingerprint;
+        int64_t first_ms = 0;
     };
     const int64_t& now_ms_;
     std::map<std::string, Fail> fail_;
@@ -605,6 +616,68 @@ TEST_CASE("digest auth: a replayed nonce-count -> 401, on this instance or anoth
     CHECK(rig.answer(a, 6, 0)->code() == 401);
     a.nc = "0000000a";
     CHECK(rig.answer(a, 7, 0)->code() == 200);
+}
+
+TEST_CASE("digest auth: a byte-identical retransmission -> 200 again, not a replay") {
+    // A UDP retransmission after a lost 200 carries the same nonce and nc (RFC 3261 §17.1.2.2).
+    Rig rig;
+    rig.add_instance();
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req, 0)->code() == 200);
+    rig.now_ms += 500;  // T1
+    auto again = rig.send(req, 0);
+    CHECK(again->code() == 200);
+    rig.now_ms += 4'000;  // on another instance sharing the store, too
+    CHECK(rig.send(req, 1)->code() == 200);
+    CHECK(rig.a().stats.auth_failures.get() == 0);
+    CHECK(rig.instances[1]->stats.auth_failures.get() == 0);
+    // The first is applied; the retransmissions are answered from the store, writing nothing.
+    REQUIRE(rig.stored(0) == 2);
+    CHECK_FALSE(rig.a().location.applied[0].retransmission);
+    CHECK(rig.a().location.applied[1].retransmission);
+    REQUIRE(rig.stored(1) == 1);
+    CHECK(rig.instances[1]->location.applied[0].retransmission);
+}
+
+TEST_CASE("digest auth: the same Authorization on a request that differs -> 401, a replay") {
+    Rig rig;
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req)->code() == 200);
+    SUBCASE("another Contact") {
+        req.contact = "<sip:mallory@198.51.100.66:5060>";
+    }
+    SUBCASE("another CSeq") {
+        req.cseq = 3;
+    }
+    SUBCASE("one more header") {
+        req.extra.push_back("Expires: 0");
+    }
+    auto p = rig.send(req);
+    CHECK(p->code() == 401);
+    CHECK_FALSE(p->challenges().at(0).stale);
+    CHECK(rig.stored() == 1);
+    CHECK(rig.a().stats.auth_failures.get() == 1);
+}
+
+TEST_CASE("digest auth: a retransmission is one only within 64*T1 (32 s) of the first use") {
+    Rig rig;
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req)->code() == 200);
+    const int64_t first = rig.now_ms;
+    rig.now_ms = first + 31'999;
+    CHECK(rig.send(req)->code() == 200);
+    rig.now_ms = first + 32'000;  // the window is counted from the first use, not the last
+    CHECK(rig.send(req)->code() == 200);
+    rig.now_ms = first + 32'001;
+    CHECK(rig.send(req)->code() == 401);
+    CHECK(rig.stored() == 3);
+    CHECK(rig.a().stats.auth_failures.get() == 1);
 }
 
 TEST_CASE("digest auth: a user registering another user's AOR -> 403, without the store") {
