@@ -5,8 +5,8 @@ RFC 3261 §22, RFC 7616, RFC 8760).
 Subscribers are added with the real `sip-locctl user add`. SIPp registers with -au/-ap (its
 [authentication] keyword); the other cases answer the challenges with digests computed here with
 hashlib, independently of the daemon. Each case asserts the answer and what Redis holds
-(sipr:loc:{aor}, sipr:authfail:{aor}, sipr:nc:{aor}:<nonce>). One redis-server serves the run
-(FLUSHALL before each case); daemons are started per group of cases sharing their flags.
+(sipr:loc:{aor}, sipr:authfail:{aor}:<source>, sipr:nc:{aor}:<nonce>). One redis-server serves
+the run (FLUSHALL before each case); daemons are started per group of cases sharing their flags.
 
     SIPR_BUILD_DIR=build python3 tests/integration/test_auth.py [name-substring...]
 """
