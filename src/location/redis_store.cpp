@@ -559,8 +559,8 @@ StoreError RedisStore::fetch_auth(std::string_view aor, std::string_view source,
 }
 
 StoreError RedisStore::record_auth_failure(std::string_view aor, std::string_view source,
-                                           const AuthFailurePolicy& policy,
-                                           AuthFailureCallback cb, void* ctx) noexcept {
+                                           const AuthFailurePolicy& policy, AuthFailureCallback cb,
+                                           void* ctx) noexcept {
     return launch_script(ScriptId::AuthFailure, 2, 3, ctx, [&](ScriptOp& op) {
         assign_key(op.keys[0], kAuthFailPrefix, aor, ":");
         op.keys[0].append(source);

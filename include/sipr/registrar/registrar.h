@@ -36,11 +36,11 @@ class Authenticator {
 public:
     virtual ~Authenticator() = default;
     enum class Verdict : uint8_t {
-        Allow,        // go on with the REGISTER
-        Challenge,    // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
-        Reject,       // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
-        Forbidden,    // 403: not the AOR's owner, disabled, or locked out (a failure)
-        BadRequest,   // 400: the credentials' uri is not the Request-URI (RFC 7616 §3.4.6)
+        Allow,       // go on with the REGISTER
+        Challenge,   // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
+        Reject,      // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
+        Forbidden,   // 403: not the AOR's owner, disabled, or locked out (a failure)
+        BadRequest,  // 400: the credentials' uri is not the Request-URI (RFC 7616 §3.4.6)
         // Go on, but as a retransmission of a REGISTER already authenticated and applied: answer
         // it from the bindings as they are, writing nothing (RegisterChanges::retransmission).
         Retransmission,
