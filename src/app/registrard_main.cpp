@@ -86,11 +86,13 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1u, 86400u))
         ->capture_default_str();
     cli.add_option("--auth-fail-limit", fail_limit,
-                   "failed authentications per AOR per minute before the cool-down (0: no limit)")
+                   "failed authentications per AOR and source per minute before the cool-down "
+                   "(0: no limit)")
         ->envname("SIPR_AUTH_FAIL_LIMIT")
         ->check(CLI::Range(0u, 1000000u))
         ->capture_default_str();
-    cli.add_option("--auth-cooldown", cooldown, "seconds an AOR is refused (403) after the limit")
+    cli.add_option("--auth-cooldown", cooldown,
+                   "seconds a source is refused (403) for an AOR after the limit")
         ->envname("SIPR_AUTH_COOLDOWN")
         ->check(CLI::Range(1u, 86400u))
         ->capture_default_str();

@@ -92,7 +92,7 @@ struct RedisStore::ScriptOp {
     // KEYS then ARGV; the strings keep their capacity across uses of the pooled op.
     std::array<std::string, 2> keys;
     std::size_t nkeys = 0;
-    std::array<std::string, 3> argv;
+    std::array<std::string, 4> argv;
     std::size_t nargv = 0;
     AuthFetchCallback fetch_cb = nullptr;
     AuthFailureCallback failure_cb = nullptr;
@@ -201,7 +201,9 @@ StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallbac
         op->args.emplace_back(location_key(ch.aor));
         op->args.emplace_back(std::to_string(ch.max_contacts));
         op->args.emplace_back(ch.evict_oldest ? "1" : "0");
-        op->args.emplace_back(ch.remove_all ? "1" : "0");
+        // register.lua's flags: 1 remove all, 2 a retransmission (nothing written).
+        op->args.emplace_back(
+            std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0)));
         op->args.emplace_back(ch.call_id);
         op->args.emplace_back(std::to_string(ch.cseq));
         for (const ContactChange& c : ch.contacts) {
@@ -406,8 +408,8 @@ StoreError RedisStore::start_script(ScriptOp* op) noexcept {
 StoreError RedisStore::send_script(ScriptOp* op, bool full_script) noexcept {
     // EVALSHA <sha> <nkeys> <keys...> <argv...>  or  EVAL <script> ...
     const Script& s = scripts_[static_cast<std::size_t>(op->id)];
-    std::array<const char*, 8> argv{};
-    std::array<std::size_t, 8> lens{};
+    std::array<const char*, 12> argv{};
+    std::array<std::size_t, 12> lens{};
     std::size_t n = 0;
     auto push = [&](std::string_view a) {
         argv[n] = a.data();
@@ -509,11 +511,16 @@ void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* r
             NonceCountReply out;
             out.error = err;
             if (err == StoreError::None) {
-                if (reply->type != REDIS_REPLY_INTEGER) {
+                // {1, 0} fresh, {2, first_used_ms} the same request, {0, 0} a replay.
+                if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+                    reply->element[0]->type != REDIS_REPLY_INTEGER ||
+                    reply->element[1]->type != REDIS_REPLY_INTEGER) {
                     ++stats_.protocol_errors;
                     out.error = StoreError::Protocol;
                 } else {
-                    out.fresh = reply->integer == 1;
+                    out.fresh = reply->element[0]->integer == 1;
+                    out.same_request = reply->element[0]->integer == 2;
+                    out.first_used_ms = out.same_request ? reply->element[1]->integer : 0;
                 }
             }
             nonce_cb(user, out);
@@ -541,18 +548,23 @@ StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t
     return start_script(op);
 }
 
-StoreError RedisStore::fetch_auth(std::string_view aor, AuthFetchCallback cb, void* ctx) noexcept {
+StoreError RedisStore::fetch_auth(std::string_view aor, std::string_view source,
+                                  AuthFetchCallback cb, void* ctx) noexcept {
     return launch_script(ScriptId::AuthFetch, 2, 0, ctx, [&](ScriptOp& op) {
         assign_key(op.keys[0], kSubscriberPrefix, aor);
-        assign_key(op.keys[1], kAuthFailPrefix, aor);
+        assign_key(op.keys[1], kAuthFailPrefix, aor, ":");
+        op.keys[1].append(source);
         op.fetch_cb = cb;
     });
 }
 
-StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailurePolicy& policy,
-                                           AuthFailureCallback cb, void* ctx) noexcept {
-    return launch_script(ScriptId::AuthFailure, 1, 3, ctx, [&](ScriptOp& op) {
-        assign_key(op.keys[0], kAuthFailPrefix, aor);
+StoreError RedisStore::record_auth_failure(std::string_view aor, std::string_view source,
+                                           const AuthFailurePolicy& policy, AuthFailureCallback cb,
+                                           void* ctx) noexcept {
+    return launch_script(ScriptId::AuthFailure, 2, 3, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kAuthFailPrefix, aor, ":");
+        op.keys[0].append(source);
+        assign_key(op.keys[1], kSubscriberPrefix, aor);
         assign_uint(op.argv[0], policy.window_s);
         assign_uint(op.argv[1], policy.limit);
         assign_uint(op.argv[2], policy.cooldown_s);
@@ -561,14 +573,18 @@ StoreError RedisStore::record_auth_failure(std::string_view aor, const AuthFailu
 }
 
 StoreError RedisStore::advance_nonce_count(std::string_view aor, std::string_view nonce,
-                                           uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
-                                           void* ctx) noexcept {
-    return launch_script(ScriptId::NonceCount, 1, 2, ctx, [&](ScriptOp& op) {
-        assign_key(op.keys[0], kNonceCountPrefix, aor);
-        op.keys[0] += ':';
+                                           uint32_t nc, uint32_t ttl_s,
+                                           std::string_view fingerprint, int64_t now_ms,
+                                           NonceCountCallback cb, void* ctx) noexcept {
+    return launch_script(ScriptId::NonceCount, 2, 4, ctx, [&](ScriptOp& op) {
+        assign_key(op.keys[0], kNonceCountPrefix, aor, ":");
         op.keys[0].append(nonce);
+        assign_key(op.keys[1], kNonceRequestPrefix, aor, ":");
+        op.keys[1].append(nonce);
         assign_uint(op.argv[0], nc);
         assign_uint(op.argv[1], ttl_s == 0 ? 1 : ttl_s);
+        op.argv[2].assign(fingerprint);
+        assign_uint(op.argv[3], now_ms < 0 ? 0 : static_cast<uint64_t>(now_ms));
         op.nonce_cb = cb;
     });
 }

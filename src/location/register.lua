@@ -1,13 +1,18 @@
 -- sip-redirect: apply one REGISTER to one AOR atomically (RFC 3261 §10.3 steps 6-8, DESIGN §5-6).
 -- KEYS[1]  sipr:loc:{aor}
--- ARGV     max_contacts, evict (0|1), remove_all (0|1), call_id, cseq, then per contact:
+-- ARGV     max_contacts, evict (0|1), flags, call_id, cseq, then per contact:
 --          binding key, expires seconds (0 removes), packed tail (cseq onwards)
+--          flags: 1 remove all (Contact: *), + 2 a retransmission of an authenticated REGISTER
+--          already applied: nothing is written, the reply is the bindings as they are, or STALE
+--          when what the request did is no longer there (removed or replaced since)
 -- Returns  {now_ms, field, packed, field, packed, ...} for every binding after the change, or an
 --          error reply "STALE <key>" / "TOOMANY <count>" having written nothing.
 local key = KEYS[1]
 local max_contacts = tonumber(ARGV[1])
 local evict = ARGV[2] == '1'
-local remove_all = ARGV[3] == '1'
+local flags = tonumber(ARGV[3]) or 0
+local remove_all = flags % 2 == 1
+local retransmission = math.floor(flags / 2) % 2 == 1
 local call_id = ARGV[4]
 local cseq = tonumber(ARGV[5])
 local SEP = '\31'
@@ -43,6 +48,34 @@ if remove_all then
 end
 for i = 6, #ARGV, 3 do
   if stale(cur[ARGV[i]]) then return redis.error_reply('STALE ' .. ARGV[i]) end
+end
+
+if retransmission then
+  -- Answered again, as step 7 says, but from the bindings as they are: a captured copy of an
+  -- authenticated REGISTER must not bring back a binding removed (or refresh one replaced) since.
+  -- What this request did must still be there: its contacts bound with this Call-ID and CSeq, and
+  -- what it removed no longer bound with this Call-ID (an older CSeq of it would mean the first
+  -- copy never reached Redis: STALE, and the UA tries again with a new request).
+  local function undone(f, b, secs)
+    if secs == 0 then return b ~= nil and b.cid == call_id end
+    return b == nil or b.cid ~= call_id or b.cseq ~= cseq
+  end
+  if remove_all then
+    for f, b in pairs(cur) do
+      if b.cid == call_id then return redis.error_reply('STALE ' .. f) end
+    end
+  end
+  for i = 6, #ARGV, 3 do
+    if undone(ARGV[i], cur[ARGV[i]], tonumber(ARGV[i + 1])) then
+      return redis.error_reply('STALE ' .. ARGV[i])
+    end
+  end
+  local out = {now}
+  for f, b in pairs(cur) do
+    out[#out + 1] = f
+    out[#out + 1] = b.v
+  end
+  return out
 end
 
 local changed, removed, added = {}, {}, 0

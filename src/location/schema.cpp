@@ -23,10 +23,10 @@ std::string subscriber_key(std::string_view aor) {
     return k;
 }
 
-std::string auth_fail_key(std::string_view aor) {
+std::string auth_fail_key(std::string_view aor, std::string_view source) {
     std::string k;
-    k.reserve(kAuthFailPrefix.size() + aor.size() + 2);
-    k.append(kAuthFailPrefix).append("{").append(aor).append("}");
+    k.reserve(kAuthFailPrefix.size() + aor.size() + source.size() + 3);
+    k.append(kAuthFailPrefix).append("{").append(aor).append("}:").append(source);
     return k;
 }
 

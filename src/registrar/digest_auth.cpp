@@ -1,5 +1,7 @@
 #include "sipr/registrar/digest_auth.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 
 #include <array>
@@ -7,10 +9,16 @@
 #include <cstring>
 
 #include "sipr/base/ascii.h"
+#include "sipr/sip/uri.h"
 
 namespace sipr::registrar {
 
 using location::StoreError;
+
+namespace {
+// Bytes of SHA-256 kept as a request's fingerprint (hex in the store): 128 bits.
+constexpr std::size_t kFingerprintBytes = 16;
+}  // namespace
 
 std::string_view aor_user(std::string_view aor) noexcept {
     std::size_t colon = aor.find(':');
@@ -26,6 +34,30 @@ std::string_view aor_domain(std::string_view aor) noexcept {
     return colon == std::string_view::npos ? aor : aor.substr(colon + 1);
 }
 
+std::string_view auth_source(const sip::Peer& from,
+                             std::span<char, kAuthSourceLength> out) noexcept {
+    if (from.addr.ss_family == AF_INET) {
+        sockaddr_in a{};
+        std::memcpy(&a, &from.addr, sizeof a);
+        if (inet_ntop(AF_INET, &a.sin_addr, out.data(), out.size()) == nullptr) return {};
+        return std::string_view(out.data());
+    }
+    if (from.addr.ss_family != AF_INET6) return {};
+    sockaddr_in6 a{};
+    std::memcpy(&a, &from.addr, sizeof a);
+    const unsigned char* b = a.sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
+        if (inet_ntop(AF_INET, b + 12, out.data(), out.size()) == nullptr) return {};
+        return std::string_view(out.data());
+    }
+    in6_addr net{};
+    std::memcpy(net.s6_addr, b, 8);  // the /64: the rest is the host's to choose
+    if (inet_ntop(AF_INET6, &net, out.data(), out.size() - 3) == nullptr) return {};
+    std::size_t n = std::strlen(out.data());
+    std::memcpy(out.data() + n, "/64", 3);
+    return std::string_view(out.data(), n + 3);
+}
+
 // One check waiting for the store. Every view points into the registrar's slot (the REGISTER)
 // or into the configuration, both valid until `done` has run.
 struct DigestAuthenticator::Op {
@@ -36,10 +68,14 @@ struct DigestAuthenticator::Op {
     std::string_view aor;
     std::string_view realm;
     std::string_view method;
+    std::string_view bytes;  // the whole REGISTER, for its fingerprint
+    std::array<char, kAuthSourceLength> source_buf{};
+    std::string_view source;  // into source_buf
     sip::DigestCredentials cred;
     DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
     uint32_t nc = 0;
     uint32_t issued_s = 0;
+    int64_t now_ms = 0;  // when the nonce-count was offered to the store
     bool stale = false;
 };
 
@@ -52,14 +88,14 @@ DigestAuthenticator::DigestAuthenticator(DigestConfig config, location::AuthStor
 
 DigestAuthenticator::~DigestAuthenticator() = default;
 
+int64_t DigestAuthenticator::now_ms() const noexcept {
+    if (config_.clock_ms) return config_.clock_ms();
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 uint32_t DigestAuthenticator::now_s() const noexcept {
-    int64_t ms;
-    if (config_.clock_ms) {
-        ms = config_.clock_ms();
-    } else {
-        using namespace std::chrono;
-        ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-    }
+    int64_t ms = now_ms();
     return ms <= 0 ? 0 : static_cast<uint32_t>(ms / 1000);
 }
 
@@ -109,6 +145,7 @@ bool DigestAuthenticator::write_challenge(std::string& out, std::string_view rea
 
 Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
                                                   const sip::RequestCore& core,
+                                                  std::string_view bytes, const sip::Peer& from,
                                                   std::string_view aor, std::string& extra,
                                                   Done done, void* ctx) noexcept {
     (void)core;
@@ -139,6 +176,10 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
         !base::iequals(cred.qop, "auth") || cred.cnonce.empty() ||
         !parse_nonce_count(cred.nc, nc) || cred.response.size() != hex_length(algorithm))
         return challenge(Verdict::Reject);  // not an answer to any challenge of ours
+    // RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the uri the response was computed over must be the
+    // Request-URI (equivalent after RFC 3261 §19.1.4), else a response captured for one request
+    // would be accepted for another. A mismatch is a bad request (400), not a wrong password.
+    if (!sip::uri_equivalent(cred.uri, msg.request_uri)) return Verdict::BadRequest;
 
     uint32_t issued = 0;
     const uint32_t now = now_s();
@@ -168,12 +209,14 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     op->aor = aor;
     op->realm = realm;
     op->method = msg.method_name;
+    op->bytes = bytes;
+    op->source = auth_source(from, op->source_buf);
     op->cred = cred;
     op->algorithm = algorithm;
     op->nc = nc;
     op->issued_s = issued;
     op->stale = ns == NonceStatus::Stale;
-    StoreError e = store_.fetch_auth(aor, &DigestAuthenticator::on_fetched, op);
+    StoreError e = store_.fetch_auth(aor, op->source, &DigestAuthenticator::on_fetched, op);
     if (e != StoreError::None) {
         free_ops_.push_back(op);
         count_store_error(e);
@@ -203,7 +246,9 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
         self->complete(op, Verdict::Unavailable);
         return;
     }
-    // Locked out: even the right password is refused until the cool-down ends.
+    // This source is locked out: even the right password is refused from it until the cool-down
+    // ends. Failures are counted per source, so a guesser locks out itself, not the subscriber's
+    // devices elsewhere.
     if (cfg.lockout.limit > 0 && reply.failures >= cfg.lockout.limit) {
         self->complete(op, Verdict::Forbidden);
         return;
@@ -227,12 +272,14 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
     std::size_t n = digest_response(self->hasher_, op->algorithm, in, want);
     bool ok = n == len && cfg.equal(std::string_view(want, n), op->cred.response) && usable;
     if (!ok) {
-        if (cfg.lockout.limit == 0) {
+        // An AOR that is no subscriber has nothing to protect: counting guesses at it would only
+        // let anyone fill Redis with keys.
+        if (cfg.lockout.limit == 0 || !c.found) {
             self->complete(op, Verdict::Reject);
             return;
         }
         StoreError e = self->store_.record_auth_failure(
-            op->aor, cfg.lockout, &DigestAuthenticator::on_failure_counted, op);
+            op->aor, op->source, cfg.lockout, &DigestAuthenticator::on_failure_counted, op);
         if (e != StoreError::None) {
             self->count_store_error(e);
             self->complete(op, Verdict::Reject);
@@ -249,8 +296,24 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
     const uint32_t now = self->now_s();
     uint64_t until = uint64_t{op->issued_s} + cfg.nonce_lifetime_s + cfg.max_clock_skew_s;
     uint32_t ttl = until > now ? static_cast<uint32_t>(until - now) : 1;
-    StoreError e = self->store_.advance_nonce_count(op->aor, op->cred.nonce, op->nc, ttl,
-                                                    &DigestAuthenticator::on_nonce_count, op);
+    // The fingerprint of the whole request, contacts included: only that very request may come
+    // again with this nc (a retransmission), never another carrying its Authorization.
+    std::array<unsigned char, 32> sum{};
+    const std::string_view whole[1] = {op->bytes};
+    if (!self->hasher_.sha256(whole, sum)) {
+        self->complete(op, Verdict::Unavailable);
+        return;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    char fingerprint[2 * kFingerprintBytes];
+    for (std::size_t i = 0; i < kFingerprintBytes; ++i) {
+        fingerprint[2 * i] = kHex[sum[i] >> 4];
+        fingerprint[2 * i + 1] = kHex[sum[i] & 0xf];
+    }
+    op->now_ms = self->now_ms();
+    StoreError e = self->store_.advance_nonce_count(
+        op->aor, op->cred.nonce, op->nc, ttl, std::string_view(fingerprint, sizeof fingerprint),
+        op->now_ms, &DigestAuthenticator::on_nonce_count, op);
     if (e != StoreError::None) {
         self->count_store_error(e);
         self->complete(op, Verdict::Unavailable);
@@ -275,8 +338,18 @@ void DigestAuthenticator::on_nonce_count(void* ctx,
         self->complete(op, Verdict::Unavailable);
         return;
     }
-    // A replayed (or reordered) nonce-count: RFC 7616 §3.4 lets the server refuse it.
-    self->complete(op, reply.fresh ? Verdict::Allow : Verdict::Reject);
+    if (reply.fresh) {
+        self->complete(op, Verdict::Allow);
+        return;
+    }
+    // The nc was used before. Byte for byte the request it was accepted for, within 64*T1 of
+    // then: a UDP retransmission (its 200 was lost), answered as the first time; the registrar
+    // writes nothing new for it, so a captured copy cannot undo a later change. Anything else is
+    // a replayed (or reordered) nonce-count, which RFC 7616 §3.4 lets the server refuse.
+    const int64_t since = op->now_ms - reply.first_used_ms;
+    const int64_t window = self->config_.retransmission_window_ms;
+    const bool retransmission = reply.same_request && since <= window && since >= -window;
+    self->complete(op, retransmission ? Verdict::Retransmission : Verdict::Reject);
 }
 
 }  // namespace sipr::registrar

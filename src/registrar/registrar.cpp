@@ -256,17 +256,20 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
 
     // Steps 3-4: authentication. Without an authenticator nothing waits here.
     if (auth_ != nullptr) {
-        Authenticator::Verdict v = auth_->check(slot->msg, slot->core, slot->changes.aor,
-                                                slot->auth_extra, &Registrar::on_authenticated,
-                                                slot);
+        Authenticator::Verdict v =
+            auth_->check(slot->msg, slot->core, copy, slot->peer, slot->changes.aor,
+                         slot->auth_extra, &Registrar::on_authenticated, slot);
         if (v == Authenticator::Verdict::Pending) {
             ++pending_;
             return;
         }
-        if (v != Authenticator::Verdict::Allow) {
+        if (v != Authenticator::Verdict::Allow && v != Authenticator::Verdict::Retransmission) {
             refuse(slot, v);
             return;
         }
+        slot->changes.retransmission = v == Authenticator::Verdict::Retransmission;
+    } else {
+        slot->changes.retransmission = false;
     }
     store_register(slot);
 }
@@ -275,8 +278,13 @@ void Registrar::on_authenticated(void* ctx, Authenticator::Verdict verdict) noex
     auto* slot = static_cast<Slot*>(ctx);
     Registrar* self = slot->owner;
     --self->pending_;
-    if (verdict == Authenticator::Verdict::Allow) self->store_register(slot);
-    else self->refuse(slot, verdict);
+    if (verdict == Authenticator::Verdict::Allow ||
+        verdict == Authenticator::Verdict::Retransmission) {
+        slot->changes.retransmission = verdict == Authenticator::Verdict::Retransmission;
+        self->store_register(slot);
+    } else {
+        self->refuse(slot, verdict);
+    }
 }
 
 void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
@@ -296,7 +304,13 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             respond(msg, core, slot->peer, slot->limit, 403, "Forbidden", {});
             stats_.registration(base::RegistrationResult::Refused);
             break;
+        case V::BadRequest:
+            // Not a password failure: the request is malformed, whatever the password.
+            respond(msg, core, slot->peer, 400, "Digest URI Mismatch", {});
+            stats_.registration(base::RegistrationResult::Refused);
+            break;
         case V::Allow:
+        case V::Retransmission:
         case V::Pending:  // never given to refuse(); answer as for a store failure
         case V::Unavailable:
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after_line());

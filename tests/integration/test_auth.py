@@ -5,8 +5,8 @@ RFC 3261 §22, RFC 7616, RFC 8760).
 Subscribers are added with the real `sip-locctl user add`. SIPp registers with -au/-ap (its
 [authentication] keyword); the other cases answer the challenges with digests computed here with
 hashlib, independently of the daemon. Each case asserts the answer and what Redis holds
-(sipr:loc:{aor}, sipr:authfail:{aor}, sipr:nc:{aor}:<nonce>). One redis-server serves the run
-(FLUSHALL before each case); daemons are started per group of cases sharing their flags.
+(sipr:loc:{aor}, sipr:authfail:{aor}:<source>, sipr:nc:{aor}:<nonce>). One redis-server serves
+the run (FLUSHALL before each case); daemons are started per group of cases sharing their flags.
 
     SIPR_BUILD_DIR=build python3 tests/integration/test_auth.py [name-substring...]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -36,6 +37,9 @@ WITHOUT_SECRET = {k: v for k, v in os.environ.items()
                   if k not in ("SIPR_SECRET", "SIPR_NONCE_SECRET")}
 PASSWORDS = {"alice": "Circle Of Life", "bob": "bob's password"}
 FAIL_LIMIT = 3
+# SIPp computes its digest over uri="sip:<remote ip:port>" unless told the Request-URI: the
+# registrar requires the two to match (RFC 7616 §3.4.6), as every UA that copies its Request-URI.
+SIPP_AUTH_URI = ["-auth_uri", DOMAIN]
 COOLDOWN = 4  # seconds
 
 
@@ -43,8 +47,9 @@ def aor(user: str = "alice") -> str:
     return f"sip:{user}@{DOMAIN}"
 
 
-def authfail_key(user: str = "alice") -> str:
-    return f"sipr:authfail:{{{aor(user)}}}"
+def authfail_key(user: str = "alice", source: str = "127.0.0.1") -> str:
+    """The failures of `user`'s AOR from one source (an IPv4 address or an IPv6 /64)."""
+    return f"sipr:authfail:{{{aor(user)}}}:{source}"
 
 
 class Registrar(ServiceDaemon):
@@ -62,6 +67,23 @@ class Redirect(ServiceDaemon):
     def __init__(self, redis: RedisServer, name: str = "sip-redirectd"):
         super().__init__("sip-redirectd", redis.url, ["--domain", DOMAIN], name=name,
                          env=WITH_SECRET)
+
+
+class UaFrom(SipUdp):
+    """A SipUdp bound to another loopback address (on Linux all of 127/8 is local), as in
+    test_flood.py. Its Via names that address, with rport, so answers come back to it."""
+
+    def __init__(self, port: int, ip: str):
+        super().__init__(port)
+        self.sock.close()
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 0))
+        self.local_port = self.sock.getsockname()[1]
+
+    @property
+    def local(self) -> str:
+        return f"{self.ip}:{self.local_port}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ def sipp_digest_register_then_invite_302(redis, registrar_md5, redirect):
     failures = Failures(registrar_md5)
     port = free_udp_port()
     res = run_sipp("register_digest.xml", registrar_md5.port, service="alice", local_port=port,
-                   args=["-au", "alice", "-ap", PASSWORDS["alice"]])
+                   args=["-au", "alice", "-ap", PASSWORDS["alice"], *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}")
     want = f"sip:alice@127.0.0.1:{port}"
     b = bindings(redis)
@@ -253,7 +275,7 @@ def sipp_wrong_password_gets_no_binding(redis, registrar_md5):
     binding, one failure counted for the lock-out, and the failure is in the metric."""
     failures = Failures(registrar_md5)
     res = run_sipp("register_digest_refused.xml", registrar_md5.port, service="alice",
-                   args=["-au", "alice", "-ap", "not the password"])
+                   args=["-au", "alice", "-ap", "not the password", *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}")
     check_eq(redis.client.exists(location_key(aor())), 0, "sipr:loc key of alice")
     check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
@@ -344,6 +366,100 @@ def replayed_nonce_count_is_refused(redis, registrar):
     failures.check(1)
 
 
+def accepted_register(ua: SipUdp, contact: str | None = None):
+    """Challenge, then a REGISTER (CSeq 2) answering it, sent as a client transaction and
+    answered 200. Returns (the request as sent, the challenge, its Call-ID)."""
+    cid = unique("cid") + "@127.0.0.1"
+    ch = challenge(ua, call_id=cid)
+    req = ua.register(aor(), [contact or f"<{contact_of(ua)}>"], expires=600, cseq=2, call_id=cid,
+                      headers=[authorization(ch, "alice", PASSWORDS["alice"], cnonce="c0ffee")])
+    expect(ua.send(req), 200)
+    return req, ch, cid
+
+
+@case
+def retransmitted_register_gets_200_again(redis, registrar):
+    """An authenticated REGISTER sent again byte for byte (same nonce, nc, Call-ID, CSeq, branch:
+    a UDP retransmission after a lost 200) gets 200 listing the binding, as the first time; no
+    auth failure is counted and the binding is not re-written."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        before = bindings(redis)
+        for _ in range(2):
+            r = expect(ua.answer_raw(req.data, req.branch), 200)
+            check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
+        check_eq(bindings(redis), before, "bindings (not re-written: same updated-at)")
+    failures.check(0, "a retransmission is not an auth failure")
+
+
+@case
+def same_authorization_on_another_request_is_refused(redis, registrar):
+    """The Authorization of an accepted REGISTER on a request that differs (another Contact, all
+    else equal: Call-ID, CSeq, branch): a replay, 401; the other contact is not bound."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        other = req.data.replace(f"<{contact_of(ua)}>".encode(), b"<sip:mallory@127.0.0.1:9>")
+        check(other != req.data, "the Contact was replaced")
+        r = expect(ua.answer_raw(other, req.branch), 401)
+        check("stale" not in challenges(r)[0], "a replay is not stale")
+        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+    failures.check(1)
+
+
+@case
+def retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
+    """A copy of an accepted REGISTER arriving after its binding was removed (within 32 s) does
+    not bring it back: not after sip-locctl unbind, nor after the UA's own REGISTER with
+    Expires: 0 on a fresh nonce (both copies: 500, the request is out of date), nor after one on
+    the next nc of the same nonce (the copy's nc is then a replay: 401)."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        req, _, _ = accepted_register(ua)
+        locctl(redis, "unbind", aor(), contact_of(ua))
+        check_eq(bindings(redis), {}, "bindings after the unbind")
+        r = ua.answer_raw(req.data, req.branch)
+        check_eq(r.status, 500, f"answer to the copy after the unbind: {r.status} {r.reason}")
+        check_eq(bindings(redis), {}, "bindings after the copy")
+
+        for same_nonce in (False, True):
+            req, ch, cid = accepted_register(ua)
+            if not same_nonce:
+                ch = challenge(ua, call_id=cid)
+            creds = authorization(ch, "alice", PASSWORDS["alice"], nc=2 if same_nonce else 1)
+            unreg = ua.register(aor(), [f"<{contact_of(ua)}>"], expires=0, cseq=3, call_id=cid,
+                                headers=[creds])
+            expect(ua.send(unreg), 200)
+            check_eq(bindings(redis), {}, "bindings after Expires: 0")
+            r = ua.answer_raw(req.data, req.branch)
+            want = 401 if same_nonce else 500
+            check_eq(r.status, want, f"answer to the copy after Expires: 0 (same nonce: "
+                                     f"{same_nonce}): {r.status} {r.reason}")
+            check_eq(bindings(redis), {}, "bindings after the copy")
+    failures.check(1, "sipr_auth_failures_total rise (the replayed nc)")
+
+
+@case
+def digest_uri_other_than_request_uri_is_400(redis, registrar):
+    """A right response computed over uri="sip:unrelated.invalid;x=1" for REGISTER
+    sip:example.com: 400 (RFC 7616 §3.4.6), no binding, not an auth failure; the same answer over
+    an equivalent URI (RFC 3261 §19.1.4) registers."""
+    failures = Failures(registrar)
+    with registrar.ua() as ua:
+        cid = unique("cid") + "@127.0.0.1"
+        ch = challenge(ua, call_id=cid)
+        creds = authorization(ch, "alice", PASSWORDS["alice"], uri="sip:unrelated.invalid;x=1")
+        r = expect(register(ua, headers=[creds], cseq=2, call_id=cid), 400)
+        check(r.header("www-authenticate") is None, "a 400 carries no challenge")
+        check_eq(bindings(redis), {}, "bindings after the 400")
+        check_eq(redis.client.exists(authfail_key()), 0, "a failure counted")
+        failures.check(0, "a uri mismatch is not an auth failure")
+        creds = authorization(ch, "alice", PASSWORDS["alice"], nc=2, uri=f"SIP:{DOMAIN.upper()}")
+        expect(register(ua, headers=[creds], cseq=3, call_id=cid), 200)
+        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+
+
 @case
 def expired_nonce_gets_stale_true(redis, registrar_short_nonce):
     """--nonce-lifetime 2: a nonce answered after 3 s with the right password gets 401 with
@@ -396,6 +512,40 @@ def lockout_holds_across_two_instances(redis, registrar_pair):
         expect(login(ua_b), 200)
         check_eq(list(bindings(redis)), [contact_of(ua_b)], "alice's bindings after it")
     failures.check(FAIL_LIMIT + 2, "sipr_auth_failures_total of both (3 wrong, 2 locked out)")
+
+
+@case
+def guesser_from_another_source_does_not_lock_out_the_user(redis, registrar_pair):
+    """--auth-fail-limit 3: a guesser at 127.0.0.2 failing again and again locks out only itself
+    (401 three times, then 403 even to the right password); alice at 127.0.0.1 registers all the
+    while, and nothing is counted against her source."""
+    a, _ = registrar_pair
+    failures = Failures(a)
+    with UaFrom(a.port, "127.0.0.2") as guesser, a.ua() as ua:
+        for i in range(FAIL_LIMIT + 3):
+            expect(login(guesser, password=f"guess {i}"), 401 if i < FAIL_LIMIT else 403)
+        check_eq(redis.client.command("GET", authfail_key(source="127.0.0.2")),
+                 str(FAIL_LIMIT).encode(), "the guesser's failures")
+        expect(login(guesser), 403)
+        r = expect(login(ua), 200)
+        check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
+        check_eq(redis.client.exists(authfail_key()), 0, "failures counted for 127.0.0.1")
+    check_eq(list(bindings(redis)), [contact_of(ua)], "alice's bindings")
+    failures.check(FAIL_LIMIT + 4, "sipr_auth_failures_total (3 wrong, 4 locked out)")
+
+
+@case
+def wrong_answers_for_an_unknown_aor_leave_no_key(redis, registrar):
+    """Wrong answers for sip:nobody@example.com (no subscriber): 401 each time, counted in the
+    metric, but no sipr:authfail: key (nor any other) is created in Redis."""
+    failures = Failures(registrar)
+    before = sorted(redis.client.keys("*"))
+    with registrar.ua() as ua:
+        for i in range(3):
+            expect(login(ua, "nobody", password=f"guess {i}"), 401)
+    check_eq(redis.client.keys("sipr:authfail:*"), [], "sipr:authfail: keys")
+    check_eq(sorted(redis.client.keys("*")), before, "Redis keys")
+    failures.check(3)
 
 
 @case

@@ -5,10 +5,15 @@
 // Every key lives in the AOR's hash slot ({aor}), so one script touches one Redis Cluster slot.
 //
 //   sipr:sub:{aor}            HASH   the subscriber (ha1-md5, ha1-sha256, enabled, realm)
-//   sipr:authfail:{aor}       STRING failed authentications in the current window (INCR; EXPIRE
-//                                    window, then cool-down once the limit is reached)
+//   sipr:authfail:{aor}:<src> STRING failed authentications of the AOR from one source (an IPv4
+//                                    address or an IPv6 /64) in the current window (INCR; EXPIRE
+//                                    window, then cool-down once the limit is reached); counted
+//                                    only while sipr:sub:{aor} exists
 //   sipr:nc:{aor}:<nonce>     STRING highest nonce-count accepted with that nonce (EX: the
 //                                    nonce's remaining lifetime)
+//   sipr:ncreq:{aor}:<nonce>  STRING "<fingerprint> <unix ms>": the request that nonce-count was
+//                                    accepted for, and when (EX: as sipr:nc), so that its
+//                                    retransmission can be told from a replay
 #include <cstdint>
 #include <string_view>
 
@@ -19,7 +24,7 @@ namespace sipr::location {
 struct AuthFetchReply {
     StoreError error = StoreError::None;
     Credentials credentials;  // views valid only during the callback
-    uint32_t failures = 0;    // failed authentications counted in the current window
+    uint32_t failures = 0;    // failures from the asking source counted in the current window
 };
 using AuthFetchCallback = void (*)(void* ctx, const AuthFetchReply& reply) noexcept;
 
@@ -37,26 +42,39 @@ using AuthFailureCallback = void (*)(void* ctx, const AuthFailureReply& reply) n
 
 struct NonceCountReply {
     StoreError error = StoreError::None;
-    bool fresh = false;  // nc was above every nc seen with the nonce (now stored); false: a replay
+    bool fresh = false;  // nc was above every nc seen with the nonce (now stored, with the request)
+    // Not fresh, but nc is the last one accepted and `fingerprint` that request's: the same
+    // request again, first accepted at `first_used_ms` (the caller's clock then). Otherwise (both
+    // false) a replay. Nothing is written in either case.
+    bool same_request = false;
+    int64_t first_used_ms = 0;
 };
 using NonceCountCallback = void (*)(void* ctx, const NonceCountReply& reply) noexcept;
 
 class AuthStore {
   public:
     virtual ~AuthStore() = default;
-    // The subscriber record of `aor` and its failures in the current window, read atomically.
-    [[nodiscard]] virtual StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
-                                                void* ctx) noexcept = 0;
-    // Counts one failed authentication of `aor` under `policy`.
+    // The subscriber record of `aor` and the failures from `source` (auth_source() of
+    // digest_auth.h) in the current window, read atomically.
+    [[nodiscard]] virtual StoreError fetch_auth(std::string_view aor, std::string_view source,
+                                                AuthFetchCallback cb, void* ctx) noexcept = 0;
+    // Counts one failed authentication of `aor` from `source` under `policy`, only if `aor` is a
+    // subscriber (else nothing is written and the reply counts 0).
     [[nodiscard]] virtual StoreError record_auth_failure(std::string_view aor,
+                                                         std::string_view source,
                                                          const AuthFailurePolicy& policy,
                                                          AuthFailureCallback cb,
                                                          void* ctx) noexcept = 0;
-    // Accepts `nc` for (`aor`, `nonce`) only when it is above every nc accepted before; the record
-    // lives `ttl_s` seconds (the nonce's remaining lifetime). Atomic across every registrar.
+    // Accepts `nc` for (`aor`, `nonce`) only when it is above every nc accepted before, and then
+    // records `fingerprint` (of the whole request; no spaces) and `now_ms` with it; the records
+    // live `ttl_s` seconds (the nonce's remaining lifetime). An nc equal to the last accepted one
+    // is reported as the same request when the fingerprint is the recorded one. Atomic across
+    // every registrar.
     [[nodiscard]] virtual StoreError advance_nonce_count(std::string_view aor,
                                                          std::string_view nonce, uint32_t nc,
-                                                         uint32_t ttl_s, NonceCountCallback cb,
+                                                         uint32_t ttl_s,
+                                                         std::string_view fingerprint,
+                                                         int64_t now_ms, NonceCountCallback cb,
                                                          void* ctx) noexcept = 0;
 };
 

@@ -34,14 +34,16 @@ public:
     // takes no --redis-read, has one node for both).
     [[nodiscard]] bool available() const noexcept override { return route_.read_ready(); }
 
-    [[nodiscard]] StoreError fetch_auth(std::string_view aor, AuthFetchCallback cb,
-                                        void* ctx) noexcept override;
-    [[nodiscard]] StoreError record_auth_failure(std::string_view aor,
+    [[nodiscard]] StoreError fetch_auth(std::string_view aor, std::string_view source,
+                                        AuthFetchCallback cb, void* ctx) noexcept override;
+    [[nodiscard]] StoreError record_auth_failure(std::string_view aor, std::string_view source,
                                                  const AuthFailurePolicy& policy,
                                                  AuthFailureCallback cb,
                                                  void* ctx) noexcept override;
     [[nodiscard]] StoreError advance_nonce_count(std::string_view aor, std::string_view nonce,
-                                                 uint32_t nc, uint32_t ttl_s, NonceCountCallback cb,
+                                                 uint32_t nc, uint32_t ttl_s,
+                                                 std::string_view fingerprint, int64_t now_ms,
+                                                 NonceCountCallback cb,
                                                  void* ctx) noexcept override;
 
     // Counters since start, read by the owner's metrics (same thread).

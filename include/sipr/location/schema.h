@@ -11,13 +11,15 @@ inline constexpr std::string_view kSubscriberPrefix = "sipr:sub:";
 inline constexpr std::string_view kDomainsKey = "sipr:domains";
 inline constexpr std::string_view kAuthFailPrefix = "sipr:authfail:";
 inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
+inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 
 // "sipr:loc:{<aor>}"
 [[nodiscard]] std::string location_key(std::string_view aor);
 // "sipr:sub:{<aor>}"
 [[nodiscard]] std::string subscriber_key(std::string_view aor);
-// "sipr:authfail:{<aor>}": failed digest authentications of the AOR in the current window.
-[[nodiscard]] std::string auth_fail_key(std::string_view aor);
+// "sipr:authfail:{<aor>}:<source>": failed digest authentications of the AOR from one source
+// (auth_source() of digest_auth.h) in the current window.
+[[nodiscard]] std::string auth_fail_key(std::string_view aor, std::string_view source);
 // "sipr:nc:{<aor>}:<nonce>": the highest nonce-count seen with that nonce for the AOR.
 [[nodiscard]] std::string nonce_count_key(std::string_view aor, std::string_view nonce);
 // Writes "sipr:loc:{<aor>}" into `out` without allocating; returns the length or 0 if too small.
@@ -25,7 +27,7 @@ inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
                                              std::size_t cap) noexcept;
 
 // The Lua script behind LocationStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
-// ARGV: max_contacts, evict(0|1), remove_all(0|1), call_id, cseq, then triples
+// ARGV: max_contacts, evict(0|1), flags (1 remove all, +2 retransmission), call_id, cseq, triples
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".
 [[nodiscard]] std::string_view register_script() noexcept;

@@ -52,6 +52,10 @@ struct RegisterChanges {
     std::vector<ContactChange> contacts;
     uint32_t max_contacts = 10;
     bool evict_oldest = false;  // policy evict (else reject)
+    // A retransmission of an authenticated REGISTER already applied (digest_auth.h): nothing is
+    // written; the reply is the bindings as they are, or Stale when what the request did is no
+    // longer there (a binding removed or replaced since: a captured request cannot bring it back).
+    bool retransmission = false;
 };
 
 struct RegisterReply {

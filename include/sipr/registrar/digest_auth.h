@@ -7,15 +7,18 @@
 // with one WWW-Authenticate per configured algorithm (SHA-256 before MD5 by default), qop="auth"
 // and a stateless nonce (digest.h). With credentials, the checks that need no store come first
 // (the username must be the To AOR's user part, else 403; a supported algorithm that was offered,
-// qop=auth, a well-formed nc; a nonce of ours for this realm). Then one store read gives the
-// subscriber and its recent failures: locked out or disabled -> 403; the response is compared in
-// constant time; a wrong one is counted towards the lock-out and re-challenged (401); a right one
-// on an expired nonce gets 401 with stale=true; a right one on a fresh nonce must carry a
-// nonce-count above every one seen with that nonce (kept in the store, so across instances), else
-// it is a replay (401).
+// qop=auth, a well-formed nc; a uri equivalent to the Request-URI, else 400; a nonce of ours for
+// this realm). Then one store read gives the subscriber and its recent failures: locked out or
+// disabled -> 403; the response is compared in constant time; a wrong one is counted towards the
+// lock-out and re-challenged (401); a right one on an expired nonce gets 401 with stale=true; a
+// right one on a fresh nonce must carry a nonce-count above every one seen with that nonce (kept
+// in the store, so across instances), else it is a replay (401) -- unless it is byte for byte
+// the request that nc was accepted for, within 64*T1 of then: a retransmission after a lost 200,
+// answered as the first time (Verdict::Retransmission: the registrar writes nothing new).
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +28,7 @@
 #include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
 #include "sipr/sip/headers.h"
+#include "sipr/sip/intake.h"
 
 namespace sipr::registrar {
 
@@ -36,6 +40,10 @@ struct DigestConfig {
     uint32_t nonce_lifetime_s = 300;      // older nonces get stale=true
     uint32_t max_clock_skew_s = 30;       // a nonce issued further in the future is not ours
     location::AuthFailurePolicy lockout;  // limit 0: no lock-out
+    // A request carrying an nc already accepted is still a retransmission (answered as the first
+    // time, not as a replay) when it is byte for byte that request and arrives within this long
+    // of its first acceptance: 64*T1, RFC 3261 §17.1.2.2 Timer F, how long a UA retransmits.
+    uint32_t retransmission_window_ms = 64 * 500;
     // Unix milliseconds; empty: the system clock. Tests set a fake clock.
     std::function<int64_t()> clock_ms;
     // Compares the expected response with the client's. Always digests_equal (constant time) in
@@ -52,8 +60,9 @@ class DigestAuthenticator final : public Authenticator {
     DigestAuthenticator(const DigestAuthenticator&) = delete;
     DigestAuthenticator& operator=(const DigestAuthenticator&) = delete;
 
-    Verdict check(const sip::Message& msg, const sip::RequestCore& core, std::string_view aor,
-                  std::string& extra_headers, Done done, void* ctx) noexcept override;
+    Verdict check(const sip::Message& msg, const sip::RequestCore& core, std::string_view bytes,
+                  const sip::Peer& from, std::string_view aor, std::string& extra_headers,
+                  Done done, void* ctx) noexcept override;
 
     // Checks waiting for the store.
     [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
@@ -73,6 +82,7 @@ class DigestAuthenticator final : public Authenticator {
     void count_store_error(location::StoreError e) noexcept;
     [[nodiscard]] bool offered(DigestAlgorithm a) const noexcept;
     [[nodiscard]] uint32_t now_s() const noexcept;
+    [[nodiscard]] int64_t now_ms() const noexcept;
 
     DigestConfig config_;
     location::AuthStore& store_;
@@ -89,5 +99,13 @@ class DigestAuthenticator final : public Authenticator {
 // its domain ("example.com"). The user part may itself hold an escaped '@': the last one splits.
 [[nodiscard]] std::string_view aor_user(std::string_view aor) noexcept;
 [[nodiscard]] std::string_view aor_domain(std::string_view aor) noexcept;
+
+// The source a failed authentication is counted against (the lock-out is per AOR and source, so a
+// guesser cannot lock the subscriber's other devices out): the IPv4 address, or for IPv6 the /64
+// ("2001:db8:1:2::/64": one host commonly holds a whole /64); an IPv4-mapped IPv6 address counts
+// as its IPv4 address. Written into `out`; returns the view of it ("" for a peer of no family).
+inline constexpr std::size_t kAuthSourceLength = 64;
+[[nodiscard]] std::string_view auth_source(const sip::Peer& from,
+                                           std::span<char, kAuthSourceLength> out) noexcept;
 
 }  // namespace sipr::registrar

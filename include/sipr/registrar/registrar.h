@@ -40,22 +40,27 @@ class Authenticator {
 public:
     virtual ~Authenticator() = default;
     enum class Verdict : uint8_t {
-        Allow,        // go on with the REGISTER
-        Challenge,    // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
-        Reject,       // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
-        Forbidden,    // 403: not the AOR's owner, disabled, or locked out (a failure)
+        Allow,       // go on with the REGISTER
+        Challenge,   // 401 + the WWW-Authenticate lines: no credentials for us, or a stale nonce
+        Reject,      // 401 + the WWW-Authenticate lines: the credentials were refused (a failure)
+        Forbidden,   // 403: not the AOR's owner, disabled, or locked out (a failure)
+        BadRequest,  // 400: the credentials' uri is not the Request-URI (RFC 7616 §3.4.6)
+        // Go on, but as a retransmission of a REGISTER already authenticated and applied: answer
+        // it from the bindings as they are, writing nothing (RegisterChanges::retransmission).
+        Retransmission,
         Unavailable,  // 503 + Retry-After: what the decision needs could not be read
         Pending,      // decided later: `done` runs
     };
     using Done = void (*)(void* ctx, Verdict verdict) noexcept;
-    // Decides on the REGISTER `msg` for the normalised `aor`. Writes the headers of the answer
-    // (WWW-Authenticate lines) into `extra_headers`, cleared first. Returns the verdict, or
-    // Pending: then `done(ctx, verdict)` runs exactly once, later, on the same loop, with a verdict
-    // other than Pending, and until it has run `msg`, `core`, `aor` and `extra_headers` stay valid
-    // and unchanged (the registrar keeps them in the REGISTER's slot). Otherwise `done` never runs.
+    // Decides on the REGISTER `msg` (parsed from `bytes`, the whole datagram, received from
+    // `from`) for the normalised `aor`. Writes the headers of the answer (WWW-Authenticate lines)
+    // into `extra_headers`, cleared first. Returns the verdict, or Pending: then `done(ctx,
+    // verdict)` runs exactly once, later, on the same loop, with a verdict other than Pending, and
+    // until it has run `msg`, `core`, `bytes`, `from`, `aor` and `extra_headers` stay valid and
+    // unchanged (the registrar keeps them in the REGISTER's slot). Otherwise `done` never runs.
     virtual Verdict check(const sip::Message& msg, const sip::RequestCore& core,
-                          std::string_view aor, std::string& extra_headers, Done done,
-                          void* ctx) noexcept = 0;
+                          std::string_view bytes, const sip::Peer& from, std::string_view aor,
+                          std::string& extra_headers, Done done, void* ctx) noexcept = 0;
 };
 
 class Registrar {

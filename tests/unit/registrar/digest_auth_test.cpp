@@ -12,6 +12,7 @@
 #include "support/peer.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <functional>
@@ -88,6 +89,7 @@ struct Reg {
     std::string to = "<sip:alice@example.com>";
     std::string call_id = "digest-1@192.0.2.10";
     uint32_t cseq = 1;
+    std::string contact = "<sip:alice@192.0.2.10:5062>";
     std::vector<std::string> extra;  // header lines without CRLF
 
     [[nodiscard]] std::string text() const {
@@ -98,7 +100,7 @@ struct Reg {
         t += "From: " + to + ";tag=456248\r\n";
         t += "Call-ID: " + call_id + "\r\n";
         t += "CSeq: " + std::to_string(cseq) + " REGISTER\r\n";
-        t += "Contact: <sip:alice@192.0.2.10:5062>\r\n";
+        t += "Contact: " + contact + "\r\n";
         t += "Expires: 600\r\n";
         for (const std::string& e : extra) t += e + "\r\n";
         t += "Content-Length: 0\r\n\r\n";
@@ -212,23 +214,29 @@ class FakeAuthStore final : public location::AuthStore {
                             {"enabled", "1"},
                             {"realm", realm}};
     }
-    [[nodiscard]] uint32_t failures(const std::string& aor) const {
-        auto it = fail_.find(aor);
+    // Failures of `aor` from `source` (the instances' peer unless said otherwise).
+    [[nodiscard]] uint32_t failures(const std::string& aor,
+                                    const std::string& source = "192.0.2.10") const {
+        auto it = fail_.find(aor + " " + source);
         return it == fail_.end() || it->second.until_ms <= now_ms_ ? 0 : it->second.n;
     }
-    [[nodiscard]] int64_t failures_ttl_s(const std::string& aor) const {
-        auto it = fail_.find(aor);
+    [[nodiscard]] int64_t failures_ttl_s(const std::string& aor,
+                                         const std::string& source = "192.0.2.10") const {
+        auto it = fail_.find(aor + " " + source);
         return it == fail_.end() ? -2 : (it->second.until_ms - now_ms_) / 1000;
     }
+    // Failure records (keys) of any source.
+    [[nodiscard]] std::size_t failure_keys() const { return fail_.size(); }
 
-    StoreError fetch_auth(std::string_view aor, location::AuthFetchCallback cb,
-                          void* ctx) noexcept override {
+    StoreError fetch_auth(std::string_view aor, std::string_view source,
+                          location::AuthFetchCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++fetches;
         std::string a(aor);
-        queue_.push_back([this, a, cb, ctx] {
+        std::string src(source);
+        queue_.push_back([this, a, src, cb, ctx] {
             location::AuthFetchReply r;
-            r.failures = failures(a);
+            r.failures = failures(a, src);
             auto it = subscribers.find(a);
             if (it != subscribers.end()) {
                 // Views into the map, as hiredis' reply would be: valid during the callback.
@@ -246,38 +254,53 @@ class FakeAuthStore final : public location::AuthStore {
         });
         return StoreError::None;
     }
-    StoreError record_auth_failure(std::string_view aor, const location::AuthFailurePolicy& p,
+    StoreError record_auth_failure(std::string_view aor, std::string_view source,
+                                   const location::AuthFailurePolicy& p,
                                    location::AuthFailureCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++failures_recorded;
         std::string a(aor);
-        queue_.push_back([this, a, p, cb, ctx] {
-            // auth_failure.lua: INCR; the first opens the window, the limit starts the cool-down.
-            Fail& f = fail_[a];
+        std::string key = a + " " + std::string(source);
+        queue_.push_back([this, a, key, p, cb, ctx] {
+            location::AuthFailureReply r;
+            // auth_failure.lua: nothing for an AOR that is no subscriber; else INCR per source;
+            // the first opens the window, the limit starts the cool-down.
+            if (subscribers.count(a) == 0) {
+                cb(ctx, r);
+                return;
+            }
+            Fail& f = fail_[key];
             if (f.until_ms <= now_ms_) f = Fail{};
             ++f.n;
             if (f.n == 1) f.until_ms = now_ms_ + int64_t{p.window_s} * 1000;
             if (f.n == p.limit) f.until_ms = now_ms_ + int64_t{p.cooldown_s} * 1000;
-            location::AuthFailureReply r;
             r.failures = f.n;
             cb(ctx, r);
         });
         return StoreError::None;
     }
     StoreError advance_nonce_count(std::string_view aor, std::string_view nonce, uint32_t nc,
-                                   uint32_t ttl_s, location::NonceCountCallback cb,
-                                   void* ctx) noexcept override {
+                                   uint32_t ttl_s, std::string_view fingerprint, int64_t now_ms,
+                                   location::NonceCountCallback cb, void* ctx) noexcept override {
         if (refuse != StoreError::None) return refuse;
         ++nonce_counts;
         std::string key = std::string(aor) + " " + std::string(nonce);
+        std::string fp(fingerprint);
         last_ttl_s = ttl_s;
-        queue_.push_back([this, key, nc, ttl_s, cb, ctx] {
-            // nonce_count.lua: SET if greater, expiring with the nonce.
+        queue_.push_back([this, key, nc, ttl_s, fp, now_ms, cb, ctx] {
+            // nonce_count.lua: SET if greater, with the request's fingerprint and time, expiring
+            // with the nonce; the same nc and fingerprint again is reported with that time.
             location::NonceCountReply r;
             auto it = nc_.find(key);
-            uint32_t last = it == nc_.end() || it->second.until_ms <= now_ms_ ? 0 : it->second.nc;
+            const bool live = it != nc_.end() && it->second.until_ms > now_ms_;
+            uint32_t last = live ? it->second.nc : 0;
             r.fresh = nc > last;
-            if (r.fresh) nc_[key] = Nc{nc, now_ms_ + int64_t{ttl_s} * 1000};
+            if (r.fresh) {
+                nc_[key] = Nc{nc, now_ms_ + int64_t{ttl_s} * 1000, fp, now_ms};
+            } else if (live && nc == last && fp == it->second.fingerprint) {
+                r.same_request = true;
+                r.first_used_ms = it->second.first_ms;
+            }
             cb(ctx, r);
         });
         return StoreError::None;
@@ -300,6 +323,8 @@ class FakeAuthStore final : public location::AuthStore {
     struct Nc {
         uint32_t nc = 0;
         int64_t until_ms = 0;
+        std::string fingerprint;
+        int64_t first_ms = 0;
     };
     const int64_t& now_ms_;
     std::map<std::string, Fail> fail_;
@@ -593,6 +618,68 @@ TEST_CASE("digest auth: a replayed nonce-count -> 401, on this instance or anoth
     CHECK(rig.answer(a, 7, 0)->code() == 200);
 }
 
+TEST_CASE("digest auth: a byte-identical retransmission -> 200 again, not a replay") {
+    // A UDP retransmission after a lost 200 carries the same nonce and nc (RFC 3261 §17.1.2.2).
+    Rig rig;
+    rig.add_instance();
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req, 0)->code() == 200);
+    rig.now_ms += 500;  // T1
+    auto again = rig.send(req, 0);
+    CHECK(again->code() == 200);
+    rig.now_ms += 4'000;  // on another instance sharing the store, too
+    CHECK(rig.send(req, 1)->code() == 200);
+    CHECK(rig.a().stats.auth_failures.get() == 0);
+    CHECK(rig.instances[1]->stats.auth_failures.get() == 0);
+    // The first is applied; the retransmissions are answered from the store, writing nothing.
+    REQUIRE(rig.stored(0) == 2);
+    CHECK_FALSE(rig.a().location.applied[0].retransmission);
+    CHECK(rig.a().location.applied[1].retransmission);
+    REQUIRE(rig.stored(1) == 1);
+    CHECK(rig.instances[1]->location.applied[0].retransmission);
+}
+
+TEST_CASE("digest auth: the same Authorization on a request that differs -> 401, a replay") {
+    Rig rig;
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req)->code() == 200);
+    SUBCASE("another Contact") {
+        req.contact = "<sip:mallory@198.51.100.66:5060>";
+    }
+    SUBCASE("another CSeq") {
+        req.cseq = 3;
+    }
+    SUBCASE("one more header") {
+        req.extra.push_back("Expires: 0");
+    }
+    auto p = rig.send(req);
+    CHECK(p->code() == 401);
+    CHECK_FALSE(p->challenges().at(0).stale);
+    CHECK(rig.stored() == 1);
+    CHECK(rig.a().stats.auth_failures.get() == 1);
+}
+
+TEST_CASE("digest auth: a retransmission is one only within 64*T1 (32 s) of the first use") {
+    Rig rig;
+    Reg req;
+    req.cseq = 2;
+    req.extra.push_back(answer_to(rig.challenge()).header());
+    CHECK(rig.send(req)->code() == 200);
+    const int64_t first = rig.now_ms;
+    rig.now_ms = first + 31'999;
+    CHECK(rig.send(req)->code() == 200);
+    rig.now_ms = first + 32'000;  // the window is counted from the first use, not the last
+    CHECK(rig.send(req)->code() == 200);
+    rig.now_ms = first + 32'001;
+    CHECK(rig.send(req)->code() == 401);
+    CHECK(rig.stored() == 3);
+    CHECK(rig.a().stats.auth_failures.get() == 1);
+}
+
 TEST_CASE("digest auth: a user registering another user's AOR -> 403, without the store") {
     Rig rig;
     Challenge c = rig.challenge(0, "<sip:alice@example.com>");
@@ -639,6 +726,52 @@ TEST_CASE("digest auth: N failures lock the AOR out for the cool-down, on every 
     // After the cool-down the right password works again.
     rig.now_ms += 121'000;
     CHECK(rig.answer(answer_to(rig.challenge(1)), 40, 1)->code() == 200);
+}
+
+TEST_CASE("digest auth: the lock-out is per source: a guesser does not lock out other sources") {
+    Rig rig;  // limit 3, window 60 s, cool-down 120 s
+    Instance& guesser_side = rig.add_instance();
+    guesser_side.peer = test::make_peer("192.0.2.66", 5060);
+    const std::string aor = "sip:alice@example.com";
+    for (uint32_t i = 0; i < 5; ++i) {
+        Answer a = answer_to(rig.challenge(1));
+        a.password = "guess " + std::to_string(i);
+        auto p = rig.answer(a, 10 + i, 1);
+        CHECK(p->code() == (i < 3 ? 401 : 403));
+    }
+    CHECK(rig.store.failures(aor, "192.0.2.66") == 3);
+    CHECK(rig.store.failures(aor) == 0);
+    // The guesser's source is refused even the right password...
+    CHECK(rig.answer(answer_to(rig.challenge(1)), 20, 1)->code() == 403);
+    // ...but alice's own device, elsewhere, registers (through the same instance or another).
+    CHECK(rig.answer(answer_to(rig.challenge(0)), 21, 0)->code() == 200);
+    CHECK(rig.stored(0) == 1);
+    CHECK(rig.stored(1) == 0);
+}
+
+TEST_CASE("digest auth: wrong answers for an AOR that is no subscriber leave no failure record") {
+    Rig rig;
+    for (uint32_t i = 0; i < 5; ++i) {
+        Answer a = answer_to(rig.challenge(0, "<sip:nobody@example.com>"));
+        a.user = "nobody";
+        a.password = "guess";
+        CHECK(rig.answer(a, 10 + i, 0, "<sip:nobody@example.com>")->code() == 401);
+    }
+    CHECK(rig.store.failures_recorded == 0);
+    CHECK(rig.store.failure_keys() == 0);
+    CHECK(rig.a().stats.auth_failures.get() == 5);  // still failures in the metric
+}
+
+TEST_CASE("digest auth: auth_source: IPv4, an IPv6 /64, IPv4-mapped IPv6") {
+    std::array<char, registrar::kAuthSourceLength> buf{};
+    CHECK(registrar::auth_source(test::make_peer("192.0.2.7", 5060), buf) == "192.0.2.7");
+    CHECK(registrar::auth_source(test::make_peer("2001:db8:1:2:aaaa::7", 5060), buf) ==
+          "2001:db8:1:2::/64");
+    CHECK(registrar::auth_source(test::make_peer("2001:db8:1:2:bbbb::9", 5060), buf) ==
+          "2001:db8:1:2::/64");
+    CHECK(registrar::auth_source(test::make_peer("::ffff:198.51.100.4", 5060), buf) ==
+          "198.51.100.4");
+    CHECK(registrar::auth_source(sip::Peer{}, buf).empty());
 }
 
 TEST_CASE("digest auth: failures spread over more than the window do not lock out") {
@@ -741,6 +874,27 @@ TEST_CASE("digest auth: credentials that answer no challenge of ours") {
     }
     CHECK(rig.store.fetches == 0);
     CHECK(rig.stored() == 0);
+}
+
+TEST_CASE("digest auth: a uri other than the Request-URI -> 400, even with the right response") {
+    // RFC 7616 §3.4.6: a response computed over another URI is not for this request.
+    Rig rig;
+    Challenge c = rig.challenge();
+    Answer a = answer_to(c);
+    a.uri = "sip:unrelated.invalid;x=1";  // the response is right for this uri and password
+    auto p = rig.answer(a);
+    CHECK(p->code() == 400);
+    CHECK(p->msg->reason == "Digest URI Mismatch");
+    CHECK(p->challenges().empty());
+    CHECK(rig.store.fetches == 0);
+    CHECK(rig.stored() == 0);
+    CHECK(rig.a().stats.auth_failures.get() == 0);  // a bad request, not a wrong password
+    a.uri = "sip:example.com;x=1";  // a parameter the Request-URI lacks is another URI too
+    CHECK(rig.answer(a, 3)->code() == 400);
+    // An equivalent URI (RFC 3261 §19.1.4: scheme and host case-insensitive) is the same one.
+    a.uri = "SIP:Example.COM";
+    CHECK(rig.answer(a, 4)->code() == 200);
+    CHECK(rig.stored() == 1);
 }
 
 TEST_CASE("digest auth: a store that cannot answer -> 503, never 200") {

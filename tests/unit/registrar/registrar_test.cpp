@@ -298,8 +298,9 @@ public:
     std::string aor;
     std::string method;  // of the message it was given, read when it answers (slot still valid)
 
-    Verdict check(const sip::Message& msg, const sip::RequestCore&, std::string_view a,
-                  std::string& extra_headers, Done done, void* ctx) noexcept override {
+    Verdict check(const sip::Message& msg, const sip::RequestCore&, std::string_view,
+                  const sip::Peer&, std::string_view a, std::string& extra_headers, Done done,
+                  void* ctx) noexcept override {
         ++calls;
         aor.assign(a);
         msg_ = &msg;
