@@ -480,6 +480,7 @@ void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, ui
 }
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
+    stats_.datagrams.inc();
     trusted_ = false;
     if (!allow_.empty() || limiter_) {
         // Before anything is parsed or formatted: a refused datagram costs a hash or a binary
