@@ -42,10 +42,11 @@ struct CommonFlags {
     std::vector<std::string> allow;  // CIDRs; none: every source
     uint32_t rate_limit = 0;         // datagrams per second per source IP, per worker; 0: off
     uint32_t rate_burst = 0;         // 0: twice the rate
+    std::string spread = "random";   // random: one source reaches every worker; flow: kernel hash
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
-// --allow, --rate-limit, --rate-burst, each with its SIPR_* environment equivalent.
+// --allow, --rate-limit, --rate-burst, --spread, each with its SIPR_* environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming
@@ -117,8 +118,10 @@ public:
            const location::NearCacheOptions& cache = {});
     ~Worker() override;
 
-    // Opens the socket on `listen` and starts the Redis connection. Returns "" or an error.
-    [[nodiscard]] std::string open(const sockaddr* listen);
+    // Opens the socket on `listen` and starts the Redis connection. With `spread_over` > 0 the
+    // port's datagrams go to a random one of that many workers' sockets (--spread random; see
+    // net::UdpSocket::spread_randomly), else by the kernel's flow hash. Returns "" or an error.
+    [[nodiscard]] std::string open(const sockaddr* listen, unsigned spread_over = 0);
     // Starts receiving; call after the service exists.
     void start_receiving();
     // Graceful drain, first step (on the worker's thread): the service reports itself unhealthy to
