@@ -57,8 +57,9 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
         ->envname("SIPR_ALLOW")
         ->delimiter(',');
     app.add_option("--rate-limit", f.rate_limit,
-                   "datagrams per second per source IP and worker for sources outside --allow; "
-                   "excess is dropped (0: off)")
+                   "datagrams per second per source IP for sources outside --allow; excess is "
+                   "dropped (0: off). With --spread random each of N workers allows 1/N of it "
+                   "and of --rate-burst (rounded up); with --spread flow each worker allows it all")
         ->envname("SIPR_RATE_LIMIT")
         ->check(CLI::Range(0u, net::SourceRateLimiter::kMaxRate))
         ->capture_default_str();
@@ -92,6 +93,14 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
                    "usually owns a /64); IPv4 sources, v4-mapped included, by the address")
         ->envname("SIPR_RATE_LIMIT_V6_PREFIX")
         ->check(CLI::Range(1u, 128u))
+        ->capture_default_str();
+    app.add_option("--spread", f.spread,
+                   "how datagrams on the shared port reach the workers: random (each datagram to "
+                   "any worker, so one source such as a load balancer uses every core) or flow "
+                   "(the kernel's hash of source and destination: one source socket stays on one "
+                   "worker)")
+        ->envname("SIPR_SPREAD")
+        ->check(CLI::IsMember({"random", "flow"}))
         ->capture_default_str();
 }
 
@@ -496,11 +505,18 @@ void Worker::on_cache_change(void* ctx, location::CacheTracker::State s,
 
 Worker::~Worker() = default;
 
-std::string Worker::open(const sockaddr* listen) {
+std::string Worker::open(const sockaddr* listen, unsigned spread_over) {
     int rc = socket_.open(loop_, listen);
     if (rc != 0)
         return "cannot listen on " + net::to_string(listen) + ": " + uv_strerror(rc) +
                " (is another server on that port? choose another with --listen)";
+    // A start-up error, not a silent fallback: asked for (the default), random spreading that
+    // does not happen would leave a load balancer on one core with nothing saying so.
+    if (spread_over > 0 && (rc = socket_.spread_randomly(spread_over)) != 0) {
+        socket_.close();
+        return std::string("cannot spread datagrams over the workers (SO_ATTACH_REUSEPORT_CBPF: ") +
+               uv_strerror(rc) + "); start with --spread flow to keep the kernel's flow hash";
+    }
     if (cluster_) cluster_->start();
     if (redis_) redis_->start();
     if (read_) read_->start();
@@ -564,6 +580,7 @@ void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, ui
 }
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
+    stats_.datagrams.inc();
     trusted_ = false;
     if (!allow_.empty() || limiter_) {
         // Before anything is parsed or formatted: a refused datagram costs a hash or a binary
@@ -672,6 +689,17 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         seeds[i] = seed;
     }
 
+    // --spread random: every worker sees about 1/n of each source's datagrams, so each enforces
+    // 1/n of --rate-limit and --rate-burst (rounded up, at least 1) and the source as a whole
+    // meets the flags' limit. --spread flow: a source socket stays on one worker, which enforces
+    // the whole limit (a source sending from several ports may reach several workers).
+    const unsigned spread_over = common.spread == "random" && n > 1 ? n : 0;
+    const uint32_t burst = common.rate_burst != 0 ? common.rate_burst : 2 * common.rate_limit;
+    auto share = [&](uint32_t total) -> uint32_t {
+        if (spread_over == 0 || total == 0) return total;
+        return (total + spread_over - 1) / spread_over;
+    };
+
     std::vector<std::unique_ptr<Worker>> workers(n);
     std::vector<std::string> errors(n);
     net::WorkerGroup group;
@@ -679,9 +707,10 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         n,
         [&](std::size_t i, uv_loop_t* loop) {
             workers[i] = make(i, loop, *stats[i]);
-            workers[i]->limit_sources(startup.allow, common.rate_limit, common.rate_burst, seeds[i],
-                                      common.rate_limit_v6_prefix);
-            errors[i] = workers[i]->open(reinterpret_cast<const sockaddr*>(&startup.listen));
+            workers[i]->limit_sources(startup.allow, share(common.rate_limit), share(burst),
+                                      seeds[i], common.rate_limit_v6_prefix);
+            errors[i] =
+                workers[i]->open(reinterpret_cast<const sockaddr*>(&startup.listen), spread_over);
             if (!errors[i].empty()) return false;
             workers[i]->start_receiving();
             return true;
@@ -694,8 +723,10 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
             if (!e.empty()) die(program, e);
         die(program, "a worker failed to start");
     }
-    spdlog::info("listening on udp {} with {} workers, metrics on http://{}/metrics, Redis {}",
-                 common.listen, n, common.metrics, location::redacted(startup.redis.target));
+    spdlog::info(
+        "listening on udp {} with {} workers (--spread {}), metrics on "
+        "http://{}/metrics, Redis {}",
+        common.listen, n, common.spread, common.metrics, location::redacted(startup.redis.target));
     // Only once serving: a start-up error stays the only line on stderr.
     if (common.rate_limit != 0 && !startup.allow.empty())
         spdlog::warn("--rate-limit does not apply: every source accepted is in --allow, and "

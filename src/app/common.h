@@ -46,11 +46,12 @@ struct CommonFlags {
     double max_amplification = 3.0;   // answer/request bound for sources outside --allow; 0: off
     // IPv6 sources are rate-limited per prefix of this many bits (1..128); IPv4 per address.
     unsigned rate_limit_v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix;
+    std::string spread = "random";   // random: one source reaches every worker; flow: kernel hash
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
 // --allow, --rate-limit, --rate-burst, --rate-limit-v6-prefix, --max-response,
-// --max-amplification, each with its SIPR_* environment equivalent.
+// --max-amplification, --spread, each with its SIPR_* environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming
@@ -129,8 +130,10 @@ public:
            const location::NearCacheOptions& cache = {});
     ~Worker() override;
 
-    // Opens the socket on `listen` and starts the Redis connection. Returns "" or an error.
-    [[nodiscard]] std::string open(const sockaddr* listen);
+    // Opens the socket on `listen` and starts the Redis connection. With `spread_over` > 0 the
+    // port's datagrams go to a random one of that many workers' sockets (--spread random; see
+    // net::UdpSocket::spread_randomly), else by the kernel's flow hash. Returns "" or an error.
+    [[nodiscard]] std::string open(const sockaddr* listen, unsigned spread_over = 0);
     // Starts receiving; call after the service exists.
     void start_receiving();
     // Graceful drain, first step (on the worker's thread): the service reports itself unhealthy to

@@ -125,6 +125,16 @@ std::vector<MetricFamily> collect(const std::string& program,
         {{"kind", "ask"}}));
     out.push_back(std::move(redirects));
 
+    // Not folded: one series per worker shows how the sockets share the load (one source
+    // socket, such as a load balancer's, must reach every worker: DESIGN §7, --spread).
+    auto per_worker =
+        family("sipr_worker_datagrams_total",
+               "Datagrams received, by worker (before any source check)", MetricType::Counter);
+    for (std::size_t i = 0; i < workers.size(); ++i)
+        per_worker.metric.push_back(counter(static_cast<double>(workers[i]->datagrams.get()),
+                                            {{"worker", std::to_string(i)}}));
+    out.push_back(std::move(per_worker));
+
     auto single = [&](const char* name, const char* help, auto getter) {
         auto f = family(name, help, MetricType::Counter);
         f.metric.push_back(counter(static_cast<double>(sum(getter))));

@@ -1,5 +1,6 @@
 #include "sipr/net/udp_socket.h"
 
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,7 +74,7 @@ int UdpSocket::open(uv_loop_t* loop, const sockaddr* addr) noexcept {
     if (fd < 0) return -errno;
     int one = 1;
     // libuv 1.44 lacks UV_UDP_REUSEPORT: every worker binds the same port and the kernel spreads
-    // datagrams over the sockets by flow hash.
+    // datagrams over the sockets by flow hash (or at random after spread_randomly()).
     if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         (addr->sa_family == AF_INET6 &&
          ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)) {
@@ -116,6 +117,27 @@ int UdpSocket::open(uv_loop_t* loop, const sockaddr* addr) noexcept {
     uv_prepare_start(&st->flusher, [](uv_prepare_t* p) { static_cast<State*>(p->data)->flush(); });
     // The prepare handle alone must not keep the loop alive.
     uv_unref(reinterpret_cast<uv_handle_t*>(&st->flusher));
+    return 0;
+}
+
+int UdpSocket::spread_randomly(unsigned group_size) noexcept {
+    if (state_ == nullptr || state_->closing || group_size == 0) return UV_EINVAL;
+    int fd = -1;
+    if (int rc = uv_fileno(reinterpret_cast<uv_handle_t*>(&state_->handle), &fd); rc != 0)
+        return rc;
+    // A = a random 32-bit number (the kernel's prandom, one per datagram); A %= group_size;
+    // return A: the index of the socket in the reuseport group. Random, not by CPU: the CPU that
+    // receives one flow's packets is the same for the whole flow (RSS/RPS), so it would not
+    // spread a load balancer's single flow. Each datagram is independent (the To-tag is a keyed
+    // hash, the registrar's state is in Redis), so any worker may take any retransmission.
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_RANDOM)),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group_size),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0)
+        return -errno;
     return 0;
 }
 

@@ -306,7 +306,7 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             break;
         case V::BadRequest:
             // Not a password failure: the request is malformed, whatever the password.
-            respond(msg, core, slot->peer, 400, "Digest URI Mismatch", {});
+            respond(msg, core, slot->peer, slot->limit, 400, "Digest URI Mismatch", {});
             stats_.registration(base::RegistrationResult::Refused);
             break;
         case V::Allow:

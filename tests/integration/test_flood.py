@@ -255,7 +255,8 @@ def expect_302(ua: SipUdp, ruri: str) -> Response:
 @case
 def registrar_rate_limited_per_source(redis):
     """sip-registrard has the same limit: 30 REGISTERs at once from 127.0.0.2 with --rate-limit 1
-    --rate-burst 5: 5 answered, 25 dropped as rate_limited; 127.0.0.1 is still served."""
+    --rate-burst 5: 6 answered (--spread random gives each of the 2 workers half the burst,
+    rounded up: 3), 24 dropped as rate_limited; 127.0.0.1 is still served."""
     with Registrar(redis, ["--rate-limit", "1", "--rate-burst", "5"],
                    name="sip-registrard[rate]") as rg, \
             UaFrom(rg.port, "127.0.0.2") as bad, rg.ua() as good:
@@ -270,7 +271,7 @@ def registrar_rate_limited_per_source(redis):
         after = settled_metrics(rg, ["sipr_dropped_total"])
         limited = delta(before, after, "sipr_dropped_total", reason="rate_limited")
         # 30 datagrams leave within well under a second: at most one token refills meanwhile.
-        check(5 <= answered <= 6, f"{answered} of 30 REGISTERs answered, want 5 (6 with a refill)")
+        check(6 <= answered <= 7, f"{answered} of 30 REGISTERs answered, want 6 (7 with a refill)")
         check_eq(limited, 30 - answered, 'sipr_dropped_total{reason="rate_limited"} rise')
         r = good.send(good.register(aor("alice"), ["<sip:alice@192.0.2.9>"], expires=600))
         check_eq(r.status, 200, "REGISTER from another source")

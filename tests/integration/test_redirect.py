@@ -462,7 +462,8 @@ def unparseable_or_no_via_dropped_and_counted(redis, registrar, redirect):
             ua.send_raw(j)
         ua.send_raw(edit(ua.build("INVITE", aor()), drop="Via"))
         ua.expect_silence(0.5)
-        # The same socket, so the same worker: the INVITE after the junk is answered normally.
+        # The INVITE after the junk is answered normally (with --spread random the junk may
+        # have gone to another worker: its drops are awaited below, not assumed).
         expect(invite(ua, aor()), 302)
         wait_metric(redirect, "sipr_dropped_total", not_sip0 + len(junk), reason="not_sip")
         wait_metric(redirect, "sipr_dropped_total", no_via0 + 1, reason="no_via")
@@ -783,8 +784,9 @@ def garbage_flood_then_still_answers(redis, registrar, redirect):
         for i in range(n):
             ua.send_raw(rng.randbytes(rng.randint(1, 1500)))
             if i % 250 == 249:
-                # Pace the flood to what the socket buffer holds: an OPTIONS from the same socket
-                # (the same worker) is answered only after the junk before it was handled.
+                # Pace the flood to what the socket buffers hold: an OPTIONS from the same socket
+                # is answered only after the junk before it on its worker was handled (--spread
+                # random shares the junk between the workers; the drops are awaited below).
                 expect(ua.send(ua.options(), timeout=10), 200)
         check_eq(ua.stray, [], "answers to garbage")
         r = expect(invite(ua, aor()), 302)

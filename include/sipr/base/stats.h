@@ -92,6 +92,7 @@ struct ServiceStats {
     std::array<Counter, static_cast<std::size_t>(DropReason::kCount)> dropped{};
     std::array<Counter, static_cast<std::size_t>(RegistrationResult::kCount)> registrations{};
     std::array<Counter, static_cast<std::size_t>(RedisErrorKind::kCount)> redis_errors{};
+    Counter datagrams;  // every datagram this worker's socket received, before any check
     Counter auth_failures;
     Counter contacts_cut;  // contacts left out of a 302 to fit the datagram
     Counter garbage_bindings;

@@ -1,11 +1,13 @@
 #pragma once
 // A token bucket per source address for one worker (--rate-limit, --rate-burst; DESIGN §8).
 //
-// Per worker, not shared: SO_REUSEPORT spreads datagrams over the workers' sockets by a hash of
-// the flow (source and destination address and port), so one source socket always lands on the
-// same worker and its bucket lives there; a source sending from several ports may be spread over
-// several workers and then gets up to `workers` times the rate. That is the price of keeping the
-// receive path free of locks and shared atomics (STYLE.md), and it errs on the side of answering.
+// Per worker, not shared: that keeps the receive path free of locks and shared atomics
+// (STYLE.md). With --spread random (the default) every worker sees about 1/N of each source's
+// datagrams, so the app gives each worker 1/N of the rate and burst (rounded up) and a source
+// meets about the flags' limit in all. With --spread flow the kernel hashes the flow (source and
+// destination address and port) to one worker, which holds the whole limit; a source sending from
+// several ports may then reach several workers and get up to N times the rate. Both err on the
+// side of answering.
 //
 // The table is fixed at construction (a power of two of 32-byte entries, 64k by default: 2 MiB
 // per worker), open-addressed with a short probe window, keyed by the source IP (never the port:

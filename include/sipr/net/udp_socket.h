@@ -34,6 +34,16 @@ public:
     // Returns 0 or a negative errno / uv error code; on error nothing stays open.
     [[nodiscard]] int open(uv_loop_t* loop, const sockaddr* addr) noexcept;
 
+    // Spreads the datagrams of this socket's SO_REUSEPORT group at random over the first
+    // `group_size` sockets of the group (in bind order), so one source address and port, such as
+    // a load balancer's, reaches every worker instead of the one its flow hashes to. Attaches a
+    // classic BPF program (SO_ATTACH_REUSEPORT_CBPF) that returns a random index modulo
+    // `group_size`; it serves the whole group, and each member may attach it again (the last
+    // attach wins, the programs are the same). An index past the group's current size (while
+    // workers are still binding) falls back to the kernel's flow hash. Call after open().
+    // Returns 0 or a negative errno (UV_EINVAL when not open or `group_size` is 0).
+    [[nodiscard]] int spread_randomly(unsigned group_size) noexcept;
+
     // Starts delivering datagrams to `handler` (not owned; must outlive the socket's receiving).
     [[nodiscard]] int start(DatagramHandler* handler) noexcept;
 

@@ -163,6 +163,42 @@ TEST_CASE("UdpSocket: two sockets share one port (SO_REUSEPORT) and receive in b
     close_loop(&loop);
 }
 
+TEST_CASE("UdpSocket: spread_randomly puts one source socket's datagrams on every socket") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    sockaddr_storage addr{};
+    REQUIRE(parse_endpoint("127.0.0.1:0", addr));
+    constexpr unsigned kSockets = 3;
+    UdpSocket socks[kSockets];
+    Collector got[kSockets];
+    REQUIRE(socks[0].open(&loop, reinterpret_cast<sockaddr*>(&addr)) == 0);
+    sockaddr_storage bound = socks[0].local_address();
+    for (unsigned i = 1; i < kSockets; ++i)
+        REQUIRE(socks[i].open(&loop, reinterpret_cast<sockaddr*>(&bound)) == 0);
+    CHECK(socks[0].spread_randomly(0) == UV_EINVAL);
+    for (auto& s : socks) REQUIRE(s.spread_randomly(kSockets) == 0);
+    for (unsigned i = 0; i < kSockets; ++i) REQUIRE(socks[i].start(&got[i]) == 0);
+
+    // One client socket: without the program the flow hash puts all of it on one socket.
+    constexpr std::size_t kCount = 600;
+    int fd = client_socket(AF_INET);
+    auto total = [&] { return got[0].got.size() + got[1].got.size() + got[2].got.size(); };
+    for (std::size_t i = 0; i < kCount; ++i) {
+        REQUIRE(::sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in)) ==
+                1);
+        if (i % 50 == 49) run_until(&loop, [&] { return total() == i + 1; });
+    }
+    run_until(&loop, [&] { return total() == kCount; });
+    CHECK(total() == kCount);
+    for (auto& g : got) CHECK(g.got.size() >= kCount / kSockets / 2);  // 200 expected each
+    ::close(fd);
+
+    UdpSocket closed;
+    CHECK(closed.spread_randomly(2) == UV_EINVAL);  // not open
+    for (auto& s : socks) s.close();
+    close_loop(&loop);
+}
+
 TEST_CASE("UdpSocket: a port taken without SO_REUSEPORT is refused with an error, nothing leaks") {
     int blocker = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in sin{};
