@@ -258,15 +258,18 @@ int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact
     return 0;
 }
 
-// --algorithms: known names, each once, in the canonical spelling ("SHA-256,MD5"); "" when none
-// was given.
+// --algorithms: known names (blanks around them ignored), each once, in the canonical spelling
+// ("SHA-256,MD5"); "" when none was given.
 std::string algorithms_field(const std::vector<std::string>& names) {
     std::string out;
     std::vector<registrar::DigestAlgorithm> seen;
-    for (const std::string& n : names) {
+    for (const std::string& item : names) {
+        const std::size_t b = item.find_first_not_of(" \t");
+        const std::string n =
+            b == std::string::npos ? "" : item.substr(b, item.find_last_not_of(" \t") - b + 1);
         registrar::DigestAlgorithm a;
         if (n.empty() || !registrar::parse_algorithm(n, a))
-            app::die(kProgram, "--algorithms: '" + n + "' is not SHA-256 or MD5");
+            app::die(kProgram, "--algorithms: '" + item + "' is not SHA-256 or MD5");
         for (registrar::DigestAlgorithm o : seen)
             if (o == a) app::die(kProgram, "--algorithms: " + n + " is listed twice");
         seen.push_back(a);

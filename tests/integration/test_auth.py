@@ -311,6 +311,23 @@ def challenge_follows_the_subscribers_algorithms(redis, registrar):
 
 
 @case
+def locctl_algorithms_are_checked_and_stored(redis):
+    """sip-locctl user add --algorithms: known names only, each once, stored in the canonical
+    spelling as the field `algorithms`; adding the user again without it removes the field."""
+    key = f"sipr:sub:{{{aor('bob')}}}"
+    locctl(redis, "user", "add", aor("bob"), "--password", "x", "--algorithms", "sha-256, md5")
+    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "stored list")
+    for bad, mention in (("SHA-1", "SHA-1"), ("MD5,md5", "twice")):
+        r = run_program("sip-locctl", ["--redis", redis.url, "user", "add", aor("bob"),
+                                       "--password", "x", "--algorithms", bad])
+        check(r.returncode != 0 and mention in r.stderr,
+              f"--algorithms {bad}: exit {r.returncode}, stderr {r.stderr!r}")
+    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "list after refused changes")
+    locctl(redis, "user", "add", aor("bob"), "--password", "x")
+    check_eq(redis.client.hget(key, "algorithms"), None, "list after user add without it")
+
+
+@case
 def sha256_and_md5_answers_register(redis, registrar):
     """The right SHA-256 answer registers alice; the right MD5 answer registers bob."""
     failures = Failures(registrar)
