@@ -8,6 +8,7 @@ SIPR_PACKAGES=(
     redis-server sip-tester curl iproute2
     kamailio kamailio-redis-modules
     prometheus python3-yaml
+    baresip linphone-cli
 )
 
 sipr_install_packages() {

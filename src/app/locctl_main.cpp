@@ -18,6 +18,7 @@
 #include "sipr/location/binding.h"
 #include "sipr/location/schema.h"
 #include "sipr/net/endpoint.h"
+#include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
 #include "sipr/sip/aor.h"
 #include "sipr/sip/headers.h"
@@ -333,16 +334,45 @@ int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact
     return 0;
 }
 
+// --algorithms: known names (blanks around them ignored), each once, in the canonical spelling
+// ("SHA-256,MD5"); "" when none was given.
+std::string algorithms_field(const std::vector<std::string>& names) {
+    std::string out;
+    std::vector<registrar::DigestAlgorithm> seen;
+    for (const std::string& item : names) {
+        const std::size_t b = item.find_first_not_of(" \t");
+        const std::string n =
+            b == std::string::npos ? "" : item.substr(b, item.find_last_not_of(" \t") - b + 1);
+        registrar::DigestAlgorithm a;
+        if (n.empty() || !registrar::parse_algorithm(n, a))
+            app::die(kProgram, "--algorithms: '" + item + "' is not SHA-256 or MD5");
+        for (registrar::DigestAlgorithm o : seen)
+            if (o == a) app::die(kProgram, "--algorithms: " + n + " is listed twice");
+        seen.push_back(a);
+        if (!out.empty()) out += ',';
+        out += registrar::algorithm_name(a);
+    }
+    return out;
+}
+
 int cmd_user_add(Redis& r, const std::string& aor_text, const std::string& password,
-                 const std::string& realm_flag) {
+                 const std::string& realm_flag, const std::vector<std::string>& algorithm_names) {
     std::string aor = normalize_or_die(aor_text);
+    const std::string algorithms = algorithms_field(algorithm_names);
     std::size_t colon = aor.find(':'), at = aor.rfind('@');
     std::string user = aor.substr(colon + 1, at - colon - 1);
     std::string realm = realm_flag.empty() ? aor.substr(at + 1) : realm_flag;
     std::string a1 = user + ":" + realm + ":" + password;
     Redis::free(r.run({"HSET", location::subscriber_key(aor), "ha1-md5", hex_digest(EVP_md5(), a1),
                        "ha1-sha256", hex_digest(EVP_sha256(), a1), "enabled", "1", "realm", realm}));
-    std::printf("user %s added (realm %s)\n", aor.c_str(), realm.c_str());
+    // "add or replace": a record added again without --algorithms goes back to the registrar's
+    // --auth-algorithms.
+    if (algorithms.empty())
+        Redis::free(r.run({"HDEL", location::subscriber_key(aor), "algorithms"}));
+    else
+        Redis::free(r.run({"HSET", location::subscriber_key(aor), "algorithms", algorithms}));
+    std::printf("user %s added (realm %s, algorithms %s)\n", aor.c_str(), realm.c_str(),
+                algorithms.empty() ? "the registrar's --auth-algorithms" : algorithms.c_str());
     return 0;
 }
 
@@ -522,6 +552,12 @@ int main(int argc, char** argv) {
     user_add->add_option("AOR", aor, "address-of-record")->required();
     user_add->add_option("--password", password, "the password (HA1 is stored, not the password)")->required();
     user_add->add_option("--realm", realm, "digest realm (default: the AOR's domain)");
+    std::vector<std::string> algorithms;
+    user_add
+        ->add_option("--algorithms", algorithms,
+                     "digest algorithms this subscriber is challenged with, most preferred first, "
+                     "e.g. SHA-256,MD5 (default: the registrar's --auth-algorithms)")
+        ->delimiter(',');
     auto* user_del = user->add_subcommand("del", "remove a subscriber");
     user_del->add_option("AOR", aor, "address-of-record")->required();
 
@@ -569,7 +605,7 @@ int main(int argc, char** argv) {
     if (*reg) return cmd_register(aor, contact, registrar_target, reg_expires, timeout_ms);
     if (*invite) return cmd_invite(aor, redirect_target, timeout_ms);
     Redis r(redis, redis_password_file);
-    if (*user_add) return cmd_user_add(r, aor, password, realm);
+    if (*user_add) return cmd_user_add(r, aor, password, realm, algorithms);
     if (*user_del) return cmd_user_del(r, aor);
     if (*show) return cmd_show(r, aor, json);
     if (*bind) return cmd_bind(r, aor, contact, expires, q);

@@ -69,9 +69,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"none", "digest"}))
         ->capture_default_str();
     cli.add_option("--realm", realm, "digest realm (default: the AOR's domain)")->envname("SIPR_REALM");
-    std::vector<std::string> algorithms{"SHA-256", "MD5"};
+    std::vector<std::string> algorithms{"MD5"};
     cli.add_option("--auth-algorithms", algorithms,
-                   "digest algorithms offered, one challenge each, in this order")
+                   "digest algorithms of a subscriber whose record names none (sip-locctl user "
+                   "add --algorithms), one challenge each, in this order")
         ->envname("SIPR_AUTH_ALGORITHMS")
         ->delimiter(',')
         ->capture_default_str();

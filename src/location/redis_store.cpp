@@ -340,6 +340,7 @@ void RedisStore::on_credentials(void* ctx, RedisError err, const redisReply* rep
             else if (name == "ha1-sha256") out.credentials.ha1_sha256 = str(v);
             else if (name == "enabled") out.credentials.enabled = str(v) != "0";
             else if (name == "realm") out.credentials.realm = str(v);
+            else if (name == "algorithms") out.credentials.algorithms = str(v);
         }
     }
     CredentialsCallback cb = op->cb;
@@ -485,6 +486,7 @@ void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* r
                         else if (name == "ha1-sha256") c.ha1_sha256 = str(v);
                         else if (name == "enabled") c.enabled = str(v) != "0";
                         else if (name == "realm") c.realm = str(v);
+                        else if (name == "algorithms") c.algorithms = str(v);
                     }
                 }
             }

@@ -140,6 +140,16 @@ std::vector<MetricFamily> collect(const std::string& program,
         f.metric.push_back(counter(static_cast<double>(sum(getter))));
         out.push_back(std::move(f));
     };
+    auto auth_ok =
+        family("sipr_auth_successes_total", "Digest authentications that succeeded, by algorithm",
+               MetricType::Counter);
+    for (std::size_t i = 0; i < base::kAuthAlgorithmNames.size(); ++i) {
+        uint64_t v = sum([i](const ServiceStats& s) { return s.auth_successes[i].get(); });
+        auth_ok.metric.push_back(
+            counter(static_cast<double>(v), {{"algorithm", base::kAuthAlgorithmNames[i]}}));
+    }
+    out.push_back(std::move(auth_ok));
+
     single("sipr_auth_failures_total", "Failed digest authentications",
            [](const ServiceStats& s) { return s.auth_failures.get(); });
     single("sipr_contacts_cut_total", "Contacts left out of a 302 to fit one datagram",

@@ -57,6 +57,21 @@ bool parse_algorithm(std::string_view text, DigestAlgorithm& out) noexcept {
     return false;
 }
 
+void parse_algorithm_list(std::string_view text, AlgorithmList& out) noexcept {
+    out = AlgorithmList{};
+    while (!text.empty()) {
+        std::size_t comma = text.find(',');
+        std::string_view item = text.substr(0, comma);
+        text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+            item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        DigestAlgorithm a;
+        // parse_algorithm takes "" for MD5 (RFC 2617's default); in a list an empty item is none.
+        if (!item.empty() && parse_algorithm(item, a)) out.add(a);
+    }
+}
+
 DigestHasher::DigestHasher() noexcept
     : md5_(EVP_MD_fetch(nullptr, "MD5", nullptr)),
       sha256_(EVP_MD_fetch(nullptr, "SHA256", nullptr)),

@@ -73,17 +73,26 @@ struct DigestAuthenticator::Op {
     std::string_view source;  // into source_buf
     sip::DigestCredentials cred;
     DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
+    AlgorithmList algorithms;  // the challenge's: the default until the subscriber is read
     uint32_t nc = 0;
     uint32_t issued_s = 0;
     int64_t now_ms = 0;  // when the nonce-count was offered to the store
     bool stale = false;
+    // Only the subscriber's algorithms are wanted: the answer is `verdict` with a challenge.
+    bool challenge_only = false;
+    Verdict verdict = Verdict::Challenge;
 };
+
+static_assert(static_cast<std::size_t>(DigestAlgorithm::Md5) == 0 &&
+                  static_cast<std::size_t>(DigestAlgorithm::Sha256) == 1 &&
+                  base::kAuthAlgorithmNames.size() == 2,
+              "ServiceStats::auth_successes is indexed by DigestAlgorithm");
 
 DigestAuthenticator::DigestAuthenticator(DigestConfig config, location::AuthStore& store,
                                          base::ServiceStats& stats)
     : config_(std::move(config)), store_(store), stats_(stats), nonce_key_(config_.nonce_secret) {
-    if (config_.algorithms.empty())
-        config_.algorithms = {DigestAlgorithm::Sha256, DigestAlgorithm::Md5};
+    if (config_.algorithms.empty()) config_.algorithms = {DigestAlgorithm::Md5};
+    for (DigestAlgorithm a : config_.algorithms) default_algorithms_.add(a);
 }
 
 DigestAuthenticator::~DigestAuthenticator() = default;
@@ -99,10 +108,11 @@ uint32_t DigestAuthenticator::now_s() const noexcept {
     return ms <= 0 ? 0 : static_cast<uint32_t>(ms / 1000);
 }
 
-bool DigestAuthenticator::offered(DigestAlgorithm a) const noexcept {
-    for (DigestAlgorithm o : config_.algorithms)
-        if (o == a) return true;
-    return false;
+AlgorithmList DigestAuthenticator::algorithms_of(const location::Credentials& c) const noexcept {
+    if (!c.found || c.algorithms.empty()) return default_algorithms_;
+    AlgorithmList own;
+    parse_algorithm_list(c.algorithms, own);
+    return own;
 }
 
 void DigestAuthenticator::count_store_error(StoreError e) noexcept {
@@ -112,8 +122,8 @@ void DigestAuthenticator::count_store_error(StoreError e) noexcept {
                                                      : base::RedisErrorKind::Unavailable);
 }
 
-bool DigestAuthenticator::write_challenge(std::string& out, std::string_view realm,
-                                          bool stale) noexcept {
+bool DigestAuthenticator::write_challenge(std::string& out, std::string_view realm, bool stale,
+                                          const AlgorithmList& algorithms) noexcept {
     std::array<unsigned char, 8> random{};
     if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1) {
         // Uniqueness is what matters here (the MAC makes it ours): a counter will do.
@@ -124,8 +134,10 @@ bool DigestAuthenticator::write_challenge(std::string& out, std::string_view rea
     if (!make_nonce(hasher_, nonce_key_, now_s(), random, realm, nonce)) return false;
     try {
         out.clear();
-        // RFC 8760 §2.4 / RFC 7616 §3.7: one challenge per algorithm, most preferred first.
-        for (DigestAlgorithm a : config_.algorithms) {
+        // RFC 8760 §2.4 / RFC 7616 §3.7: one challenge per algorithm, most preferred first. A
+        // subscriber whose list names nothing we know still gets the default's challenges (and
+        // cannot succeed): an empty 401 would only tell a guesser about the record.
+        for (DigestAlgorithm a : (algorithms.size > 0 ? algorithms : default_algorithms_).view()) {
             out.append("WWW-Authenticate: Digest realm=\"");
             out.append(realm);
             out.append("\", nonce=\"");
@@ -152,9 +164,9 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     extra.clear();
     const std::string_view realm =
         config_.realm.empty() ? aor_domain(aor) : std::string_view(config_.realm);
-    auto challenge = [&](Verdict v) {
-        return write_challenge(extra, realm, false) ? v : Verdict::Unavailable;
-    };
+    // Every challenge carries the subscriber's own algorithms: one store read (no failure is
+    // counted in the store for these; the registrar counts a Reject in its metric).
+    auto challenge = [&](Verdict v) { return fetch(msg, from, aor, realm, extra, done, ctx, v); };
 
     // Credentials for another realm are not for us (RFC 3261 §22.4): look for ours.
     sip::DigestCredentials cred;
@@ -163,18 +175,19 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
         if (msg.headers[i].id != sip::HeaderId::Authorization) continue;
         found = sip::parse_digest_credentials(msg.headers[i].value, cred) && cred.realm == realm;
     }
-    if (!found) return challenge(Verdict::Challenge);  // no store round trip
+    if (!found) return challenge(Verdict::Challenge);
 
     // DESIGN §5: the authenticated user must own the To AOR. The password is never tried for
     // another user's AOR, so this costs the guesser nothing to learn and the store nothing.
     std::string_view user = aor_user(aor);
     if (user.empty() || cred.username != user) return Verdict::Forbidden;
 
+    // Whether this subscriber may use the algorithm is known once its record is read.
     DigestAlgorithm algorithm;
     uint32_t nc = 0;
-    if (!parse_algorithm(cred.algorithm, algorithm) || !offered(algorithm) ||
-        !base::iequals(cred.qop, "auth") || cred.cnonce.empty() ||
-        !parse_nonce_count(cred.nc, nc) || cred.response.size() != hex_length(algorithm))
+    if (!parse_algorithm(cred.algorithm, algorithm) || !base::iequals(cred.qop, "auth") ||
+        cred.cnonce.empty() || !parse_nonce_count(cred.nc, nc) ||
+        cred.response.size() != hex_length(algorithm))
         return challenge(Verdict::Reject);  // not an answer to any challenge of ours
     // RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the uri the response was computed over must be the
     // Request-URI (equivalent after RFC 3261 §19.1.4), else a response captured for one request
@@ -187,22 +200,8 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
                                  config_.nonce_lifetime_s, config_.max_clock_skew_s, issued);
     if (ns == NonceStatus::Invalid) return challenge(Verdict::Reject);
 
-    Op* op;
-    if (!free_ops_.empty()) {
-        op = free_ops_.back();
-        free_ops_.pop_back();
-    } else {
-        auto fresh = std::unique_ptr<Op>(new (std::nothrow) Op);
-        if (!fresh) return Verdict::Unavailable;
-        op = fresh.get();
-        try {
-            ops_.push_back(std::move(fresh));
-            free_ops_.reserve(ops_.size());  // so that giving an op back never allocates
-        } catch (...) {
-            return Verdict::Unavailable;
-        }
-        op->owner = this;
-    }
+    Op* op = take_op();
+    if (op == nullptr) return Verdict::Unavailable;
     op->done = done;
     op->ctx = ctx;
     op->extra = &extra;
@@ -216,7 +215,51 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     op->nc = nc;
     op->issued_s = issued;
     op->stale = ns == NonceStatus::Stale;
-    StoreError e = store_.fetch_auth(aor, op->source, &DigestAuthenticator::on_fetched, op);
+    return start_fetch(op);
+}
+
+DigestAuthenticator::Op* DigestAuthenticator::take_op() noexcept {
+    Op* op;
+    if (!free_ops_.empty()) {
+        op = free_ops_.back();
+        free_ops_.pop_back();
+    } else {
+        auto fresh = std::unique_ptr<Op>(new (std::nothrow) Op);
+        if (!fresh) return nullptr;
+        op = fresh.get();
+        try {
+            ops_.push_back(std::move(fresh));
+            free_ops_.reserve(ops_.size());  // so that giving an op back never allocates
+        } catch (...) {
+            return nullptr;
+        }
+    }
+    *op = Op{};
+    op->owner = this;
+    op->algorithms = default_algorithms_;
+    return op;
+}
+
+Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const sip::Peer& from,
+                                                  std::string_view aor, std::string_view realm,
+                                                  std::string& extra, Done done, void* ctx,
+                                                  Verdict verdict) noexcept {
+    Op* op = take_op();
+    if (op == nullptr) return Verdict::Unavailable;
+    op->done = done;
+    op->ctx = ctx;
+    op->extra = &extra;
+    op->aor = aor;
+    op->realm = realm;
+    op->method = msg.method_name;
+    op->source = auth_source(from, op->source_buf);
+    op->challenge_only = true;
+    op->verdict = verdict;
+    return start_fetch(op);
+}
+
+Authenticator::Verdict DigestAuthenticator::start_fetch(Op* op) noexcept {
+    StoreError e = store_.fetch_auth(op->aor, op->source, &DigestAuthenticator::on_fetched, op);
     if (e != StoreError::None) {
         free_ops_.push_back(op);
         count_store_error(e);
@@ -228,7 +271,7 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
 
 void DigestAuthenticator::complete(Op* op, Verdict verdict, bool stale) noexcept {
     if ((verdict == Verdict::Challenge || verdict == Verdict::Reject) &&
-        !write_challenge(*op->extra, op->realm, stale))
+        !write_challenge(*op->extra, op->realm, stale, op->algorithms))
         verdict = Verdict::Unavailable;
     Done done = op->done;
     void* ctx = op->ctx;
@@ -246,6 +289,12 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
         self->complete(op, Verdict::Unavailable);
         return;
     }
+    const location::Credentials& c = reply.credentials;
+    op->algorithms = self->algorithms_of(c);
+    if (op->challenge_only) {
+        self->complete(op, op->verdict);
+        return;
+    }
     // This source is locked out: even the right password is refused from it until the cool-down
     // ends. Failures are counted per source, so a guesser locks out itself, not the subscriber's
     // devices elsewhere.
@@ -253,18 +302,20 @@ void DigestAuthenticator::on_fetched(void* ctx, const location::AuthFetchReply& 
         self->complete(op, Verdict::Forbidden);
         return;
     }
-    const location::Credentials& c = reply.credentials;
     if (c.found && !c.enabled) {
         self->complete(op, Verdict::Forbidden);
         return;
     }
-    // An unknown user, a record without this algorithm's HA1 or of another realm cannot succeed;
+    // An unknown user, an algorithm outside the subscriber's list (no downgrade to MD5 for a
+    // subscriber kept to SHA-256), a record without this algorithm's HA1 or of another realm
+    // cannot succeed;
     // the response is computed all the same (on a dummy HA1), so that it takes as long.
     static constexpr char kDummy[kMaxDigestHex + 1] =
         "0000000000000000000000000000000000000000000000000000000000000000";
     const std::size_t len = hex_length(op->algorithm);
     std::string_view ha1 = op->algorithm == DigestAlgorithm::Md5 ? c.ha1_md5 : c.ha1_sha256;
-    bool usable = c.found && ha1.size() == len && (c.realm.empty() || c.realm == op->realm);
+    bool usable = c.found && op->algorithms.contains(op->algorithm) && ha1.size() == len &&
+                  (c.realm.empty() || c.realm == op->realm);
     if (!usable) ha1 = std::string_view(kDummy, len);
     DigestInput in{ha1,          op->cred.nonce, op->cred.nc, op->cred.cnonce,
                    op->cred.qop, op->method,     op->cred.uri};
@@ -339,6 +390,7 @@ void DigestAuthenticator::on_nonce_count(void* ctx,
         return;
     }
     if (reply.fresh) {
+        self->stats_.auth_successes[static_cast<std::size_t>(op->algorithm)].inc();
         self->complete(op, Verdict::Allow);
         return;
     }

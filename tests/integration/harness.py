@@ -49,6 +49,16 @@ class TestFailure(AssertionError):
     """A failed expectation; the message is the reason printed after "FAIL - name: "."""
 
 
+class Skipped(Exception):
+    """Raised by skip(): the case counts as neither passed nor failed."""
+
+
+def skip(reason: str) -> None:
+    """Ends the current case as skipped, printing `reason`. Only for a missing external program
+    that CI installs (tools/packages.sh), never to hide a failure."""
+    raise Skipped(reason)
+
+
 def check(cond: Any, message: str) -> None:
     """Raises TestFailure(message) unless `cond` is true."""
     if not cond:
@@ -1674,7 +1684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     selected = [c for c in _cases if not argv or any(a in c.name for a in argv)]
     active: dict[str, _Active] = {}
-    counts = {"passed": 0, "failed": 0}
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
     started = time.monotonic()
 
     def teardown(names: Iterable[str]) -> list[str]:
@@ -1696,7 +1706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_case(idx: int, c: _Case) -> None:
         first_daemon = len(Daemon.registry)
         t0 = time.monotonic()
-        reason = detail = ""
+        reason = detail = skipped = ""
         try:
             need = _closure(c.uses)
             for n in need:
@@ -1709,6 +1719,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if active[n].fx.reset is not None:
                     active[n].fx.reset(active[n].value)
             c.fn(**{n: active[n].value for n in c.uses})
+        except Skipped as e:
+            skipped = str(e) or "skipped"
         except Exception as e:  # noqa: BLE001
             reason, detail = _one_line(e)
         # Tear down the fixtures the next case does not use (all after the last case); a failure
@@ -1723,6 +1735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif errs:
             detail = "\n".join([detail, *errs]).strip()
         took = time.monotonic() - t0
+        if skipped and not reason:
+            counts["skipped"] += 1
+            print(f"skip - {c.name}: {skipped}", flush=True)
+            return
         if not reason:
             counts["passed"] += 1
             print(f"ok - {c.name} ({took:.1f}s)", flush=True)
@@ -1760,6 +1776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             d.cleanup()
     print(f"# {len(selected)} cases in {time.monotonic() - started:.1f}s "
           f"(time scale {time_scale():g})", flush=True)
+    if counts["skipped"]:
+        print(f"# {counts['skipped']} skipped (neither passed nor failed)", flush=True)
     print(f"{counts['passed']} passed, {counts['failed']} failed", flush=True)
     return 1 if counts["failed"] else 0
 

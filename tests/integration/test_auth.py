@@ -36,6 +36,9 @@ WITH_SECRET = {**os.environ, "SIPR_SECRET": SECRET}
 WITHOUT_SECRET = {k: v for k, v in os.environ.items()
                   if k not in ("SIPR_SECRET", "SIPR_NONCE_SECRET")}
 PASSWORDS = {"alice": "Circle Of Life", "bob": "bob's password"}
+# sip-locctl user add --algorithms: alice allows SHA-256 (preferred) and MD5; bob has no list of his
+# own, so the registrar's --auth-algorithms apply (MD5 as shipped).
+ALGORITHMS = {"alice": "SHA-256,MD5"}
 FAIL_LIMIT = 3
 # SIPp computes its digest over uri="sip:<remote ip:port>" unless told the Request-URI: the
 # registrar requires the two to match (RFC 7616 §3.4.6), as every UA that copies its Request-URI.
@@ -92,7 +95,8 @@ class UaFrom(SipUdp):
 def add_users(r: RedisServer) -> None:
     r.client.flushall()
     for user, password in PASSWORDS.items():
-        locctl(r, "user", "add", aor(user), "--password", password)
+        extra = ["--algorithms", ALGORITHMS[user]] if user in ALGORITHMS else []
+        locctl(r, "user", "add", aor(user), "--password", password, *extra)
 
 
 @fixture(reset=add_users)
@@ -109,10 +113,9 @@ def registrar_fixture(name: str, flags: list[str]):
     return _fx
 
 
-# As shipped: SHA-256 then MD5, 300 s nonces, 5 failures a minute, 60 s cool-down.
+# As shipped: MD5 unless the subscriber's record says otherwise, 300 s nonces, 5 failures a minute,
+# 60 s cool-down.
 registrar_fixture("registrar", [])
-# SIPp 3.6 computes MD5 only, from the first challenge it is given.
-registrar_fixture("registrar_md5", ["--auth-algorithms", "MD5"])
 registrar_fixture("registrar_short_nonce", ["--nonce-lifetime", "2"])
 
 
@@ -189,18 +192,19 @@ def register(ua: SipUdp, user: str = "alice", headers=(), cseq: int = 1,
                                headers=list(headers), cseq=cseq, call_id=call_id))
 
 
-def challenge(ua: SipUdp, user: str = "alice", algorithm: str = "SHA-256",
+def challenge(ua: SipUdp, user: str = "alice", algorithm: str | None = None,
               call_id: str | None = None) -> dict[str, str]:
-    """The challenge for `algorithm` of a 401 to a REGISTER without credentials."""
+    """The challenge for `algorithm` (default: the first, the most preferred) of a 401 to a
+    REGISTER without credentials."""
     r = expect(register(ua, user, call_id=call_id), 401)
     for ch in challenges(r):
-        if ch.get("algorithm") == algorithm:
+        if algorithm is None or ch.get("algorithm") == algorithm:
             return ch
     raise AssertionError(f"no {algorithm} challenge in\n{r}")
 
 
 def login(ua: SipUdp, user: str = "alice", password: str | None = None,
-          algorithm: str = "SHA-256", to_user: str | None = None) -> Response:
+          algorithm: str | None = None, to_user: str | None = None) -> Response:
     """Challenge then answer, as a UA does: returns the answer to the second REGISTER."""
     cid = unique("cid") + "@127.0.0.1"
     ch = challenge(ua, to_user or user, algorithm, call_id=cid)
@@ -236,14 +240,21 @@ def commandstats(redis: RedisServer) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 # SIPp: a real UA
 
+def md5_only(redis: RedisServer, user: str = "alice") -> None:
+    """SIPp 3.6 computes MD5 only, from the first challenge it is given: `user` again without an
+    algorithm list of its own, so the registrar's default (MD5 as shipped) applies."""
+    locctl(redis, "user", "add", aor(user), "--password", PASSWORDS[user])
+
+
 @case
-def sipp_digest_register_then_invite_302(redis, registrar_md5, redirect):
+def sipp_digest_register_then_invite_302(redis, registrar, redirect):
     """SIPp (-au alice -ap PASSWORD, [authentication]) registers through sip-registrard --auth
-    digest: 401, then 200 listing its contact. Redis holds the binding, and an INVITE to
+    digest as shipped: 401, then 200 listing its contact. Redis holds the binding, and an INVITE to
     sip-redirectd on the same Redis is redirected to exactly that contact (SIPp invite_302.xml)."""
-    failures = Failures(registrar_md5)
+    md5_only(redis)
+    failures = Failures(registrar)
     port = free_udp_port()
-    res = run_sipp("register_digest.xml", registrar_md5.port, service="alice", local_port=port,
+    res = run_sipp("register_digest.xml", registrar.port, service="alice", local_port=port,
                    args=["-au", "alice", "-ap", PASSWORDS["alice"], *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}")
     want = f"sip:alice@127.0.0.1:{port}"
@@ -270,11 +281,12 @@ def sipp_digest_register_then_invite_302(redis, registrar_md5, redirect):
 
 
 @case
-def sipp_wrong_password_gets_no_binding(redis, registrar_md5):
+def sipp_wrong_password_gets_no_binding(redis, registrar):
     """SIPp with the wrong password gets 401 twice (register_digest_refused.xml); Redis holds no
     binding, one failure counted for the lock-out, and the failure is in the metric."""
-    failures = Failures(registrar_md5)
-    res = run_sipp("register_digest_refused.xml", registrar_md5.port, service="alice",
+    md5_only(redis)
+    failures = Failures(registrar)
+    res = run_sipp("register_digest_refused.xml", registrar.port, service="alice",
                    args=["-au", "alice", "-ap", "not the password", *SIPP_AUTH_URI])
     check(res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}")
     check_eq(redis.client.exists(location_key(aor())), 0, "sipr:loc key of alice")
@@ -285,17 +297,28 @@ def sipp_wrong_password_gets_no_binding(redis, registrar_md5):
 
 
 # ------------------------------------------------------------------------------------------------
-# The challenge and the answers (as shipped: SHA-256 and MD5)
+# The challenge and the answers (as shipped: MD5, or the subscriber's own list)
 
 @case
-def challenge_is_sha256_then_md5_without_redis(redis, registrar):
-    """A REGISTER without credentials: 401 with one WWW-Authenticate per algorithm, SHA-256 first
-    (RFC 8760), realm the AOR's domain, qop="auth", one nonce; Redis is not asked anything."""
+def challenge_follows_the_subscribers_algorithms(redis, registrar):
+    """A REGISTER without credentials: 401 with one WWW-Authenticate per algorithm of the
+    subscriber's list (alice: SHA-256 first, RFC 8760, then MD5), realm the AOR's domain,
+    qop="auth", one nonce. A subscriber without a list (bob, as every record written before
+    --algorithms) and an unknown user get MD5 alone. Redis is read once per challenge (one script
+    call), never written."""
     failures = Failures(registrar)
     before = commandstats(redis)
     with registrar.ua() as ua:
         r = expect(register(ua), 401)
+        mid = commandstats(redis)
+        for user in ("bob", "nobody"):
+            other = challenges(expect(register(ua, user), 401))
+            check_eq([c.get("algorithm") for c in other], ["MD5"], f"{user}'s algorithms")
     after = commandstats(redis)
+    check_eq(sum(mid.get(c, 0) - before.get(c, 0) for c in ("evalsha", "eval")), 1,
+             "script calls for one challenge")
+    for cmd in ("set", "incr", "hset", "del", "expire"):
+        check_eq(after.get(cmd, 0), before.get(cmd, 0), f"Redis {cmd} calls for challenges")
     chs = challenges(r)
     check_eq([c.get("algorithm") for c in chs], ["SHA-256", "MD5"], "algorithms, in order")
     for c in chs:
@@ -305,10 +328,25 @@ def challenge_is_sha256_then_md5_without_redis(redis, registrar):
         check("stale" not in c, f"stale in a first challenge: {c}")
     check_eq(chs[0]["nonce"], chs[1]["nonce"], "one nonce for both")
     check('qop="auth"' in r.header("www-authenticate"), "qop quoted (RFC 7616 §3.3)")
-    for cmd in ("evalsha", "eval", "hgetall", "get"):
-        check_eq(after.get(cmd, 0), before.get(cmd, 0), f"Redis {cmd} calls for a challenge")
     check_eq(bindings(redis), {}, "bindings")
     failures.check(0, "a challenge is not a failure")
+
+
+@case
+def locctl_algorithms_are_checked_and_stored(redis):
+    """sip-locctl user add --algorithms: known names only, each once, stored in the canonical
+    spelling as the field `algorithms`; adding the user again without it removes the field."""
+    key = f"sipr:sub:{{{aor('bob')}}}"
+    locctl(redis, "user", "add", aor("bob"), "--password", "x", "--algorithms", "sha-256, md5")
+    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "stored list")
+    for bad, mention in (("SHA-1", "SHA-1"), ("MD5,md5", "twice")):
+        r = run_program("sip-locctl", ["--redis", redis.url, "user", "add", aor("bob"),
+                                       "--password", "x", "--algorithms", bad])
+        check(r.returncode != 0 and mention in r.stderr,
+              f"--algorithms {bad}: exit {r.returncode}, stderr {r.stderr!r}")
+    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "list after refused changes")
+    locctl(redis, "user", "add", aor("bob"), "--password", "x")
+    check_eq(redis.client.hget(key, "algorithms"), None, "list after user add without it")
 
 
 @case

@@ -83,6 +83,9 @@ enum class RedisErrorKind : uint8_t { Unavailable, Timeout, Overloaded, Protocol
 inline constexpr std::array<const char*, static_cast<std::size_t>(RedisErrorKind::kCount)>
     kRedisErrorKindNames{"unavailable", "timeout", "overloaded", "protocol"};
 
+// Digest algorithms, as sipr_auth_successes_total labels them (index = registrar::DigestAlgorithm).
+inline constexpr std::array<const char*, 2> kAuthAlgorithmNames{"MD5", "SHA-256"};
+
 // What one worker of a daemon counts. Method indices are sip::Method values.
 struct ServiceStats {
     static constexpr std::size_t kMethods = 16;
@@ -94,6 +97,7 @@ struct ServiceStats {
     std::array<Counter, static_cast<std::size_t>(RedisErrorKind::kCount)> redis_errors{};
     Counter datagrams;  // every datagram this worker's socket received, before any check
     Counter auth_failures;
+    std::array<Counter, kAuthAlgorithmNames.size()> auth_successes{};  // by algorithm
     Counter contacts_cut;  // contacts left out of a 302 to fit the datagram
     Counter garbage_bindings;
     Counter cache_hits, cache_misses, cache_invalidations;

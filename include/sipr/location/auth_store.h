@@ -4,7 +4,8 @@
 // an error other than None never calls back; otherwise the callback runs exactly once, later).
 // Every key lives in the AOR's hash slot ({aor}), so one script touches one Redis Cluster slot.
 //
-//   sipr:sub:{aor}            HASH   the subscriber (ha1-md5, ha1-sha256, enabled, realm)
+//   sipr:sub:{aor}            HASH   the subscriber (ha1-md5, ha1-sha256, enabled, realm,
+//                                    algorithms)
 //   sipr:authfail:{aor}:<src> STRING failed authentications of the AOR from one source (an IPv4
 //                                    address or an IPv6 /64) in the current window (INCR; EXPIRE
 //                                    window, then cool-down once the limit is reached); counted

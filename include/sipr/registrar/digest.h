@@ -20,6 +20,28 @@ enum class DigestAlgorithm : uint8_t { Md5, Sha256 };
 // Parses an algorithm parameter (case-insensitive). An empty one means MD5 (RFC 2617 §3.2.1).
 // Returns false for anything else (MD5-sess, SHA-512-256, ...), which this registrar never offers.
 [[nodiscard]] bool parse_algorithm(std::string_view text, DigestAlgorithm& out) noexcept;
+// An ordered set of algorithms, most preferred first: what one subscriber is challenged with.
+struct AlgorithmList {
+    std::array<DigestAlgorithm, 2> items{};
+    uint8_t size = 0;
+    [[nodiscard]] bool contains(DigestAlgorithm a) const noexcept {
+        for (uint8_t i = 0; i < size; ++i)
+            if (items[i] == a) return true;
+        return false;
+    }
+    // Appends `a` unless it is already there.
+    void add(DigestAlgorithm a) noexcept {
+        if (!contains(a) && size < items.size()) items[size++] = a;
+    }
+    [[nodiscard]] std::span<const DigestAlgorithm> view() const noexcept {
+        return {items.data(), size};
+    }
+};
+// Parses a subscriber's list ("SHA-256,MD5": names separated by commas, blanks around them
+// ignored, case-insensitive) into `out`, in order, each once. Names this registrar does not know
+// and empty items are skipped; `out` is empty when none is known.
+void parse_algorithm_list(std::string_view text, AlgorithmList& out) noexcept;
+
 // Length of the algorithm's digest in hex: 32 for MD5, 64 for SHA-256.
 [[nodiscard]] constexpr std::size_t hex_length(DigestAlgorithm a) noexcept {
     return a == DigestAlgorithm::Md5 ? 32 : 64;

@@ -3,18 +3,23 @@
 // Authenticator of sip-registrard --auth digest. Pure logic against the AuthStore interface, so it
 // is unit-tested with a fake store and a fake clock.
 //
-// A REGISTER without credentials for our realm is challenged at once, without the store: a 401
-// with one WWW-Authenticate per configured algorithm (SHA-256 before MD5 by default), qop="auth"
-// and a stateless nonce (digest.h). With credentials, the checks that need no store come first
-// (the username must be the To AOR's user part, else 403; a supported algorithm that was offered,
-// qop=auth, a well-formed nc; a uri equivalent to the Request-URI, else 400; a nonce of ours for
-// this realm). Then one store read gives the subscriber and its recent failures: locked out or
-// disabled -> 403; the response is compared in constant time; a wrong one is counted towards the
-// lock-out and re-challenged (401); a right one on an expired nonce gets 401 with stale=true; a
-// right one on a fresh nonce must carry a nonce-count above every one seen with that nonce (kept
-// in the store, so across instances), else it is a replay (401) -- unless it is byte for byte
-// the request that nc was accepted for, within 64*T1 of then: a retransmission after a lost 200,
+// The algorithms are per subscriber: the record's "algorithms" field (sip-locctl user add
+// --algorithms SHA-256,MD5), else the configured default (--auth-algorithms, MD5 alone unless set:
+// common UAs such as baresip 1.0 give up on a 401 that offers SHA-256 at all, even beside MD5).
+// A REGISTER without credentials for our realm costs one store read (the subscriber's list) and
+// gets a 401 with one WWW-Authenticate per algorithm of that list, most preferred first,
+// qop="auth" and a stateless nonce (digest.h); an unknown user gets the default list. With
+// credentials, the checks that need no store come first (the username must be the To AOR's user
+// part, else 403; SHA-256 or MD5, qop=auth, a well-formed nc; a uri equivalent to the
+// Request-URI, else 400; a nonce of ours for this realm). Then one store read gives the subscriber
+// and its recent failures: locked out or disabled -> 403; an algorithm outside the subscriber's
+// list cannot succeed; the response is compared in constant time; a wrong one is counted towards
+// the lock-out and re-challenged (401); a right one on an expired nonce gets 401 with stale=true;
+// a right one on a fresh nonce must carry a nonce-count above every one seen with that nonce (kept
+// in the store, so across instances), else it is a replay (401) -- unless it is byte for byte the
+// request that nc was accepted for, within 64*T1 of then: a retransmission after a lost 200,
 // answered as the first time (Verdict::Retransmission: the registrar writes nothing new).
+// Successes are counted by algorithm (ServiceStats::auth_successes).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,8 +39,10 @@ namespace sipr::registrar {
 
 struct DigestConfig {
     std::string realm;  // --realm; "" challenges each AOR in its own domain
-    // The algorithms offered, in the order of the challenges (RFC 8760 §2.4: most preferred first).
-    std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::Sha256, DigestAlgorithm::Md5};
+    // The algorithms of a subscriber whose record names none (and of an unknown user), in the
+    // order of the challenges (RFC 8760 §2.4: most preferred first). MD5 alone by default: every
+    // common UA answers it, and some refuse a 401 that offers SHA-256 at all.
+    std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::Md5};
     std::string nonce_secret;             // shared by every registrar instance
     uint32_t nonce_lifetime_s = 300;      // older nonces get stale=true
     uint32_t max_clock_skew_s = 30;       // a nonce issued further in the future is not ours
@@ -73,18 +80,31 @@ class DigestAuthenticator final : public Authenticator {
     static void on_fetched(void* ctx, const location::AuthFetchReply& reply) noexcept;
     static void on_failure_counted(void* ctx, const location::AuthFailureReply& reply) noexcept;
     static void on_nonce_count(void* ctx, const location::NonceCountReply& reply) noexcept;
+    // A free op (reset, with the default algorithms), or nullptr when none can be made.
+    Op* take_op() noexcept;
+    // Reads the subscriber only to challenge it with its algorithms: the answer is `verdict`.
+    Verdict fetch(const sip::Message& msg, const sip::Peer& from, std::string_view aor,
+                  std::string_view realm, std::string& extra, Done done, void* ctx,
+                  Verdict verdict) noexcept;
+    // Asks the store for `op`'s subscriber (on_fetched then runs): Pending, or Unavailable with
+    // the op given back.
+    Verdict start_fetch(Op* op) noexcept;
     // Writes the challenge into the op's headers (for Challenge and Reject), frees the op and
     // calls its `done`.
     void complete(Op* op, Verdict verdict, bool stale = false) noexcept;
-    // One WWW-Authenticate line per algorithm, sharing one fresh nonce, into `out`. False when it
-    // could not be written (the caller answers 503).
-    bool write_challenge(std::string& out, std::string_view realm, bool stale) noexcept;
+    // One WWW-Authenticate line per algorithm of `algorithms`, sharing one fresh nonce, into
+    // `out`. False when it could not be written (the caller answers 503).
+    bool write_challenge(std::string& out, std::string_view realm, bool stale,
+                         const AlgorithmList& algorithms) noexcept;
+    // The algorithms of a subscriber record: its own list, else the configured default. An
+    // "algorithms" field naming no algorithm we know gives an empty list (nothing succeeds).
+    [[nodiscard]] AlgorithmList algorithms_of(const location::Credentials& c) const noexcept;
     void count_store_error(location::StoreError e) noexcept;
-    [[nodiscard]] bool offered(DigestAlgorithm a) const noexcept;
     [[nodiscard]] uint32_t now_s() const noexcept;
     [[nodiscard]] int64_t now_ms() const noexcept;
 
     DigestConfig config_;
+    AlgorithmList default_algorithms_;  // config_.algorithms
     location::AuthStore& store_;
     base::ServiceStats& stats_;
     DigestHasher hasher_;

@@ -207,12 +207,13 @@ class FakeAuthStore final : public location::AuthStore {
 
     // sip-locctl user add, as src/app/locctl_main.cpp writes it.
     void add_user(const std::string& aor, const std::string& user, const std::string& realm,
-                  const std::string& password) {
+                  const std::string& password, const std::string& algorithms = "") {
         std::string a1 = user + ":" + realm + ":" + password;
         subscribers[aor] = {{"ha1-md5", hexdigest(EVP_md5(), a1)},
                             {"ha1-sha256", hexdigest(EVP_sha256(), a1)},
                             {"enabled", "1"},
                             {"realm", realm}};
+        if (!algorithms.empty()) subscribers[aor]["algorithms"] = algorithms;  // --algorithms
     }
     // Failures of `aor` from `source` (the instances' peer unless said otherwise).
     [[nodiscard]] uint32_t failures(const std::string& aor,
@@ -248,6 +249,7 @@ class FakeAuthStore final : public location::AuthStore {
                     if (k == "ha1-sha256") c.ha1_sha256 = v;
                     if (k == "enabled") c.enabled = v != "0";
                     if (k == "realm") c.realm = v;
+                    if (k == "algorithms") c.algorithms = v;
                 }
             }
             cb(ctx, r);
@@ -335,8 +337,11 @@ class FakeAuthStore final : public location::AuthStore {
 // ---------------------------------------------------------------------------------------------
 // The rig: one registrar instance; several may share one FakeAuthStore (one Redis).
 
+// Both algorithms, SHA-256 first, for every subscriber without a list of its own (the product's
+// default is MD5 alone; see "the default offers MD5 alone").
 DigestConfig digest_config(const int64_t& now_ms) {
     DigestConfig c;
+    c.algorithms = {DigestAlgorithm::Sha256, DigestAlgorithm::Md5};
     c.nonce_secret = std::string(kSecret);
     c.nonce_lifetime_s = 300;
     c.lockout.limit = 3;
@@ -443,7 +448,7 @@ bool spy_equal(std::string_view expected, std::string_view given) noexcept {
 
 TEST_SUITE_BEGIN("registrar");
 
-TEST_CASE("digest auth: no credentials -> 401, SHA-256 then MD5, qop=auth, no store round trip") {
+TEST_CASE("digest auth: no credentials -> 401, SHA-256 then MD5, qop=auth, one store read") {
     Rig rig;
     auto p = rig.send(Reg{});
     CHECK(p->code() == 401);
@@ -458,7 +463,9 @@ TEST_CASE("digest auth: no credentials -> 401, SHA-256 then MD5, qop=auth, no st
         CHECK(ch.nonce.size() == registrar::kNonceLength);
     }
     CHECK(c[0].nonce == c[1].nonce);
-    CHECK(rig.store.fetches + rig.store.failures_recorded + rig.store.nonce_counts == 0);
+    // The subscriber's record is read for its algorithms; nothing is written.
+    CHECK(rig.store.fetches == 1);
+    CHECK(rig.store.failures_recorded + rig.store.nonce_counts == 0);
     CHECK(rig.stored() == 0);
     CHECK(rig.a().stats.auth_failures.get() == 0);  // a challenge is not a failure
     // Each challenge has a nonce of its own.
@@ -492,7 +499,7 @@ TEST_CASE("digest auth: the right response registers, SHA-256 or MD5") {
         CHECK(rig.send(r)->code() == 200);
     }
     CHECK(rig.stored() == 1);
-    CHECK(rig.store.fetches == 1);
+    CHECK(rig.store.fetches == 2);  // the challenge's and the answer's
     CHECK(rig.store.nonce_counts == 1);
     CHECK(rig.store.last_ttl_s == 300 + 30);  // the nonce's lifetime (and the clock skew allowed)
     CHECK(rig.a().stats.auth_failures.get() == 0);
@@ -576,7 +583,7 @@ TEST_CASE("digest auth: an expired nonce -> 401 stale=true, but only for the rig
     CHECK(rig.stored() <= 1);
 }
 
-TEST_CASE("digest auth: a nonce under another secret -> 401, decided without the store") {
+TEST_CASE("digest auth: a nonce under another secret -> 401, decided before the password") {
     Rig rig;
     Instance& other = rig.add_instance([](DigestConfig& c) { c.nonce_secret = "another secret"; });
     (void)other;
@@ -584,7 +591,8 @@ TEST_CASE("digest auth: a nonce under another secret -> 401, decided without the
     auto p = rig.answer(answer_to(foreign), 2, 0);
     CHECK(p->code() == 401);
     CHECK_FALSE(p->challenges().at(0).stale);
-    CHECK(rig.store.fetches == 0);
+    CHECK(rig.store.fetches == 2);  // each challenge reads only the subscriber's algorithms
+    CHECK(rig.store.failures_recorded + rig.store.nonce_counts == 0);
     CHECK(rig.stored() == 0);
     CHECK(rig.a().stats.auth_failures.get() == 1);
 }
@@ -686,6 +694,7 @@ TEST_CASE("digest auth: a user registering another user's AOR -> 403, without th
     Answer bob = answer_to(c);
     bob.user = "bob";
     bob.password = "bob's password";  // bob's own, right password
+    rig.store.fetches = 0;            // the challenge's
     auto p = rig.answer(bob, 2, 0, "<sip:alice@example.com>");
     CHECK(p->code() == 403);
     CHECK(p->challenges().empty());
@@ -835,7 +844,7 @@ TEST_CASE("digest auth: --auth-algorithms MD5 offers MD5 only and refuses SHA-25
     Answer sha = answer_to(c[0]);
     sha.algorithm = "SHA-256";  // a downgrade's opposite, but still not what was offered
     CHECK(rig.answer(sha)->code() == 401);
-    CHECK(rig.store.fetches == 0);
+    CHECK(rig.store.nonce_counts == 0);
     CHECK(rig.answer(answer_to(c[0]), 3)->code() == 200);
 }
 
@@ -872,7 +881,9 @@ TEST_CASE("digest auth: credentials that answer no challenge of ours") {
         a.nonce = "dcd98b7102dd2f0e8b11d0f600bfb0c093";
         CHECK(rig.answer(a)->code() == 401);
     }
-    CHECK(rig.store.fetches == 0);
+    // Refused before the password is looked at: the store is read only for the re-challenge's
+    // algorithms, and nothing is counted there.
+    CHECK(rig.store.failures_recorded + rig.store.nonce_counts == 0);
     CHECK(rig.stored() == 0);
 }
 
@@ -882,11 +893,12 @@ TEST_CASE("digest auth: a uri other than the Request-URI -> 400, even with the r
     Challenge c = rig.challenge();
     Answer a = answer_to(c);
     a.uri = "sip:unrelated.invalid;x=1";  // the response is right for this uri and password
+    const auto fetches = rig.store.fetches;  // the challenge read the subscriber's algorithms
     auto p = rig.answer(a);
     CHECK(p->code() == 400);
     CHECK(p->msg->reason == "Digest URI Mismatch");
     CHECK(p->challenges().empty());
-    CHECK(rig.store.fetches == 0);
+    CHECK(rig.store.fetches == fetches);  // refused before any store read
     CHECK(rig.stored() == 0);
     CHECK(rig.a().stats.auth_failures.get() == 0);  // a bad request, not a wrong password
     a.uri = "sip:example.com;x=1";  // a parameter the Request-URI lacks is another URI too
@@ -907,8 +919,116 @@ TEST_CASE("digest auth: a store that cannot answer -> 503, never 200") {
     CHECK(rig.a()
               .stats.redis_errors[static_cast<std::size_t>(base::RedisErrorKind::Unavailable)]
               .get() == 1);
-    // Without credentials nothing is asked of the store: the challenge still goes out.
-    CHECK(rig.send(Reg{})->code() == 401);
+    // Without credentials the subscriber's algorithms cannot be read either: 503 (the binding
+    // could not be stored anyway), never a challenge with guessed algorithms.
+    CHECK(rig.send(Reg{})->code() == 503);
+}
+
+// Defect 8 (issue 14): baresip 1.0 and SIPp 3.6 give up on a 401 that offers SHA-256 at all, so a
+// registrar offering SHA-256 to everyone locks them out. The default is MD5 alone; SHA-256 is per
+// subscriber (sip-locctl user add --algorithms, the record's "algorithms" field).
+TEST_CASE("digest auth: the default offers MD5 alone, to subscribers without a list") {
+    CHECK(DigestConfig{}.algorithms == std::vector<DigestAlgorithm>{DigestAlgorithm::Md5});
+    Rig rig([](DigestConfig& c) { c.algorithms = DigestConfig{}.algorithms; });
+    auto c = rig.send(Reg{})->challenges();
+    REQUIRE(c.size() == 1);
+    CHECK(c[0].algorithm == "MD5");
+    CHECK(rig.answer(answer_to(c[0]))->code() == 200);
+    // An unknown user is challenged alike (the challenge tells nothing about the record).
+    Reg nobody;
+    nobody.to = "<sip:nobody@example.com>";
+    auto u = rig.send(nobody)->challenges();
+    REQUIRE(u.size() == 1);
+    CHECK(u[0].algorithm == "MD5");
+}
+
+TEST_CASE("digest auth: a subscriber's own list orders its challenges and bounds its answers") {
+    Rig rig([](DigestConfig& c) { c.algorithms = {DigestAlgorithm::Md5}; });
+    SUBCASE("SHA-256,MD5: both, SHA-256 first; either answer registers") {
+        rig.store.add_user("sip:alice@example.com", "alice", "example.com", "Circle Of Life",
+                           "SHA-256,MD5");
+        auto c = rig.send(Reg{})->challenges();
+        REQUIRE(c.size() == 2);
+        CHECK(c[0].algorithm == "SHA-256");
+        CHECK(c[1].algorithm == "MD5");
+        CHECK(rig.answer(answer_to(c[0]))->code() == 200);
+        Answer md5 = answer_to(c[1]);
+        md5.nc = "00000002";  // the one nonce serves both challenges
+        CHECK(rig.answer(md5, 3)->code() == 200);
+        CHECK(rig.a().stats.auth_failures.get() == 0);
+    }
+    SUBCASE("SHA-256 alone: an MD5 answer with the right password is refused (no downgrade)") {
+        rig.store.add_user("sip:alice@example.com", "alice", "example.com", "Circle Of Life",
+                           " sha-256 ");
+        auto c = rig.send(Reg{})->challenges();
+        REQUIRE(c.size() == 1);
+        CHECK(c[0].algorithm == "SHA-256");
+        Answer md5 = answer_to(c[0]);
+        md5.algorithm = "MD5";
+        auto p = rig.answer(md5);
+        CHECK(p->code() == 401);
+        REQUIRE(p->challenges().size() == 1);
+        CHECK(p->challenges()[0].algorithm == "SHA-256");  // re-challenged with its own list
+        CHECK(rig.a().stats.auth_failures.get() == 1);
+        CHECK(rig.store.failures("sip:alice@example.com") == 1);
+        CHECK(rig.answer(answer_to(c[0]), 3)->code() == 200);
+    }
+    SUBCASE("a list naming nothing known: challenged with the default, never registers") {
+        rig.store.add_user("sip:alice@example.com", "alice", "example.com", "Circle Of Life",
+                           "SHA-512-256");
+        auto c = rig.send(Reg{})->challenges();
+        REQUIRE(c.size() == 1);
+        CHECK(c[0].algorithm == "MD5");
+        CHECK(rig.answer(answer_to(c[0]))->code() == 401);
+    }
+    // bob has no list: the default.
+    Reg bob;
+    bob.to = "<sip:bob@example.com>";
+    auto b = rig.send(bob)->challenges();
+    REQUIRE(b.size() == 1);
+    CHECK(b[0].algorithm == "MD5");
+}
+
+TEST_CASE("digest auth: successes are counted by algorithm") {
+    Rig rig;
+    auto& ok = rig.a().stats.auth_successes;
+    Reg r;
+    auto c = rig.send(r)->challenges();
+    REQUIRE(c.size() == 2);
+    CHECK(rig.answer(answer_to(c[0]))->code() == 200);  // SHA-256
+    CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Sha256)].get() == 1);
+    CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Md5)].get() == 0);
+    Answer md5 = answer_to(c[1]);
+    md5.nc = "00000002";  // the one nonce serves both challenges
+    CHECK(rig.answer(md5, 3)->code() == 200);
+    CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Md5)].get() == 1);
+    Answer wrong = md5;
+    wrong.password = "not it";
+    wrong.nc = "00000003";
+    CHECK(rig.answer(wrong, 4)->code() == 401);
+    CHECK(rig.answer(md5, 5)->code() == 401);  // nc 2 again: a replay is no success
+    CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Md5)].get() == 1);
+    CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Sha256)].get() == 1);
+    CHECK(
+        std::string(base::kAuthAlgorithmNames[static_cast<std::size_t>(DigestAlgorithm::Sha256)]) ==
+        "SHA-256");
+}
+
+TEST_CASE("digest auth: parse_algorithm_list") {
+    registrar::AlgorithmList l;
+    registrar::parse_algorithm_list("SHA-256,MD5", l);
+    REQUIRE(l.size == 2);
+    CHECK(l.items[0] == DigestAlgorithm::Sha256);
+    CHECK(l.items[1] == DigestAlgorithm::Md5);
+    registrar::parse_algorithm_list(" md5 , ,MD5,\tsha-256", l);  // blanks, repeats, empty items
+    REQUIRE(l.size == 2);
+    CHECK(l.items[0] == DigestAlgorithm::Md5);
+    CHECK(l.items[1] == DigestAlgorithm::Sha256);
+    registrar::parse_algorithm_list("MD5-sess,SHA-512-256", l);
+    CHECK(l.size == 0);
+    registrar::parse_algorithm_list("", l);
+    CHECK(l.size == 0);
+    CHECK_FALSE(l.contains(DigestAlgorithm::Md5));
 }
 
 TEST_CASE("digest auth: aor_user / aor_domain") {
