@@ -233,6 +233,26 @@ def run_program(program: str, args: Sequence[str], timeout: float = 10.0,
     return out
 
 
+def startup_refused(program: str, args: Sequence[str], mention: str, *,
+                    env: dict[str, str]) -> str | None:
+    """What is wrong with how `program args` fails to start on free ports with no Redis running
+    (want: non-zero exit, exactly one line on stderr mentioning `mention`), or None. `env` should
+    carry SIPR_SECRET: without it the daemons add a warning line."""
+    full = ["--listen", f"{LOCALHOST}:{free_udp_port()}", "--metrics",
+            f"{LOCALHOST}:{free_tcp_port()}", "--redis", f"redis://{LOCALHOST}:{free_tcp_port()}",
+            *args]
+    r = run_program(program, full, timeout=15, env=env)
+    lines = r.stderr.splitlines()
+    what = f"{program} {' '.join(args)}"
+    if r.returncode == 0:
+        return f"{what}: exit status 0"
+    if len(lines) != 1:
+        return f"{what}: want one line on stderr, got {len(lines)}: {r.stderr!r}"
+    if mention not in lines[0]:
+        return f"{what}: stderr does not mention {mention!r}: {lines[0]!r}"
+    return None
+
+
 # Everything started here, so that an interrupted run (Ctrl-C, SIGTERM from a test timeout) still
 # stops it by PID on the way out.
 _children: list[Any] = []

@@ -22,9 +22,9 @@ sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    RedisServer, Response, ServiceDaemon, SipUdp, StoredBinding, case, check,
-    check_eq, fixture, free_tcp_port, free_udp_port, location_key, main, metric_value,
-    pack_binding, parse_response, run_program, scaled, unique, wait_until,
+    RedisServer, Response, ServiceDaemon, SipUdp, StoredBinding, case, check, check_eq, fixture,
+    free_tcp_port, free_udp_port, location_key, main, metric_value, pack_binding, parse_response,
+    run_program, scaled, startup_refused, unique, wait_until,
 )
 
 DOMAIN = "example.com"
@@ -119,25 +119,6 @@ def tiny_invite(ua: SipUdp, ruri: str) -> tuple[str, bytes]:
             f"From: <sip:x@y>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: {random.getrandbits(32):08x}"
             f"\r\nCSeq: 1 INVITE\r\n\r\n").encode()
     return branch, data
-
-
-def startup_refused(program: str, args: list[str], mention: str,
-                    env: dict[str, str] | None = None) -> str | None:
-    """What is wrong with how `program args` fails to start (want: non-zero exit, exactly one
-    line on stderr mentioning `mention`), or None."""
-    full = ["--listen", f"127.0.0.1:{free_udp_port()}", "--metrics",
-            f"127.0.0.1:{free_tcp_port()}", "--redis", f"redis://127.0.0.1:{free_tcp_port()}",
-            *args]
-    r = run_program(program, full, timeout=15, env=env or ENV)
-    lines = r.stderr.splitlines()
-    what = f"{program} {' '.join(args)}"
-    if r.returncode == 0:
-        return f"{what}: exit status 0"
-    if len(lines) != 1:
-        return f"{what}: want one line on stderr, got {len(lines)}: {r.stderr!r}"
-    if mention not in lines[0]:
-        return f"{what}: stderr does not mention {mention!r}: {lines[0]!r}"
-    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,14 +320,14 @@ def bad_allow_or_limits_refused_at_start():
                               (["--allow", "127.0.0.1", "--allow", "localhost"], "localhost"),
                               (["--rate-limit", "-5"], "--rate-limit"),
                               (["--rate-burst", "x"], "--rate-burst")):
-            problems.append(startup_refused(program, args, mention))
+            problems.append(startup_refused(program, args, mention, env=ENV))
         problems.append(startup_refused(program, [], "'bogus'",
                                         env={**ENV, "SIPR_ALLOW": "127.0.0.1,bogus"}))
     for program in ("sip-redirectd", "sip-registrard"):
         for args, mention in ((["--max-amplification", "0.5"], "--max-amplification"),
                               (["--max-amplification", "lots"], "--max-amplification"),
                               (["--max-response", "100"], "--max-response")):
-            problems.append(startup_refused(program, args, mention))
+            problems.append(startup_refused(program, args, mention, env=ENV))
     problems = [p for p in problems if p]
     check(not problems, f"{len(problems)} start-up refusal(s) wrong: " + " | ".join(problems))
 

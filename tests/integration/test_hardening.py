@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     Daemon, RedisServer, ServiceDaemon, SipUdp, binary, case, check, check_eq, fixture,
     free_tcp_port, free_udp_port, location_key, main, metric_value, run_program, scaled,
-    scrape_metrics, unique, unpack_binding,
+    scrape_metrics, startup_refused, unique, unpack_binding,
 )
 
 DOMAIN = "example.com"
@@ -229,23 +229,6 @@ def locctl_show_escapes_a_hostile_user_agent(redis, registrar):
 # ------------------------------------------------------------------------------------------------
 # --rate-limit-v6-prefix
 
-def startup_refused(program: str, args: list[str], mention: str,
-                    env: dict[str, str] | None = None) -> str | None:
-    full = ["--listen", f"127.0.0.1:{free_udp_port()}", "--metrics",
-            f"127.0.0.1:{free_tcp_port()}", "--redis", f"redis://127.0.0.1:{free_tcp_port()}",
-            *args]
-    r = run_program(program, full, timeout=15, env=env or ENV)
-    lines = r.stderr.splitlines()
-    what = f"{program} {' '.join(args)} {'(env)' if env else ''}"
-    if r.returncode == 0:
-        return f"{what}: exit status 0"
-    if len(lines) != 1:
-        return f"{what}: want one line on stderr, got {len(lines)}: {r.stderr!r}"
-    if mention not in lines[0]:
-        return f"{what}: stderr does not mention {mention!r}: {lines[0]!r}"
-    return None
-
-
 @case(uses=())
 def bad_v6_prefix_refused_at_start():
     """--rate-limit-v6-prefix outside 1..128 (flag or SIPR_RATE_LIMIT_V6_PREFIX): one line naming
@@ -256,11 +239,12 @@ def bad_v6_prefix_refused_at_start():
         for value in ("0", "129", "-1", "x", "64.5"):
             problems.append(startup_refused(program, ["--rate-limit", "10",
                                                       "--rate-limit-v6-prefix", value],
-                                            "--rate-limit-v6-prefix"))
+                                            "--rate-limit-v6-prefix", env=ENV))
         problems.append(startup_refused(program, [], "--rate-limit-v6-prefix",
                                         env={**ENV, "SIPR_RATE_LIMIT_V6_PREFIX": "200"}))
         for value in ("1", "48", "128"):
-            problems.append(startup_refused(program, ["--rate-limit-v6-prefix", value], "Redis"))
+            problems.append(startup_refused(program, ["--rate-limit-v6-prefix", value], "Redis",
+                                            env=ENV))
         problems.append(startup_refused(program, [], "Redis",
                                         env={**ENV, "SIPR_RATE_LIMIT_V6_PREFIX": "56"}))
     problems = [p for p in problems if p]
