@@ -200,16 +200,9 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
                                  config_.nonce_lifetime_s, config_.max_clock_skew_s, issued);
     if (ns == NonceStatus::Invalid) return challenge(Verdict::Reject);
 
-    Op* op = take_op();
+    Op* op = take_op(msg, from, aor, realm, extra, done, ctx);
     if (op == nullptr) return Verdict::Unavailable;
-    op->done = done;
-    op->ctx = ctx;
-    op->extra = &extra;
-    op->aor = aor;
-    op->realm = realm;
-    op->method = msg.method_name;
     op->bytes = bytes;
-    op->source = auth_source(from, op->source_buf);
     op->cred = cred;
     op->algorithm = algorithm;
     op->nc = nc;
@@ -218,7 +211,10 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     return start_fetch(op);
 }
 
-DigestAuthenticator::Op* DigestAuthenticator::take_op() noexcept {
+DigestAuthenticator::Op* DigestAuthenticator::take_op(const sip::Message& msg,
+                                                      const sip::Peer& from, std::string_view aor,
+                                                      std::string_view realm, std::string& extra,
+                                                      Done done, void* ctx) noexcept {
     Op* op;
     if (!free_ops_.empty()) {
         op = free_ops_.back();
@@ -237,15 +233,6 @@ DigestAuthenticator::Op* DigestAuthenticator::take_op() noexcept {
     *op = Op{};
     op->owner = this;
     op->algorithms = default_algorithms_;
-    return op;
-}
-
-Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const sip::Peer& from,
-                                                  std::string_view aor, std::string_view realm,
-                                                  std::string& extra, Done done, void* ctx,
-                                                  Verdict verdict) noexcept {
-    Op* op = take_op();
-    if (op == nullptr) return Verdict::Unavailable;
     op->done = done;
     op->ctx = ctx;
     op->extra = &extra;
@@ -253,6 +240,15 @@ Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const
     op->realm = realm;
     op->method = msg.method_name;
     op->source = auth_source(from, op->source_buf);
+    return op;
+}
+
+Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const sip::Peer& from,
+                                                  std::string_view aor, std::string_view realm,
+                                                  std::string& extra, Done done, void* ctx,
+                                                  Verdict verdict) noexcept {
+    Op* op = take_op(msg, from, aor, realm, extra, done, ctx);
+    if (op == nullptr) return Verdict::Unavailable;
     op->challenge_only = true;
     op->verdict = verdict;
     return start_fetch(op);

@@ -80,8 +80,10 @@ class DigestAuthenticator final : public Authenticator {
     static void on_fetched(void* ctx, const location::AuthFetchReply& reply) noexcept;
     static void on_failure_counted(void* ctx, const location::AuthFailureReply& reply) noexcept;
     static void on_nonce_count(void* ctx, const location::NonceCountReply& reply) noexcept;
-    // A free op (reset, with the default algorithms), or nullptr when none can be made.
-    Op* take_op() noexcept;
+    // A free op, reset, with the default algorithms and the request's callback, AOR, realm,
+    // method and source filled in; nullptr when none can be made.
+    Op* take_op(const sip::Message& msg, const sip::Peer& from, std::string_view aor,
+                std::string_view realm, std::string& extra, Done done, void* ctx) noexcept;
     // Reads the subscriber only to challenge it with its algorithms: the answer is `verdict`.
     Verdict fetch(const sip::Message& msg, const sip::Peer& from, std::string_view aor,
                   std::string_view realm, std::string& extra, Done done, void* ctx,
