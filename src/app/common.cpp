@@ -120,15 +120,15 @@ void parse_or_exit(CLI::App& app, int argc, char** argv) {
 }
 
 void die(const std::string& program, const std::string& message) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(),
-                 location::redact_redis_urls(message).c_str());
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), location::redact_redis_urls(message).c_str());
     std::exit(1);
 }
 
 void setup_logging(const std::string& program, const std::string& level) {
     auto lvl = spdlog::level::from_str(level);
     if (lvl == spdlog::level::off && level != "off")
-        die(program, "unknown --log-level '" + level + "' (use trace, debug, info, warn, error, off)");
+        die(program,
+            "unknown --log-level '" + level + "' (use trace, debug, info, warn, error, off)");
     auto logger = spdlog::stderr_color_mt(program);
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%t] %l: %v");
     logger->set_level(lvl);
@@ -172,7 +172,8 @@ void apply_password_file(const std::string& program, const std::string& url_text
 }
 
 std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
-    timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
+    timeval tv{static_cast<time_t>(timeout_ms / 1000),
+               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
     redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
     std::string where = location::redacted(url);
     if (c == nullptr || c->err != 0) {
@@ -208,11 +209,14 @@ std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
         auth.push_back(url.password);
         // The sentence an operator greps for; Redis's own reason (never the password) after it.
         if (!run(auth, err))
-            result = "Redis refused the password (AUTH): check the URL or "
-                     "SIPR_REDIS_PASSWORD_FILE (Redis at " + where + " said: " + err + ")";
+            result =
+                "Redis refused the password (AUTH): check the URL or "
+                "SIPR_REDIS_PASSWORD_FILE (Redis at " +
+                where + " said: " + err + ")";
     }
     if (result.empty() && url.db != 0 && !run({"SELECT", std::to_string(url.db)}, err))
-        result = "Redis at " + where + " refused SELECT " + std::to_string(url.db) + " (" + err + ")";
+        result =
+            "Redis at " + where + " refused SELECT " + std::to_string(url.db) + " (" + err + ")";
     if (result.empty() && !run({"PING"}, err))
         result = "Redis at " + where + " does not answer PING (" + err +
                  "): if it needs a password, put it in --redis or in the file named by "
@@ -288,7 +292,8 @@ uint64_t coarse_monotonic_ms() noexcept {
 namespace {
 // Whether the node of `url` is in a Redis Cluster that serves slots: "" or why not.
 std::string check_cluster_node(const location::RedisUrl& url, uint32_t timeout_ms) {
-    timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
+    timeval tv{static_cast<time_t>(timeout_ms / 1000),
+               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
     redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
     if (c == nullptr || c->err != 0) {
         if (c != nullptr) redisFree(c);
@@ -296,17 +301,21 @@ std::string check_cluster_node(const location::RedisUrl& url, uint32_t timeout_m
     }
     redisSetTimeout(c, tv);
     if (!url.password.empty()) {
-        auto* r = url.user.empty()
-                      ? static_cast<redisReply*>(redisCommand(c, "AUTH %b", url.password.data(), url.password.size()))
-                      : static_cast<redisReply*>(redisCommand(c, "AUTH %b %b", url.user.data(), url.user.size(),
-                                                              url.password.data(), url.password.size()));
+        auto* r = url.user.empty() ? static_cast<redisReply*>(redisCommand(
+                                         c, "AUTH %b", url.password.data(), url.password.size()))
+                                   : static_cast<redisReply*>(redisCommand(
+                                         c, "AUTH %b %b", url.user.data(), url.user.size(),
+                                         url.password.data(), url.password.size()));
         if (r != nullptr) freeReplyObject(r);
     }
     auto* r = static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS"));
     std::string why;
-    if (r == nullptr) why = c->errstr;
-    else if (r->type == REDIS_REPLY_ERROR) why = std::string(r->str, r->len);
-    else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) why = "it serves no slots (is the cluster created?)";
+    if (r == nullptr)
+        why = c->errstr;
+    else if (r->type == REDIS_REPLY_ERROR)
+        why = std::string(r->str, r->len);
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+        why = "it serves no slots (is the cluster created?)";
     if (r != nullptr) freeReplyObject(r);
     redisFree(c);
     return why;
@@ -381,7 +390,8 @@ RedisSetup check_redis_setup(const std::string& program, const std::string& redi
     s.primary = s.target.url;
     switch (s.target.mode) {
         case location::RedisMode::Single:
-            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty()) die(program, why);
+            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty())
+                die(program, why);
             break;
         case location::RedisMode::Sentinel: {
             location::RedisEndpoint p;
@@ -419,9 +429,11 @@ RedisSetup check_redis_setup(const std::string& program, const std::string& redi
     }
     if (!redis_read.empty()) {
         if (s.target.mode == location::RedisMode::Cluster)
-            die(program, "--redis-read does not apply to a cluster:// --redis (look-ups go to "
-                         "the primary of each slot): drop --redis-read");
-        if (!location::parse_redis_url(redis_read, s.read, err)) die(program, "--redis-read: " + err);
+            die(program,
+                "--redis-read does not apply to a cluster:// --redis (look-ups go to "
+                "the primary of each slot): drop --redis-read");
+        if (!location::parse_redis_url(redis_read, s.read, err))
+            die(program, "--redis-read: " + err);
         apply_password_file(program, redis_read, password_file, s.read);
         if (std::string why = check_redis(s.read, timeout_ms); !why.empty())
             die(program, "--redis-read: " + why);
@@ -438,7 +450,8 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
     if (redis.target.mode == location::RedisMode::Cluster) {
         // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
         cluster_ = std::make_unique<location::RedisCluster>(
-            loop, redis.target, ropts, location::ClusterMetrics{stats.redis_moved, stats.redis_ask});
+            loop, redis.target, ropts,
+            location::ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Worker::on_redis_state, this);
         store_ = std::make_unique<location::RedisStore>(*cluster_);
         return;
@@ -474,12 +487,12 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
     if (cache.ttl_ms != 0) {
         location::CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
                                  stats.cache_flushes, stats.cache_entries};
-        cache_ = std::make_unique<location::CachingStore>(*store_, cache, m,
-                                                          &location::system_clock_ms,
-                                                          &coarse_monotonic_ms);
+        cache_ = std::make_unique<location::CachingStore>(
+            *store_, cache, m, &location::system_clock_ms, &coarse_monotonic_ms);
         location::RedisOptions inval_opts = ropts;
         inval_opts.client_name = "sipr-inval-" + std::to_string(index);
-        inval_opts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+        inval_opts.command_timeout_ms =
+            std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
         inval_opts.require_primary = sentinel && !redis.has_read;
         tracker_ = std::make_unique<location::CacheTracker>(loop, *tracked, *cache_, *tracked_url,
                                                             inval_opts, cache.tracking_max_keys);
@@ -533,8 +546,9 @@ void Worker::start_receiving() {
 void Worker::on_redis_state(void* ctx, location::RedisClient::State s) noexcept {
     auto* self = static_cast<Worker*>(ctx);
     if (self->tracker_ && !self->read_) self->tracker_->on_data_state(s);
-    self->redis_state_changed(self->read_ ? "Redis primary" : "Redis", s,
-                              self->cluster_ ? self->cluster_->last_error() : self->redis_->last_error());
+    self->redis_state_changed(
+        self->read_ ? "Redis primary" : "Redis", s,
+        self->cluster_ ? self->cluster_->last_error() : self->redis_->last_error());
 }
 
 void Worker::on_read_state(void* ctx, location::RedisClient::State s) noexcept {
@@ -559,8 +573,10 @@ void Worker::redis_state_changed(std::string_view which, location::RedisClient::
 
 bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept {
     sockaddr_storage dst = to.addr;
-    if (dst.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&dst)->sin_port = htons(port);
-    else reinterpret_cast<sockaddr_in6*>(&dst)->sin6_port = htons(port);
+    if (dst.ss_family == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&dst)->sin_port = htons(port);
+    else
+        reinterpret_cast<sockaddr_in6*>(&dst)->sin6_port = htons(port);
     return socket_.queue(bytes, reinterpret_cast<const sockaddr*>(&dst));
 }
 
@@ -654,8 +670,8 @@ Startup check_startup(const std::string& program, const CommonFlags& common) {
         if (std::string why = s.allow.add(cidr); !why.empty()) die(program, "--allow " + why);
     s.redis = check_redis_setup(program, common.redis, common.redis_password_file,
                                 common.redis_read, common.redis_timeout_ms);
-    s.workers = common.workers != 0 ? common.workers
-                                    : std::max(1u, std::thread::hardware_concurrency());
+    s.workers =
+        common.workers != 0 ? common.workers : std::max(1u, std::thread::hardware_concurrency());
     return s;
 }
 
@@ -729,26 +745,31 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         common.listen, n, common.spread, common.metrics, location::redacted(startup.redis.target));
     // Only once serving: a start-up error stays the only line on stderr.
     if (common.rate_limit != 0 && !startup.allow.empty())
-        spdlog::warn("--rate-limit does not apply: every source accepted is in --allow, and "
-                     "sources in --allow are exempt from it");
+        spdlog::warn(
+            "--rate-limit does not apply: every source accepted is in --allow, and "
+            "sources in --allow are exempt from it");
     if (common.secret.empty())
-        spdlog::warn("no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
-                     "every instance of a deployment (tags stay consistent, but guessable)");
+        spdlog::warn(
+            "no --secret / SIPR_SECRET: using the built-in To-tag key; set one secret on "
+            "every instance of a deployment (tags stay consistent, but guessable)");
 
     int sig = wait_for_signal();
     if (sig == SIGTERM && drain_seconds > 0) {
         // Graceful drain: the balancer's probe sees 503 and takes this instance out while it
         // still answers whatever reaches it; only then do we stop.
-        spdlog::info("SIGTERM: draining for {} s (health probe answers 503, requests are still "
-                     "answered); SIGTERM or SIGINT again stops at once",
-                     drain_seconds);
+        spdlog::info(
+            "SIGTERM: draining for {} s (health probe answers 503, requests are still "
+            "answered); SIGTERM or SIGINT again stops at once",
+            drain_seconds);
         for (unsigned i = 0; i < n; ++i) {
             Worker* w = workers[i].get();
             group.post(i, [w] { w->begin_drain(); });
         }
         sig = wait_for_signal_for(uint64_t{drain_seconds} * 1000u);
-        if (sig != 0) spdlog::info("signal {} while draining: stopping at once", sig);
-        else spdlog::info("drained for {} s", drain_seconds);
+        if (sig != 0)
+            spdlog::info("signal {} while draining: stopping at once", sig);
+        else
+            spdlog::info("drained for {} s", drain_seconds);
     }
     spdlog::info("signal {}: answering what is in flight and stopping", sig != 0 ? sig : SIGTERM);
     group.stop();

@@ -2,9 +2,9 @@
 // What every daemon's main() shares: flags, logging, the start-up Redis check, signals, and the
 // per-worker plumbing between a net::UdpSocket, a Redis connection and a service. Only app/ wires
 // concrete things together (DESIGN §3).
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <uv.h>
+#include <CLI/CLI.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -32,21 +32,21 @@ struct CommonFlags {
     std::string listen;
     std::string redis = "redis://127.0.0.1:6379";
     std::string redis_password_file;  // --redis-password-file / SIPR_REDIS_PASSWORD_FILE
-    std::string redis_read;  // --redis-read (sip-redirectd): look-ups go to this replica
+    std::string redis_read;           // --redis-read (sip-redirectd): look-ups go to this replica
     std::string metrics;
     unsigned workers = 0;  // 0: one per core
     std::vector<std::string> domains;
     std::string log_level = "info";
     std::string secret;  // To-tag key, shared by every instance
     uint32_t redis_timeout_ms = 1000;
-    std::vector<std::string> allow;  // CIDRs; none: every source
-    uint32_t rate_limit = 0;         // datagrams per second per source IP, per worker; 0: off
-    uint32_t rate_burst = 0;         // 0: twice the rate
+    std::vector<std::string> allow;   // CIDRs; none: every source
+    uint32_t rate_limit = 0;          // datagrams per second per source IP, per worker; 0: off
+    uint32_t rate_burst = 0;          // 0: twice the rate
     std::size_t max_response = 1300;  // largest answer over UDP, bytes (RFC 3261 §18.1.1)
     double max_amplification = 3.0;   // answer/request bound for sources outside --allow; 0: off
     // IPv6 sources are rate-limited per prefix of this many bits (1..128); IPv4 per address.
     unsigned rate_limit_v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix;
-    std::string spread = "random";   // random: one source reaches every worker; flow: kernel hash
+    std::string spread = "random";  // random: one source reaches every worker; flow: kernel hash
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
@@ -121,7 +121,7 @@ struct RedisSetup {
 // One worker: its socket, its Redis connection and store, its stats. The service is supplied by
 // the daemon through handle(). Lives on one loop thread from open() to the end of the loop.
 class Worker : public net::DatagramHandler, public sip::Sender {
-public:
+  public:
     // With `cache` (ttl_ms > 0) look-ups go through a near-cache kept correct by a second Redis
     // connection (location::CacheTracker); the connections are then named sipr-data-<index> and
     // sipr-inval-<index>.
@@ -167,7 +167,7 @@ public:
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
 
-protected:
+  protected:
     // The service's entry point for one datagram.
     virtual void handle(std::string_view bytes, const sip::Peer& from) noexcept = 0;
     // What is still in flight (drain waits for 0).
@@ -177,7 +177,7 @@ protected:
     // During handle(): whether the datagram's source is in --allow (a trusted peer).
     [[nodiscard]] bool source_trusted() const noexcept { return trusted_; }
 
-private:
+  private:
     static void on_redis_state(void* ctx, location::RedisClient::State s) noexcept;
     static void on_read_state(void* ctx, location::RedisClient::State s) noexcept;
     void redis_state_changed(std::string_view which, location::RedisClient::State s,
@@ -201,8 +201,8 @@ private:
     uv_timer_t drain_timer_{};
     bool drain_timer_open_ = false;
     uint64_t drain_deadline_ = 0;
-    sip::Peer peer_;  // scratch for the datagram being handled
-    bool trusted_ = false;  // peer_ is in allow_
+    sip::Peer peer_;         // scratch for the datagram being handled
+    bool trusted_ = false;   // peer_ is in allow_
     net::AddressSet allow_;  // a copy per worker: read-only, on this thread's own cache lines
     std::unique_ptr<net::SourceRateLimiter> limiter_;  // null: no rate limit
 };
@@ -218,8 +218,8 @@ struct Startup {
 [[nodiscard]] Startup check_startup(const std::string& program, const CommonFlags& common);
 
 // Makes worker `index` on its loop with its stats shard.
-using WorkerFactory =
-    std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop, base::ServiceStats& stats)>;
+using WorkerFactory = std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop,
+                                                            base::ServiceStats& stats)>;
 
 // Runs a daemon: the metrics exporter, one Worker per thread on the shared port, until SIGINT or
 // SIGTERM. On SIGTERM with `drain_seconds` > 0 the workers first drain (Worker::begin_drain: the

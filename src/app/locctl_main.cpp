@@ -46,7 +46,8 @@ std::string normalize_or_die(const std::string& text) {
     char buf[sip::kMaxAorLength];
     std::size_t len = 0;
     if (sip::normalize_aor(text, {}, buf, len) != sip::AorStatus::Ok)
-        app::die(kProgram, "'" + text + "' is not a SIP address-of-record (e.g. sip:alice@example.com)");
+        app::die(kProgram,
+                 "'" + text + "' is not a SIP address-of-record (e.g. sip:alice@example.com)");
     return std::string(buf, len);
 }
 
@@ -54,7 +55,7 @@ std::string normalize_or_die(const std::string& text) {
 // Sentinels name; with cluster:// it follows -MOVED and -ASK to the node that holds the key, as
 // redis-cli -c does.
 class Redis {
-public:
+  public:
     Redis(const std::string& url_text, const std::string& password_file) {
         app::RedisSetup setup = app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
         url_ = setup.primary;
@@ -85,7 +86,7 @@ public:
     }
     static void free(redisReply* r) { freeReplyObject(r); }
 
-private:
+  private:
     void connect(const location::RedisUrl& url) {
         timeval tv{2, 0};
         c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
@@ -243,7 +244,8 @@ int cmd_show(Redis& r, const std::string& aor_text, bool json) {
             continue;
         }
         if (v.expires_at_ms <= now) continue;
-        rows.push_back({std::string(rep->element[i]->str, rep->element[i]->len), location::to_binding(v)});
+        rows.push_back(
+            {std::string(rep->element[i]->str, rep->element[i]->len), location::to_binding(v)});
     }
     Redis::free(rep);
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
@@ -254,15 +256,15 @@ int cmd_show(Redis& r, const std::string& aor_text, bool json) {
         std::printf("{\"aor\":\"%s\",\"bindings\":[", json_escape(aor).c_str());
         for (std::size_t i = 0; i < rows.size(); ++i) {
             const auto& b = rows[i].b;
-            std::printf("%s{\"contact\":\"%s\",\"q\":%s,\"expires_in\":%lld,\"received\":\"%s\","
-                        "\"user_agent\":\"%s\",\"instance\":\"%s\",\"path\":\"%s\",\"call_id\":\"%s\","
-                        "\"cseq\":%u}",
-                        i == 0 ? "" : ",", json_escape(b.contact).c_str(),
-                        registrar::format_q(b.q).c_str(),
-                        static_cast<long long>((b.expires_at_ms - now + 999) / 1000),
-                        json_escape(b.received).c_str(), json_escape(b.user_agent).c_str(),
-                        json_escape(b.instance).c_str(), json_escape(b.path).c_str(),
-                        json_escape(b.call_id).c_str(), b.cseq);
+            std::printf(
+                "%s{\"contact\":\"%s\",\"q\":%s,\"expires_in\":%lld,\"received\":\"%s\","
+                "\"user_agent\":\"%s\",\"instance\":\"%s\",\"path\":\"%s\",\"call_id\":\"%s\","
+                "\"cseq\":%u}",
+                i == 0 ? "" : ",", json_escape(b.contact).c_str(), registrar::format_q(b.q).c_str(),
+                static_cast<long long>((b.expires_at_ms - now + 999) / 1000),
+                json_escape(b.received).c_str(), json_escape(b.user_agent).c_str(),
+                json_escape(b.instance).c_str(), json_escape(b.path).c_str(),
+                json_escape(b.call_id).c_str(), b.cseq);
         }
         std::printf("]}\n");
         return 0;
@@ -270,7 +272,8 @@ int cmd_show(Redis& r, const std::string& aor_text, bool json) {
     std::printf("%s: %zu binding%s\n", text_escape(aor).c_str(), rows.size(),
                 rows.size() == 1 ? "" : "s");
     if (!rows.empty()) {
-        std::printf("%-48s %5s %8s  %-22s %s\n", "CONTACT", "Q", "EXPIRES", "RECEIVED", "USER-AGENT / INSTANCE / PATH");
+        std::printf("%-48s %5s %8s  %-22s %s\n", "CONTACT", "Q", "EXPIRES", "RECEIVED",
+                    "USER-AGENT / INSTANCE / PATH");
         for (const auto& row : rows) {
             const auto& b = row.b;
             // Every field came from the network (the REGISTER): escaped for the terminal.
@@ -295,7 +298,8 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
     std::string aor = normalize_or_die(aor_text);
     sip::NameAddr na;
     if (!sip::parse_name_addr(contact, na))
-        app::die(kProgram, "'" + contact + "' is not a contact URI (e.g. sip:alice@192.0.2.10:5060)");
+        app::die(kProgram,
+                 "'" + contact + "' is not a contact URI (e.g. sip:alice@192.0.2.10:5060)");
     if (q < 0 || q > 1) app::die(kProgram, "--q must be between 0 and 1");
     location::Binding b;
     b.call_id = "sip-locctl";
@@ -305,10 +309,10 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
     b.q = static_cast<uint16_t>(q * 1000 + 0.5);
     b.user_agent = "sip-locctl";
     std::string key = registrar::contact_key(na.uri, na.uri_text);
-    redisReply* rep = r.run({"EVAL", std::string(location::register_script()), "1",
-                             location::location_key(aor), "100000", "0", "0", b.call_id,
-                             std::to_string(b.cseq), key, std::to_string(expires),
-                             location::pack_binding_tail(b)});
+    redisReply* rep =
+        r.run({"EVAL", std::string(location::register_script()), "1", location::location_key(aor),
+               "100000", "0", "0", b.call_id, std::to_string(b.cseq), key, std::to_string(expires),
+               location::pack_binding_tail(b)});
     Redis::free(rep);
     std::printf("bound %s -> %s for %us (q=%s)\n", aor.c_str(), std::string(na.uri_text).c_str(),
                 expires, registrar::format_q(b.q).c_str());
@@ -326,8 +330,8 @@ int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact
         if (!sip::parse_name_addr(contact, na))
             app::die(kProgram, "'" + contact + "' is not a contact URI");
         // The binding key is the contact (normalised) or its +sip.instance: try both forms.
-        rep = r.run({"HDEL", location::location_key(aor), registrar::contact_key(na.uri, na.uri_text),
-                     contact});
+        rep = r.run({"HDEL", location::location_key(aor),
+                     registrar::contact_key(na.uri, na.uri_text), contact});
         std::printf("removed %lld binding(s) of %s\n", rep->integer, aor.c_str());
     }
     Redis::free(rep);
@@ -363,8 +367,9 @@ int cmd_user_add(Redis& r, const std::string& aor_text, const std::string& passw
     std::string user = aor.substr(colon + 1, at - colon - 1);
     std::string realm = realm_flag.empty() ? aor.substr(at + 1) : realm_flag;
     std::string a1 = user + ":" + realm + ":" + password;
-    Redis::free(r.run({"HSET", location::subscriber_key(aor), "ha1-md5", hex_digest(EVP_md5(), a1),
-                       "ha1-sha256", hex_digest(EVP_sha256(), a1), "enabled", "1", "realm", realm}));
+    Redis::free(
+        r.run({"HSET", location::subscriber_key(aor), "ha1-md5", hex_digest(EVP_md5(), a1),
+               "ha1-sha256", hex_digest(EVP_sha256(), a1), "enabled", "1", "realm", realm}));
     // "add or replace": a record added again without --algorithms goes back to the registrar's
     // --auth-algorithms.
     if (algorithms.empty())
@@ -387,8 +392,9 @@ int cmd_user_del(Redis& r, const std::string& aor_text) {
 // One request/response exchange over UDP with RFC 3261 §17.1.2 retransmission (T1 = 500 ms,
 // doubling up to 4 s) until `timeout_ms`. `build` gets the local address text and the branch and
 // returns the request. Returns the response text ("" on no answer).
-std::string transact(const sockaddr_storage& to, uint32_t timeout_ms,
-                     const std::function<std::string(const std::string& local, const std::string& branch)>& build) {
+std::string transact(
+    const sockaddr_storage& to, uint32_t timeout_ms,
+    const std::function<std::string(const std::string& local, const std::string& branch)>& build) {
     int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) app::die(kProgram, "cannot open a UDP socket");
     sockaddr_storage any{};
@@ -464,17 +470,21 @@ uint16_t report(const std::string& target, uint32_t timeout_ms, std::string_view
 
 // Exit status of a command that sent one request: 0 when the answer was `want`, 1 on another
 // answer, 2 on none.
-int exit_for(uint16_t got, uint16_t want) { return got == 0 ? 2 : got == want ? 0 : 1; }
+int exit_for(uint16_t got, uint16_t want) {
+    return got == 0 ? 2 : got == want ? 0 : 1;
+}
 
 // OPTIONS to HOST:PORT; exit 0 on 200, 1 on another answer, 2 on none.
 int cmd_ping(const std::string& target, uint32_t timeout_ms) {
     sockaddr_storage to = endpoint_or_die(target);
-    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
-        return "OPTIONS sip:" + target + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=" +
-               branch + ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" +
-               random_token() + "\r\nTo: <sip:" + target + ">\r\nCall-ID: locctl-" + random_token() +
-               "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-    });
+    std::string resp =
+        transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+            return "OPTIONS sip:" + target + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local +
+                   ";branch=" + branch +
+                   ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" +
+                   random_token() + "\r\nTo: <sip:" + target + ">\r\nCall-ID: locctl-" +
+                   random_token() + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        });
     sip::Message m;
     return exit_for(report(target, timeout_ms, resp, false, m), 200);
 }
@@ -486,13 +496,15 @@ int cmd_register(const std::string& aor_text, const std::string& contact, const 
     std::string aor = normalize_or_die(aor_text);
     sockaddr_storage to = endpoint_or_die(target);
     std::string domain = aor.substr(aor.rfind('@') + 1);
-    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
-        return "REGISTER sip:" + domain + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=" +
-               branch + ";rport\r\nMax-Forwards: 70\r\nFrom: <" + aor + ">;tag=" + random_token() +
-               "\r\nTo: <" + aor + ">\r\nCall-ID: locctl-reg-" + random_token() +
-               "\r\nCSeq: 1 REGISTER\r\nContact: <" + contact + ">\r\nExpires: " +
-               std::to_string(expires) + "\r\nUser-Agent: sip-locctl\r\nContent-Length: 0\r\n\r\n";
-    });
+    std::string resp =
+        transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+            return "REGISTER sip:" + domain + " SIP/2.0\r\nVia: SIP/2.0/UDP " + local +
+                   ";branch=" + branch + ";rport\r\nMax-Forwards: 70\r\nFrom: <" + aor +
+                   ">;tag=" + random_token() + "\r\nTo: <" + aor + ">\r\nCall-ID: locctl-reg-" +
+                   random_token() + "\r\nCSeq: 1 REGISTER\r\nContact: <" + contact +
+                   ">\r\nExpires: " + std::to_string(expires) +
+                   "\r\nUser-Agent: sip-locctl\r\nContent-Length: 0\r\n\r\n";
+        });
     sip::Message m;
     return exit_for(report(target, timeout_ms, resp, true, m), 200);
 }
@@ -503,13 +515,15 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
     sockaddr_storage to = endpoint_or_die(target);
     std::string from_tag = random_token(), call_id = "locctl-inv-" + random_token();
     std::string via_line;
-    std::string resp = transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
-        via_line = "Via: SIP/2.0/UDP " + local + ";branch=" + branch + ";rport\r\n";
-        return "INVITE " + uri + " SIP/2.0\r\n" + via_line +
-               "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
-               "\r\nTo: <" + uri + ">\r\nCall-ID: " + call_id +
-               "\r\nCSeq: 1 INVITE\r\nContact: <sip:sip-locctl@localhost>\r\nContent-Length: 0\r\n\r\n";
-    });
+    std::string resp =
+        transact(to, timeout_ms, [&](const std::string& local, const std::string& branch) {
+            via_line = "Via: SIP/2.0/UDP " + local + ";branch=" + branch + ";rport\r\n";
+            return "INVITE " + uri + " SIP/2.0\r\n" + via_line +
+                   "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
+                   "\r\nTo: <" + uri + ">\r\nCall-ID: " + call_id +
+                   "\r\nCSeq: 1 INVITE\r\nContact: <sip:sip-locctl@localhost>\r\nContent-Length: "
+                   "0\r\n\r\n";
+        });
     sip::Message m;
     const uint16_t status = report(target, timeout_ms, resp, true, m);
     if (status >= 300) {
@@ -517,7 +531,8 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
         std::string ack = "ACK " + uri + " SIP/2.0\r\n" + via_line +
                           "Max-Forwards: 70\r\nFrom: <sip:sip-locctl@localhost>;tag=" + from_tag +
                           "\r\nTo: " + std::string(to_h != nullptr ? to_h->value : "") +
-                          "\r\nCall-ID: " + call_id + "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+                          "\r\nCall-ID: " + call_id +
+                          "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
         int fd = ::socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         const auto* to_sa = reinterpret_cast<const sockaddr*>(&to);
         if (fd >= 0) {
@@ -535,9 +550,10 @@ int main(int argc, char** argv) {
     cli.require_subcommand(1);
     std::string redis = "redis://127.0.0.1:6379";
     std::string redis_password_file;
-    cli.add_option("--redis", redis,
-                   "Redis: redis://[user:password@]host:port[/db], sentinel://host:port,.../mastername "
-                   "or cluster://host:port,...")
+    cli.add_option(
+           "--redis", redis,
+           "Redis: redis://[user:password@]host:port[/db], sentinel://host:port,.../mastername "
+           "or cluster://host:port,...")
         ->envname("SIPR_REDIS")
         ->capture_default_str();
     cli.add_option("--redis-password-file", redis_password_file,
@@ -550,7 +566,8 @@ int main(int argc, char** argv) {
     std::string aor, password, realm, contact;
     auto* user_add = user->add_subcommand("add", "add or replace a subscriber");
     user_add->add_option("AOR", aor, "address-of-record")->required();
-    user_add->add_option("--password", password, "the password (HA1 is stored, not the password)")->required();
+    user_add->add_option("--password", password, "the password (HA1 is stored, not the password)")
+        ->required();
     user_add->add_option("--realm", realm, "digest realm (default: the AOR's domain)");
     std::vector<std::string> algorithms;
     user_add
@@ -571,7 +588,8 @@ int main(int argc, char** argv) {
     auto* bind = cli.add_subcommand("bind", "add a static binding");
     bind->add_option("AOR", aor, "address-of-record")->required();
     bind->add_option("CONTACT", contact, "contact URI")->required();
-    bind->add_option("--expires", expires, "seconds (default: one year)")->check(CLI::Range(1u, 315360000u));
+    bind->add_option("--expires", expires, "seconds (default: one year)")
+        ->check(CLI::Range(1u, 315360000u));
     bind->add_option("--q", q, "q-value 0..1")->check(CLI::Range(0.0, 1.0));
 
     auto* unbind = cli.add_subcommand("unbind", "remove one binding, or all of an AOR");
@@ -586,7 +604,8 @@ int main(int argc, char** argv) {
 
     uint32_t reg_expires = 3600;
     std::string registrar_target = "127.0.0.1:5060";
-    auto* reg = cli.add_subcommand("register", "REGISTER a contact through a registrar, as a UA would");
+    auto* reg =
+        cli.add_subcommand("register", "REGISTER a contact through a registrar, as a UA would");
     reg->add_option("AOR", aor, "address-of-record")->required();
     reg->add_option("CONTACT", contact, "contact URI")->required();
     reg->add_option("--registrar", registrar_target, "host:port")->capture_default_str();
@@ -594,7 +613,8 @@ int main(int argc, char** argv) {
     reg->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
 
     std::string redirect_target = "127.0.0.1:5070";
-    auto* invite = cli.add_subcommand("invite", "send INVITE to a redirect server, print the answer");
+    auto* invite =
+        cli.add_subcommand("invite", "send INVITE to a redirect server, print the answer");
     invite->add_option("URI", aor, "Request-URI, e.g. sip:alice@example.com")->required();
     invite->add_option("--target", redirect_target, "host:port")->capture_default_str();
     invite->add_option("--timeout", timeout_ms, "ms")->capture_default_str();

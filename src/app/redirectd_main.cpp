@@ -20,7 +20,7 @@ uint64_t monotonic_us() noexcept {
 }
 
 class RedirectWorker final : public app::Worker {
-public:
+  public:
     RedirectWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
                    const location::RedisOptions& ropts, base::ServiceStats& stats,
                    const redirect::Config& config, const location::NearCacheOptions& cache)
@@ -28,14 +28,14 @@ public:
           redirector_(config, lookup_store(), *this, stats, &monotonic_us,
                       &location::system_clock_ms) {}
 
-protected:
+  protected:
     void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
         redirector_.on_datagram(bytes, from, source_trusted());
     }
     std::size_t pending() const noexcept override { return redirector_.inflight(); }
     void on_drain() noexcept override { redirector_.set_draining(true); }
 
-private:
+  private:
     redirect::Redirector redirector_;
 };
 
@@ -150,8 +150,9 @@ int main(int argc, char** argv) {
         config.default_domain = config.domains.front();
 
     if (cache_ttl_ms != 0 && common.redis.rfind("cluster://", 0) == 0)
-        app::die(program, "--cache-ttl does not work with a cluster:// --redis yet (the near-cache "
-                          "tracks reads on one node): drop --cache-ttl or use redis:// / sentinel://");
+        app::die(program,
+                 "--cache-ttl does not work with a cluster:// --redis yet (the near-cache "
+                 "tracks reads on one node): drop --cache-ttl or use redis:// / sentinel://");
     app::Startup startup = app::check_startup(program, common);
     config.tag_key = app::tag_key(common.secret);
     location::RedisOptions ropts;
@@ -176,7 +177,8 @@ int main(int argc, char** argv) {
     }
     return app::serve(
         program, common, startup,
-        [&](std::size_t i, uv_loop_t* loop, base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
+        [&](std::size_t i, uv_loop_t* loop,
+            base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
             return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config,
                                                     cache);
         },

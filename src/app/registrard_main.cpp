@@ -13,7 +13,7 @@ namespace {
 using namespace sipr;
 
 class RegistrarWorker final : public app::Worker {
-public:
+  public:
     RegistrarWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
                     const location::RedisOptions& ropts, base::ServiceStats& stats,
                     const registrar::Config& config,
@@ -25,13 +25,13 @@ public:
         }
     }
 
-protected:
+  protected:
     void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
         registrar_.on_datagram(bytes, from, source_trusted());
     }
     std::size_t pending() const noexcept override { return registrar_.pending(); }
 
-private:
+  private:
     registrar::Registrar registrar_;
     std::unique_ptr<registrar::DigestAuthenticator> auth_;  // --auth digest
 };
@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
         ->envname("SIPR_AUTH")
         ->check(CLI::IsMember({"none", "digest"}))
         ->capture_default_str();
-    cli.add_option("--realm", realm, "digest realm (default: the AOR's domain)")->envname("SIPR_REALM");
+    cli.add_option("--realm", realm, "digest realm (default: the AOR's domain)")
+        ->envname("SIPR_REALM");
     std::vector<std::string> algorithms{"MD5"};
     cli.add_option("--auth-algorithms", algorithms,
                    "digest algorithms of a subscriber whose record names none (sip-locctl user "
@@ -111,7 +112,8 @@ int main(int argc, char** argv) {
         ->envname("SIPR_MAX_CONTACTS")
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
-    cli.add_option("--max-contacts-policy", policy, "beyond --max-contacts: reject (403) or evict the oldest")
+    cli.add_option("--max-contacts-policy", policy,
+                   "beyond --max-contacts: reject (403) or evict the oldest")
         ->envname("SIPR_MAX_CONTACTS_POLICY")
         ->check(CLI::IsMember({"reject", "evict"}))
         ->capture_default_str();
@@ -131,8 +133,9 @@ int main(int argc, char** argv) {
         // here, and a built-in one would let anyone mint nonces.
         digest->nonce_secret = nonce_secret.empty() ? common.secret : nonce_secret;
         if (digest->nonce_secret.empty())
-            app::die(program, "--auth digest needs a secret shared by every registrar instance: "
-                              "set SIPR_SECRET (or --nonce-secret / SIPR_NONCE_SECRET)");
+            app::die(program,
+                     "--auth digest needs a secret shared by every registrar instance: "
+                     "set SIPR_SECRET (or --nonce-secret / SIPR_NONCE_SECRET)");
         digest->nonce_lifetime_s = nonce_lifetime;
         digest->lockout.limit = fail_limit;
         digest->lockout.cooldown_s = cooldown;
@@ -159,7 +162,8 @@ int main(int argc, char** argv) {
     ropts.command_timeout_ms = common.redis_timeout_ms;
     return app::serve(
         program, common, startup,
-        [&](std::size_t i, uv_loop_t* loop, base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
+        [&](std::size_t i, uv_loop_t* loop,
+            base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
             return std::make_unique<RegistrarWorker>(i, loop, startup.redis, ropts, stats, config,
                                                      digest);
         },

@@ -3,7 +3,9 @@
 namespace sipr::base {
 namespace {
 
-constexpr uint64_t rotl(uint64_t x, int b) noexcept { return (x << b) | (x >> (64 - b)); }
+constexpr uint64_t rotl(uint64_t x, int b) noexcept {
+    return (x << b) | (x >> (64 - b));
+}
 
 }  // namespace
 
@@ -16,10 +18,20 @@ SipHasher::SipHasher(SipKey key) noexcept
 void SipHasher::compress(uint64_t m) noexcept {
     v3_ ^= m;
     for (int i = 0; i < 2; ++i) {  // c = 2 compression rounds
-        v0_ += v1_; v1_ = rotl(v1_, 13); v1_ ^= v0_; v0_ = rotl(v0_, 32);
-        v2_ += v3_; v3_ = rotl(v3_, 16); v3_ ^= v2_;
-        v0_ += v3_; v3_ = rotl(v3_, 21); v3_ ^= v0_;
-        v2_ += v1_; v1_ = rotl(v1_, 17); v1_ ^= v2_; v2_ = rotl(v2_, 32);
+        v0_ += v1_;
+        v1_ = rotl(v1_, 13);
+        v1_ ^= v0_;
+        v0_ = rotl(v0_, 32);
+        v2_ += v3_;
+        v3_ = rotl(v3_, 16);
+        v3_ ^= v2_;
+        v0_ += v3_;
+        v3_ = rotl(v3_, 21);
+        v3_ ^= v0_;
+        v2_ += v1_;
+        v1_ = rotl(v1_, 17);
+        v1_ ^= v2_;
+        v2_ = rotl(v2_, 32);
     }
     v0_ ^= m;
 }
@@ -42,10 +54,20 @@ uint64_t SipHasher::finish() const noexcept {
     s.compress(b);
     s.v2_ ^= 0xff;
     for (int i = 0; i < 4; ++i) {  // d = 4 finalisation rounds
-        s.v0_ += s.v1_; s.v1_ = rotl(s.v1_, 13); s.v1_ ^= s.v0_; s.v0_ = rotl(s.v0_, 32);
-        s.v2_ += s.v3_; s.v3_ = rotl(s.v3_, 16); s.v3_ ^= s.v2_;
-        s.v0_ += s.v3_; s.v3_ = rotl(s.v3_, 21); s.v3_ ^= s.v0_;
-        s.v2_ += s.v1_; s.v1_ = rotl(s.v1_, 17); s.v1_ ^= s.v2_; s.v2_ = rotl(s.v2_, 32);
+        s.v0_ += s.v1_;
+        s.v1_ = rotl(s.v1_, 13);
+        s.v1_ ^= s.v0_;
+        s.v0_ = rotl(s.v0_, 32);
+        s.v2_ += s.v3_;
+        s.v3_ = rotl(s.v3_, 16);
+        s.v3_ ^= s.v2_;
+        s.v0_ += s.v3_;
+        s.v3_ = rotl(s.v3_, 21);
+        s.v3_ ^= s.v0_;
+        s.v2_ += s.v1_;
+        s.v1_ = rotl(s.v1_, 17);
+        s.v1_ ^= s.v2_;
+        s.v2_ = rotl(s.v2_, 32);
     }
     return s.v0_ ^ s.v1_ ^ s.v2_ ^ s.v3_;
 }

@@ -36,7 +36,8 @@ bool unpack_binding(std::string_view packed, BindingView& out) noexcept {
     const char* p = packed.data();
     const char* end = p + packed.size();
     for (;;) {  // memchr per field: a look-up unpacks every binding of the AOR
-        const auto* sep = static_cast<const char*>(std::memchr(p, kFieldSep, static_cast<std::size_t>(end - p)));
+        const auto* sep =
+            static_cast<const char*>(std::memchr(p, kFieldSep, static_cast<std::size_t>(end - p)));
         if (n == kFields) return false;
         f[n++] = std::string_view(p, static_cast<std::size_t>((sep != nullptr ? sep : end) - p));
         if (sep == nullptr) break;

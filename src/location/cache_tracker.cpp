@@ -28,9 +28,12 @@ TrackingBound judge_tracking_bound(const redisReply* reply, uint64_t max_keys,
 
 std::string_view tracker_state_text(CacheTracker::State s) noexcept {
     switch (s) {
-        case CacheTracker::State::Off: return "off";
-        case CacheTracker::State::Enabling: return "enabling";
-        case CacheTracker::State::On: return "on";
+        case CacheTracker::State::Off:
+            return "off";
+        case CacheTracker::State::Enabling:
+            return "enabling";
+        case CacheTracker::State::On:
+            return "on";
     }
     return "?";
 }
@@ -220,7 +223,8 @@ void CacheTracker::on_message(void* ctx, const redisReply* message) noexcept {
     if (payload->type == REDIS_REPLY_ARRAY) {
         for (std::size_t i = 0; i < payload->elements; ++i) {
             const redisReply* k = payload->element[i];
-            if (k->type == REDIS_REPLY_STRING) self->cache_.on_invalidated(std::string_view(k->str, k->len));
+            if (k->type == REDIS_REPLY_STRING)
+                self->cache_.on_invalidated(std::string_view(k->str, k->len));
         }
     } else if (payload->type == REDIS_REPLY_NIL) {
         self->cache_.on_flush_all();  // FLUSHALL / FLUSHDB

@@ -21,7 +21,8 @@ std::size_t text_size(const BindingView& b) noexcept {
 }  // namespace
 
 std::string_view aor_of_location_key(std::string_view key) noexcept {
-    if (key.size() < kLocationPrefix.size() + 2 || key.substr(0, kLocationPrefix.size()) != kLocationPrefix)
+    if (key.size() < kLocationPrefix.size() + 2 ||
+        key.substr(0, kLocationPrefix.size()) != kLocationPrefix)
         return {};
     std::string_view rest = key.substr(kLocationPrefix.size());
     if (rest.front() != '{' || rest.back() != '}') return {};

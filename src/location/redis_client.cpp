@@ -63,8 +63,10 @@ struct RedisClient::Events {
 
     void apply() noexcept {
         if (want == armed) return;
-        if (want == 0) uv_poll_stop(&poll);
-        else uv_poll_start(&poll, want, &Events::on_poll);
+        if (want == 0)
+            uv_poll_stop(&poll);
+        else
+            uv_poll_start(&poll, want, &Events::on_poll);
         armed = want;
     }
     static void on_poll(uv_poll_t* h, int status, int events) {
@@ -139,8 +141,8 @@ bool parse_redis_url(std::string_view url, RedisUrl& out, std::string& error) {
     if (url.substr(0, kScheme.size()) != kScheme) {
         // Quote what was written, less anything before an '@' (a password without a scheme).
         std::size_t at = url.rfind('@');
-        std::string shown = at == std::string_view::npos ? std::string(url)
-                                                         : "***" + std::string(url.substr(at));
+        std::string shown =
+            at == std::string_view::npos ? std::string(url) : "***" + std::string(url.substr(at));
         error = "Redis URL must start with redis:// (got '" + shown + "')";
         return false;
     }
@@ -235,7 +237,8 @@ bool parse_redis_target(std::string_view text, RedisTarget& out, std::string& er
     out = RedisTarget{};
     constexpr std::string_view kSentinel = "sentinel://";
     constexpr std::string_view kCluster = "cluster://";
-    if (text.substr(0, kSentinel.size()) != kSentinel && text.substr(0, kCluster.size()) != kCluster) {
+    if (text.substr(0, kSentinel.size()) != kSentinel &&
+        text.substr(0, kCluster.size()) != kCluster) {
         if (!parse_redis_url(text, out.url, error)) return false;
         out.seeds.push_back(RedisEndpoint{out.url.host, out.url.port});
         return true;
@@ -246,10 +249,12 @@ bool parse_redis_target(std::string_view text, RedisTarget& out, std::string& er
     std::string_view rest = text.substr(sentinel ? kSentinel.size() : kCluster.size());
     // As in redis://, the user info ends at the last '@' and may hold ',' and '/'.
     std::size_t at = rest.rfind('@');
-    std::string_view userinfo = at == std::string_view::npos ? std::string_view() : rest.substr(0, at);
+    std::string_view userinfo =
+        at == std::string_view::npos ? std::string_view() : rest.substr(0, at);
     std::string_view hosts = at == std::string_view::npos ? rest : rest.substr(at + 1);
     std::size_t slash = hosts.find('/');
-    std::string_view tail = slash == std::string_view::npos ? std::string_view() : hosts.substr(slash + 1);
+    std::string_view tail =
+        slash == std::string_view::npos ? std::string_view() : hosts.substr(slash + 1);
     hosts = hosts.substr(0, slash);
     if (sentinel) {
         if (tail.empty() || tail.find('/') != std::string_view::npos) {
@@ -353,12 +358,18 @@ std::string redact_redis_urls(std::string_view text) {
 
 std::string_view state_text(RedisClient::State s) noexcept {
     switch (s) {
-        case RedisClient::State::Idle: return "idle";
-        case RedisClient::State::Connecting: return "connecting";
-        case RedisClient::State::Handshake: return "handshake";
-        case RedisClient::State::Ready: return "ready";
-        case RedisClient::State::Backoff: return "backoff";
-        case RedisClient::State::Stopped: return "stopped";
+        case RedisClient::State::Idle:
+            return "idle";
+        case RedisClient::State::Connecting:
+            return "connecting";
+        case RedisClient::State::Handshake:
+            return "handshake";
+        case RedisClient::State::Ready:
+            return "ready";
+        case RedisClient::State::Backoff:
+            return "backoff";
+        case RedisClient::State::Stopped:
+            return "stopped";
     }
     return "?";
 }
@@ -390,7 +401,8 @@ void RedisClient::start() noexcept {
     uv_prepare_start(&flusher_,
                      [](uv_prepare_t* p) { static_cast<RedisClient*>(p->data)->flush_writes(); });
     uv_unref(reinterpret_cast<uv_handle_t*>(&flusher_));
-    uint64_t tick = std::max<uint64_t>(1, std::min(opts_.command_timeout_ms, opts_.connect_timeout_ms) / 4);
+    uint64_t tick =
+        std::max<uint64_t>(1, std::min(opts_.command_timeout_ms, opts_.connect_timeout_ms) / 4);
     uv_timer_start(
         &tick_, [](uv_timer_t* t) { static_cast<RedisClient*>(t->data)->on_tick(); }, tick, tick);
     connect();
@@ -552,9 +564,10 @@ void RedisClient::on_client_id(void* ctx, RedisError err, const redisReply* repl
 }
 
 bool RedisClient::role_acceptable(const redisReply* reply, std::string& why) const {
-    const redisReply* role = reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
-                                 ? reply->element[0]
-                                 : nullptr;
+    const redisReply* role =
+        reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+            ? reply->element[0]
+            : nullptr;
     if (role == nullptr || role->type != REDIS_REPLY_STRING) {
         why = "ROLE gave no role";
         return false;
@@ -633,7 +646,8 @@ void RedisClient::handshake_done(bool ok, const redisReply* reply) noexcept {
         std::size_t lens[2] = {9, channel_.size()};
         char resp[512];
         std::size_t n = format_resp(2, argv, lens, resp, sizeof resp);
-        if (n == 0 || redisAsyncFormattedCommand(ac_, &RedisClient::on_push, this, resp, n) != REDIS_OK) {
+        if (n == 0 ||
+            redisAsyncFormattedCommand(ac_, &RedisClient::on_push, this, resp, n) != REDIS_OK) {
             last_error_ = "cannot send SUBSCRIBE";
             connect_deadline_ = 0;
         }
@@ -732,8 +746,8 @@ void RedisClient::retarget(const std::string& host, uint16_t port) noexcept {
     connect();
 }
 
-RedisError RedisClient::send(int argc, const char* const* argv, const std::size_t* lens,
-                             ReplyFn fn, void* ctx) noexcept {
+RedisError RedisClient::send(int argc, const char* const* argv, const std::size_t* lens, ReplyFn fn,
+                             void* ctx) noexcept {
     // Small commands (every look-up) are written as RESP here, on the stack: hiredis's own
     // formatting goes through sds strings, a malloc and sdscatfmt per command.
     char resp[2048];
@@ -750,11 +764,10 @@ RedisError RedisClient::send_resp(std::string_view resp, int argc, const char* c
     s->ctx = ctx;
     s->fired = false;
     s->deadline = uv_now(loop_) + opts_.command_timeout_ms;
-    int rc = !resp.empty()
-                 ? redisAsyncFormattedCommand(ac_, &RedisClient::on_reply, s, resp.data(),
-                                              resp.size())
-                 : redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc,
-                                         const_cast<const char**>(argv), lens);
+    int rc = !resp.empty() ? redisAsyncFormattedCommand(ac_, &RedisClient::on_reply, s, resp.data(),
+                                                        resp.size())
+                           : redisAsyncCommandArgv(ac_, &RedisClient::on_reply, s, argc,
+                                                   const_cast<const char**>(argv), lens);
     if (rc != REDIS_OK) {
         release(s);
         return RedisError::Unavailable;
@@ -777,8 +790,10 @@ void RedisClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
     bool fired = s->fired;
     self->release(s);
     if (fired || fn == nullptr) return;
-    if (reply == nullptr) fn(ctx, RedisError::Disconnected, nullptr);
-    else fn(ctx, RedisError::None, static_cast<const redisReply*>(reply));
+    if (reply == nullptr)
+        fn(ctx, RedisError::Disconnected, nullptr);
+    else
+        fn(ctx, RedisError::None, static_cast<const redisReply*>(reply));
 }
 
 void RedisClient::on_tick() noexcept {

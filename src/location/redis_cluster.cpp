@@ -36,7 +36,8 @@ bool parse_port(std::string_view text, uint16_t& port) noexcept {
 uint16_t crc16_xmodem(std::string_view data) noexcept {
     uint16_t crc = 0;
     for (char c : data)
-        crc = static_cast<uint16_t>((crc << 8) ^ kCrc16[((crc >> 8) ^ static_cast<uint8_t>(c)) & 0xff]);
+        crc = static_cast<uint16_t>((crc << 8) ^
+                                    kCrc16[((crc >> 8) ^ static_cast<uint8_t>(c)) & 0xff]);
     return crc;
 }
 
@@ -69,7 +70,8 @@ bool parse_cluster_redirect(std::string_view error, ClusterRedirect& out) {
     std::size_t colon = where.rfind(':');
     if (colon == std::string_view::npos) return false;
     std::string_view host = where.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
     if (!parse_port(where.substr(colon + 1), out.to.port)) return false;
     out.slot = static_cast<uint16_t>(slot);
     out.to.host.assign(host);
@@ -82,7 +84,8 @@ bool parse_cluster_slots(const redisReply* reply, const RedisEndpoint& asked,
     if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY) return false;
     for (std::size_t i = 0; i < reply->elements; ++i) {
         const redisReply* r = reply->element[i];
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
             r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_ARRAY)
             return false;
         long long first = r->element[0]->integer, last = r->element[1]->integer;
@@ -96,7 +99,8 @@ bool parse_cluster_slots(const redisReply* reply, const RedisEndpoint& asked,
         range.first = static_cast<uint16_t>(first);
         range.last = static_cast<uint16_t>(last);
         range.primary.host.assign(node->element[0]->str, node->element[0]->len);
-        if (range.primary.host.empty() || range.primary.host == "?") range.primary.host = asked.host;
+        if (range.primary.host.empty() || range.primary.host == "?")
+            range.primary.host = asked.host;
         range.primary.port = static_cast<uint16_t>(node->element[1]->integer);
         out.push_back(std::move(range));
     }
@@ -147,7 +151,8 @@ void RedisCluster::start() noexcept {
         [](uv_timer_t* t) {
             auto* self = static_cast<RedisCluster*>(t->data);
             const uint64_t now = uv_now(self->loop_);
-            if (!self->have_map_ || (self->refresh_due_ && now >= self->last_refresh_ms_ + kRefreshDebounceMs) ||
+            if (!self->have_map_ ||
+                (self->refresh_due_ && now >= self->last_refresh_ms_ + kRefreshDebounceMs) ||
                 now >= self->last_refresh_ms_ + self->copts_.refresh_ms)
                 self->refresh();
         },
@@ -270,7 +275,9 @@ void RedisCluster::on_reply(void* ctx, RedisError err, const redisReply* reply) 
     if (fn != nullptr) fn(user, err, err == RedisError::None ? reply : nullptr);
 }
 
-void RedisCluster::refresh_soon() noexcept { refresh_due_ = true; }
+void RedisCluster::refresh_soon() noexcept {
+    refresh_due_ = true;
+}
 
 void RedisCluster::refresh() noexcept {
     if (refresh_in_flight_ || stopped_ || nodes_.empty()) return;

@@ -40,7 +40,9 @@ SentinelWatcher::SentinelWatcher(uv_loop_t* loop, const RedisTarget& target, Red
 
 SentinelWatcher::~SentinelWatcher() = default;
 
-void SentinelWatcher::follow(RedisClient& client) { followers_.push_back(&client); }
+void SentinelWatcher::follow(RedisClient& client) {
+    followers_.push_back(&client);
+}
 
 void SentinelWatcher::start() noexcept {
     if (started_) return;
@@ -107,7 +109,8 @@ std::string resolve_sentinel_primary(const RedisTarget& target, uint32_t timeout
         const std::string where = s.host + ":" + std::to_string(s.port);
         redisContext* c = redisConnectWithTimeout(s.host.c_str(), s.port, tv);
         if (c == nullptr || c->err != 0) {
-            why += (why.empty() ? "" : "; ") + where + ": " + (c != nullptr ? c->errstr : "out of memory");
+            why += (why.empty() ? "" : "; ") + where + ": " +
+                   (c != nullptr ? c->errstr : "out of memory");
             if (c != nullptr) redisFree(c);
             continue;
         }
@@ -117,7 +120,7 @@ std::string resolve_sentinel_primary(const RedisTarget& target, uint32_t timeout
         auto* r = static_cast<redisReply*>(redisCommandArgv(c, 3, argv, lens));
         bool ok = r != nullptr && parse_primary(r, out);
         if (!ok) {
-            std::string said = r == nullptr ? std::string(c->errstr)
+            std::string said = r == nullptr                   ? std::string(c->errstr)
                                : r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
                                : r->type == REDIS_REPLY_NIL
                                    ? "does not monitor a primary named '" + target.master_name + "'"

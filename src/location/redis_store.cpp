@@ -12,13 +12,20 @@ namespace sipr::location {
 
 std::string_view store_error_text(StoreError e) noexcept {
     switch (e) {
-        case StoreError::None: return "none";
-        case StoreError::Unavailable: return "unavailable";
-        case StoreError::Timeout: return "timeout";
-        case StoreError::Overloaded: return "overloaded";
-        case StoreError::Protocol: return "protocol";
-        case StoreError::Stale: return "stale";
-        case StoreError::TooManyContacts: return "too_many_contacts";
+        case StoreError::None:
+            return "none";
+        case StoreError::Unavailable:
+            return "unavailable";
+        case StoreError::Timeout:
+            return "timeout";
+        case StoreError::Overloaded:
+            return "overloaded";
+        case StoreError::Protocol:
+            return "protocol";
+        case StoreError::Stale:
+            return "stale";
+        case StoreError::TooManyContacts:
+            return "too_many_contacts";
     }
     return "unknown";
 }
@@ -45,11 +52,16 @@ namespace {
 
 StoreError to_store_error(RedisError e) noexcept {
     switch (e) {
-        case RedisError::None: return StoreError::None;
-        case RedisError::Unavailable: return StoreError::Unavailable;
-        case RedisError::Overloaded: return StoreError::Overloaded;
-        case RedisError::Timeout: return StoreError::Timeout;
-        case RedisError::Disconnected: return StoreError::Unavailable;
+        case RedisError::None:
+            return StoreError::None;
+        case RedisError::Unavailable:
+            return StoreError::Unavailable;
+        case RedisError::Overloaded:
+            return StoreError::Overloaded;
+        case RedisError::Timeout:
+            return StoreError::Timeout;
+        case RedisError::Disconnected:
+            return StoreError::Unavailable;
     }
     return StoreError::Protocol;
 }
@@ -300,7 +312,8 @@ void RedisStore::on_register(void* ctx, RedisError err, const redisReply* reply)
     cb(user, out);
 }
 
-StoreError RedisStore::credentials(std::string_view aor, CredentialsCallback cb, void* ctx) noexcept {
+StoreError RedisStore::credentials(std::string_view aor, CredentialsCallback cb,
+                                   void* ctx) noexcept {
     auto* op = new (std::nothrow) CredentialsOp{this, cb, ctx};
     if (op == nullptr) return StoreError::Overloaded;
     std::string key;
@@ -336,11 +349,16 @@ void RedisStore::on_credentials(void* ctx, RedisError err, const redisReply* rep
             const redisReply* v = reply->element[i + 1];
             if (!is_string(k) || !is_string(v)) continue;
             std::string_view name = str(k);
-            if (name == "ha1-md5") out.credentials.ha1_md5 = str(v);
-            else if (name == "ha1-sha256") out.credentials.ha1_sha256 = str(v);
-            else if (name == "enabled") out.credentials.enabled = str(v) != "0";
-            else if (name == "realm") out.credentials.realm = str(v);
-            else if (name == "algorithms") out.credentials.algorithms = str(v);
+            if (name == "ha1-md5")
+                out.credentials.ha1_md5 = str(v);
+            else if (name == "ha1-sha256")
+                out.credentials.ha1_sha256 = str(v);
+            else if (name == "enabled")
+                out.credentials.enabled = str(v) != "0";
+            else if (name == "realm")
+                out.credentials.realm = str(v);
+            else if (name == "algorithms")
+                out.credentials.algorithms = str(v);
         }
     }
     CredentialsCallback cb = op->cb;
@@ -434,8 +452,7 @@ void RedisStore::on_script(void* ctx, RedisError err, const redisReply* reply) n
         self->finish_script(op, to_store_error(err), nullptr);
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR && str(reply).substr(0, 8) == "NOSCRIPT" &&
-        !op->retried) {
+    if (reply->type == REDIS_REPLY_ERROR && str(reply).substr(0, 8) == "NOSCRIPT" && !op->retried) {
         // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
         op->retried = true;
         ++self->stats_.script_reloads;
@@ -482,11 +499,16 @@ void RedisStore::finish_script(ScriptOp* op, StoreError err, const redisReply* r
                         const redisReply* v = reply->element[i + 1];
                         if (!is_string(k) || !is_string(v)) continue;
                         std::string_view name = str(k);
-                        if (name == "ha1-md5") c.ha1_md5 = str(v);
-                        else if (name == "ha1-sha256") c.ha1_sha256 = str(v);
-                        else if (name == "enabled") c.enabled = str(v) != "0";
-                        else if (name == "realm") c.realm = str(v);
-                        else if (name == "algorithms") c.algorithms = str(v);
+                        if (name == "ha1-md5")
+                            c.ha1_md5 = str(v);
+                        else if (name == "ha1-sha256")
+                            c.ha1_sha256 = str(v);
+                        else if (name == "enabled")
+                            c.enabled = str(v) != "0";
+                        else if (name == "realm")
+                            c.realm = str(v);
+                        else if (name == "algorithms")
+                            c.algorithms = str(v);
                     }
                 }
             }
@@ -538,7 +560,7 @@ StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t
     ScriptOp* op = acquire_script_op();
     if (op == nullptr) return StoreError::Overloaded;
     try {
-        fill(*op);  // keys, argv and the callback
+        fill(*op);   // keys, argv and the callback
     } catch (...) {  // std::bad_alloc: answer 503 rather than die
         release_script_op(op);
         return StoreError::Overloaded;

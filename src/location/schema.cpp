@@ -47,9 +47,17 @@ std::size_t write_location_key(std::string_view aor, char* out, std::size_t cap)
     return n;
 }
 
-std::string_view register_script() noexcept { return generated::kRegisterLua; }
-std::string_view auth_fetch_script() noexcept { return generated::kAuthFetchLua; }
-std::string_view auth_failure_script() noexcept { return generated::kAuthFailureLua; }
-std::string_view nonce_count_script() noexcept { return generated::kNonceCountLua; }
+std::string_view register_script() noexcept {
+    return generated::kRegisterLua;
+}
+std::string_view auth_fetch_script() noexcept {
+    return generated::kAuthFetchLua;
+}
+std::string_view auth_failure_script() noexcept {
+    return generated::kAuthFailureLua;
+}
+std::string_view nonce_count_script() noexcept {
+    return generated::kNonceCountLua;
+}
 
 }  // namespace sipr::location

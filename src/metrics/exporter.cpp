@@ -67,16 +67,16 @@ std::vector<MetricFamily> collect(const std::string& program,
     };
     std::vector<MetricFamily> out;
 
-    auto requests = family("sipr_requests_total", "SIP requests received, by method",
-                           MetricType::Counter);
+    auto requests =
+        family("sipr_requests_total", "SIP requests received, by method", MetricType::Counter);
     for (std::size_t i = 0; i <= static_cast<std::size_t>(sip::Method::Update); ++i) {
         uint64_t v = sum([i](const ServiceStats& s) { return s.requests[i].get(); });
         requests.metric.push_back(counter(static_cast<double>(v), {{"method", method_label(i)}}));
     }
     out.push_back(std::move(requests));
 
-    auto responses = family("sipr_responses_total", "SIP responses sent, by status code",
-                            MetricType::Counter);
+    auto responses =
+        family("sipr_responses_total", "SIP responses sent, by status code", MetricType::Counter);
     for (std::size_t code = 100; code < ServiceStats::kCodes; ++code) {
         uint64_t v = sum([code](const ServiceStats& s) { return s.responses[code].get(); });
         bool always = false;
@@ -87,16 +87,17 @@ std::vector<MetricFamily> collect(const std::string& program,
     }
     out.push_back(std::move(responses));
 
-    auto dropped = family("sipr_dropped_total",
-                          "Datagrams dropped without an answer, by reason", MetricType::Counter);
+    auto dropped = family("sipr_dropped_total", "Datagrams dropped without an answer, by reason",
+                          MetricType::Counter);
     for (std::size_t i = 0; i < base::kDropReasonNames.size(); ++i) {
         uint64_t v = sum([i](const ServiceStats& s) { return s.dropped[i].get(); });
-        dropped.metric.push_back(counter(static_cast<double>(v), {{"reason", base::kDropReasonNames[i]}}));
+        dropped.metric.push_back(
+            counter(static_cast<double>(v), {{"reason", base::kDropReasonNames[i]}}));
     }
     out.push_back(std::move(dropped));
 
-    auto regs = family("sipr_registrations_total", "REGISTER outcomes, by result",
-                       MetricType::Counter);
+    auto regs =
+        family("sipr_registrations_total", "REGISTER outcomes, by result", MetricType::Counter);
     for (std::size_t i = 0; i < base::kRegistrationResultNames.size(); ++i) {
         uint64_t v = sum([i](const ServiceStats& s) { return s.registrations[i].get(); });
         regs.metric.push_back(
@@ -104,8 +105,8 @@ std::vector<MetricFamily> collect(const std::string& program,
     }
     out.push_back(std::move(regs));
 
-    auto redis_errors = family("sipr_redis_errors_total", "Redis errors, by kind",
-                               MetricType::Counter);
+    auto redis_errors =
+        family("sipr_redis_errors_total", "Redis errors, by kind", MetricType::Counter);
     for (std::size_t i = 0; i < base::kRedisErrorKindNames.size(); ++i) {
         uint64_t v = sum([i](const ServiceStats& s) { return s.redis_errors[i].get(); });
         redis_errors.metric.push_back(
@@ -117,12 +118,12 @@ std::vector<MetricFamily> collect(const std::string& program,
                             "Redis Cluster redirections followed, by kind (moved: the slot moved "
                             "for good; ask: one key during a slot migration)",
                             MetricType::Counter);
-    redirects.metric.push_back(counter(
-        static_cast<double>(sum([](const ServiceStats& s) { return s.redis_moved.get(); })),
-        {{"kind", "moved"}}));
-    redirects.metric.push_back(counter(
-        static_cast<double>(sum([](const ServiceStats& s) { return s.redis_ask.get(); })),
-        {{"kind", "ask"}}));
+    redirects.metric.push_back(
+        counter(static_cast<double>(sum([](const ServiceStats& s) { return s.redis_moved.get(); })),
+                {{"kind", "moved"}}));
+    redirects.metric.push_back(
+        counter(static_cast<double>(sum([](const ServiceStats& s) { return s.redis_ask.get(); })),
+                {{"kind", "ask"}}));
     out.push_back(std::move(redirects));
 
     // Not folded: one series per worker shows how the sockets share the load (one source
@@ -166,8 +167,7 @@ std::vector<MetricFamily> collect(const std::string& program,
            "Near-cache flushes (tracking lost or regained on a worker, FLUSHALL)",
            [](const ServiceStats& s) { return s.cache_flushes.get(); });
 
-    auto inflight = family("sipr_inflight_lookups", "Redis look-ups in flight",
-                           MetricType::Gauge);
+    auto inflight = family("sipr_inflight_lookups", "Redis look-ups in flight", MetricType::Gauge);
     int64_t in = 0;
     for (const ServiceStats* w : workers) in += w->inflight_lookups.get();
     inflight.metric.push_back(gauge(static_cast<double>(in)));
@@ -180,8 +180,7 @@ std::vector<MetricFamily> collect(const std::string& program,
     entries.metric.push_back(gauge(static_cast<double>(held)));
     out.push_back(std::move(entries));
 
-    auto up = family("sipr_redis_up",
-                     "1 when every worker's Redis connection is ready, else 0",
+    auto up = family("sipr_redis_up", "1 when every worker's Redis connection is ready, else 0",
                      MetricType::Gauge);
     bool all_up = !workers.empty();
     for (const ServiceStats* w : workers) all_up = all_up && w->redis_up.get() == 1;
@@ -197,8 +196,8 @@ std::vector<MetricFamily> collect(const std::string& program,
     draining.metric.push_back(gauge(any_draining ? 1.0 : 0.0));
     out.push_back(std::move(draining));
 
-    auto hist = family("sipr_lookup_duration_seconds", "Redis look-up latency",
-                       MetricType::Histogram);
+    auto hist =
+        family("sipr_lookup_duration_seconds", "Redis look-up latency", MetricType::Histogram);
     ClientMetric hm;
     uint64_t cumulative = 0;
     for (std::size_t i = 0; i <= base::DurationHistogram::kBoundsUs.size(); ++i) {
@@ -212,7 +211,8 @@ std::vector<MetricFamily> collect(const std::string& program,
     }
     hm.histogram.sample_count = cumulative;
     hm.histogram.sample_sum =
-        static_cast<double>(sum([](const ServiceStats& s) { return s.lookup_duration.sum_us(); })) / 1e6;
+        static_cast<double>(sum([](const ServiceStats& s) { return s.lookup_duration.sum_us(); })) /
+        1e6;
     hist.metric.push_back(std::move(hm));
     out.push_back(std::move(hist));
 
@@ -225,12 +225,12 @@ std::vector<MetricFamily> collect(const std::string& program,
 }  // namespace
 
 class Exporter::Collector : public prometheus::Collectable {
-public:
+  public:
     Collector(std::string program, std::vector<const base::ServiceStats*> workers)
         : program_(std::move(program)), workers_(std::move(workers)) {}
     std::vector<MetricFamily> Collect() const override { return collect(program_, workers_); }
 
-private:
+  private:
     std::string program_;
     std::vector<const base::ServiceStats*> workers_;
 };
@@ -254,7 +254,8 @@ namespace {
 sockaddr_storage wake_address(const std::string& listen, uint16_t port) {
     sockaddr_storage ss{};
     const bool v6 = !listen.empty() && listen.front() == '[';
-    std::string host = v6 ? listen.substr(1, listen.find(']') - 1) : listen.substr(0, listen.rfind(':'));
+    std::string host =
+        v6 ? listen.substr(1, listen.find(']') - 1) : listen.substr(0, listen.rfind(':'));
     if (v6) {
         auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
         a->sin6_family = AF_INET6;

@@ -153,7 +153,8 @@ void UdpSocket::stop() noexcept {
 
 int UdpSocket::send(std::string_view bytes, const sockaddr* to) noexcept {
     if (state_ == nullptr || state_->closing) return UV_EINVAL;
-    uv_buf_t buf = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+    uv_buf_t buf =
+        uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
     return uv_udp_try_send(&state_->handle, &buf, 1, to);
 }
 

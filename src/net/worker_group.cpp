@@ -19,7 +19,9 @@ struct WorkerGroup::Worker {
 };
 
 WorkerGroup::WorkerGroup() = default;
-WorkerGroup::~WorkerGroup() { stop(); }
+WorkerGroup::~WorkerGroup() {
+    stop();
+}
 
 bool WorkerGroup::start(std::size_t n, SetupFn setup, StopFn on_stop) {
     on_stop_ = std::move(on_stop);

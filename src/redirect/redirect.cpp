@@ -55,8 +55,8 @@ void append_q(base::BufferWriter& w, uint16_t q) noexcept {
         w.append('0');
         return;
     }
-    char digits[5] = {'0', '.', static_cast<char>('0' + q / 100), static_cast<char>('0' + q / 10 % 10),
-                      static_cast<char>('0' + q % 10)};
+    char digits[5] = {'0', '.', static_cast<char>('0' + q / 100),
+                      static_cast<char>('0' + q / 10 % 10), static_cast<char>('0' + q % 10)};
     std::size_t n = 5;
     while (digits[n - 1] == '0') --n;
     w.append(std::string_view(digits, n));
@@ -73,8 +73,22 @@ bool is_hvalue_char(char c) noexcept {
     // RFC 3261 §25.1: hvalue = *( hnv-unreserved / unreserved / escaped )
     if (base::is_alnum(c)) return true;
     switch (c) {
-        case '-': case '_': case '.': case '!': case '~': case '*': case '\'': case '(': case ')':
-        case '[': case ']': case '/': case '?': case ':': case '+': case '$':
+        case '-':
+        case '_':
+        case '.':
+        case '!':
+        case '~':
+        case '*':
+        case '\'':
+        case '(':
+        case ')':
+        case '[':
+        case ']':
+        case '/':
+        case '?':
+        case ':':
+        case '+':
+        case '$':
             return true;
         default:
             return false;
@@ -128,13 +142,15 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
                 // requests we answer ourselves (RFC 3261 §8.2.2.3): 420, listed by the caller.
                 if (!sip::option_tags_valid(msg, sip::HeaderId::Require))
                     return respond(400, "Malformed Require Header");
-                if (msg.find(sip::HeaderId::Require) != nullptr) return respond(420, "Bad Extension");
+                if (msg.find(sip::HeaderId::Require) != nullptr)
+                    return respond(420, "Bad Extension");
                 // Draining: the balancer is to take us out before we stop; requests that still
                 // arrive meanwhile are answered as usual below.
                 if (!draining && (store_available || config.health_ignores_redis))
                     return respond(200, "OK", kAllow);
                 // The Retry-After line goes into the caller's AOR buffer, unused by this answer.
-                return respond(503, "Service Unavailable", retry_after(config.retry_after_s, aor_buf));
+                return respond(503, "Service Unavailable",
+                               retry_after(config.retry_after_s, aor_buf));
             }
             break;
         default:
@@ -319,7 +335,8 @@ void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status)
     }
     if (sender_.send(bytes, slot.peer, sip::response_port(slot.core.top_via, slot.peer.port)))
         stats_.response(status);
-    else stats_.drop(base::DropReason::SendFailed);
+    else
+        stats_.drop(base::DropReason::SendFailed);
 }
 
 void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
@@ -373,10 +390,9 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
         std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
         view = std::string_view(slot->buf.data(), bytes.size());
     }
-    Decision d = decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available(),
-                        draining_);
-    if (d.step != Step::Drop)
-        stats_.requests[static_cast<std::size_t>(slot->msg->method)].inc();
+    Decision d =
+        decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available(), draining_);
+    if (d.step != Step::Drop) stats_.requests[static_cast<std::size_t>(slot->msg->method)].inc();
     switch (d.step) {
         case Step::Drop:
             stats_.drop(d.drop);
@@ -425,16 +441,25 @@ void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept
     }
     stats_.garbage_bindings.inc(reply.garbage);
     switch (reply.error) {
-        case StoreError::None: break;
-        case StoreError::Timeout: stats_.redis_error(base::RedisErrorKind::Timeout); break;
-        case StoreError::Protocol: stats_.redis_error(base::RedisErrorKind::Protocol); break;
-        case StoreError::Overloaded: stats_.redis_error(base::RedisErrorKind::Overloaded); break;
-        default: stats_.redis_error(base::RedisErrorKind::Unavailable); break;
+        case StoreError::None:
+            break;
+        case StoreError::Timeout:
+            stats_.redis_error(base::RedisErrorKind::Timeout);
+            break;
+        case StoreError::Protocol:
+            stats_.redis_error(base::RedisErrorKind::Protocol);
+            break;
+        case StoreError::Overloaded:
+            stats_.redis_error(base::RedisErrorKind::Overloaded);
+            break;
+        default:
+            stats_.redis_error(base::RedisErrorKind::Unavailable);
+            break;
     }
     LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
-    WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
-                                     std::min(config_.max_response, slot->limit),
-                                     response_buffer());
+    WriteResult res =
+        write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
+                       std::min(config_.max_response, slot->limit), response_buffer());
     if (res.cut != 0) stats_.contacts_cut.inc(res.cut);
     send(*slot, res.response, res.status);
     release(slot);

@@ -35,7 +35,7 @@ struct Registrar::Slot {
     sip::Peer peer;
     std::size_t limit = 0;              // the largest answer this REGISTER may get
     location::RegisterChanges changes;  // changes.aor is the AOR from the moment the slot is taken
-    std::string auth_extra;              // the authenticator's headers for a 401
+    std::string auth_extra;             // the authenticator's headers for a 401
     base::RegistrationResult kind = base::RegistrationResult::Ok;
     bool echo_path = false;
     Registrar* owner = nullptr;
@@ -130,8 +130,10 @@ void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, c
         stats_.drop(base::DropReason::ResponseTooLarge);
         return;
     }
-    if (sender_.send(out, to, sip::response_port(core.top_via, to.port))) stats_.response(status);
-    else stats_.drop(base::DropReason::SendFailed);
+    if (sender_.send(out, to, sip::response_port(core.top_via, to.port)))
+        stats_.response(status);
+    else
+        stats_.drop(base::DropReason::SendFailed);
 }
 
 void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
@@ -159,8 +161,10 @@ void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool 
             return;
         case sip::Method::Options:
             // The registrar's health probe: 503 while Redis is unreachable so a balancer drains it.
-            if (store_.available()) respond(msg, core, from, limit, 200, "OK", kAllow);
-            else respond(msg, core, from, limit, 503, "Service Unavailable", retry_after_line());
+            if (store_.available())
+                respond(msg, core, from, limit, 200, "OK", kAllow);
+            else
+                respond(msg, core, from, limit, 503, "Service Unavailable", retry_after_line());
             return;
         default:
             respond(msg, core, from, limit, 405, "Method Not Allowed", kAllow);
@@ -179,8 +183,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
     const std::string_view retry_after = retry_after_line();
 
     // §10.3 step 1: the Request-URI names a domain we serve.
-    if (in_core.request_uri.scheme == sip::Scheme::Tel ||
-        !serves(in_core.request_uri.host)) {
+    if (in_core.request_uri.scheme == sip::Scheme::Tel || !serves(in_core.request_uri.host)) {
         reply(404, "Domain Not Served");
         return;
     }
@@ -313,7 +316,8 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
         case V::Retransmission:
         case V::Pending:  // never given to refuse(); answer as for a store failure
         case V::Unavailable:
-            respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after_line());
+            respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable",
+                    retry_after_line());
             stats_.registration(base::RegistrationResult::StoreError);
             break;
     }
@@ -364,8 +368,10 @@ void Registrar::store_register(Slot* slot) noexcept {
         slot->echo_path = !path.empty();
     }
     std::string received;
-    if (from.addr.ss_family == AF_INET6) received = "[" + std::string(from.source().ip) + "]";
-    else received = std::string(from.source().ip);
+    if (from.addr.ss_family == AF_INET6)
+        received = "[" + std::string(from.source().ip) + "]";
+    else
+        received = std::string(from.source().ip);
     received += ":" + std::to_string(from.port);
     std::string_view user_agent;
     if (const sip::Header* ua = msg.find(sip::HeaderId::UserAgent)) user_agent = ua->value;
@@ -408,8 +414,8 @@ void Registrar::store_register(Slot* slot) noexcept {
         b.has_reg_id = c.has_reg_id;
         b.reg_id = c.reg_id;
         location::ContactChange change;
-        change.key = c.instance.empty() ? contact_key(c.addr.uri, c.addr.uri_text)
-                                        : std::string(c.instance);
+        change.key =
+            c.instance.empty() ? contact_key(c.addr.uri, c.addr.uri_text) : std::string(c.instance);
         change.expires_s = expires;
         if (expires != 0) {
             change.tail = location::pack_binding_tail(b);
@@ -485,7 +491,8 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
     const std::string date = format_sip_date(reply.now_ms);
     // What follows the contacts: the Path echo, Date and Content-Length (ResponseWriter::finish),
     // so the contacts stop where those still fit.
-    std::size_t tail = sizeof "Date: \r\n" - 1 + date.size() + sizeof "Content-Length: 0\r\n\r\n" - 1;
+    std::size_t tail =
+        sizeof "Date: \r\n" - 1 + date.size() + sizeof "Content-Length: 0\r\n\r\n" - 1;
     if (slot->echo_path) {
         tail += sizeof "Supported: path\r\n" - 1;
         for (std::size_t i = 0; i < msg.header_count; ++i)
@@ -530,15 +537,18 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
     if (listed < order.size()) stats_.contacts_cut.inc(order.size() - listed);
     if (slot->echo_path) {
         for (std::size_t i = 0; i < msg.header_count; ++i)
-            if (msg.headers[i].id == sip::HeaderId::Path) w.add_header("Path", msg.headers[i].value);
+            if (msg.headers[i].id == sip::HeaderId::Path)
+                w.add_header("Path", msg.headers[i].value);
         w.add_header("Supported", "path");
     }
     w.add_header("Date", date);
     std::string_view out = w.finish();
-    if (out.empty()) stats_.drop(base::DropReason::ResponseTooLarge);
+    if (out.empty())
+        stats_.drop(base::DropReason::ResponseTooLarge);
     else if (sender_.send(out, slot->peer, sip::response_port(core.top_via, slot->peer.port)))
         stats_.response(200);
-    else stats_.drop(base::DropReason::SendFailed);
+    else
+        stats_.drop(base::DropReason::SendFailed);
     stats_.registration(slot->kind);
     free_slots_.push_back(slot);
 }

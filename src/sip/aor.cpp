@@ -69,9 +69,12 @@ AorStatus normalize_aor(const Uri& uri, std::string_view default_domain, std::sp
             std::size_t pos = 0;
             bool ok = for_each_unescaped(uri.user, [&](char c) {
                 if (c == ';') return false;  // the number ends at its first parameter
-                if (pos++ == 0) global_number = c == '+';
-                else if (base::is_digit(c)) saw_digit = true;
-                else if (!is_visual_separator(c)) global_number = false;
+                if (pos++ == 0)
+                    global_number = c == '+';
+                else if (base::is_digit(c))
+                    saw_digit = true;
+                else if (!is_visual_separator(c))
+                    global_number = false;
                 return true;
             });
             if (!ok) return AorStatus::BadEscape;

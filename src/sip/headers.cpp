@@ -18,8 +18,10 @@ std::size_t skip_lws(std::string_view s, std::size_t i) noexcept {
 // Index of the '"' closing a quoted string whose opening quote is at `open`, or npos.
 std::size_t closing_quote(std::string_view s, std::size_t open) noexcept {
     for (std::size_t i = open + 1; i < s.size(); ++i) {
-        if (s[i] == '\\') ++i;  // quoted-pair, RFC 3261 §25.1
-        else if (s[i] == '"') return i;
+        if (s[i] == '\\')
+            ++i;  // quoted-pair, RFC 3261 §25.1
+        else if (s[i] == '"')
+            return i;
     }
     return std::string_view::npos;
 }
@@ -78,7 +80,9 @@ bool params_well_formed(std::string_view params) noexcept {
     return true;
 }
 
-bool is_display_token_char(char c) noexcept { return base::is_token_char(c) || is_lws(c); }
+bool is_display_token_char(char c) noexcept {
+    return base::is_token_char(c) || is_lws(c);
+}
 
 }  // namespace
 
@@ -335,16 +339,26 @@ bool parse_digest_credentials(std::string_view value, DigestCredentials& out) no
         i = skip_lws(v, i);
         if (i < v.size() && v[i] != ',') return false;
 
-        if (iequals(name, "username")) out.username = pv;
-        else if (iequals(name, "realm")) out.realm = pv;
-        else if (iequals(name, "nonce")) out.nonce = pv;
-        else if (iequals(name, "uri")) out.uri = pv;
-        else if (iequals(name, "response")) out.response = pv;
-        else if (iequals(name, "algorithm")) out.algorithm = pv;
-        else if (iequals(name, "cnonce")) out.cnonce = pv;
-        else if (iequals(name, "opaque")) out.opaque = pv;
-        else if (iequals(name, "qop")) out.qop = pv;
-        else if (iequals(name, "nc")) out.nc = pv;
+        if (iequals(name, "username"))
+            out.username = pv;
+        else if (iequals(name, "realm"))
+            out.realm = pv;
+        else if (iequals(name, "nonce"))
+            out.nonce = pv;
+        else if (iequals(name, "uri"))
+            out.uri = pv;
+        else if (iequals(name, "response"))
+            out.response = pv;
+        else if (iequals(name, "algorithm"))
+            out.algorithm = pv;
+        else if (iequals(name, "cnonce"))
+            out.cnonce = pv;
+        else if (iequals(name, "opaque"))
+            out.opaque = pv;
+        else if (iequals(name, "qop"))
+            out.qop = pv;
+        else if (iequals(name, "nc"))
+            out.nc = pv;
     }
     return !out.username.empty() && !out.realm.empty() && !out.nonce.empty() && !out.uri.empty() &&
            !out.response.empty();

@@ -94,23 +94,40 @@ HeaderId header_id(std::string_view n) noexcept {
     if (n.size() == 1) {
         // Compact forms, RFC 3261 §7.3.3 and the registrations that followed it.
         switch (to_lower(n[0])) {
-            case 'i': return HeaderId::CallId;
-            case 'm': return HeaderId::Contact;
-            case 'e': return HeaderId::ContentEncoding;
-            case 'l': return HeaderId::ContentLength;
-            case 'c': return HeaderId::ContentType;
-            case 'f': return HeaderId::From;
-            case 's': return HeaderId::Subject;
-            case 'k': return HeaderId::Supported;
-            case 't': return HeaderId::To;
-            case 'v': return HeaderId::Via;
-            case 'o': return HeaderId::Event;              // RFC 6665
-            case 'u': return HeaderId::AllowEvents;        // RFC 6665
-            case 'r': return HeaderId::ReferTo;            // RFC 3515
-            case 'b': return HeaderId::ReferredBy;         // RFC 3892
-            case 'x': return HeaderId::SessionExpires;     // RFC 4028
-            case 'y': return HeaderId::Identity;           // RFC 8224
-            default: return HeaderId::Other;
+            case 'i':
+                return HeaderId::CallId;
+            case 'm':
+                return HeaderId::Contact;
+            case 'e':
+                return HeaderId::ContentEncoding;
+            case 'l':
+                return HeaderId::ContentLength;
+            case 'c':
+                return HeaderId::ContentType;
+            case 'f':
+                return HeaderId::From;
+            case 's':
+                return HeaderId::Subject;
+            case 'k':
+                return HeaderId::Supported;
+            case 't':
+                return HeaderId::To;
+            case 'v':
+                return HeaderId::Via;
+            case 'o':
+                return HeaderId::Event;  // RFC 6665
+            case 'u':
+                return HeaderId::AllowEvents;  // RFC 6665
+            case 'r':
+                return HeaderId::ReferTo;  // RFC 3515
+            case 'b':
+                return HeaderId::ReferredBy;  // RFC 3892
+            case 'x':
+                return HeaderId::SessionExpires;  // RFC 4028
+            case 'y':
+                return HeaderId::Identity;  // RFC 8224
+            default:
+                return HeaderId::Other;
         }
     }
     // Full names: compared as up to three 64-bit words. A letter position compares
@@ -168,12 +185,18 @@ std::size_t Message::count(HeaderId id) const noexcept {
 
 std::string_view parse_status_text(ParseStatus s) noexcept {
     switch (s) {
-        case ParseStatus::Ok: return "ok";
-        case ParseStatus::Malformed: return "malformed";
-        case ParseStatus::TooLarge: return "too large";
-        case ParseStatus::TooManyHeaders: return "too many headers";
-        case ParseStatus::BadContentLength: return "bad content-length";
-        case ParseStatus::BareCr: return "bare CR";
+        case ParseStatus::Ok:
+            return "ok";
+        case ParseStatus::Malformed:
+            return "malformed";
+        case ParseStatus::TooLarge:
+            return "too large";
+        case ParseStatus::TooManyHeaders:
+            return "too many headers";
+        case ParseStatus::BadContentLength:
+            return "bad content-length";
+        case ParseStatus::BareCr:
+            return "bare CR";
     }
     return "unknown";
 }
@@ -198,7 +221,9 @@ struct Lines {
     [[nodiscard]] bool continues() const noexcept { return p < end && (*p == ' ' || *p == '\t'); }
 };
 
-bool has_nul(std::string_view s) noexcept { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
+bool has_nul(std::string_view s) noexcept {
+    return std::memchr(s.data(), '\0', s.size()) != nullptr;
+}
 
 // True when `head` holds no NUL and every CR in it is followed by LF: the one check of the head's
 // bytes on the hot path. One pass, 16 bytes at a time with GCC/Clang vector extensions (SSE2 on
@@ -302,7 +327,7 @@ bool split_list(std::string_view v, Emit&& emit) noexcept {
     if (comma == std::string_view::npos) return emit(v);
     if (v.find_first_of("\"<") == std::string_view::npos) {
         std::size_t start = 0;
-        for (std::size_t c = comma; ; c = v.find(',', start)) {
+        for (std::size_t c = comma;; c = v.find(',', start)) {
             std::size_t end = c == std::string_view::npos ? v.size() : c;
             std::string_view el = base::trim(v.substr(start, end - start));
             if (!el.empty() && !emit(el)) return false;
@@ -316,8 +341,10 @@ bool split_list(std::string_view v, Emit&& emit) noexcept {
     for (std::size_t i = 0; i < v.size(); ++i) {
         char c = v[i];
         if (in_quote) {
-            if (c == '\\') ++i;  // quoted-pair
-            else if (c == '"') in_quote = false;
+            if (c == '\\')
+                ++i;  // quoted-pair
+            else if (c == '"')
+                in_quote = false;
         } else if (c == '"') {
             in_quote = true;
         } else if (c == '<') {
@@ -337,7 +364,8 @@ bool split_list(std::string_view v, Emit&& emit) noexcept {
 
 }  // namespace
 
-ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimits& limits) noexcept {
+ParseStatus parse_message(std::string_view bytes, Message& out,
+                          const ParseLimits& limits) noexcept {
     out.is_request = false;
     out.method = Method::Unknown;
     out.method_name = out.request_uri = out.reason = out.version = out.body = {};
@@ -355,8 +383,9 @@ ParseStatus parse_message(std::string_view bytes, Message& out, const ParseLimit
     do {
         if (!lines.next(line)) return ParseStatus::Malformed;
     } while (line.empty());
-    bool ok = (line.size() >= 4 && iequals(line.substr(0, 4), "SIP/")) ? parse_status_line(line, out)
-                                                                         : parse_request_line(line, out);
+    bool ok = (line.size() >= 4 && iequals(line.substr(0, 4), "SIP/"))
+                  ? parse_status_line(line, out)
+                  : parse_request_line(line, out);
     if (!ok) return ParseStatus::Malformed;
 
     bool bad_length = false;

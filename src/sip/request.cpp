@@ -6,22 +6,38 @@ namespace sipr::sip {
 
 std::string_view fault_reason(Fault f) noexcept {
     switch (f) {
-        case Fault::None: return "OK";
-        case Fault::NoVia: return "Missing Via Header";
-        case Fault::BadVia: return "Malformed Via Header";
-        case Fault::MissingFrom: return "Missing From Header";
-        case Fault::BadFrom: return "Malformed From Header";
-        case Fault::MissingTo: return "Missing To Header";
-        case Fault::BadTo: return "Malformed To Header";
-        case Fault::MissingCallId: return "Missing Call-ID Header";
-        case Fault::BadCallId: return "Malformed Call-ID Header";
-        case Fault::MissingCSeq: return "Missing CSeq Header";
-        case Fault::BadCSeq: return "Malformed CSeq Header";
-        case Fault::CSeqMethodMismatch: return "CSeq Method Does Not Match Request";
-        case Fault::BadMaxForwards: return "Malformed Max-Forwards Header";
-        case Fault::BadContentLength: return "Bad Content-Length";
-        case Fault::BareCr: return "Bare CR in Header";
-        case Fault::BadRequestUri: return "Malformed Request-URI";
+        case Fault::None:
+            return "OK";
+        case Fault::NoVia:
+            return "Missing Via Header";
+        case Fault::BadVia:
+            return "Malformed Via Header";
+        case Fault::MissingFrom:
+            return "Missing From Header";
+        case Fault::BadFrom:
+            return "Malformed From Header";
+        case Fault::MissingTo:
+            return "Missing To Header";
+        case Fault::BadTo:
+            return "Malformed To Header";
+        case Fault::MissingCallId:
+            return "Missing Call-ID Header";
+        case Fault::BadCallId:
+            return "Malformed Call-ID Header";
+        case Fault::MissingCSeq:
+            return "Missing CSeq Header";
+        case Fault::BadCSeq:
+            return "Malformed CSeq Header";
+        case Fault::CSeqMethodMismatch:
+            return "CSeq Method Does Not Match Request";
+        case Fault::BadMaxForwards:
+            return "Malformed Max-Forwards Header";
+        case Fault::BadContentLength:
+            return "Bad Content-Length";
+        case Fault::BareCr:
+            return "Bare CR in Header";
+        case Fault::BadRequestUri:
+            return "Malformed Request-URI";
     }
     return "Bad Request";
 }
@@ -109,7 +125,8 @@ Fault parse_request_core(const Message& m, ParseStatus parse, RequestCore& out) 
     if (parse == ParseStatus::BadContentLength) return Fault::BadContentLength;
 
     if (max_forwards != nullptr) {
-        if (!parse_max_forwards(max_forwards->value, out.max_forwards)) return Fault::BadMaxForwards;
+        if (!parse_max_forwards(max_forwards->value, out.max_forwards))
+            return Fault::BadMaxForwards;
         out.has_max_forwards = true;
     }
 

@@ -29,8 +29,8 @@ std::string_view strip_brackets(std::string_view host) noexcept {
 // Writes the top Via with received/rport as RFC 3261 §18.2.1 and RFC 3581 §4 ask.
 void write_top_via(base::BufferWriter& w, std::string_view value, const Via& via,
                    const Source& src) noexcept {
-    bool add_received = !src.ip.empty() &&
-                        (via.has_rport || !base::iequals(strip_brackets(via.host), src.ip));
+    bool add_received =
+        !src.ip.empty() && (via.has_rport || !base::iequals(strip_brackets(via.host), src.ip));
     bool fill_rport = !src.ip.empty() && via.has_rport && via.rport.empty();
     if (!add_received && !fill_rport) {
         w.append(value);
@@ -77,8 +77,10 @@ void ResponseWriter::begin(const Message& req, const RequestCore& core, uint16_t
         const Header& h = req.headers[i];
         if (h.id != HeaderId::Via) continue;
         w_.append("Via: ");
-        if (top) write_top_via(w_, h.value, core.top_via, source);
-        else w_.append(h.value);
+        if (top)
+            write_top_via(w_, h.value, core.top_via, source);
+        else
+            w_.append(h.value);
         w_.append("\r\n");
         top = false;
     }
@@ -123,58 +125,110 @@ std::string_view write_response(const Message& req, const RequestCore& core, uin
 
 std::string_view default_reason(uint16_t status) noexcept {
     switch (status) {  // RFC 3261 §21
-        case 100: return "Trying";
-        case 180: return "Ringing";
-        case 181: return "Call Is Being Forwarded";
-        case 182: return "Queued";
-        case 183: return "Session Progress";
-        case 200: return "OK";
-        case 202: return "Accepted";
-        case 300: return "Multiple Choices";
-        case 301: return "Moved Permanently";
-        case 302: return "Moved Temporarily";
-        case 305: return "Use Proxy";
-        case 380: return "Alternative Service";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 402: return "Payment Required";
-        case 403: return "Forbidden";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 406: return "Not Acceptable";
-        case 407: return "Proxy Authentication Required";
-        case 408: return "Request Timeout";
-        case 410: return "Gone";
-        case 413: return "Request Entity Too Large";
-        case 414: return "Request-URI Too Long";
-        case 415: return "Unsupported Media Type";
-        case 416: return "Unsupported URI Scheme";
-        case 420: return "Bad Extension";
-        case 421: return "Extension Required";
-        case 423: return "Interval Too Brief";
-        case 480: return "Temporarily Unavailable";
-        case 481: return "Call/Transaction Does Not Exist";
-        case 482: return "Loop Detected";
-        case 483: return "Too Many Hops";
-        case 484: return "Address Incomplete";
-        case 485: return "Ambiguous";
-        case 486: return "Busy Here";
-        case 487: return "Request Terminated";
-        case 488: return "Not Acceptable Here";
-        case 491: return "Request Pending";
-        case 493: return "Undecipherable";
-        case 500: return "Server Internal Error";
-        case 501: return "Not Implemented";
-        case 502: return "Bad Gateway";
-        case 503: return "Service Unavailable";
-        case 504: return "Server Time-out";
-        case 505: return "Version Not Supported";
-        case 513: return "Message Too Large";
-        case 600: return "Busy Everywhere";
-        case 603: return "Decline";
-        case 604: return "Does Not Exist Anywhere";
-        case 606: return "Not Acceptable";
-        default: return "Unknown";
+        case 100:
+            return "Trying";
+        case 180:
+            return "Ringing";
+        case 181:
+            return "Call Is Being Forwarded";
+        case 182:
+            return "Queued";
+        case 183:
+            return "Session Progress";
+        case 200:
+            return "OK";
+        case 202:
+            return "Accepted";
+        case 300:
+            return "Multiple Choices";
+        case 301:
+            return "Moved Permanently";
+        case 302:
+            return "Moved Temporarily";
+        case 305:
+            return "Use Proxy";
+        case 380:
+            return "Alternative Service";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 402:
+            return "Payment Required";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 406:
+            return "Not Acceptable";
+        case 407:
+            return "Proxy Authentication Required";
+        case 408:
+            return "Request Timeout";
+        case 410:
+            return "Gone";
+        case 413:
+            return "Request Entity Too Large";
+        case 414:
+            return "Request-URI Too Long";
+        case 415:
+            return "Unsupported Media Type";
+        case 416:
+            return "Unsupported URI Scheme";
+        case 420:
+            return "Bad Extension";
+        case 421:
+            return "Extension Required";
+        case 423:
+            return "Interval Too Brief";
+        case 480:
+            return "Temporarily Unavailable";
+        case 481:
+            return "Call/Transaction Does Not Exist";
+        case 482:
+            return "Loop Detected";
+        case 483:
+            return "Too Many Hops";
+        case 484:
+            return "Address Incomplete";
+        case 485:
+            return "Ambiguous";
+        case 486:
+            return "Busy Here";
+        case 487:
+            return "Request Terminated";
+        case 488:
+            return "Not Acceptable Here";
+        case 491:
+            return "Request Pending";
+        case 493:
+            return "Undecipherable";
+        case 500:
+            return "Server Internal Error";
+        case 501:
+            return "Not Implemented";
+        case 502:
+            return "Bad Gateway";
+        case 503:
+            return "Service Unavailable";
+        case 504:
+            return "Server Time-out";
+        case 505:
+            return "Version Not Supported";
+        case 513:
+            return "Message Too Large";
+        case 600:
+            return "Busy Everywhere";
+        case 603:
+            return "Decline";
+        case 604:
+            return "Does Not Exist Anywhere";
+        case 606:
+            return "Not Acceptable";
+        default:
+            return "Unknown";
     }
 }
 

@@ -44,9 +44,13 @@ bool all_allowed(std::string_view s) noexcept {
     return true;
 }
 
-bool is_hostname_char(char c) noexcept { return kHostname[static_cast<unsigned char>(c)]; }
+bool is_hostname_char(char c) noexcept {
+    return kHostname[static_cast<unsigned char>(c)];
+}
 
-bool is_ipv6_char(char c) noexcept { return base::is_hex(c) || c == ':' || c == '.'; }
+bool is_ipv6_char(char c) noexcept {
+    return base::is_hex(c) || c == ':' || c == '.';
+}
 
 }  // namespace
 
@@ -181,7 +185,8 @@ bool uri_equivalent(std::string_view a, std::string_view b) noexcept {
            std::string_view(db, static_cast<std::size_t>(nb));
 }
 
-bool ParamIterator::next(std::string_view& name, std::string_view& value, bool& has_value) noexcept {
+bool ParamIterator::next(std::string_view& name, std::string_view& value,
+                         bool& has_value) noexcept {
     for (;;) {
         if (rest_.empty()) return false;
         // The element runs to the next ';' outside a quoted string.
@@ -190,8 +195,10 @@ bool ParamIterator::next(std::string_view& name, std::string_view& value, bool& 
         for (; i < rest_.size(); ++i) {
             char c = rest_[i];
             if (quoted) {
-                if (c == '\\') ++i;
-                else if (c == '"') quoted = false;
+                if (c == '\\')
+                    ++i;
+                else if (c == '"')
+                    quoted = false;
             } else if (c == '"') {
                 quoted = true;
             } else if (c == ';') {

@@ -241,7 +241,8 @@ void check_302(const Run& r, const fuzz::Expected& req, const sip::Message& m) {
         std::string_view bare = stored_contact(c.addr.uri_text, r);
         SIPR_FUZZ_CHECK(!sip::uri_equivalent(bare, req.msg->request_uri));
         for (std::size_t j = 0; j < i; ++j)
-            SIPR_FUZZ_CHECK(!sip::uri_equivalent(bare, stored_contact(contacts[j].addr.uri_text, r)));
+            SIPR_FUZZ_CHECK(
+                !sip::uri_equivalent(bare, stored_contact(contacts[j].addr.uri_text, r)));
     }
 }
 

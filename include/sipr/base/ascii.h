@@ -10,11 +10,15 @@ namespace sipr::base {
 constexpr char to_lower(char c) noexcept {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
-constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+constexpr bool is_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
 constexpr bool is_alpha(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
-constexpr bool is_alnum(char c) noexcept { return is_digit(c) || is_alpha(c); }
+constexpr bool is_alnum(char c) noexcept {
+    return is_digit(c) || is_alpha(c);
+}
 constexpr bool is_hex(char c) noexcept {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -24,8 +28,11 @@ constexpr int hex_value(char c) noexcept {
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
-// Linear white space inside a header value: SP, HT and the CR/LF of a folded line (RFC 3261 §7.3.1).
-constexpr bool is_lws(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+// Linear white space inside a header value: SP, HT and the CR/LF of a folded line (RFC 3261
+// §7.3.1).
+constexpr bool is_lws(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 // RFC 3261 §25.1 token characters, as a table: parsers test this per byte.
 inline constexpr auto kTokenTable = [] {
@@ -37,7 +44,9 @@ inline constexpr auto kTokenTable = [] {
         t[static_cast<unsigned char>(c)] = true;
     return t;
 }();
-constexpr bool is_token_char(char c) noexcept { return kTokenTable[static_cast<unsigned char>(c)]; }
+constexpr bool is_token_char(char c) noexcept {
+    return kTokenTable[static_cast<unsigned char>(c)];
+}
 
 // Case-insensitive ASCII equality.
 constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -64,8 +73,7 @@ constexpr bool is_token(std::string_view s) noexcept {
 
 // Parses a decimal number of 1..10 digits into `out`; fails on anything else or on a value above
 // `max`. Never reads past `s`.
-constexpr bool parse_u32(std::string_view s, uint32_t& out,
-                         uint32_t max = 0xffffffffu) noexcept {
+constexpr bool parse_u32(std::string_view s, uint32_t& out, uint32_t max = 0xffffffffu) noexcept {
     if (s.empty() || s.size() > 10) return false;
     uint64_t v = 0;
     for (char c : s) {

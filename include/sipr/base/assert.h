@@ -4,13 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define SIPR_CHECK(cond)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "sipr: check failed: %s (%s:%d)\n", #cond, __FILE__,   \
-                         __LINE__);                                                       \
-            std::abort();                                                                 \
-        }                                                                                 \
+#define SIPR_CHECK(cond)                                                                         \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            std::fprintf(stderr, "sipr: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+            std::abort();                                                                        \
+        }                                                                                        \
     } while (0)
 
 #ifdef NDEBUG

@@ -10,7 +10,7 @@
 namespace sipr::base {
 
 class BufferWriter {
-public:
+  public:
     explicit BufferWriter(std::span<char> buf) noexcept : buf_(buf) {}
 
     void append(std::string_view s) noexcept {
@@ -55,7 +55,7 @@ public:
     [[nodiscard]] bool overflow() const noexcept { return overflow_; }
     [[nodiscard]] std::string_view view() const noexcept { return {buf_.data(), size_}; }
 
-private:
+  private:
     std::span<char> buf_;
     std::size_t size_ = 0;
     bool overflow_ = false;

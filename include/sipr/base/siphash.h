@@ -14,12 +14,12 @@ struct SipKey {
 
 // Incremental SipHash-2-4. Feeding the same bytes in any split gives the same result.
 class SipHasher {
-public:
+  public:
     explicit SipHasher(SipKey key) noexcept;
     void update(std::string_view bytes) noexcept;
     [[nodiscard]] uint64_t finish() const noexcept;
 
-private:
+  private:
     void compress(uint64_t m) noexcept;
     uint64_t v0_, v1_, v2_, v3_;
     uint64_t tail_ = 0;      // pending bytes, little-endian

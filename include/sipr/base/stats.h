@@ -10,33 +10,33 @@
 namespace sipr::base {
 
 class Counter {
-public:
+  public:
     void inc(uint64_t n = 1) noexcept {
         v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
     [[nodiscard]] uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::atomic<uint64_t> v_{0};
 };
 
 class Gauge {
-public:
+  public:
     void add(int64_t n) noexcept {
         v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
     void set(int64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
     [[nodiscard]] int64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::atomic<int64_t> v_{0};
 };
 
 // Fixed-bucket histogram of durations in microseconds.
 class DurationHistogram {
-public:
-    static constexpr std::array<uint64_t, 12> kBoundsUs{100,   250,    500,    1000,   2500,  5000,
-                                                        10000, 25000, 50000, 100000, 250000, 1000000};
+  public:
+    static constexpr std::array<uint64_t, 12> kBoundsUs{
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
     void observe_us(uint64_t us) noexcept {
         std::size_t i = 0;
         while (i < kBoundsUs.size() && us > kBoundsUs[i]) ++i;
@@ -46,25 +46,25 @@ public:
     [[nodiscard]] uint64_t bucket(std::size_t i) const noexcept { return buckets_[i].get(); }
     [[nodiscard]] uint64_t sum_us() const noexcept { return sum_us_.get(); }
 
-private:
+  private:
     std::array<Counter, kBoundsUs.size() + 1> buckets_{};
     Counter sum_us_;
 };
 
 enum class DropReason : uint8_t {
-    NotSip,          // start line unparsable, NUL bytes, garbage
-    NoVia,           // a request without a usable Via: nowhere to answer
-    TooLarge,        // over the size limit and unanswerable
-    TooManyHeaders,  // over the header cap and unanswerable
-    Response,        // a response sent to a server that sends no requests
-    SendFailed,      // the socket refused the answer (buffer full)
-    Denied,          // source not in --allow
-    RateLimited,     // over the per-source rate
+    NotSip,            // start line unparsable, NUL bytes, garbage
+    NoVia,             // a request without a usable Via: nowhere to answer
+    TooLarge,          // over the size limit and unanswerable
+    TooManyHeaders,    // over the header cap and unanswerable
+    Response,          // a response sent to a server that sends no requests
+    SendFailed,        // the socket refused the answer (buffer full)
+    Denied,            // source not in --allow
+    RateLimited,       // over the per-source rate
     ResponseTooLarge,  // even the bare answer would not fit the response limit
     kCount,
 };
 inline constexpr std::array<const char*, static_cast<std::size_t>(DropReason::kCount)>
-    kDropReasonNames{"not_sip",     "no_via", "too_large",   "too_many_headers", "response",
+    kDropReasonNames{"not_sip",     "no_via", "too_large",    "too_many_headers",  "response",
                      "send_failed", "denied", "rate_limited", "response_too_large"};
 
 enum class RegistrationResult : uint8_t {

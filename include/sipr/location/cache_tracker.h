@@ -46,7 +46,7 @@ enum class TrackingBound : uint8_t {
                                                  uint64_t& current) noexcept;
 
 class CacheTracker {
-public:
+  public:
     enum class State : uint8_t { Off, Enabling, On };
     // Told of every change of state, with a reason for Off ("" otherwise), for logs.
     using ChangeFn = void (*)(void* ctx, State state, std::string_view why) noexcept;
@@ -74,7 +74,7 @@ public:
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] RedisClient& invalidation_client() noexcept { return inval_; }
 
-private:
+  private:
     static void on_inval_state(void* ctx, RedisClient::State s) noexcept;
     static void on_message(void* ctx, const redisReply* message) noexcept;
     static void on_tracking_reply(void* ctx, RedisError err, const redisReply* reply) noexcept;

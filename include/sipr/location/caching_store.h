@@ -26,7 +26,7 @@ struct CacheMetrics {
 };
 
 class CachingStore final : public LocationStore {
-public:
+  public:
     // `inner` is not owned and must outlive this. `wall_ms` is the wall clock (unix ms) that a
     // binding's expiry is judged by; `mono_ms` a monotonic clock for the TTLs.
     CachingStore(LocationStore& inner, NearCacheOptions opts, CacheMetrics metrics,
@@ -56,7 +56,7 @@ public:
     [[nodiscard]] bool enabled() const noexcept { return cache_.enabled(); }
     [[nodiscard]] const NearCache& cache() const noexcept { return cache_; }
 
-private:
+  private:
     struct Op;
     static void on_inner(void* ctx, const LookupReply& reply) noexcept;
 

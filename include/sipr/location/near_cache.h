@@ -34,7 +34,7 @@ struct NearCacheOptions {
 };
 
 class NearCache {
-public:
+  public:
     // Taken when a read is sent; insert() judges the reply by it.
     struct Ticket {
         uint64_t generation = 0;  // 0: taken while disabled (never stored)
@@ -83,16 +83,16 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return used_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return opts_.max_entries; }
 
-private:
+  private:
     static constexpr uint32_t kEmpty = 0xffffffffu;
     struct Entry {
         std::string aor;
-        std::string blob;                 // the bindings' text; `views` point here
+        std::string blob;  // the bindings' text; `views` point here
         std::vector<BindingView> views;
         uint64_t hash = 0;
         uint64_t fresh_until_ms = 0;
-        uint32_t slot = kEmpty;           // its place in table_ (kEmpty: free entry)
-        bool referenced = false;          // CLOCK bit
+        uint32_t slot = kEmpty;   // its place in table_ (kEmpty: free entry)
+        bool referenced = false;  // CLOCK bit
     };
 
     [[nodiscard]] static uint64_t hash_of(std::string_view aor) noexcept;
@@ -104,15 +104,15 @@ private:
     [[nodiscard]] bool raced(uint64_t h, const Ticket& t) const noexcept;
 
     NearCacheOptions opts_;
-    std::vector<Entry> entries_;    // reserved at max_entries: entries never move
-    std::vector<uint32_t> free_;    // free entry indices
-    std::vector<uint32_t> table_;   // open addressing (linear probing) -> entry index
+    std::vector<Entry> entries_;   // reserved at max_entries: entries never move
+    std::vector<uint32_t> free_;   // free entry indices
+    std::vector<uint32_t> table_;  // open addressing (linear probing) -> entry index
     uint64_t mask_ = 0;
-    uint32_t hand_ = 0;             // CLOCK hand over entries_
+    uint32_t hand_ = 0;  // CLOCK hand over entries_
     std::size_t used_ = 0;
     bool enabled_ = false;
-    uint64_t generation_ = 1;       // bumped by every flush / enable / disable
-    uint64_t invalidations_ = 0;    // invalidations seen (enabled) so far
+    uint64_t generation_ = 1;             // bumped by every flush / enable / disable
+    uint64_t invalidations_ = 0;          // invalidations seen (enabled) so far
     std::array<uint64_t, kRing> ring_{};  // hash of invalidation n at ring_[n % kRing]
 };
 

@@ -11,9 +11,10 @@
 // subscribed connection answers nothing but (UN)SUBSCRIBE and PING).
 //
 // Commands are pipelined: those issued in one turn of the loop leave in one write, made in the
-// loop's prepare phase (our own hiredis event glue: no epoll_ctl per command). Each gets its reply callback exactly once: with the reply, or with
-// Timeout when none came within the command timeout, or with Disconnected when the connection was
-// lost first. A command refused at the call (returned error) never calls back.
+// loop's prepare phase (our own hiredis event glue: no epoll_ctl per command). Each gets its reply
+// callback exactly once: with the reply, or with Timeout when none came within the command timeout,
+// or with Disconnected when the connection was lost first. A command refused at the call (returned
+// error) never calls back.
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <uv.h>
@@ -28,7 +29,7 @@ namespace sipr::location {
 struct RedisUrl {
     std::string host = "127.0.0.1";
     uint16_t port = 6379;
-    std::string user;      // ACL user (Redis 6+); empty with a password means AUTH <password>
+    std::string user;  // ACL user (Redis 6+); empty with a password means AUTH <password>
     std::string password;
     uint32_t db = 0;
 };
@@ -91,7 +92,8 @@ struct RedisOptions {
     uint32_t backoff_min_ms = 50;
     uint32_t backoff_max_ms = 2000;
     uint32_t max_pending = 8192;
-    std::string client_name;  // CLIENT SETNAME in the handshake when not empty (CLIENT LIST shows it)
+    std::string
+        client_name;  // CLIENT SETNAME in the handshake when not empty (CLIENT LIST shows it)
     bool fetch_client_id = false;  // CLIENT ID in the handshake; then client_id() while Ready
     // ROLE in the handshake: a node that is not a primary (e.g. the old primary after a Sentinel
     // failover, now a replica) fails it, and the client backs off and tries again.
@@ -105,7 +107,7 @@ struct RedisOptions {
 };
 
 class RedisClient {
-public:
+  public:
     enum class State : uint8_t { Idle, Connecting, Handshake, Ready, Backoff, Stopped };
     // `reply` is valid only during the call; nullptr unless err is None.
     using ReplyFn = void (*)(void* ctx, RedisError err, const redisReply* reply) noexcept;
@@ -127,7 +129,8 @@ public:
 
     // Makes this a subscriber of `channel` (call before start()): every connection subscribes in
     // its handshake and is Ready once Redis confirmed it; `fn` gets each message while Ready.
-    // Messages lost while not Ready are gone: watch the state. command() then refuses (Unavailable).
+    // Messages lost while not Ready are gone: watch the state. command() then refuses
+    // (Unavailable).
     void subscribe(std::string channel, MessageFn fn, void* ctx);
 
     // Sends one command. Returns None (the callback will run once) or the reason it was refused.
@@ -155,7 +158,7 @@ public:
     // A short text of the last connection error ("" when none), for logs.
     [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
 
-private:
+  private:
     struct Slot {
         ReplyFn fn = nullptr;
         void* ctx = nullptr;

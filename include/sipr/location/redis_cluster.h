@@ -72,14 +72,14 @@ struct ClusterMetrics {
 };
 
 class RedisCluster final : public RedisRoute {
-public:
+  public:
     static constexpr uint8_t kMaxRedirects = 5;
     static constexpr uint16_t kNoNode = 0xffff;
 
     // `target` (RedisMode::Cluster) gives the seeds and the password; `opts` configure every
     // node's connection; `metrics` (not owned) count redirections.
-    RedisCluster(uv_loop_t* loop, const RedisTarget& target, RedisOptions opts, ClusterMetrics metrics,
-                 ClusterOptions copts = {});
+    RedisCluster(uv_loop_t* loop, const RedisTarget& target, RedisOptions opts,
+                 ClusterMetrics metrics, ClusterOptions copts = {});
     ~RedisCluster() override;
     RedisCluster(const RedisCluster&) = delete;
     RedisCluster& operator=(const RedisCluster&) = delete;
@@ -108,7 +108,7 @@ public:
     [[nodiscard]] std::size_t nodes() const noexcept { return nodes_.size(); }
     [[nodiscard]] uint64_t map_refreshes() const noexcept { return refreshes_; }
 
-private:
+  private:
     struct Node {
         RedisCluster* owner = nullptr;
         uint16_t index = 0;

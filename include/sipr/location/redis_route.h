@@ -12,7 +12,7 @@
 namespace sipr::location {
 
 class RedisRoute {
-public:
+  public:
     virtual ~RedisRoute() = default;
     // `key` is the command's key (the first, when it has more; they share one hash slot, DESIGN
     // §6). `read`: a look-up that a replica may answer.
@@ -28,13 +28,13 @@ public:
 // One primary, and optionally a replica that answers look-ups while it is Ready (else they go to
 // the primary). Neither client is owned.
 class SingleRoute final : public RedisRoute {
-public:
+  public:
     explicit SingleRoute(RedisClient& primary, RedisClient* replica = nullptr) noexcept
         : primary_(primary), replica_(replica) {}
 
-    [[nodiscard]] RedisError command(std::string_view, bool read, int argc,
-                                     const char* const* argv, const std::size_t* lens,
-                                     RedisClient::ReplyFn fn, void* ctx) noexcept override {
+    [[nodiscard]] RedisError command(std::string_view, bool read, int argc, const char* const* argv,
+                                     const std::size_t* lens, RedisClient::ReplyFn fn,
+                                     void* ctx) noexcept override {
         RedisClient& c = read && replica_ != nullptr && replica_->ready() ? *replica_ : primary_;
         return c.command(argc, argv, lens, fn, ctx);
     }
@@ -43,7 +43,7 @@ public:
         return primary_.ready() || (replica_ != nullptr && replica_->ready());
     }
 
-private:
+  private:
     RedisClient& primary_;
     RedisClient* replica_;
 };

@@ -23,7 +23,7 @@ struct SentinelOptions {
 };
 
 class SentinelWatcher {
-public:
+  public:
     // `target` (RedisMode::Sentinel) gives the Sentinels and the primary's name; `opts`
     // configure the connection to a Sentinel (its password is not the data nodes').
     SentinelWatcher(uv_loop_t* loop, const RedisTarget& target, RedisOptions opts,
@@ -41,7 +41,7 @@ public:
     [[nodiscard]] const RedisEndpoint& primary() const noexcept { return primary_; }
     [[nodiscard]] uint64_t switches() const noexcept { return switches_; }
 
-private:
+  private:
     static void on_state(void* ctx, RedisClient::State s) noexcept;
     static void on_reply(void* ctx, RedisError err, const redisReply* reply) noexcept;
     void poll() noexcept;

@@ -15,7 +15,7 @@
 namespace sipr::location {
 
 class RedisStore final : public LocationStore, public AuthStore {
-public:
+  public:
     // `route` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
     // filtering expired bindings (nullptr: the system clock). Look-ups and credentials are
     // reads (a replica may answer them); REGISTERs and the auth scripts are writes.
@@ -54,7 +54,7 @@ public:
     };
     [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
-private:
+  private:
     RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route, int64_t (*clock_ms)() noexcept);
     struct LookupOp;
     struct RegisterOp;

@@ -60,7 +60,7 @@ struct RegisterChanges {
 
 struct RegisterReply {
     StoreError error = StoreError::None;
-    int64_t now_ms = 0;  // Redis TIME at the change
+    int64_t now_ms = 0;                     // Redis TIME at the change
     std::span<const BindingView> bindings;  // every binding after the change
 };
 using RegisterCallback = void (*)(void* ctx, const RegisterReply& reply) noexcept;
@@ -68,10 +68,10 @@ using RegisterCallback = void (*)(void* ctx, const RegisterReply& reply) noexcep
 // A subscriber record, sipr:sub:{aor} (DESIGN §6), as sip-locctl user add writes it.
 struct Credentials {
     bool found = false;
-    bool enabled = false;           // false only when the field "enabled" is "0"
-    std::string_view ha1_md5;       // hex of MD5(user:realm:password)
-    std::string_view ha1_sha256;    // hex of SHA-256(user:realm:password)
-    std::string_view realm;         // the realm the HA1s were computed for ("" when not recorded)
+    bool enabled = false;         // false only when the field "enabled" is "0"
+    std::string_view ha1_md5;     // hex of MD5(user:realm:password)
+    std::string_view ha1_sha256;  // hex of SHA-256(user:realm:password)
+    std::string_view realm;       // the realm the HA1s were computed for ("" when not recorded)
     // The digest algorithms this subscriber is challenged with and may answer, as written by
     // sip-locctl user add --algorithms ("SHA-256,MD5", most preferred first); "" when the record
     // has no such field (the registrar's --auth-algorithms then apply).
@@ -84,7 +84,7 @@ struct CredentialsReply {
 using CredentialsCallback = void (*)(void* ctx, const CredentialsReply& reply) noexcept;
 
 class LocationStore {
-public:
+  public:
     virtual ~LocationStore() = default;
     // The live bindings of `aor` (normalised, DESIGN §4).
     [[nodiscard]] virtual StoreError lookup(std::string_view aor, LookupCallback cb,

@@ -15,7 +15,7 @@ class Exposer;
 namespace sipr::metrics {
 
 class Exporter {
-public:
+  public:
     // Serves on `listen` ("127.0.0.1:9060", "[::1]:9060"). Throws std::runtime_error when it
     // cannot bind (start-up only; the app turns it into one line and an exit).
     Exporter(const std::string& listen, const std::string& program,
@@ -27,7 +27,7 @@ public:
     // The bound port (useful when `listen` asked for port 0).
     [[nodiscard]] uint16_t port() const;
 
-private:
+  private:
     class Collector;
     std::shared_ptr<Collector> collector_;
     std::unique_ptr<prometheus::Exposer> exposer_;

@@ -15,7 +15,7 @@ namespace sipr::net {
 
 // Receives datagrams. Called on the socket's loop thread only.
 class DatagramHandler {
-public:
+  public:
     virtual ~DatagramHandler() = default;
     // `bytes` and `from` are valid only during the call (they live in libuv's receive buffer).
     virtual void on_datagram(std::string_view bytes, const sockaddr* from) noexcept = 0;
@@ -24,7 +24,7 @@ public:
 };
 
 class UdpSocket {
-public:
+  public:
     UdpSocket() noexcept;
     ~UdpSocket();
     UdpSocket(const UdpSocket&) = delete;
@@ -83,7 +83,7 @@ public:
     static constexpr std::size_t kMaxDatagram = 65535;
     static constexpr std::size_t kSendArena = 256 * 1024;
 
-private:
+  private:
     static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf) noexcept;
     static void on_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
                         unsigned flags) noexcept;

@@ -13,7 +13,7 @@
 namespace sipr::net {
 
 class WorkerGroup {
-public:
+  public:
     // Runs on the worker's thread before its loop starts. Returns false to report a start-up
     // failure (the group then stops).
     using SetupFn = std::function<bool(std::size_t index, uv_loop_t* loop)>;
@@ -37,7 +37,7 @@ public:
 
     [[nodiscard]] std::size_t size() const noexcept { return workers_.size(); }
 
-private:
+  private:
     struct Worker;
     std::vector<std::unique_ptr<Worker>> workers_;
     StopFn on_stop_;

@@ -19,18 +19,18 @@
 namespace sipr::redirect {
 
 struct Config {
-    std::vector<std::string> domains;  // served domains, lower-case; empty serves all
-    std::string default_domain;        // tel: URIs map here (DESIGN §4); "" answers them 404
-    bool path_as_route = false;        // a binding's Path as ?Route= on its Contact (opt-in)
+    std::vector<std::string> domains;      // served domains, lower-case; empty serves all
+    std::string default_domain;            // tel: URIs map here (DESIGN §4); "" answers them 404
+    bool path_as_route = false;            // a binding's Path as ?Route= on its Contact (opt-in)
     bool reject_max_forwards_zero = true;  // Max-Forwards: 0 -> 483 (RFC 3261 §16.3 spirit)
     bool health_ignores_redis = false;     // OPTIONS probe answers 200 even without Redis
-    std::size_t max_response = 1300;   // a 302 fits one datagram (RFC 3261 §18.1.1)
+    std::size_t max_response = 1300;       // a 302 fits one datagram (RFC 3261 §18.1.1)
     // Reflection guard: no answer to an untrusted source is larger than this many times the
     // request that caused it (a 302 loses its lowest-q contacts to fit). 0: off.
     double max_amplification = 3.0;
-    std::size_t max_message = 8192;    // larger requests get 513
+    std::size_t max_message = 8192;  // larger requests get 513
     std::size_t max_headers = 96;
-    std::size_t max_inflight = 1024;   // look-ups per worker; beyond: 503 at once
+    std::size_t max_inflight = 1024;  // look-ups per worker; beyond: 503 at once
     uint32_t retry_after_s = 5;
     base::SipKey tag_key;
 };
@@ -57,8 +57,7 @@ struct Decision {
 // instance is not draining (shutting down after SIGTERM); every other request is decided the same
 // either way.
 [[nodiscard]] Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
-                              sip::RequestCore& core,
-                              std::span<char, sip::kMaxAorLength> aor_buf,
+                              sip::RequestCore& core, std::span<char, sip::kMaxAorLength> aor_buf,
                               bool store_available, bool draining = false) noexcept;
 
 // What the store said about the AOR.
@@ -71,8 +70,8 @@ struct LookupOutcome {
 struct WriteResult {
     std::string_view response;  // empty when even a bare response did not fit
     uint16_t status = 0;
-    std::size_t contacts = 0;   // Contacts written
-    std::size_t cut = 0;        // live contacts left out to fit max_response
+    std::size_t contacts = 0;  // Contacts written
+    std::size_t cut = 0;       // live contacts left out to fit max_response
 };
 
 // Writes the answer to a looked-up request: 302 with one Contact per live binding (highest q
@@ -86,11 +85,12 @@ struct WriteResult {
 
 // Escapes a header value for use inside a URI header (RFC 3261 §19.1.1 hvalue): everything but
 // unreserved characters and hnv-unreserved ones becomes %XX. Returns false when it did not fit.
-[[nodiscard]] bool append_uri_header_escaped(base::BufferWriter& w, std::string_view value) noexcept;
+[[nodiscard]] bool append_uri_header_escaped(base::BufferWriter& w,
+                                             std::string_view value) noexcept;
 
 // The service on one worker: copies each datagram into a slot, decides, asks the store, answers.
 class Redirector {
-public:
+  public:
     // `now_us` is a monotonic clock for the look-up latency histogram; `wall_ms` the wall clock.
     Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
                base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
@@ -107,7 +107,7 @@ public:
     // takes the instance out, while every other request is answered as before (graceful drain).
     void set_draining(bool draining) noexcept { draining_ = draining; }
 
-private:
+  private:
     struct Slot;
     static void on_lookup(void* ctx, const location::LookupReply& reply) noexcept;
     void finish(Slot* slot, const location::LookupReply& reply) noexcept;
@@ -119,7 +119,8 @@ private:
     void send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept;
     Slot* acquire() noexcept;
     void release(Slot* slot) noexcept;
-    // Where to write a response: the sender's own buffer when it has one (no copy on send), else out_.
+    // Where to write a response: the sender's own buffer when it has one (no copy on send), else
+    // out_.
     std::span<char> response_buffer() noexcept;
 
     Config config_;

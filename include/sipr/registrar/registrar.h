@@ -21,12 +21,12 @@ struct Config {
     uint32_t max_expires = 3600;
     uint32_t default_expires = 3600;
     uint32_t max_contacts = 10;
-    bool evict_oldest = false;         // --max-contacts-policy evict
-    uint32_t retry_after_s = 5;        // in 500 (stale CSeq) and 503 answers
-    std::size_t max_message = 8192;    // beyond: 513
+    bool evict_oldest = false;       // --max-contacts-policy evict
+    uint32_t retry_after_s = 5;      // in 500 (stale CSeq) and 503 answers
+    std::size_t max_message = 8192;  // beyond: 513
     std::size_t max_headers = 96;
-    std::size_t max_pending = 4096;    // REGISTERs waiting for Redis per worker; beyond: 503
-    std::size_t max_response = 1300;   // largest answer over UDP (RFC 3261 §18.1.1), 512..65000
+    std::size_t max_pending = 4096;   // REGISTERs waiting for Redis per worker; beyond: 503
+    std::size_t max_response = 1300;  // largest answer over UDP (RFC 3261 §18.1.1), 512..65000
     // No answer to a source outside --allow is larger than this many times its request (the
     // reflection guard, as in sip-redirectd); 0 turns it off.
     double max_amplification = 3.0;
@@ -37,7 +37,7 @@ struct Config {
 // changes, whether a REGISTER may proceed. Implementations may need the store (digest_auth.h), so
 // a decision may come later, on the same loop.
 class Authenticator {
-public:
+  public:
     virtual ~Authenticator() = default;
     enum class Verdict : uint8_t {
         Allow,       // go on with the REGISTER
@@ -64,7 +64,7 @@ public:
 };
 
 class Registrar {
-public:
+  public:
     // `store` and `sender` are not owned and must outlive the registrar; `stats` is this worker's.
     Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
               base::ServiceStats& stats);
@@ -79,15 +79,14 @@ public:
 
     // The largest answer to a request of `request_size` bytes: max_response, or less under the
     // amplification guard for an untrusted source.
-    [[nodiscard]] std::size_t response_limit(std::size_t request_size,
-                                             bool trusted) const noexcept;
+    [[nodiscard]] std::size_t response_limit(std::size_t request_size, bool trusted) const noexcept;
 
     void set_authenticator(Authenticator* auth) noexcept { auth_ = auth; }
 
     // REGISTERs waiting for the store or the authenticator.
     [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
 
-private:
+  private:
     struct Slot;
     void handle_register(const sip::Message& msg, const sip::RequestCore& core,
                          std::string_view bytes, const sip::Peer& from, std::size_t limit) noexcept;

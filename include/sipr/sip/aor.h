@@ -1,5 +1,6 @@
 #pragma once
-// Address-of-record normalisation (DESIGN §4): the key under which bindings are stored and looked up.
+// Address-of-record normalisation (DESIGN §4): the key under which bindings are stored and looked
+// up.
 #include <cstddef>
 #include <span>
 #include <string_view>

@@ -16,11 +16,11 @@ namespace sipr::sip {
 struct NameAddr {
     std::string_view display_name;  // without quotes; quoted-pair escapes kept as written
     bool display_quoted = false;
-    std::string_view uri_text;      // without '<' '>'
+    std::string_view uri_text;  // without '<' '>'
     Uri uri;
     UriStatus uri_status = UriStatus::Malformed;
     bool angle_brackets = false;
-    std::string_view params;        // header parameters after the address, without the first ';'
+    std::string_view params;  // header parameters after the address, without the first ';'
 };
 
 // Parses a name-addr / addr-spec. Returns false when the value is not one (unterminated quote or
@@ -52,23 +52,23 @@ struct Via {
     std::string_view received;
     std::string_view maddr;
     bool has_rport = false;
-    std::string_view rport;      // "" when the parameter has no value
-    std::string_view params;     // every parameter, without the first ';'
+    std::string_view rport;   // "" when the parameter has no value
+    std::string_view params;  // every parameter, without the first ';'
 };
 [[nodiscard]] bool parse_via(std::string_view value, Via& out) noexcept;
 
 // One Contact element (RFC 3261 §20.10, RFC 5626 §4.1).
 struct Contact {
     bool star = false;
-    NameAddr addr;                  // unset for '*'
+    NameAddr addr;  // unset for '*'
     bool has_q = false;
-    uint16_t q = 1000;              // q-value in thousandths, 0..1000
+    uint16_t q = 1000;  // q-value in thousandths, 0..1000
     bool has_expires = false;
-    uint32_t expires = 0;           // clamped to 2^32-1 as RFC 3261 §20.19 allows
-    std::string_view instance;      // +sip.instance, without the surrounding quotes
+    uint32_t expires = 0;       // clamped to 2^32-1 as RFC 3261 §20.19 allows
+    std::string_view instance;  // +sip.instance, without the surrounding quotes
     bool has_reg_id = false;
     uint32_t reg_id = 0;
-    std::string_view params;        // every header parameter, known ones included
+    std::string_view params;  // every header parameter, known ones included
 };
 // Fails on a malformed address, a q outside 0..1 with at most 3 decimals, a non-numeric expires or
 // reg-id.

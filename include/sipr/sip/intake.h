@@ -21,12 +21,14 @@ struct Peer {
     char ip[46] = {};  // numeric, no brackets
     uint8_t ip_len = 0;
     uint16_t port = 0;
-    [[nodiscard]] Source source() const noexcept { return Source{std::string_view(ip, ip_len), port}; }
+    [[nodiscard]] Source source() const noexcept {
+        return Source{std::string_view(ip, ip_len), port};
+    }
 };
 
 // Sends a response. Implemented by the app over a net::UdpSocket; services never see sockets.
 class Sender {
-public:
+  public:
     virtual ~Sender() = default;
     // Sends `bytes` to `to`'s address at `port` (RFC 3261 §18.2.2). Returns false when the socket
     // refused it (counted by the caller).

@@ -1,7 +1,7 @@
 #pragma once
 // The SIP message model and its parser. The parser never allocates and never copies: every view in
-// a Message points into the bytes it was parsed from, which the caller keeps alive and unchanged for
-// as long as it uses the Message.
+// a Message points into the bytes it was parsed from, which the caller keeps alive and unchanged
+// for as long as it uses the Message.
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -33,7 +33,7 @@ void make_to_tag(const base::SipKey& key, const RequestCore& core,
 // Builds a response in steps: begin() writes the status line and the copied headers; the caller
 // adds headers with add_header() or raw(); finish() ends the head with Content-Length: 0.
 class ResponseWriter {
-public:
+  public:
     explicit ResponseWriter(std::span<char> buf) noexcept : w_(buf) {}
 
     // Writes "SIP/2.0 <status> <reason>", the Vias, From, To (tagged unless it already has a
@@ -52,7 +52,7 @@ public:
     [[nodiscard]] base::BufferWriter& writer() noexcept { return w_; }
     [[nodiscard]] bool overflow() const noexcept { return w_.overflow(); }
 
-private:
+  private:
     base::BufferWriter w_;
 };
 

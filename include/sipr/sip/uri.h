@@ -51,13 +51,13 @@ enum class UriStatus : uint8_t {
 // Iterates ";name=value;name" parameter lists (URI, Via, Contact, To/From parameters). White space
 // around names, '=' and values is skipped; a quoted value keeps its quotes.
 class ParamIterator {
-public:
+  public:
     explicit ParamIterator(std::string_view params) noexcept : rest_(params) {}
     // Advances to the next parameter; false at the end. A parameter without '=' gets an empty
     // value and has_value false.
     bool next(std::string_view& name, std::string_view& value, bool& has_value) noexcept;
 
-private:
+  private:
     std::string_view rest_;
 };
 

@@ -16,9 +16,9 @@
 namespace {
 
 using sipr::base::derive_sip_key;
+using sipr::base::siphash24;
 using sipr::base::SipHasher;
 using sipr::base::SipKey;
-using sipr::base::siphash24;
 
 // Key bytes 00..0f read as two little-endian 64-bit words.
 constexpr SipKey kRefKey{0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
@@ -118,10 +118,9 @@ TEST_CASE("siphash24: empty message") {
 
 TEST_CASE("siphash24: first reference vectors as 64-bit values") {
     constexpr std::array<uint64_t, 10> kFirst{
-        0x726fdb47dd0e0e31ULL, 0x74f839c593dc67fdULL, 0x0d6c8009d9a94f5aULL,
-        0x85676696d7fb7e2dULL, 0xcf2794e0277187b7ULL, 0x18765564cd99a68dULL,
-        0xcbc9466e58fee3ceULL, 0xab0200f58b01d137ULL, 0x93f5f5799a932462ULL,
-        0x9e0082df0ba9e4b0ULL,
+        0x726fdb47dd0e0e31ULL, 0x74f839c593dc67fdULL, 0x0d6c8009d9a94f5aULL, 0x85676696d7fb7e2dULL,
+        0xcf2794e0277187b7ULL, 0x18765564cd99a68dULL, 0xcbc9466e58fee3ceULL, 0xab0200f58b01d137ULL,
+        0x93f5f5799a932462ULL, 0x9e0082df0ba9e4b0ULL,
     };
     for (std::size_t n = 0; n < kFirst.size(); ++n) {
         CAPTURE(n);

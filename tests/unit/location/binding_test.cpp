@@ -52,8 +52,18 @@ void check_equal(const BindingView& v, const Binding& b) {
 
 // The fields of a well-formed packed binding, to break one at a time.
 std::vector<std::string> good_fields() {
-    return {"1",     "1700000360000", "1700000000000", "5",  "call-id", "sip:a@192.0.2.1",
-            "1000",  "",              "192.0.2.1:5060", "ua", "",        ""};
+    return {"1",
+            "1700000360000",
+            "1700000000000",
+            "5",
+            "call-id",
+            "sip:a@192.0.2.1",
+            "1000",
+            "",
+            "192.0.2.1:5060",
+            "ua",
+            "",
+            ""};
 }
 
 std::string join(const std::vector<std::string>& f) {
@@ -101,9 +111,9 @@ TEST_CASE("pack_binding / unpack_binding: every field round-trips") {
 TEST_CASE("pack_binding: version-1 layout, in the documented order") {
     Binding b = full_binding();
     std::string packed = pack_binding(b);
-    std::string expect = join({"1", "1700000360000", "1700000000123", "2147483647",
-                               b.call_id, b.contact, "735", b.path, b.received, b.user_agent,
-                               b.instance, "4000000000"});
+    std::string expect =
+        join({"1", "1700000360000", "1700000000123", "2147483647", b.call_id, b.contact, "735",
+              b.path, b.received, b.user_agent, b.instance, "4000000000"});
     CHECK(packed == expect);
     // The tail is everything after updated_at (what the Lua script prefixes).
     std::string tail = pack_binding_tail(b);
@@ -238,8 +248,12 @@ TEST_CASE("unpack_binding: arbitrary bytes and every prefix of a good one") {
         CAPTURE(n);
         CHECK_FALSE(unpack_binding(std::string_view(packed).substr(0, n), v));
     }
-    const std::string junk[] = {"", "1", "garbage", std::string("\0\0\0", 3),
-                                std::string(1000, 'x'), "1\x1f\x1f\x1f\x1f\x1f\x1f"};
+    const std::string junk[] = {"",
+                                "1",
+                                "garbage",
+                                std::string("\0\0\0", 3),
+                                std::string(1000, 'x'),
+                                "1\x1f\x1f\x1f\x1f\x1f\x1f"};
     for (const std::string& j : junk) CHECK_FALSE(unpack_binding(j, v));
 }
 

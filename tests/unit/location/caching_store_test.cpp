@@ -19,12 +19,16 @@ using namespace sipr::location;
 
 int64_t g_wall = 1'700'000'000'000;
 uint64_t g_mono = 5'000;
-int64_t wall() noexcept { return g_wall; }
-uint64_t mono() noexcept { return g_mono; }
+int64_t wall() noexcept {
+    return g_wall;
+}
+uint64_t mono() noexcept {
+    return g_mono;
+}
 
 // Keeps look-ups pending until the test answers them with the bindings it holds then.
 class FakeInner final : public LocationStore {
-public:
+  public:
     struct Pending {
         std::string aor;
         LookupCallback cb;

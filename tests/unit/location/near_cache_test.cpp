@@ -72,7 +72,8 @@ TEST_CASE("near cache: nothing is stored or served until enabled") {
 TEST_CASE("near cache: a stored entry owns copies of the bindings") {
     NearCache c(opts());
     enable(c);
-    auto b = std::make_unique<Bindings>(std::vector<std::string>{"sip:a@192.0.2.1", "sip:a@192.0.2.2"});
+    auto b =
+        std::make_unique<Bindings>(std::vector<std::string>{"sip:a@192.0.2.1", "sip:a@192.0.2.2"});
     b->views[1].path = b->text[0];  // any view into the caller's memory
     REQUIRE(c.insert("sip:a@x", c.ticket(), b->views, 0) == NearCache::Insert::Stored);
     for (std::string& s : b->text) std::fill(s.begin(), s.end(), '#');
@@ -147,8 +148,8 @@ TEST_CASE("near cache: a reply read before an invalidation of its AOR is never s
     NearCache c(opts());
     enable(c);
     Bindings old_value({"sip:a@192.0.2.1"});
-    NearCache::Ticket t = c.ticket();   // HGETALL sent
-    (void)c.invalidate("sip:a@x");      // the key changed; its invalidation arrives first
+    NearCache::Ticket t = c.ticket();  // HGETALL sent
+    (void)c.invalidate("sip:a@x");     // the key changed; its invalidation arrives first
     CHECK(c.insert("sip:a@x", t, old_value.views, 0) == NearCache::Insert::Raced);
     CHECK_FALSE(c.find("sip:a@x", 1).hit);
     // Invalidations of other AORs do not spoil a reply...
@@ -167,10 +168,12 @@ TEST_CASE("near cache: more invalidations in flight than the ring remembers refu
     enable(c);
     Bindings b({"sip:a@192.0.2.1"});
     NearCache::Ticket t = c.ticket();
-    for (std::size_t i = 0; i < NearCache::kRing; ++i) (void)c.invalidate("sip:other" + std::to_string(i) + "@x");
+    for (std::size_t i = 0; i < NearCache::kRing; ++i)
+        (void)c.invalidate("sip:other" + std::to_string(i) + "@x");
     CHECK(c.insert("sip:a@x", t, b.views, 0) == NearCache::Insert::Stored);  // exactly the ring
     NearCache::Ticket t2 = c.ticket();
-    for (std::size_t i = 0; i <= NearCache::kRing; ++i) (void)c.invalidate("sip:other" + std::to_string(i) + "@x");
+    for (std::size_t i = 0; i <= NearCache::kRing; ++i)
+        (void)c.invalidate("sip:other" + std::to_string(i) + "@x");
     CHECK(c.insert("sip:a@x", t2, b.views, 0) == NearCache::Insert::Raced);  // one too many
 }
 

@@ -92,7 +92,8 @@ TEST_CASE("parse_redis_target: sentinel:// lists Sentinels and names the primary
     CHECK(r.t.seeds[0] == RedisEndpoint{"10.0.0.1", 26380});
     CHECK(r.t.seeds[1] == RedisEndpoint{"10.0.0.2", 26379});  // a Sentinel's default port
     CHECK(r.t.seeds[2] == RedisEndpoint{"::1", 26381});
-    CHECK(redacted(r.t) == "sentinel://alice:***@10.0.0.1:26380,10.0.0.2:26379,[::1]:26381/mymaster");
+    CHECK(redacted(r.t) ==
+          "sentinel://alice:***@10.0.0.1:26380,10.0.0.2:26379,[::1]:26381/mymaster");
 }
 
 TEST_CASE("parse_redis_target: cluster:// lists seed nodes") {
@@ -109,13 +110,13 @@ TEST_CASE("parse_redis_target: cluster:// lists seed nodes") {
 
 TEST_CASE("parse_redis_target: failures say what is wrong and never quote the password") {
     const char* bad[] = {
-        "sentinel://:secret-pw@10.0.0.1:26379",        // no primary name
-        "sentinel://:secret-pw@10.0.0.1:26379/a/b",    // two names
-        "sentinel://:secret-pw@/mymaster",             // no host
-        "cluster://:secret-pw@10.0.0.1:7000/1",        // a database
-        "cluster://:secret-pw@10.0.0.1:7000,,10.0.0.2", // an empty host
-        "cluster://:secret-pw@10.0.0.1:99999",         // a bad port
-        "cluster://:secret-pw@::1:7000",               // IPv6 without brackets
+        "sentinel://:secret-pw@10.0.0.1:26379",          // no primary name
+        "sentinel://:secret-pw@10.0.0.1:26379/a/b",      // two names
+        "sentinel://:secret-pw@/mymaster",               // no host
+        "cluster://:secret-pw@10.0.0.1:7000/1",          // a database
+        "cluster://:secret-pw@10.0.0.1:7000,,10.0.0.2",  // an empty host
+        "cluster://:secret-pw@10.0.0.1:99999",           // a bad port
+        "cluster://:secret-pw@::1:7000",                 // IPv6 without brackets
     };
     for (const char* text : bad) {
         CAPTURE(text);

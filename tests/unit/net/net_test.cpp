@@ -5,12 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <doctest/doctest.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <doctest/doctest.h>
 #include <span>
 #include <string>
 #include <thread>
@@ -345,7 +345,8 @@ TEST_CASE("UdpSocket: IPv6 loopback") {
     REQUIRE(s.start(&c) == 0);
     sockaddr_storage bound = s.local_address();
     int fd = client_socket(AF_INET6);
-    REQUIRE(::sendto(fd, "v6", 2, 0, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in6)) == 2);
+    REQUIRE(::sendto(fd, "v6", 2, 0, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in6)) ==
+            2);
     run_until(&loop, [&] { return !c.got.empty(); });
     REQUIRE(c.got.size() == 1);
     CHECK(c.got[0] == "v6");

@@ -97,8 +97,8 @@ std::unique_ptr<Decided> decide(const Config& c, std::string bytes, bool store_u
                                 bool draining = false) {
     auto out = std::make_unique<Decided>();
     out->bytes = std::move(bytes);
-    out->d = redirect::decide(c, out->bytes, *out->msg, out->core, out->aor_buf, store_up,
-                              draining);
+    out->d =
+        redirect::decide(c, out->bytes, *out->msg, out->core, out->aor_buf, store_up, draining);
     return out;
 }
 
@@ -149,8 +149,10 @@ std::unique_ptr<Parsed> parse_response(std::string_view text) {
     for (std::size_t i = 0; i < p->msg->header_count; ++i) {
         if (p->msg->headers[i].id != sip::HeaderId::Contact) continue;
         sip::Contact c;
-        if (sip::parse_contact(p->msg->headers[i].value, c)) p->contacts.push_back(c);
-        else p->contacts.push_back(sip::Contact{});  // counted, and fails the URI checks
+        if (sip::parse_contact(p->msg->headers[i].value, c))
+            p->contacts.push_back(c);
+        else
+            p->contacts.push_back(sip::Contact{});  // counted, and fails the URI checks
     }
     return p;
 }
@@ -195,8 +197,7 @@ struct Written {
 };
 
 Written write(const Config& c, const Req& r, const std::vector<Binding>& bs,
-              StoreError err = StoreError::None, std::size_t limit = 1300,
-              int64_t now = kNow) {
+              StoreError err = StoreError::None, std::size_t limit = 1300, int64_t now = kNow) {
     auto d = decide(c, r);
     REQUIRE(d->d.step == Step::Lookup);
     Views v(bs);
@@ -211,20 +212,26 @@ Written write(const Config& c, const Req& r, const std::vector<Binding>& bs,
     return w;
 }
 
-Written write(const std::vector<Binding>& bs) { return write(base_config(), Req{}, bs); }
+Written write(const std::vector<Binding>& bs) {
+    return write(base_config(), Req{}, bs);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fakes for Redirector
 
 uint64_t g_now_us = 1'000'000;
 int64_t g_wall_ms = kNow;
-uint64_t fake_now_us() noexcept { return g_now_us; }
-int64_t fake_wall_ms() noexcept { return g_wall_ms; }
+uint64_t fake_now_us() noexcept {
+    return g_now_us;
+}
+int64_t fake_wall_ms() noexcept {
+    return g_wall_ms;
+}
 
 using test::make_peer;
 
 class FakeSender final : public sip::Sender {
-public:
+  public:
     struct Sent {
         std::string bytes;
         std::string ip;
@@ -246,7 +253,7 @@ public:
 
 // Keeps look-ups pending until the test answers them; every AOR has the same bindings.
 class FakeStore final : public location::LocationStore {
-public:
+  public:
     struct Pending {
         std::string aor;
         location::LookupCallback cb = nullptr;
@@ -340,8 +347,8 @@ TEST_CASE("decide: INVITE is looked up under its normalised AOR") {
 }
 
 TEST_CASE("decide: every method but ACK, CANCEL, REGISTER and OPTIONS-to-server is redirected") {
-    for (const char* m : {"BYE", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "PRACK",
-                          "UPDATE", "PUBLISH"}) {
+    for (const char* m :
+         {"BYE", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "PRACK", "UPDATE", "PUBLISH"}) {
         CAPTURE(m);
         auto d = decide(base_config(), make(m, "sip:bob@example.com"));
         CHECK(d->d.step == Step::Lookup);
@@ -615,8 +622,8 @@ TEST_CASE("decide: Max-Forwards 0 comes after the 400 checks") {
 }
 
 TEST_CASE("decide: an unsupported URI scheme gets 416") {
-    for (const char* uri : {"http://www.example.com/call?who=bob", "urn:service:sos",
-                            "mailto:bob@example.com"}) {
+    for (const char* uri :
+         {"http://www.example.com/call?who=bob", "urn:service:sos", "mailto:bob@example.com"}) {
         CAPTURE(uri);
         auto d = decide(base_config(), make("INVITE", uri));
         REQUIRE(d->d.step == Step::Respond);
@@ -756,10 +763,10 @@ TEST_CASE("write_redirect: equal contacts are listed once, the best one kept") {
 }
 
 TEST_CASE("write_redirect: ;expires= is the remaining seconds, rounded up") {
-    Written w = write({binding("sip:a@192.0.2.1", 1000, 1), binding("sip:b@192.0.2.2", 900, 1'000),
-                       binding("sip:c@192.0.2.3", 800, 1'001),
-                       binding("sip:d@192.0.2.4", 700, 59'999),
-                       binding("sip:e@192.0.2.5", 600, 7'200'000)});
+    Written w =
+        write({binding("sip:a@192.0.2.1", 1000, 1), binding("sip:b@192.0.2.2", 900, 1'000),
+               binding("sip:c@192.0.2.3", 800, 1'001), binding("sip:d@192.0.2.4", 700, 59'999),
+               binding("sip:e@192.0.2.5", 600, 7'200'000)});
     REQUIRE(w.parsed->contacts.size() == 5);
     CHECK(w.parsed->contacts[0].expires == 1);
     CHECK(w.parsed->contacts[1].expires == 1);
@@ -901,8 +908,8 @@ TEST_CASE("write_redirect: the 1300-byte cap cuts the lowest q first and reports
     for (int i = 0; i < 30; ++i) {
         // q 970, 940, ... in a shuffled storage order.
         int k = (i * 7) % 30;
-        bs.push_back(binding("sip:user-with-a-rather-long-name-" + std::to_string(k) +
-                                 "@host-" + std::to_string(k) + ".example.com;transport=udp",
+        bs.push_back(binding("sip:user-with-a-rather-long-name-" + std::to_string(k) + "@host-" +
+                                 std::to_string(k) + ".example.com;transport=udp",
                              static_cast<uint16_t>(1000 - 30 * (k + 1))));
     }
     Written w = write(base_config(), Req{}, bs, StoreError::None, 1300);
@@ -932,9 +939,9 @@ TEST_CASE("write_redirect: the 1300-byte cap cuts the lowest q first and reports
 }
 
 TEST_CASE("write_redirect: a contact too large for any datagram never gives an empty 302") {
-    Written w = write(base_config(), Req{},
-                      {binding("sip:" + std::string(1400, 'x') + "@192.0.2.1")}, StoreError::None,
-                      1300);
+    Written w =
+        write(base_config(), Req{}, {binding("sip:" + std::string(1400, 'x') + "@192.0.2.1")},
+              StoreError::None, 1300);
     CHECK(w.res.status != 302);
     CHECK(w.res.contacts == 0);
     CHECK(w.res.response.size() <= 1300);
@@ -949,8 +956,7 @@ TEST_CASE("write_redirect: the response copies Vias, From, Call-ID, CSeq and tag
     REQUIRE(w.parsed->status == sip::ParseStatus::Ok);
     std::vector<std::string> vias = w.parsed->headers(sip::HeaderId::Via);
     REQUIRE(vias.size() == 2);
-    CHECK(vias[0] ==
-          "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds;received=192.0.2.10");
+    CHECK(vias[0] == "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds;received=192.0.2.10");
     CHECK(vias[1] == "SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1");
     CHECK(w.parsed->header("From") == r.from);
     CHECK(w.parsed->header("Call-ID") == r.call_id);
@@ -1440,8 +1446,9 @@ std::string tiny_invite(std::string_view branch = "z9hG4bK1") {
 std::vector<Binding> many_long_contacts() {
     std::vector<Binding> bs;
     for (int i = 19; i >= 0; --i)
-        bs.push_back(binding("sip:a-rather-long-user-name-number-" + std::to_string(i) + "@gateway-" +
-                                 std::to_string(i) + ".carrier.example.net;transport=udp",
+        bs.push_back(binding("sip:a-rather-long-user-name-number-" + std::to_string(i) +
+                                 "@gateway-" + std::to_string(i) +
+                                 ".carrier.example.net;transport=udp",
                              static_cast<uint16_t>(1000 - 10 * i)));
     return bs;
 }

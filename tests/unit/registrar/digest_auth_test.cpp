@@ -892,7 +892,7 @@ TEST_CASE("digest auth: a uri other than the Request-URI -> 400, even with the r
     Rig rig;
     Challenge c = rig.challenge();
     Answer a = answer_to(c);
-    a.uri = "sip:unrelated.invalid;x=1";  // the response is right for this uri and password
+    a.uri = "sip:unrelated.invalid;x=1";     // the response is right for this uri and password
     const auto fetches = rig.store.fetches;  // the challenge read the subscriber's algorithms
     auto p = rig.answer(a);
     CHECK(p->code() == 400);

@@ -96,8 +96,7 @@ struct Parsed {
         sip::HeaderId id = sip::header_id(name);
         for (std::size_t i = 0; i < msg->header_count; ++i) {
             const sip::Header& h = msg->headers[i];
-            if (id != sip::HeaderId::Other ? h.id == id : h.name == name)
-                v.emplace_back(h.value);
+            if (id != sip::HeaderId::Other ? h.id == id : h.name == name) v.emplace_back(h.value);
         }
         return v;
     }
@@ -129,7 +128,7 @@ std::unique_ptr<Parsed> parse_response(std::string_view text) {
 using test::make_peer;
 
 class FakeSender final : public sip::Sender {
-public:
+  public:
     struct Sent {
         std::string bytes;
         std::string ip;
@@ -149,7 +148,7 @@ public:
 
 // register.lua in C++: one map of packed bindings per AOR, Redis TIME = now_ms.
 class FakeStore final : public location::LocationStore {
-public:
+  public:
     int64_t now_ms = kNow;
     bool up = true;
     StoreError refuse = StoreError::None;     // returned at the call (no callback)
@@ -211,7 +210,7 @@ public:
         return a == db.end() ? 0 : a->second.size();
     }
 
-private:
+  private:
     struct Pending {
         RegisterChanges changes;
         location::RegisterCallback cb = nullptr;
@@ -234,8 +233,8 @@ private:
             BindingView b;
             REQUIRE(location::unpack_binding(kv.second, b));
             if (b.expires_at_ms <= now_ms) continue;  // pruned
-            cur[kv.first] = Cur{kv.second, b.expires_at_ms, b.updated_at_ms, b.cseq,
-                                std::string(b.call_id), false};
+            cur[kv.first] = Cur{kv.second, b.expires_at_ms,        b.updated_at_ms,
+                                b.cseq,    std::string(b.call_id), false};
         }
         // §10.3 step 7, before any write.
         auto stale = [&](const std::string& field) {
@@ -291,7 +290,7 @@ private:
 
 // An Authenticator that answers what the test says, at once or later (Pending, then resume()).
 class FakeAuth final : public Authenticator {
-public:
+  public:
     Verdict verdict = Verdict::Allow;
     bool defer = false;  // answer Pending, and `verdict` on resume()
     int calls = 0;
@@ -323,7 +322,7 @@ public:
         d(ctx_, verdict);
     }
 
-private:
+  private:
     void fill() {
         method.assign(msg_->method_name);
         extra_->clear();
@@ -797,8 +796,8 @@ TEST_CASE("REGISTER: Path stored and echoed only with Supported: path (RFC 3327)
 TEST_CASE("REGISTER: +sip.instance is the binding key; reg-id kept (RFC 5626)") {
     Rig rig;
     const std::string inst = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";
-    Reg r = reg({"<sip:alice@192.0.2.10:5062;transport=udp>;+sip.instance=\"" + inst +
-                 "\";reg-id=1"});
+    Reg r =
+        reg({"<sip:alice@192.0.2.10:5062;transport=udp>;+sip.instance=\"" + inst + "\";reg-id=1"});
     auto p = rig.send(r);
     REQUIRE(p);
     CHECK(p->code() == 200);
@@ -972,8 +971,9 @@ TEST_CASE("REGISTER: store errors -> 503 + Retry-After") {
         CHECK(p->code() == 503);
         CHECK(p->header("Retry-After") == "7");
         CHECK(rig.registrations(base::RegistrationResult::StoreError) == 1);
-        CHECK(rig.stats.redis_errors[static_cast<std::size_t>(base::RedisErrorKind::Timeout)]
-                  .get() == 1);
+        CHECK(
+            rig.stats.redis_errors[static_cast<std::size_t>(base::RedisErrorKind::Timeout)].get() ==
+            1);
     }
     SUBCASE("disconnected in the reply") {
         Rig rig;

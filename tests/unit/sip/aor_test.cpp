@@ -91,8 +91,7 @@ TEST_CASE("normalize_aor: malformed escape") {
 TEST_CASE("normalize_aor: telephone-number user parts lose visual separators") {
     CHECK(norm("sip:+1-201-555-0123@example.com;user=phone").aor == "sip:+12015550123@example.com");
     CHECK(norm("sip:+1.201.555.0123@example.com;user=phone").aor == "sip:+12015550123@example.com");
-    CHECK(norm("sip:+1(201)555-0123@example.com;user=phone").aor ==
-          "sip:+12015550123@example.com");
+    CHECK(norm("sip:+1(201)555-0123@example.com;user=phone").aor == "sip:+12015550123@example.com");
     // A local number with user=phone.
     CHECK(norm("sip:555-0123@example.com;user=phone").aor == "sip:5550123@example.com");
     // '+' and digits without user=phone.
@@ -208,8 +207,8 @@ TEST_CASE("normalize_aor: too long, never past the buffer") {
     // tel: into a default domain that does not fit.
     std::array<char, 20> small{};
     small.fill(kCanary);
-    CHECK(normalize_aor("tel:+12015550123", "example.com", std::span<char>(small.data(), 16), len) ==
-          AorStatus::TooLong);
+    CHECK(normalize_aor("tel:+12015550123", "example.com", std::span<char>(small.data(), 16),
+                        len) == AorStatus::TooLong);
     CHECK(small[16] == kCanary);
     CHECK(small[19] == kCanary);
 

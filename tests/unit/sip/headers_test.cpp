@@ -114,8 +114,8 @@ TEST_CASE("parse_name_addr: no display name") {
 
 TEST_CASE("parse_name_addr: URI parameters inside <>, header parameters outside") {
     NameAddr na;
-    REQUIRE(parse_name_addr("<sip:alice@example.com;transport=udp?Subject=x>;tag=xyz;expires=60",
-                            na));
+    REQUIRE(
+        parse_name_addr("<sip:alice@example.com;transport=udp?Subject=x>;tag=xyz;expires=60", na));
     CHECK(na.uri_text == "sip:alice@example.com;transport=udp?Subject=x");
     CHECK(na.uri.params == "transport=udp");
     CHECK(na.uri.headers == "Subject=x");
@@ -157,13 +157,13 @@ TEST_CASE("parse_name_addr: unsupported scheme still parses") {
 
 TEST_CASE("parse_name_addr: failures") {
     NameAddr na;
-    CHECK_FALSE(parse_name_addr("<sip:@example.com>", na));                   // malformed URI
+    CHECK_FALSE(parse_name_addr("<sip:@example.com>", na));  // malformed URI
     CHECK_FALSE(parse_name_addr("Alice <sip:alice@>", na));
-    CHECK_FALSE(parse_name_addr(R"("Alice <sip:alice@example.com>)", na));   // open quote
+    CHECK_FALSE(parse_name_addr(R"("Alice <sip:alice@example.com>)", na));    // open quote
     CHECK_FALSE(parse_name_addr(R"("Alice\" <sip:alice@example.com>)", na));  // quote escaped
     CHECK_FALSE(parse_name_addr("<sip:alice@example.com", na));               // open '<'
     CHECK_FALSE(parse_name_addr("Alice <sip:alice@example.com", na));
-    CHECK_FALSE(parse_name_addr("<sip:alice@example.com> junk", na));         // after '>'
+    CHECK_FALSE(parse_name_addr("<sip:alice@example.com> junk", na));  // after '>'
     CHECK_FALSE(parse_name_addr("<sip:alice@example.com>x", na));
     CHECK_FALSE(parse_name_addr("", na));
     CHECK_FALSE(parse_name_addr("<>", na));
@@ -237,20 +237,20 @@ TEST_CASE("parse_from_to: tag") {
 
 TEST_CASE("parse_from_to: parameters an appended ;tag= could not follow are malformed") {
     // Found by fuzz_registrar and fuzz_redirect: these To headers were accepted without a tag, the
-    // answer appended ";tag=..." and the tag landed inside a quoted string, so the answer carried no
-    // To tag a client could read.
+    // answer appended ";tag=..." and the tag landed inside a quoted string, so the answer carried
+    // no To tag a client could read.
     FromTo t;
-    CHECK_FALSE(parse_from_to(R"(<s:t>;")", t));                               // name is no token
-    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;+sip.instance="<urn:x)", t));       // open quote
-    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x="a\")", t));                      // quote escaped
-    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x=a"b)", t));                       // quote in a token
-    CHECK_FALSE(parse_from_to("<sip:a@b>;x=a b", t));                          // white space
+    CHECK_FALSE(parse_from_to(R"(<s:t>;")", t));                          // name is no token
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;+sip.instance="<urn:x)", t));  // open quote
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x="a\")", t));                 // quote escaped
+    CHECK_FALSE(parse_from_to(R"(<sip:a@b>;x=a"b)", t));                  // quote in a token
+    CHECK_FALSE(parse_from_to("<sip:a@b>;x=a b", t));                     // white space
     CHECK_FALSE(parse_from_to("<sip:a@b>;a\"b=1", t));
-    CHECK_FALSE(parse_from_to("sip:a@b;\"", t));                              // addr-spec form
+    CHECK_FALSE(parse_from_to("sip:a@b;\"", t));  // addr-spec form
     // Each accepted To still parses, with its tag, once ";tag=1a2b" is appended.
-    for (std::string_view ok : {R"(<sip:a@b>;x="q;uoted")", "<sip:a@b>;x=", "<sip:a@b>;flag",
-                                R"(<sip:a@b>;x="a\"b")", "<sip:a@b> ; x = 1 ;y",
-                                "<sip:a@b>;+sip.instance=<urn:uuid:1>"}) {
+    for (std::string_view ok :
+         {R"(<sip:a@b>;x="q;uoted")", "<sip:a@b>;x=", "<sip:a@b>;flag", R"(<sip:a@b>;x="a\"b")",
+          "<sip:a@b> ; x = 1 ;y", "<sip:a@b>;+sip.instance=<urn:uuid:1>"}) {
         CAPTURE(ok);
         REQUIRE(parse_from_to(ok, t));
         CHECK(t.tag.empty());
@@ -292,9 +292,10 @@ TEST_CASE("parse_via: TCP with port, received, maddr, ttl") {
     CHECK(via.branch == "z9hG4bK74b43");
 
     Via v2;
-    REQUIRE(parse_via(
-        "SIP/2.0/UDP 192.0.2.1:5060;received=192.0.2.207;branch=z9hG4bK77asjd;maddr=224.2.0.1;ttl=16",
-        v2));
+    REQUIRE(
+        parse_via("SIP/2.0/UDP "
+                  "192.0.2.1:5060;received=192.0.2.207;branch=z9hG4bK77asjd;maddr=224.2.0.1;ttl=16",
+                  v2));
     CHECK(v2.host == "192.0.2.1");
     CHECK(v2.port == 5060);
     CHECK(v2.received == "192.0.2.207");
@@ -344,8 +345,8 @@ TEST_CASE("parse_via: rport with and without a value (RFC 3581)") {
     CHECK(a.branch == "z9hG4bKnr");
 
     Via b;
-    REQUIRE(parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnr;rport=5062;received=192.0.2.9",
-                      b));
+    REQUIRE(
+        parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnr;rport=5062;received=192.0.2.9", b));
     CHECK(b.has_rport);
     CHECK(b.rport == "5062");
     CHECK(b.received == "192.0.2.9");
@@ -358,9 +359,10 @@ TEST_CASE("parse_via: rport with and without a value (RFC 3581)") {
 
 TEST_CASE("parse_via: RFC 3261 §20.42 example, LWS around '/' and after ':'") {
     Via a;
-    REQUIRE(parse_via(
-        "SIP / 2.0 / UDP first.example.com: 4000;ttl=16 ;maddr=224.2.0.1 ;branch=z9hG4bKa7c6a8dlze.1",
-        a));
+    REQUIRE(
+        parse_via("SIP / 2.0 / UDP first.example.com: 4000;ttl=16 ;maddr=224.2.0.1 "
+                  ";branch=z9hG4bKa7c6a8dlze.1",
+                  a));
     CHECK(a.protocol == "SIP");
     CHECK(a.version == "2.0");
     CHECK(a.transport == "UDP");
@@ -384,8 +386,8 @@ TEST_CASE("parse_via: white space after the sent-by ':' (COLON = SWS \":\" SWS)"
 
 TEST_CASE("parse_via: LWS between tokens, including a folded line") {
     Via a;
-    REQUIRE(parse_via("SIP / 2.0 / UDP first.example.com:4000;ttl=16 ;maddr=224.2.0.1 ;branch=z9hG4bKx",
-                      a));
+    REQUIRE(parse_via(
+        "SIP / 2.0 / UDP first.example.com:4000;ttl=16 ;maddr=224.2.0.1 ;branch=z9hG4bKx", a));
     CHECK(a.protocol == "SIP");
     CHECK(a.version == "2.0");
     CHECK(a.transport == "UDP");
@@ -474,9 +476,9 @@ TEST_CASE("parse_contact: valid q-values (RFC 3261 §25.1 qvalue)") {
         uint16_t thousandths;
     };
     const Case cases[] = {
-        {"0", 0},       {"0.0", 0},     {"0.5", 500},   {"0.05", 50},  {"0.123", 123},
-        {"0.999", 999}, {"1", 1000},    {"1.0", 1000},  {"1.00", 1000}, {"1.000", 1000},
-        {"0.000", 0},   {"0.1", 100},   {"0.10", 100},  {"0.", 0},     {"1.", 1000},
+        {"0", 0},       {"0.0", 0},   {"0.5", 500},  {"0.05", 50},   {"0.123", 123},
+        {"0.999", 999}, {"1", 1000},  {"1.0", 1000}, {"1.00", 1000}, {"1.000", 1000},
+        {"0.000", 0},   {"0.1", 100}, {"0.10", 100}, {"0.", 0},      {"1.", 1000},
     };
     for (const auto& tc : cases) {
         const std::string value = std::string("<sip:a@example.com>;q=") + tc.q;
@@ -489,8 +491,8 @@ TEST_CASE("parse_contact: valid q-values (RFC 3261 §25.1 qvalue)") {
 }
 
 TEST_CASE("parse_contact: invalid q-values") {
-    const char* const bad[] = {"1.5", "0.1234", "abc", "2", "1.001", "1.01", "-0.5",
-                               ".5",  "",       "0,5", "0.5x"};
+    const char* const bad[] = {"1.5",  "0.1234", "abc", "2",   "1.001", "1.01",
+                               "-0.5", ".5",     "",    "0,5", "0.5x"};
     for (const char* q : bad) {
         const std::string value = std::string("<sip:a@example.com>;q=") + q;
         Contact c;
@@ -547,7 +549,7 @@ TEST_CASE("parse_contact: a +sip.instance that could not be quoted back is malfo
                               R"(+sip.instance="<01:db8::140]:5060>;q=0.5;expires=1800, )"
                               R"("Alice mobile" <sip7200)",
                               c));
-    CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:uuid:1>)", c));   // open
+    CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:uuid:1>)", c));  // open
     CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance=<urn:"x">)", c));
     CHECK_FALSE(parse_contact(R"(<sip:a@example.com>;+sip.instance="<urn:a\"b>")", c));
     CHECK_FALSE(parse_contact("<sip:a@example.com>;+sip.instance=\"<urn:a\r\n b>\"", c));
@@ -755,12 +757,12 @@ TEST_CASE("option_tags_valid: each element one token, a fold or other bytes refu
         std::string_view require;
         bool valid;
     };
-    for (const Case& c : {Case{"", true}, Case{"Require: foo, 100rel\r\n", true},
-                          Case{"Require:  timer \r\nRequire: x.y-z!\r\n", true},
-                          Case{"Require: foo\r\n bar\r\n", false},   // a fold inside one element
-                          Case{"Require: foo\r\n\tX-Injected: 1\r\n", false},
-                          Case{"Require: foo bar\r\n", false}, Case{"Require: <x>\r\n", false},
-                          Case{"Require: \"quoted\"\r\n", false}}) {
+    for (const Case& c :
+         {Case{"", true}, Case{"Require: foo, 100rel\r\n", true},
+          Case{"Require:  timer \r\nRequire: x.y-z!\r\n", true},
+          Case{"Require: foo\r\n bar\r\n", false},  // a fold inside one element
+          Case{"Require: foo\r\n\tX-Injected: 1\r\n", false}, Case{"Require: foo bar\r\n", false},
+          Case{"Require: <x>\r\n", false}, Case{"Require: \"quoted\"\r\n", false}}) {
         CAPTURE(c.require);
         const std::string text = with_require(c.require);
         Message m;

@@ -30,8 +30,8 @@ struct Parts {
 
     std::string text() const {
         std::string t = start + "\r\n";
-        for (const std::string* h : {&via, &max_forwards, &to, &from, &call_id, &cseq, &extra,
-                                     &content_length})
+        for (const std::string* h :
+             {&via, &max_forwards, &to, &from, &call_id, &cseq, &extra, &content_length})
             if (!h->empty()) t += *h + "\r\n";
         t += "\r\n";
         t += body;
@@ -56,7 +56,9 @@ std::unique_ptr<Checked> check(const Parts& p) {
     return c;
 }
 
-Fault fault_of(const Parts& p) { return check(p)->fault; }
+Fault fault_of(const Parts& p) {
+    return check(p)->fault;
+}
 
 }  // namespace
 
@@ -301,7 +303,8 @@ TEST_CASE("parse_request_core: Content-Length beyond the datagram") {
     auto g = check(good);
     REQUIRE(g->parse == ParseStatus::Ok);
     RequestCore core;
-    CHECK(parse_request_core(g->msg, ParseStatus::BadContentLength, core) == Fault::BadContentLength);
+    CHECK(parse_request_core(g->msg, ParseStatus::BadContentLength, core) ==
+          Fault::BadContentLength);
     CHECK(parse_request_core(g->msg, ParseStatus::Ok, core) == Fault::None);
 }
 

@@ -20,8 +20,7 @@ using sipr::base::SipKey;
 
 const SipKey kKey = derive_sip_key("shared secret of every instance");
 
-constexpr std::string_view kVia1 =
-    "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds";
+constexpr std::string_view kVia1 = "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds";
 constexpr std::string_view kVia2 =
     "SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1;received=192.0.2.2";
 constexpr std::string_view kFrom = "\"Alice\"   <sip:alice@atlanta.com>;tag=1928301774";
@@ -40,10 +39,18 @@ struct ReqParts {
     std::string text() const {
         return start + "\r\n" + vias +
                "Max-Forwards: 70\r\n"
-               "To: " + to + "\r\n"
-               "From: " + from + "\r\n"
-               "Call-ID: " + call_id + "\r\n"
-               "CSeq: " + cseq + "\r\n"
+               "To: " +
+               to +
+               "\r\n"
+               "From: " +
+               from +
+               "\r\n"
+               "Call-ID: " +
+               call_id +
+               "\r\n"
+               "CSeq: " +
+               cseq +
+               "\r\n"
                "Contact: <sip:alice@pc33.atlanta.com>\r\n"
                "Subject: lunch\r\n"
                "Content-Type: application/sdp\r\n"
@@ -226,8 +233,9 @@ TEST_CASE("To-tag: deterministic, and keyed on Call-ID, From tag and top Via bra
     CHECK(to_tag_of(cancel) == base);
 
     ReqParts branch;
-    branch.vias = "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhdt\r\nVia: " +
-                  std::string(kVia2) + "\r\n";
+    branch.vias =
+        "Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhdt\r\nVia: " + std::string(kVia2) +
+        "\r\n";
     CHECK(to_tag_of(branch) != base);
 
     ReqParts call_id;
@@ -257,7 +265,8 @@ TEST_CASE("make_to_tag: lower-case hex, deterministic") {
 TEST_CASE("write_response: every Via in order, two values on one line") {
     ReqParts p;
     p.vias =
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bKa, SIP/2.0/UDP b.example.com:5070;branch=z9hG4bKb\r\n"
+        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bKa, SIP/2.0/UDP "
+        "b.example.com:5070;branch=z9hG4bKb\r\n"
         "Via: SIP/2.0/TCP c.example.com;branch=z9hG4bKc\r\n";
     auto req = make_req(p);
     REQUIRE(req->fault == Fault::None);
@@ -320,7 +329,8 @@ TEST_CASE("write_response: a valueless rport is filled with the source port (RFC
     CHECK(count_params(top.params, "received") == 1);
 }
 
-TEST_CASE("write_response: rport makes received= mandatory even when equal to sent-by (RFC 3581 §4)") {
+TEST_CASE(
+    "write_response: rport makes received= mandatory even when equal to sent-by (RFC 3581 §4)") {
     ReqParts p;
     p.vias = "Via: SIP/2.0/UDP 192.0.2.50:5060;rport;branch=z9hG4bKeq\r\n";
     auto req = make_req(p);
@@ -420,9 +430,9 @@ TEST_CASE("ResponseWriter: begin + add_header + raw + finish") {
 
     // Same as the one-shot form.
     std::vector<char> buf2(4096);
-    const std::string_view one_shot = write_response(
-        req->msg, req->core, 503, "Service Unavailable",
-        "Retry-After: 5\r\nWarning: 399 example.com \"redis down\"\r\n", kKey, buf2);
+    const std::string_view one_shot =
+        write_response(req->msg, req->core, 503, "Service Unavailable",
+                       "Retry-After: 5\r\nWarning: 399 example.com \"redis down\"\r\n", kKey, buf2);
     CHECK(one_shot == out);
 }
 
@@ -442,9 +452,9 @@ TEST_CASE("write_response: too small at every size, never past the buffer") {
     bool any_non_empty = false, any_overwritten = false;
     for (std::size_t size = 0; size < expected.size(); ++size) {
         std::vector<char> arr(expected.size() + 64, kCanary);
-        const std::string_view out = write_response(req->msg, req->core, 302, "Moved Temporarily",
-                                                    extra, kKey, std::span<char>(arr.data(), size),
-                                                    src);
+        const std::string_view out =
+            write_response(req->msg, req->core, 302, "Moved Temporarily", extra, kKey,
+                           std::span<char>(arr.data(), size), src);
         if (!out.empty() && !any_non_empty) {
             any_non_empty = true;
             non_empty_at = size;
@@ -463,9 +473,9 @@ TEST_CASE("write_response: too small at every size, never past the buffer") {
 
     // Exactly the full length fits.
     std::vector<char> exact(expected.size() + 8, kCanary);
-    const std::string_view out = write_response(req->msg, req->core, 302, "Moved Temporarily",
-                                                extra, kKey,
-                                                std::span<char>(exact.data(), expected.size()), src);
+    const std::string_view out =
+        write_response(req->msg, req->core, 302, "Moved Temporarily", extra, kKey,
+                       std::span<char>(exact.data(), expected.size()), src);
     CHECK(out == expected);
     CHECK(exact[expected.size()] == kCanary);
 }
@@ -504,8 +514,7 @@ TEST_CASE("write_response: compact-form request headers are copied as the same h
     RequestCore core;
     REQUIRE(parse_request_core(m, ParseStatus::Ok, core) == Fault::None);
     std::vector<char> buf(2048);
-    const std::string_view out =
-        write_response(m, core, 404, "Not Found", {}, kKey, buf);
+    const std::string_view out = write_response(m, core, 404, "Not Found", {}, kKey, buf);
     REQUIRE_FALSE(out.empty());
     Message r;
     REQUIRE(parse_message(out, r) == ParseStatus::Ok);

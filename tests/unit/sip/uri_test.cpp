@@ -475,7 +475,7 @@ TEST_CASE("find_param / has_param") {
 
 TEST_CASE("uri_equivalent: RFC 3261 §19.1.4 where it matters for the loop guard and dedup") {
     CHECK(uri_equivalent("sip:bob@biloxi.com", "SIP:bob@BILOXI.com"));
-    CHECK(uri_equivalent("sip:%62ob@biloxi.com", "sip:bob@biloxi.com"));  // escaped = unescaped
+    CHECK(uri_equivalent("sip:%62ob@biloxi.com", "sip:bob@biloxi.com"));      // escaped = unescaped
     CHECK_FALSE(uri_equivalent("sip:Bob@biloxi.com", "sip:bob@biloxi.com"));  // user is exact
     CHECK_FALSE(uri_equivalent("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
     CHECK_FALSE(uri_equivalent("sip:bob@biloxi.com", "sips:bob@biloxi.com"));

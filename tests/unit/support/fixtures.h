@@ -9,7 +9,9 @@
 
 namespace sipr::test {
 
-inline std::filesystem::path data_dir() { return std::filesystem::path(SIPR_TEST_DATA_DIR); }
+inline std::filesystem::path data_dir() {
+    return std::filesystem::path(SIPR_TEST_DATA_DIR);
+}
 
 struct Fixture {
     std::string name;   // file name, e.g. "valid_invite_sdp.sip"
