@@ -67,9 +67,13 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--redirect-flags", default="--cache-ttl 0",
                     help="flags for both sip-redirectd builds (default: every look-up in Redis)")
+    ap.add_argument("--b-flags", default="",
+                    help="extra flags for B's daemons only (a flag the baseline does not know)")
     o = ap.parse_args()
     builds = {"A": Path(o.baseline).resolve(), "B": h.build_dir()}
     rflags = o.redirect_flags.split()
+    bflags = o.b_flags.split()
+    extra = {"A": [], "B": bflags}
     samples: dict[str, dict[str, list[float]]] = {}
 
     def note(kind: str, side: str, r: dict) -> None:
@@ -84,14 +88,14 @@ def main() -> int:
         for rep in range(o.reps):
             order = ["A", "B"] if rep % 2 == 0 else ["B", "A"]
             for side in order:
-                rd = daemon(builds[side], "sip-redirectd", redis, rflags, o.workers)
+                rd = daemon(builds[side], "sip-redirectd", redis, rflags + extra[side], o.workers)
                 try:
                     for sockets in (16, 1):
                         note(f"INVITE->302/s, {sockets} socket(s)", side,
                              invites(rd.port, rd.pid, o, sockets))
                 finally:
                     rd.stop()
-                rg = daemon(builds[side], "sip-registrard", redis, [], o.workers)
+                rg = daemon(builds[side], "sip-registrard", redis, extra[side], o.workers)
                 try:
                     note("REGISTER/s", side, registers(rg.port, rg.pid, o))
                 finally:
@@ -100,7 +104,7 @@ def main() -> int:
 
     print(f"\nA = {builds['A']}\nB = {builds['B']}\n{o.aors:,} AORs, window 64, "
           f"{o.duration:g} s per run, median of {o.reps}, sip-redirectd {' '.join(rflags)} "
-          f"--workers {o.workers}\n")
+          f"--workers {o.workers}" + (f"; B also {' '.join(bflags)}" if bflags else "") + "\n")
     print("| load | A | B | B/A (median of per-repetition ratios) |")
     print("|---|---|---|---|")
     for kind, s in samples.items():
