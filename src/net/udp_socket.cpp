@@ -89,11 +89,7 @@ int UdpSocket::open(uv_loop_t* loop, const sockaddr* addr) noexcept {
         ::close(fd);
         return err;
     }
-    auto* st = new (std::nothrow) State;
-    if (st == nullptr) {
-        ::close(fd);
-        return UV_ENOMEM;
-    }
+    auto* st = new State;  // freed by on_closed (or the destructor if never opened)
     int rc = uv_udp_init_ex(loop, &st->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
     if (rc != 0) {
         ::close(fd);

@@ -309,8 +309,7 @@ Redirector::Slot* Redirector::acquire() noexcept {
     }
     if (slots_.size() >= config_.max_inflight) return nullptr;
     // Slots are made on first need and then reused: the steady state allocates nothing.
-    auto fresh = std::unique_ptr<Slot>(new (std::nothrow) Slot);
-    if (!fresh) return nullptr;
+    auto fresh = std::make_unique<Slot>();
     fresh->buf.resize(config_.max_message);
     fresh->owner = this;
     slots_.push_back(std::move(fresh));

@@ -132,25 +132,22 @@ bool DigestAuthenticator::write_challenge(std::string& out, std::string_view rea
     }
     char nonce[kNonceLength];
     if (!make_nonce(hasher_, nonce_key_, now_s(), random, realm, nonce)) return false;
-    try {
-        out.clear();
-        // RFC 8760 §2.4 / RFC 7616 §3.7: one challenge per algorithm, most preferred first. A
-        // subscriber whose list names nothing we know still gets the default's challenges (and
-        // cannot succeed): an empty 401 would only tell a guesser about the record.
-        for (DigestAlgorithm a : (algorithms.size > 0 ? algorithms : default_algorithms_).view()) {
-            out.append("WWW-Authenticate: Digest realm=\"");
-            out.append(realm);
-            out.append("\", nonce=\"");
-            out.append(nonce, sizeof nonce);
-            out.append("\", algorithm=");
-            out.append(algorithm_name(a));
-            out.append(", qop=\"auth\"");
-            if (stale) out.append(", stale=true");
-            out.append("\r\n");
-        }
-    } catch (...) {  // std::bad_alloc
-        out.clear();
-        return false;
+    // RFC 8760 §2.4 / RFC 7616 §3.7: one challenge per algorithm, most preferred first. A
+    // subscriber whose list names nothing we know still gets the default's challenges (and
+    // cannot succeed): an empty 401 would only tell a guesser about the record. `out` is the
+    // registrar's per-slot buffer, reserved for two challenges, so this seldom allocates; an
+    // allocation that fails terminates the process (src/README.md).
+    out.clear();
+    for (DigestAlgorithm a : (algorithms.size > 0 ? algorithms : default_algorithms_).view()) {
+        out.append("WWW-Authenticate: Digest realm=\"");
+        out.append(realm);
+        out.append("\", nonce=\"");
+        out.append(nonce, sizeof nonce);
+        out.append("\", algorithm=");
+        out.append(algorithm_name(a));
+        out.append(", qop=\"auth\"");
+        if (stale) out.append(", stale=true");
+        out.append("\r\n");
     }
     return true;
 }
@@ -201,7 +198,6 @@ Authenticator::Verdict DigestAuthenticator::check(const sip::Message& msg,
     if (ns == NonceStatus::Invalid) return challenge(Verdict::Reject);
 
     Op* op = take_op(msg, from, aor, realm, extra, done, ctx);
-    if (op == nullptr) return Verdict::Unavailable;
     op->bytes = bytes;
     op->cred = cred;
     op->algorithm = algorithm;
@@ -220,15 +216,8 @@ DigestAuthenticator::Op* DigestAuthenticator::take_op(const sip::Message& msg,
         op = free_ops_.back();
         free_ops_.pop_back();
     } else {
-        auto fresh = std::unique_ptr<Op>(new (std::nothrow) Op);
-        if (!fresh) return nullptr;
-        op = fresh.get();
-        try {
-            ops_.push_back(std::move(fresh));
-            free_ops_.reserve(ops_.size());  // so that giving an op back never allocates
-        } catch (...) {
-            return nullptr;
-        }
+        op = ops_.emplace_back(std::make_unique<Op>()).get();
+        free_ops_.reserve(ops_.size());  // so that giving an op back never allocates
     }
     *op = Op{};
     op->owner = this;
@@ -248,7 +237,6 @@ Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const
                                                   std::string& extra, Done done, void* ctx,
                                                   Verdict verdict) noexcept {
     Op* op = take_op(msg, from, aor, realm, extra, done, ctx);
-    if (op == nullptr) return Verdict::Unavailable;
     op->challenge_only = true;
     op->verdict = verdict;
     return start_fetch(op);

@@ -234,11 +234,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
         slot = free_slots_.back();
         free_slots_.pop_back();
     } else {
-        auto fresh = std::unique_ptr<Slot>(new (std::nothrow) Slot);
-        if (!fresh) {
-            reply(503, "Service Unavailable", retry_after);
-            return;
-        }
+        auto fresh = std::make_unique<Slot>();
         fresh->owner = this;
         fresh->buf.resize(config_.max_message);
         fresh->auth_extra.reserve(512);  // two challenges: no allocation when answering 401

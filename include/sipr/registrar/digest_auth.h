@@ -81,7 +81,7 @@ class DigestAuthenticator final : public Authenticator {
     static void on_failure_counted(void* ctx, const location::AuthFailureReply& reply) noexcept;
     static void on_nonce_count(void* ctx, const location::NonceCountReply& reply) noexcept;
     // A free op, reset, with the default algorithms and the request's callback, AOR, realm,
-    // method and source filled in; nullptr when none can be made.
+    // method and source filled in; never nullptr (one is made when none is free).
     Op* take_op(const sip::Message& msg, const sip::Peer& from, std::string_view aor,
                 std::string_view realm, std::string& extra, Done done, void* ctx) noexcept;
     // Reads the subscriber only to challenge it with its algorithms: the answer is `verdict`.
