@@ -29,13 +29,6 @@ std::string_view retry_after(uint32_t seconds, std::span<char> buf) noexcept {
     return w.overflow() ? std::string_view{} : w.view();
 }
 
-bool serves(const Config& c, std::string_view host) noexcept {
-    if (c.domains.empty()) return true;
-    for (const std::string& d : c.domains)
-        if (base::iequals(d, host)) return true;
-    return false;
-}
-
 Decision respond(uint16_t status, std::string_view reason, std::string_view extra = {}) noexcept {
     Decision d;
     d.step = Step::Respond;
@@ -43,23 +36,6 @@ Decision respond(uint16_t status, std::string_view reason, std::string_view extr
     d.reason = reason;
     d.extra = extra;
     return d;
-}
-
-// q-value text without allocating: 1000 -> "1", 500 -> "0.5", 5 -> "0.005".
-void append_q(base::BufferWriter& w, uint16_t q) noexcept {
-    if (q >= 1000) {
-        w.append('1');
-        return;
-    }
-    if (q == 0) {
-        w.append('0');
-        return;
-    }
-    char digits[5] = {'0', '.', static_cast<char>('0' + q / 100),
-                      static_cast<char>('0' + q / 10 % 10), static_cast<char>('0' + q % 10)};
-    std::size_t n = 5;
-    while (digits[n - 1] == '0') --n;
-    w.append(std::string_view(digits, n));
 }
 
 // Whether `uri` may carry URI headers (?Route=): only a SIP or SIPS URI has them (RFC 3261
@@ -175,7 +151,7 @@ Decision decide(const Config& config, std::string_view bytes, sip::Message& msg,
     }
     std::string_view aor(aor_buf.data(), len);
     std::string_view host = aor.substr(aor.rfind('@') + 1);  // the user may hold an escaped '@'
-    if (!serves(config, host)) return respond(404, "Not Found");
+    if (!sip::serves_domain(config.domains, host)) return respond(404, "Not Found");
 
     Decision d;
     d.step = Step::Lookup;
@@ -249,7 +225,7 @@ WriteResult write_redirect(const Config& config, const sip::Message& msg,
             (void)append_uri_header_escaped(bw, b.path);
         }
         bw.append(">;q=");
-        append_q(bw, b.q);
+        sip::append_q(bw, b.q);
         bw.append(";expires=");
         bw.append_uint(static_cast<uint64_t>((left_ms + 999) / 1000));
         bw.append("\r\n");
@@ -316,12 +292,6 @@ Redirector::Slot* Redirector::acquire() noexcept {
     return slots_.back().get();
 }
 
-std::span<char> Redirector::response_buffer() noexcept {
-    std::span<char> b = sender_.send_buffer();
-    if (b.size() >= out_.size()) return b.first(out_.size());
-    return out_;
-}
-
 void Redirector::release(Slot* slot) noexcept {
     if (slot != scratch_.get()) free_.push_back(slot);
 }
@@ -358,7 +328,7 @@ void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
         uw.append("\r\n");
         if (!uw.overflow()) extra = uw.view();
     }
-    std::span<char> buf = response_buffer();
+    std::span<char> buf = sip::response_buffer(sender_, out_, out_.size());
     buf = buf.first(std::min(buf.size(), slot.limit));  // the amplification guard's bound
     std::string_view out = sip::write_response(*slot.msg, slot.core, status, reason, extra,
                                                config_.tag_key, buf, slot.peer.source());
@@ -456,9 +426,9 @@ void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept
             break;
     }
     LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
-    WriteResult res =
-        write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
-                       std::min(config_.max_response, slot->limit), response_buffer());
+    WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
+                                     std::min(config_.max_response, slot->limit),
+                                     sip::response_buffer(sender_, out_, out_.size()));
     if (res.cut != 0) stats_.contacts_cut.inc(res.cut);
     send(*slot, res.response, res.status);
     release(slot);

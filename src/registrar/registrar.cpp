@@ -51,14 +51,10 @@ std::string format_sip_date(int64_t unix_ms) {
 }
 
 std::string format_q(uint16_t q) {
-    if (q >= 1000) return "1";
-    std::string s = "0.";
-    s += static_cast<char>('0' + q / 100);
-    s += static_cast<char>('0' + q / 10 % 10);
-    s += static_cast<char>('0' + q % 10);
-    while (s.size() > 3 && s.back() == '0') s.pop_back();
-    if (s == "0.0") return "0";
-    return s;
+    std::array<char, 8> buf{};
+    base::BufferWriter w(buf);
+    sip::append_q(w, q);
+    return std::string(w.view());
 }
 
 std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
@@ -97,17 +93,11 @@ std::string_view Registrar::retry_after_line() noexcept {
 }
 
 bool Registrar::serves(std::string_view host) const noexcept {
-    if (config_.domains.empty()) return true;
-    for (const std::string& d : config_.domains)
-        if (base::iequals(d, host)) return true;
-    return false;
+    return sip::serves_domain(config_.domains, host);
 }
 
 std::span<char> Registrar::response_buffer(std::size_t limit) noexcept {
-    limit = std::min(limit, out_.size());
-    std::span<char> b = sender_.send_buffer();
-    if (b.size() >= limit) return b.first(limit);
-    return std::span<char>(out_).first(limit);
+    return sip::response_buffer(sender_, out_, limit);
 }
 
 std::size_t Registrar::response_limit(std::size_t request_size, bool trusted) const noexcept {
@@ -512,7 +502,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
         bw.append_uint(left);
         if (b->q != 1000) {
             bw.append(";q=");
-            bw.append(format_q(b->q));
+            sip::append_q(bw, b->q);
         }
         if (!b->instance.empty()) {
             bw.append(";+sip.instance=\"");

@@ -1,6 +1,23 @@
 #include "sipr/sip/intake.h"
 
+#include <algorithm>
+
+#include "sipr/base/ascii.h"
+
 namespace sipr::sip {
+
+std::span<char> response_buffer(Sender& sender, std::span<char> fallback,
+                                std::size_t limit) noexcept {
+    limit = std::min(limit, fallback.size());
+    std::span<char> b = sender.send_buffer();
+    return b.size() >= limit ? b.first(limit) : fallback.first(limit);
+}
+
+bool serves_domain(std::span<const std::string> domains, std::string_view host) noexcept {
+    if (domains.empty()) return true;
+    return std::any_of(domains.begin(), domains.end(),
+                       [host](const std::string& d) { return base::iequals(d, host); });
+}
 
 IntakeResult intake(std::string_view bytes, std::size_t max_message, std::size_t max_headers,
                     Message& msg, RequestCore& core) noexcept {

@@ -232,4 +232,20 @@ std::string_view default_reason(uint16_t status) noexcept {
     }
 }
 
+void append_q(base::BufferWriter& w, uint16_t q) noexcept {
+    if (q >= 1000) {
+        w.append('1');
+        return;
+    }
+    if (q == 0) {
+        w.append('0');
+        return;
+    }
+    char digits[5] = {'0', '.', static_cast<char>('0' + q / 100),
+                      static_cast<char>('0' + q / 10 % 10), static_cast<char>('0' + q % 10)};
+    std::size_t n = 5;
+    while (digits[n - 1] == '0') --n;
+    w.append(std::string_view(digits, n));
+}
+
 }  // namespace sipr::sip

@@ -119,9 +119,6 @@ class Redirector {
     void send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept;
     Slot* acquire() noexcept;
     void release(Slot* slot) noexcept;
-    // Where to write a response: the sender's own buffer when it has one (no copy on send), else
-    // out_.
-    std::span<char> response_buffer() noexcept;
 
     Config config_;
     location::LocationStore& store_;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "sipr/base/stats.h"
@@ -37,6 +38,17 @@ class Sender {
     // when the sender has no such buffer. Valid until the next send().
     [[nodiscard]] virtual std::span<char> send_buffer() noexcept { return {}; }
 };
+
+// Where a service writes a response of at most `limit` bytes (cut to `fallback`'s size): the
+// first `limit` bytes of `sender`'s in-place buffer when it holds that many (send() then need not
+// copy), else of `fallback`, the service's own buffer. Valid until the next send().
+[[nodiscard]] std::span<char> response_buffer(Sender& sender, std::span<char> fallback,
+                                              std::size_t limit) noexcept;
+
+// Whether a service configured with `domains` (lower-case; empty serves every domain) serves
+// `host`, compared case-insensitively (RFC 3261 §19.1.4).
+[[nodiscard]] bool serves_domain(std::span<const std::string> domains,
+                                 std::string_view host) noexcept;
 
 // RFC 3261 §18.2.2 / RFC 3581 §4 for a request received over UDP: with rport, the source port;
 // else the sent-by port, else 5060. (The address is always the source: received= is added.)

@@ -64,6 +64,10 @@ class ResponseWriter {
                                               const base::SipKey& tag_key, std::span<char> buf,
                                               const Source& source = {}) noexcept;
 
+// Appends a q-value given in thousandths as the shortest decimal of RFC 3261 §20.10 ("qvalue"):
+// 1000 (or more) -> "1", 500 -> "0.5", 123 -> "0.123", 0 -> "0".
+void append_q(base::BufferWriter& w, uint16_t q) noexcept;
+
 // The standard reason phrase of RFC 3261 §21 for a status code, or "Unknown".
 [[nodiscard]] std::string_view default_reason(uint16_t status) noexcept;
 
