@@ -443,7 +443,7 @@ RedisSetup check_redis_setup(const std::string& program, const std::string& redi
 }
 
 Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
-               const location::RedisOptions& ropts, base::ServiceStats& stats,
+               const location::RedisOptions& ropts, metrics::WorkerStats& stats,
                const location::NearCacheOptions& cache)
     : index_(index), loop_(loop), stats_(stats) {
     const bool sentinel = redis.target.mode == location::RedisMode::Sentinel;
@@ -451,7 +451,7 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
         // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
         cluster_ = std::make_unique<location::RedisCluster>(
             loop, redis.target, ropts,
-            location::ClusterMetrics{stats.redis_moved, stats.redis_ask});
+            location::ClusterMetrics{stats.store.redis_moved, stats.store.redis_ask});
         cluster_->on_state(&Worker::on_redis_state, this);
         store_ = std::make_unique<location::RedisStore>(*cluster_);
         return;
@@ -485,8 +485,9 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
         sentinel_->follow(*redis_);
     }
     if (cache.ttl_ms != 0) {
-        location::CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
-                                 stats.cache_flushes, stats.cache_entries};
+        location::CacheMetrics m{stats.store.cache_hits, stats.store.cache_misses,
+                                 stats.store.cache_invalidations, stats.store.cache_flushes,
+                                 stats.store.cache_entries};
         cache_ = std::make_unique<location::CachingStore>(
             *store_, cache, m, &location::system_clock_ms, &coarse_monotonic_ms);
         location::RedisOptions inval_opts = ropts;
@@ -559,7 +560,7 @@ void Worker::on_read_state(void* ctx, location::RedisClient::State s) noexcept {
 
 void Worker::redis_state_changed(std::string_view which, location::RedisClient::State s,
                                  const std::string& why) noexcept {
-    stats_.redis_up.set(store_ && store_->available() ? 1 : 0);
+    stats_.store.redis_up.set(store_ && store_->available() ? 1 : 0);
     if (s == location::RedisClient::State::Connecting && sentinel_ && redis_ &&
         redis_->last_error() == "the primary moved") {
         spdlog::info("worker {}: the Sentinels name a new primary, {}: reconnecting", index_,
@@ -581,7 +582,7 @@ bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) no
 }
 
 void Worker::on_send_failed(std::size_t count) noexcept {
-    for (std::size_t i = 0; i < count; ++i) stats_.drop(base::DropReason::SendFailed);
+    for (std::size_t i = 0; i < count; ++i) stats_.messages.drop(base::DropReason::SendFailed);
 }
 
 void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, uint32_t burst,
@@ -596,19 +597,19 @@ void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, ui
 }
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
-    stats_.datagrams.inc();
+    stats_.messages.datagrams.inc();
     trusted_ = false;
     if (!allow_.empty() || limiter_) {
         // Before anything is parsed or formatted: a refused datagram costs a hash or a binary
         // search, and its counter.
         net::IpKey key;
         if (!net::ip_key(from, key)) {
-            stats_.drop(base::DropReason::Denied);
+            stats_.messages.drop(base::DropReason::Denied);
             return;
         }
         if (!allow_.empty()) {
             if (!allow_.contains(key)) {
-                stats_.drop(base::DropReason::Denied);
+                stats_.messages.drop(base::DropReason::Denied);
                 return;
             }
             // Trusted peers (a carrier's own proxies and SBCs) are the heavy senders a
@@ -616,7 +617,7 @@ void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept 
             // spoof to get them limited: they are exempt.
             trusted_ = true;
         } else if (!limiter_->allow(key, uv_now(loop_))) {  // the loop's cached time: no syscall
-            stats_.drop(base::DropReason::RateLimited);
+            stats_.messages.drop(base::DropReason::RateLimited);
             return;
         }
     }
@@ -679,10 +680,10 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
           const WorkerFactory& make, uint64_t inflight_ms, uint32_t drain_seconds) {
     const unsigned n = startup.workers;
     block_signals();
-    std::vector<std::unique_ptr<base::ServiceStats>> stats;
-    std::vector<const base::ServiceStats*> stat_ptrs;
+    std::vector<std::unique_ptr<metrics::WorkerStats>> stats;
+    std::vector<const metrics::WorkerStats*> stat_ptrs;
     for (unsigned i = 0; i < n; ++i) {
-        stats.push_back(std::make_unique<base::ServiceStats>());
+        stats.push_back(std::make_unique<metrics::WorkerStats>());
         stat_ptrs.push_back(stats.back().get());
     }
     std::unique_ptr<metrics::Exporter> exporter;

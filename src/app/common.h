@@ -14,13 +14,13 @@
 #include <vector>
 
 #include "sipr/base/siphash.h"
-#include "sipr/base/stats.h"
 #include "sipr/location/cache_tracker.h"
 #include "sipr/location/caching_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_cluster.h"
 #include "sipr/location/redis_sentinel.h"
 #include "sipr/location/redis_store.h"
+#include "sipr/metrics/exporter.h"
 #include "sipr/net/address_set.h"
 #include "sipr/net/rate_limiter.h"
 #include "sipr/net/udp_socket.h"
@@ -126,7 +126,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
     // connection (location::CacheTracker); the connections are then named sipr-data-<index> and
     // sipr-inval-<index>.
     Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
-           const location::RedisOptions& ropts, base::ServiceStats& stats,
+           const location::RedisOptions& ropts, metrics::WorkerStats& stats,
            const location::NearCacheOptions& cache = {});
     ~Worker() override;
 
@@ -163,7 +163,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
     [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
     // Where look-ups go: the near-cache when on, else store().
     [[nodiscard]] location::LocationStore& lookup_store() noexcept;
-    [[nodiscard]] base::ServiceStats& stats() noexcept { return stats_; }
+    [[nodiscard]] metrics::WorkerStats& stats() noexcept { return stats_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
 
@@ -188,7 +188,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
 
     std::size_t index_;
     uv_loop_t* loop_;
-    base::ServiceStats& stats_;
+    metrics::WorkerStats& stats_;
     std::unique_ptr<location::RedisClient> redis_;  // the primary (redis://, sentinel://)
     std::unique_ptr<location::RedisClient> read_;   // --redis-read
     std::unique_ptr<location::SentinelWatcher> sentinel_;
@@ -219,7 +219,7 @@ struct Startup {
 
 // Makes worker `index` on its loop with its stats shard.
 using WorkerFactory = std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop,
-                                                            base::ServiceStats& stats)>;
+                                                            metrics::WorkerStats& stats)>;
 
 // Runs a daemon: the metrics exporter, one Worker per thread on the shared port, until SIGINT or
 // SIGTERM. On SIGTERM with `drain_seconds` > 0 the workers first drain (Worker::begin_drain: the

@@ -22,10 +22,10 @@ uint64_t monotonic_us() noexcept {
 class RedirectWorker final : public app::Worker {
   public:
     RedirectWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
-                   const location::RedisOptions& ropts, base::ServiceStats& stats,
+                   const location::RedisOptions& ropts, metrics::WorkerStats& stats,
                    const redirect::Config& config, const location::NearCacheOptions& cache)
         : Worker(index, loop, redis, ropts, stats, cache),
-          redirector_(config, lookup_store(), *this, stats, &monotonic_us,
+          redirector_(config, lookup_store(), *this, stats.messages, stats.redirect, &monotonic_us,
                       &location::system_clock_ms) {}
 
   protected:
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
     return app::serve(
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop,
-            base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
+            metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
             return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config,
                                                     cache);
         },

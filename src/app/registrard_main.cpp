@@ -15,12 +15,14 @@ using namespace sipr;
 class RegistrarWorker final : public app::Worker {
   public:
     RegistrarWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
-                    const location::RedisOptions& ropts, base::ServiceStats& stats,
+                    const location::RedisOptions& ropts, metrics::WorkerStats& stats,
                     const registrar::Config& config,
                     const std::optional<registrar::DigestConfig>& digest)
-        : Worker(index, loop, redis, ropts, stats), registrar_(config, store(), *this, stats) {
+        : Worker(index, loop, redis, ropts, stats),
+          registrar_(config, store(), *this, stats.messages, stats.registrar) {
         if (digest) {
-            auth_ = std::make_unique<registrar::DigestAuthenticator>(*digest, store(), stats);
+            auth_ =
+                std::make_unique<registrar::DigestAuthenticator>(*digest, store(), stats.registrar);
             registrar_.set_authenticator(auth_.get());
         }
     }
@@ -163,7 +165,7 @@ int main(int argc, char** argv) {
     return app::serve(
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop,
-            base::ServiceStats& stats) -> std::unique_ptr<app::Worker> {
+            metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
             return std::make_unique<RegistrarWorker>(i, loop, startup.redis, ropts, stats, config,
                                                      digest);
         },

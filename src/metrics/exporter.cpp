@@ -58,27 +58,26 @@ std::string method_label(std::size_t i) {
 }
 
 std::vector<MetricFamily> collect(const std::string& program,
-                                  const std::vector<const base::ServiceStats*>& workers) {
-    using base::ServiceStats;
+                                  const std::vector<const WorkerStats*>& workers) {
     auto sum = [&](auto getter) {
         uint64_t s = 0;
-        for (const ServiceStats* w : workers) s += getter(*w);
+        for (const WorkerStats* w : workers) s += getter(*w);
         return s;
     };
     std::vector<MetricFamily> out;
 
     auto requests =
         family("sipr_requests_total", "SIP requests received, by method", MetricType::Counter);
-    for (std::size_t i = 0; i <= static_cast<std::size_t>(sip::Method::Update); ++i) {
-        uint64_t v = sum([i](const ServiceStats& s) { return s.requests[i].get(); });
+    for (std::size_t i = 0; i < sip::kMethodCount; ++i) {
+        uint64_t v = sum([i](const WorkerStats& s) { return s.messages.requests[i].get(); });
         requests.metric.push_back(counter(static_cast<double>(v), {{"method", method_label(i)}}));
     }
     out.push_back(std::move(requests));
 
     auto responses =
         family("sipr_responses_total", "SIP responses sent, by status code", MetricType::Counter);
-    for (std::size_t code = 100; code < ServiceStats::kCodes; ++code) {
-        uint64_t v = sum([code](const ServiceStats& s) { return s.responses[code].get(); });
+    for (std::size_t code = 100; code < sip::MessageStats::kCodes; ++code) {
+        uint64_t v = sum([code](const WorkerStats& s) { return s.messages.responses[code].get(); });
         bool always = false;
         for (uint16_t c : kAlwaysCodes) always = always || c == code;
         if (v == 0 && !always) continue;
@@ -90,7 +89,7 @@ std::vector<MetricFamily> collect(const std::string& program,
     auto dropped = family("sipr_dropped_total", "Datagrams dropped without an answer, by reason",
                           MetricType::Counter);
     for (std::size_t i = 0; i < base::kDropReasonNames.size(); ++i) {
-        uint64_t v = sum([i](const ServiceStats& s) { return s.dropped[i].get(); });
+        uint64_t v = sum([i](const WorkerStats& s) { return s.messages.dropped[i].get(); });
         dropped.metric.push_back(
             counter(static_cast<double>(v), {{"reason", base::kDropReasonNames[i]}}));
     }
@@ -98,17 +97,19 @@ std::vector<MetricFamily> collect(const std::string& program,
 
     auto regs =
         family("sipr_registrations_total", "REGISTER outcomes, by result", MetricType::Counter);
-    for (std::size_t i = 0; i < base::kRegistrationResultNames.size(); ++i) {
-        uint64_t v = sum([i](const ServiceStats& s) { return s.registrations[i].get(); });
+    for (std::size_t i = 0; i < registrar::kRegistrationResultNames.size(); ++i) {
+        uint64_t v = sum([i](const WorkerStats& s) { return s.registrar.registrations[i].get(); });
         regs.metric.push_back(
-            counter(static_cast<double>(v), {{"result", base::kRegistrationResultNames[i]}}));
+            counter(static_cast<double>(v), {{"result", registrar::kRegistrationResultNames[i]}}));
     }
     out.push_back(std::move(regs));
 
     auto redis_errors =
         family("sipr_redis_errors_total", "Redis errors, by kind", MetricType::Counter);
     for (std::size_t i = 0; i < base::kRedisErrorKindNames.size(); ++i) {
-        uint64_t v = sum([i](const ServiceStats& s) { return s.redis_errors[i].get(); });
+        uint64_t v = sum([i](const WorkerStats& s) {
+            return s.redirect.redis_errors[i].get() + s.registrar.redis_errors[i].get();
+        });
         redis_errors.metric.push_back(
             counter(static_cast<double>(v), {{"kind", base::kRedisErrorKindNames[i]}}));
     }
@@ -118,12 +119,12 @@ std::vector<MetricFamily> collect(const std::string& program,
                             "Redis Cluster redirections followed, by kind (moved: the slot moved "
                             "for good; ask: one key during a slot migration)",
                             MetricType::Counter);
-    redirects.metric.push_back(
-        counter(static_cast<double>(sum([](const ServiceStats& s) { return s.redis_moved.get(); })),
-                {{"kind", "moved"}}));
-    redirects.metric.push_back(
-        counter(static_cast<double>(sum([](const ServiceStats& s) { return s.redis_ask.get(); })),
-                {{"kind", "ask"}}));
+    redirects.metric.push_back(counter(
+        static_cast<double>(sum([](const WorkerStats& s) { return s.store.redis_moved.get(); })),
+        {{"kind", "moved"}}));
+    redirects.metric.push_back(counter(
+        static_cast<double>(sum([](const WorkerStats& s) { return s.store.redis_ask.get(); })),
+        {{"kind", "ask"}}));
     out.push_back(std::move(redirects));
 
     // Not folded: one series per worker shows how the sockets share the load (one source
@@ -132,8 +133,9 @@ std::vector<MetricFamily> collect(const std::string& program,
         family("sipr_worker_datagrams_total",
                "Datagrams received, by worker (before any source check)", MetricType::Counter);
     for (std::size_t i = 0; i < workers.size(); ++i)
-        per_worker.metric.push_back(counter(static_cast<double>(workers[i]->datagrams.get()),
-                                            {{"worker", std::to_string(i)}}));
+        per_worker.metric.push_back(
+            counter(static_cast<double>(workers[i]->messages.datagrams.get()),
+                    {{"worker", std::to_string(i)}}));
     out.push_back(std::move(per_worker));
 
     auto single = [&](const char* name, const char* help, auto getter) {
@@ -144,46 +146,48 @@ std::vector<MetricFamily> collect(const std::string& program,
     auto auth_ok =
         family("sipr_auth_successes_total", "Digest authentications that succeeded, by algorithm",
                MetricType::Counter);
-    for (std::size_t i = 0; i < base::kAuthAlgorithmNames.size(); ++i) {
-        uint64_t v = sum([i](const ServiceStats& s) { return s.auth_successes[i].get(); });
+    for (std::size_t i = 0; i < registrar::kAuthAlgorithmNames.size(); ++i) {
+        uint64_t v = sum([i](const WorkerStats& s) { return s.registrar.auth_successes[i].get(); });
         auth_ok.metric.push_back(
-            counter(static_cast<double>(v), {{"algorithm", base::kAuthAlgorithmNames[i]}}));
+            counter(static_cast<double>(v), {{"algorithm", registrar::kAuthAlgorithmNames[i]}}));
     }
     out.push_back(std::move(auth_ok));
 
     single("sipr_auth_failures_total", "Failed digest authentications",
-           [](const ServiceStats& s) { return s.auth_failures.get(); });
+           [](const WorkerStats& s) { return s.registrar.auth_failures.get(); });
     single("sipr_contacts_cut_total", "Contacts left out of a 302 to fit one datagram",
-           [](const ServiceStats& s) { return s.contacts_cut.get(); });
+           [](const WorkerStats& s) {
+               return s.redirect.contacts_cut.get() + s.registrar.contacts_cut.get();
+           });
     single("sipr_garbage_bindings_total", "Stored bindings that failed to unpack (skipped)",
-           [](const ServiceStats& s) { return s.garbage_bindings.get(); });
+           [](const WorkerStats& s) { return s.redirect.garbage_bindings.get(); });
     single("sipr_cache_hits_total", "Near-cache hits",
-           [](const ServiceStats& s) { return s.cache_hits.get(); });
+           [](const WorkerStats& s) { return s.store.cache_hits.get(); });
     single("sipr_cache_misses_total", "Near-cache misses",
-           [](const ServiceStats& s) { return s.cache_misses.get(); });
+           [](const WorkerStats& s) { return s.store.cache_misses.get(); });
     single("sipr_cache_invalidations_total", "Near-cache invalidations received",
-           [](const ServiceStats& s) { return s.cache_invalidations.get(); });
+           [](const WorkerStats& s) { return s.store.cache_invalidations.get(); });
     single("sipr_cache_flushes_total",
            "Near-cache flushes (tracking lost or regained on a worker, FLUSHALL)",
-           [](const ServiceStats& s) { return s.cache_flushes.get(); });
+           [](const WorkerStats& s) { return s.store.cache_flushes.get(); });
 
     auto inflight = family("sipr_inflight_lookups", "Redis look-ups in flight", MetricType::Gauge);
     int64_t in = 0;
-    for (const ServiceStats* w : workers) in += w->inflight_lookups.get();
+    for (const WorkerStats* w : workers) in += w->redirect.inflight_lookups.get();
     inflight.metric.push_back(gauge(static_cast<double>(in)));
     out.push_back(std::move(inflight));
 
     auto entries = family("sipr_cache_entries", "AORs held in the near-caches of all workers",
                           MetricType::Gauge);
     int64_t held = 0;
-    for (const ServiceStats* w : workers) held += w->cache_entries.get();
+    for (const WorkerStats* w : workers) held += w->store.cache_entries.get();
     entries.metric.push_back(gauge(static_cast<double>(held)));
     out.push_back(std::move(entries));
 
     auto up = family("sipr_redis_up", "1 when every worker's Redis connection is ready, else 0",
                      MetricType::Gauge);
     bool all_up = !workers.empty();
-    for (const ServiceStats* w : workers) all_up = all_up && w->redis_up.get() == 1;
+    for (const WorkerStats* w : workers) all_up = all_up && w->store.redis_up.get() == 1;
     up.metric.push_back(gauge(all_up ? 1.0 : 0.0));
     out.push_back(std::move(up));
 
@@ -192,7 +196,7 @@ std::vector<MetricFamily> collect(const std::string& program,
                            "probe answers 503, requests are still answered), else 0",
                            MetricType::Gauge);
     bool any_draining = false;
-    for (const ServiceStats* w : workers) any_draining = any_draining || w->draining.get() == 1;
+    for (const WorkerStats* w : workers) any_draining = any_draining || w->draining.get() == 1;
     draining.metric.push_back(gauge(any_draining ? 1.0 : 0.0));
     out.push_back(std::move(draining));
 
@@ -201,7 +205,8 @@ std::vector<MetricFamily> collect(const std::string& program,
     ClientMetric hm;
     uint64_t cumulative = 0;
     for (std::size_t i = 0; i <= base::DurationHistogram::kBoundsUs.size(); ++i) {
-        cumulative += sum([i](const ServiceStats& s) { return s.lookup_duration.bucket(i); });
+        cumulative +=
+            sum([i](const WorkerStats& s) { return s.redirect.lookup_duration.bucket(i); });
         ClientMetric::Bucket b;
         b.cumulative_count = cumulative;
         b.upper_bound = i < base::DurationHistogram::kBoundsUs.size()
@@ -210,9 +215,10 @@ std::vector<MetricFamily> collect(const std::string& program,
         hm.histogram.bucket.push_back(b);
     }
     hm.histogram.sample_count = cumulative;
-    hm.histogram.sample_sum =
-        static_cast<double>(sum([](const ServiceStats& s) { return s.lookup_duration.sum_us(); })) /
-        1e6;
+    hm.histogram.sample_sum = static_cast<double>(sum([](const WorkerStats& s) {
+                                  return s.redirect.lookup_duration.sum_us();
+                              })) /
+                              1e6;
     hist.metric.push_back(std::move(hm));
     out.push_back(std::move(hist));
 
@@ -226,17 +232,17 @@ std::vector<MetricFamily> collect(const std::string& program,
 
 class Exporter::Collector : public prometheus::Collectable {
   public:
-    Collector(std::string program, std::vector<const base::ServiceStats*> workers)
+    Collector(std::string program, std::vector<const WorkerStats*> workers)
         : program_(std::move(program)), workers_(std::move(workers)) {}
     std::vector<MetricFamily> Collect() const override { return collect(program_, workers_); }
 
   private:
     std::string program_;
-    std::vector<const base::ServiceStats*> workers_;
+    std::vector<const WorkerStats*> workers_;
 };
 
 Exporter::Exporter(const std::string& listen, const std::string& program,
-                   std::vector<const base::ServiceStats*> workers)
+                   std::vector<const WorkerStats*> workers)
     : collector_(std::make_shared<Collector>(program, std::move(workers))) {
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
@@ -313,8 +319,7 @@ uint16_t Exporter::port() const {
     return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
 }
 
-std::string render(const std::string& program,
-                   const std::vector<const base::ServiceStats*>& workers) {
+std::string render(const std::string& program, const std::vector<const WorkerStats*>& workers) {
     prometheus::TextSerializer ser;
     return ser.Serialize(collect(program, workers));
 }

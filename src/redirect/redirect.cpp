@@ -261,11 +261,12 @@ struct Redirector::Slot {
 };
 
 Redirector::Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
-                       base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
-                       int64_t (*wall_ms)() noexcept)
+                       sip::MessageStats& messages, RedirectStats& stats,
+                       uint64_t (*now_us)() noexcept, int64_t (*wall_ms)() noexcept)
     : config_(std::move(config)),
       store_(store),
       sender_(sender),
+      messages_(messages),
       stats_(stats),
       now_us_(now_us),
       wall_ms_(wall_ms),
@@ -299,13 +300,13 @@ void Redirector::release(Slot* slot) noexcept {
 void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept {
     if (bytes.empty()) {
         // Not even the bare answer fits (a request whose Vias alone exceed the limit).
-        stats_.drop(base::DropReason::ResponseTooLarge);
+        messages_.drop(base::DropReason::ResponseTooLarge);
         return;
     }
     if (sender_.send(bytes, slot.peer, sip::response_port(slot.core.top_via, slot.peer.port)))
-        stats_.response(status);
+        messages_.response(status);
     else
-        stats_.drop(base::DropReason::SendFailed);
+        messages_.drop(base::DropReason::SendFailed);
 }
 
 void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
@@ -361,10 +362,10 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
     }
     Decision d =
         decide(config_, view, *slot->msg, slot->core, slot->aor, store_.available(), draining_);
-    if (d.step != Step::Drop) stats_.requests[static_cast<std::size_t>(slot->msg->method)].inc();
+    if (d.step != Step::Drop) messages_.request(slot->msg->method);
     switch (d.step) {
         case Step::Drop:
-            stats_.drop(d.drop);
+            messages_.drop(d.drop);
             break;
         case Step::Absorb:
             break;

@@ -85,11 +85,11 @@ struct DigestAuthenticator::Op {
 
 static_assert(static_cast<std::size_t>(DigestAlgorithm::Md5) == 0 &&
                   static_cast<std::size_t>(DigestAlgorithm::Sha256) == 1 &&
-                  base::kAuthAlgorithmNames.size() == 2,
-              "ServiceStats::auth_successes is indexed by DigestAlgorithm");
+                  kAuthAlgorithmNames.size() == 2,
+              "RegistrarStats::auth_successes is indexed by DigestAlgorithm");
 
 DigestAuthenticator::DigestAuthenticator(DigestConfig config, location::AuthStore& store,
-                                         base::ServiceStats& stats)
+                                         RegistrarStats& stats)
     : config_(std::move(config)), store_(store), stats_(stats), nonce_key_(config_.nonce_secret) {
     if (config_.algorithms.empty()) config_.algorithms = {DigestAlgorithm::Md5};
     for (DigestAlgorithm a : config_.algorithms) default_algorithms_.add(a);

@@ -36,7 +36,7 @@ struct Registrar::Slot {
     std::size_t limit = 0;              // the largest answer this REGISTER may get
     location::RegisterChanges changes;  // changes.aor is the AOR from the moment the slot is taken
     std::string auth_extra;             // the authenticator's headers for a 401
-    base::RegistrationResult kind = base::RegistrationResult::Ok;
+    RegistrationResult kind = RegistrationResult::Ok;
     bool echo_path = false;
     Registrar* owner = nullptr;
 };
@@ -74,10 +74,11 @@ std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
 }
 
 Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
-                     base::ServiceStats& stats)
+                     sip::MessageStats& messages, RegistrarStats& stats)
     : config_(std::move(config)),
       store_(store),
       sender_(sender),
+      messages_(messages),
       stats_(stats),
       msg_(std::make_unique<sip::Message>()),
       out_(kMaxResponse) {}
@@ -117,13 +118,13 @@ void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, c
     std::string_view out = sip::write_response(msg, core, status, reason, extra, config_.tag_key,
                                                response_buffer(limit), to.source());
     if (out.empty()) {
-        stats_.drop(base::DropReason::ResponseTooLarge);
+        messages_.drop(base::DropReason::ResponseTooLarge);
         return;
     }
     if (sender_.send(out, to, sip::response_port(core.top_via, to.port)))
-        stats_.response(status);
+        messages_.response(status);
     else
-        stats_.drop(base::DropReason::SendFailed);
+        messages_.drop(base::DropReason::SendFailed);
 }
 
 void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
@@ -132,10 +133,10 @@ void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool 
     sip::RequestCore& core = core_;
     sip::IntakeResult r = sip::intake(bytes, config_.max_message, config_.max_headers, msg, core);
     if (r.action == sip::IntakeAction::Drop) {
-        stats_.drop(r.drop);
+        messages_.drop(r.drop);
         return;
     }
-    stats_.requests[static_cast<std::size_t>(msg.method)].inc();
+    messages_.request(msg.method);
     if (r.action == sip::IntakeAction::Respond) {
         respond(msg, core, from, limit, r.status, r.reason, {});
         return;
@@ -167,8 +168,8 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
                                 std::size_t limit) noexcept {
     auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
         respond(in_msg, in_core, from, limit, status, reason, extra);
-        stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
-                                          : base::RegistrationResult::Refused);
+        stats_.registration(status >= 500 ? RegistrationResult::StoreError
+                                          : RegistrationResult::Refused);
     };
     const std::string_view retry_after = retry_after_line();
 
@@ -286,17 +287,17 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             [[fallthrough]];
         case V::Challenge:
             respond(msg, core, slot->peer, slot->limit, 401, "Unauthorized", slot->auth_extra);
-            stats_.registration(base::RegistrationResult::Refused);
+            stats_.registration(RegistrationResult::Refused);
             break;
         case V::Forbidden:
             stats_.auth_failures.inc();
             respond(msg, core, slot->peer, slot->limit, 403, "Forbidden", {});
-            stats_.registration(base::RegistrationResult::Refused);
+            stats_.registration(RegistrationResult::Refused);
             break;
         case V::BadRequest:
             // Not a password failure: the request is malformed, whatever the password.
             respond(msg, core, slot->peer, slot->limit, 400, "Digest URI Mismatch", {});
-            stats_.registration(base::RegistrationResult::Refused);
+            stats_.registration(RegistrationResult::Refused);
             break;
         case V::Allow:
         case V::Retransmission:
@@ -304,7 +305,7 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
         case V::Unavailable:
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable",
                     retry_after_line());
-            stats_.registration(base::RegistrationResult::StoreError);
+            stats_.registration(RegistrationResult::StoreError);
             break;
     }
     free_slots_.push_back(slot);
@@ -318,8 +319,8 @@ void Registrar::store_register(Slot* slot) noexcept {
     // Answers and frees the slot (the answer is written from the slot's message first).
     auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
         respond(msg, core, from, slot->limit, status, reason, extra);
-        stats_.registration(status >= 500 ? base::RegistrationResult::StoreError
-                                          : base::RegistrationResult::Refused);
+        stats_.registration(status >= 500 ? RegistrationResult::StoreError
+                                          : RegistrationResult::Refused);
         release();
     };
     const std::string_view retry_after = retry_after_line();
@@ -409,9 +410,9 @@ void Registrar::store_register(Slot* slot) noexcept {
         }
         ch.contacts.push_back(std::move(change));
     }
-    slot->kind = n_contacts == 0 ? base::RegistrationResult::Fetch
-                 : any_added     ? base::RegistrationResult::Ok
-                                 : base::RegistrationResult::Removed;
+    slot->kind = n_contacts == 0 ? RegistrationResult::Fetch
+                 : any_added     ? RegistrationResult::Ok
+                                 : RegistrationResult::Removed;
 
     StoreError err = store_.apply_register(ch, &Registrar::on_stored, slot);
     if (err != StoreError::None) {
@@ -441,12 +442,12 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
         case StoreError::Stale:
             // §10.3 step 7: same Call-ID, lower CSeq: the update is aborted and the request fails.
             respond(msg, core, slot->peer, slot->limit, 500, "Request Out Of Order", retry_after);
-            stats_.registration(base::RegistrationResult::Stale);
+            stats_.registration(RegistrationResult::Stale);
             free_slots_.push_back(slot);
             return;
         case StoreError::TooManyContacts:
             respond(msg, core, slot->peer, slot->limit, 403, "Too Many Contacts", {});
-            stats_.registration(base::RegistrationResult::Refused);
+            stats_.registration(RegistrationResult::Refused);
             free_slots_.push_back(slot);
             return;
         default:
@@ -455,7 +456,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
                                    ? base::RedisErrorKind::Protocol
                                    : base::RedisErrorKind::Unavailable);
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after);
-            stats_.registration(base::RegistrationResult::StoreError);
+            stats_.registration(RegistrationResult::StoreError);
             free_slots_.push_back(slot);
             return;
     }
@@ -530,11 +531,11 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
     w.add_header("Date", date);
     std::string_view out = w.finish();
     if (out.empty())
-        stats_.drop(base::DropReason::ResponseTooLarge);
+        messages_.drop(base::DropReason::ResponseTooLarge);
     else if (sender_.send(out, slot->peer, sip::response_port(core.top_via, slot->peer.port)))
-        stats_.response(200);
+        messages_.response(200);
     else
-        stats_.drop(base::DropReason::SendFailed);
+        messages_.drop(base::DropReason::SendFailed);
     stats_.registration(slot->kind);
     free_slots_.push_back(slot);
 }

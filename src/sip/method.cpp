@@ -6,7 +6,9 @@
 namespace sipr::sip {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, Method>, 14> kMethods{{
+// Every Method but Unknown, each once (checked below), so method_text() names every counter of
+// MessageStats::requests but the first.
+constexpr std::array<std::pair<std::string_view, Method>, kMethodCount - 1> kMethods{{
     {"INVITE", Method::Invite},
     {"ACK", Method::Ack},
     {"OPTIONS", Method::Options},
@@ -22,6 +24,16 @@ constexpr std::array<std::pair<std::string_view, Method>, 14> kMethods{{
     {"MESSAGE", Method::Message},
     {"UPDATE", Method::Update},
 }};
+
+constexpr bool names_every_method() {
+    for (std::size_t i = 1; i < kMethodCount; ++i) {
+        bool found = false;
+        for (const auto& entry : kMethods) found = found || entry.second == static_cast<Method>(i);
+        if (!found) return false;
+    }
+    return true;
+}
+static_assert(names_every_method(), "kMethods must name every Method but Unknown");
 
 }  // namespace
 

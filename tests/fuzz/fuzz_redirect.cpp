@@ -269,9 +269,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const fuzz::Expected req(in.datagram, r.config.max_message, r.config.max_headers);
     const sip::Peer peer = fuzz::make_peer(r.v6);
     fuzz::RecordingSender sender(req, peer, r.config.max_response, r.sender_buffer);
-    base::ServiceStats stats;
+    sip::MessageStats messages;
+    redirect::RedirectStats stats;
     {
-        redirect::Redirector red(r.config, r.store, sender, stats, &mono_us, &wall_ms);
+        redirect::Redirector red(r.config, r.store, sender, messages, stats, &mono_us, &wall_ms);
         for (int i = 0; i < r.repeats; ++i) {
             // A heap copy that dies when on_datagram returns, like a libuv receive buffer.
             auto copy = std::make_unique<char[]>(in.datagram.size() + 1);
@@ -339,7 +340,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     // answer does not fit the response limit).
     if (req.msg->method != sip::Method::Ack && sender.sent.empty()) {
         uint64_t drops = 0;
-        for (const base::Counter& c : stats.dropped) drops += c.get();
+        for (const base::Counter& c : messages.dropped) drops += c.get();
         SIPR_FUZZ_CHECK(drops != 0);
     }
     return 0;

@@ -308,9 +308,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const fuzz::Expected req(in.datagram, r.config.max_message, r.config.max_headers);
     const sip::Peer peer = fuzz::make_peer(r.v6);
     fuzz::RecordingSender sender(req, peer, kMaxResponse, r.sender_buffer);
-    base::ServiceStats stats;
+    sip::MessageStats messages;
+    registrar::RegistrarStats stats;
     {
-        registrar::Registrar reg(r.config, r.store, sender, stats);
+        registrar::Registrar reg(r.config, r.store, sender, messages, stats);
         for (int i = 0; i < r.repeats; ++i) {
             // A heap copy that dies when on_datagram returns, like a libuv receive buffer.
             auto copy = std::make_unique<char[]>(in.datagram.size() + 1);

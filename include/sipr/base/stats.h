@@ -1,7 +1,9 @@
 #pragma once
-// Per-worker counters. Each worker owns one ServiceStats and is its only writer, so an increment is
-// a relaxed load and store (no lock prefix, no shared cache line); the metrics layer reads them at
-// scrape time from another thread and folds the workers together (DESIGN §9, STYLE.md Metrics).
+// Per-worker counters. Each layer declares the stats it counts (sip::MessageStats,
+// redirect::RedirectStats, registrar::RegistrarStats, location::StoreStats) out of these types;
+// each worker owns one of each and is their only writer, so an increment is a relaxed load and
+// store (no lock prefix, no shared cache line). The metrics layer reads them at scrape time from
+// another thread and folds the workers together (DESIGN §9, STYLE.md Metrics).
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -51,6 +53,7 @@ class DurationHistogram {
     Counter sum_us_;
 };
 
+// Why a worker dropped a datagram without answering (sip::MessageStats::dropped).
 enum class DropReason : uint8_t {
     NotSip,            // start line unparsable, NUL bytes, garbage
     NoVia,             // a request without a usable Via: nowhere to answer
@@ -67,56 +70,9 @@ inline constexpr std::array<const char*, static_cast<std::size_t>(DropReason::kC
     kDropReasonNames{"not_sip",     "no_via", "too_large",    "too_many_headers",  "response",
                      "send_failed", "denied", "rate_limited", "response_too_large"};
 
-enum class RegistrationResult : uint8_t {
-    Ok,          // 200
-    Removed,     // 200 after removing bindings only
-    Fetch,       // 200 to a REGISTER without Contact
-    Refused,     // 4xx
-    Stale,       // 500 (CSeq order)
-    StoreError,  // 503
-    kCount,
-};
-inline constexpr std::array<const char*, static_cast<std::size_t>(RegistrationResult::kCount)>
-    kRegistrationResultNames{"ok", "removed", "fetch", "refused", "stale", "store_error"};
-
+// The kinds of store error the services count (sipr_redis_errors_total).
 enum class RedisErrorKind : uint8_t { Unavailable, Timeout, Overloaded, Protocol, kCount };
 inline constexpr std::array<const char*, static_cast<std::size_t>(RedisErrorKind::kCount)>
     kRedisErrorKindNames{"unavailable", "timeout", "overloaded", "protocol"};
-
-// Digest algorithms, as sipr_auth_successes_total labels them (index = registrar::DigestAlgorithm).
-inline constexpr std::array<const char*, 2> kAuthAlgorithmNames{"MD5", "SHA-256"};
-
-// What one worker of a daemon counts. Method indices are sip::Method values.
-struct ServiceStats {
-    static constexpr std::size_t kMethods = 16;
-    static constexpr std::size_t kCodes = 700;
-    std::array<Counter, kMethods> requests{};
-    std::array<Counter, kCodes> responses{};
-    std::array<Counter, static_cast<std::size_t>(DropReason::kCount)> dropped{};
-    std::array<Counter, static_cast<std::size_t>(RegistrationResult::kCount)> registrations{};
-    std::array<Counter, static_cast<std::size_t>(RedisErrorKind::kCount)> redis_errors{};
-    Counter datagrams;  // every datagram this worker's socket received, before any check
-    Counter auth_failures;
-    std::array<Counter, kAuthAlgorithmNames.size()> auth_successes{};  // by algorithm
-    Counter contacts_cut;  // contacts left out of a 302 to fit the datagram
-    Counter garbage_bindings;
-    Counter cache_hits, cache_misses, cache_invalidations;
-    Counter cache_flushes;  // the whole near-cache dropped (tracking lost or regained, FLUSHALL)
-    Gauge cache_entries;    // AORs in this worker's near-cache
-    Gauge inflight_lookups;
-    Counter redis_moved, redis_ask;  // Redis Cluster redirections followed (-MOVED, -ASK)
-    Gauge redis_up;  // 1 while this worker's store can serve (its Redis connection is ready)
-    Gauge draining;  // 1 once this worker is draining (SIGTERM: the health probe says 503)
-    DurationHistogram lookup_duration;
-
-    void drop(DropReason r) noexcept { dropped[static_cast<std::size_t>(r)].inc(); }
-    void response(uint16_t code) noexcept {
-        if (code < kCodes) responses[code].inc();
-    }
-    void registration(RegistrationResult r) noexcept {
-        registrations[static_cast<std::size_t>(r)].inc();
-    }
-    void redis_error(RedisErrorKind k) noexcept { redis_errors[static_cast<std::size_t>(k)].inc(); }
-};
 
 }  // namespace sipr::base

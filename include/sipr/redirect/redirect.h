@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "sipr/base/siphash.h"
-#include "sipr/base/stats.h"
 #include "sipr/location/store.h"
+#include "sipr/redirect/stats.h"
 #include "sipr/sip/aor.h"
 #include "sipr/sip/intake.h"
+#include "sipr/sip/stats.h"
 
 namespace sipr::redirect {
 
@@ -92,8 +93,9 @@ struct WriteResult {
 class Redirector {
   public:
     // `now_us` is a monotonic clock for the look-up latency histogram; `wall_ms` the wall clock.
+    // It counts into `messages` and `stats`, which outlive it.
     Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
-               base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
+               sip::MessageStats& messages, RedirectStats& stats, uint64_t (*now_us)() noexcept,
                int64_t (*wall_ms)() noexcept);
     ~Redirector();
     Redirector(const Redirector&) = delete;
@@ -123,7 +125,8 @@ class Redirector {
     Config config_;
     location::LocationStore& store_;
     sip::Sender& sender_;
-    base::ServiceStats& stats_;
+    sip::MessageStats& messages_;
+    RedirectStats& stats_;
     uint64_t (*now_us_)() noexcept;
     int64_t (*wall_ms_)() noexcept;
     std::vector<std::unique_ptr<Slot>> slots_;

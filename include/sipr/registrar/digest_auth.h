@@ -19,7 +19,7 @@
 // in the store, so across instances), else it is a replay (401) -- unless it is byte for byte the
 // request that nc was accepted for, within 64*T1 of then: a retransmission after a lost 200,
 // answered as the first time (Verdict::Retransmission: the registrar writes nothing new).
-// Successes are counted by algorithm (ServiceStats::auth_successes).
+// Successes are counted by algorithm (RegistrarStats::auth_successes).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,7 +28,6 @@
 #include <string_view>
 #include <vector>
 
-#include "sipr/base/stats.h"
 #include "sipr/location/auth_store.h"
 #include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
@@ -62,7 +61,7 @@ class DigestAuthenticator final : public Authenticator {
   public:
     // `store` is not owned and must outlive the authenticator; `stats` is this worker's (its store
     // errors are counted there; the registrar counts the failures).
-    DigestAuthenticator(DigestConfig config, location::AuthStore& store, base::ServiceStats& stats);
+    DigestAuthenticator(DigestConfig config, location::AuthStore& store, RegistrarStats& stats);
     ~DigestAuthenticator() override;
     DigestAuthenticator(const DigestAuthenticator&) = delete;
     DigestAuthenticator& operator=(const DigestAuthenticator&) = delete;
@@ -108,7 +107,7 @@ class DigestAuthenticator final : public Authenticator {
     DigestConfig config_;
     AlgorithmList default_algorithms_;  // config_.algorithms
     location::AuthStore& store_;
-    base::ServiceStats& stats_;
+    RegistrarStats& stats_;
     DigestHasher hasher_;
     HmacSha256 nonce_key_;
     uint64_t nonce_counter_ = 0;  // only if the system's random source fails

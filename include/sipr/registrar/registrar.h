@@ -9,9 +9,10 @@
 #include <vector>
 
 #include "sipr/base/siphash.h"
-#include "sipr/base/stats.h"
 #include "sipr/location/store.h"
+#include "sipr/registrar/stats.h"
 #include "sipr/sip/intake.h"
+#include "sipr/sip/stats.h"
 
 namespace sipr::registrar {
 
@@ -65,9 +66,10 @@ class Authenticator {
 
 class Registrar {
   public:
-    // `store` and `sender` are not owned and must outlive the registrar; `stats` is this worker's.
+    // `store` and `sender` are not owned and must outlive the registrar; `messages` and `stats`
+    // are this worker's.
     Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
-              base::ServiceStats& stats);
+              sip::MessageStats& messages, RegistrarStats& stats);
     ~Registrar();
     Registrar(const Registrar&) = delete;
     Registrar& operator=(const Registrar&) = delete;
@@ -109,7 +111,8 @@ class Registrar {
     Config config_;
     location::LocationStore& store_;
     sip::Sender& sender_;
-    base::ServiceStats& stats_;
+    sip::MessageStats& messages_;
+    RegistrarStats& stats_;
     Authenticator* auth_ = nullptr;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<Slot*> free_slots_;

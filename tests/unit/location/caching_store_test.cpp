@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sipr/base/stats.h"
+#include "sipr/location/stats.h"
 
 namespace {
 
@@ -96,7 +96,7 @@ void on_reply(void* ctx, const LookupReply& r) noexcept {
 
 struct Rig {
     FakeInner inner;
-    base::ServiceStats stats;
+    location::StoreStats stats;
     std::unique_ptr<CachingStore> store;
     explicit Rig(uint32_t ttl = 10'000, uint32_t neg = 1'000, uint32_t max = 100) {
         g_wall = 1'700'000'000'000;

@@ -305,26 +305,27 @@ class FakeStore final : public location::LocationStore {
 struct Rig {
     FakeStore store;
     FakeSender sender;
-    base::ServiceStats stats;
+    sip::MessageStats messages;
+    redirect::RedirectStats stats;
     sip::Peer peer = make_peer("192.0.2.10", 5062);
     std::unique_ptr<redirect::Redirector> r;
 
     explicit Rig(Config c = base_config()) {
         g_now_us = 1'000'000;
         g_wall_ms = kNow;
-        r = std::make_unique<redirect::Redirector>(std::move(c), store, sender, stats, &fake_now_us,
-                                                   &fake_wall_ms);
+        r = std::make_unique<redirect::Redirector>(std::move(c), store, sender, messages, stats,
+                                                   &fake_now_us, &fake_wall_ms);
     }
     void feed(const Req& req) { feed(req.text()); }
     void feed(const std::string& bytes, bool trusted = false) {
         r->on_datagram(bytes, peer, trusted);
     }
-    [[nodiscard]] uint64_t responses(uint16_t code) const { return stats.responses[code].get(); }
+    [[nodiscard]] uint64_t responses(uint16_t code) const { return messages.responses[code].get(); }
     [[nodiscard]] uint64_t requests(sip::Method m) const {
-        return stats.requests[static_cast<std::size_t>(m)].get();
+        return messages.requests[static_cast<std::size_t>(m)].get();
     }
     [[nodiscard]] uint64_t dropped(base::DropReason d) const {
-        return stats.dropped[static_cast<std::size_t>(d)].get();
+        return messages.dropped[static_cast<std::size_t>(d)].get();
     }
     [[nodiscard]] uint64_t redis_errors(base::RedisErrorKind k) const {
         return stats.redis_errors[static_cast<std::size_t>(k)].get();
@@ -1344,8 +1345,7 @@ TEST_CASE("Redirector: drops are counted by reason, nothing is sent") {
     CHECK(rig.dropped(base::DropReason::NotSip) == 2);
     CHECK(rig.dropped(base::DropReason::NoVia) == 1);
     CHECK(rig.dropped(base::DropReason::Response) == 1);
-    for (std::size_t m = 0; m < base::ServiceStats::kMethods; ++m)
-        CHECK(rig.stats.requests[m].get() == 0);
+    for (std::size_t m = 0; m < sip::kMethodCount; ++m) CHECK(rig.messages.requests[m].get() == 0);
 }
 
 TEST_CASE("Redirector: a socket refusing the answer counts send_failed") {

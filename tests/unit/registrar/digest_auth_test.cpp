@@ -354,7 +354,8 @@ DigestConfig digest_config(const int64_t& now_ms) {
 struct Instance {
     FakeLocation location;
     FakeSender sender;
-    base::ServiceStats stats;
+    sip::MessageStats messages;
+    registrar::RegistrarStats stats;
     std::unique_ptr<DigestAuthenticator> auth;
     std::unique_ptr<registrar::Registrar> r;
     sip::Peer peer = test::make_peer("192.0.2.10", 5062);
@@ -364,7 +365,7 @@ struct Instance {
         rc.tag_key = kKey;
         rc.default_expires = 600;
         auth = std::make_unique<DigestAuthenticator>(std::move(c), store, stats);
-        r = std::make_unique<registrar::Registrar>(rc, location, sender, stats);
+        r = std::make_unique<registrar::Registrar>(rc, location, sender, messages, stats);
         r->set_authenticator(auth.get());
     }
 };
@@ -1009,9 +1010,9 @@ TEST_CASE("digest auth: successes are counted by algorithm") {
     CHECK(rig.answer(md5, 5)->code() == 401);  // nc 2 again: a replay is no success
     CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Md5)].get() == 1);
     CHECK(ok[static_cast<std::size_t>(DigestAlgorithm::Sha256)].get() == 1);
-    CHECK(
-        std::string(base::kAuthAlgorithmNames[static_cast<std::size_t>(DigestAlgorithm::Sha256)]) ==
-        "SHA-256");
+    CHECK(std::string(
+              registrar::kAuthAlgorithmNames[static_cast<std::size_t>(DigestAlgorithm::Sha256)]) ==
+          "SHA-256");
 }
 
 TEST_CASE("digest auth: parse_algorithm_list") {

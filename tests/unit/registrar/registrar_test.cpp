@@ -355,12 +355,13 @@ constexpr std::string_view kAor = "sip:alice@example.com";
 struct Rig {
     FakeStore store;
     FakeSender sender;
-    base::ServiceStats stats;
+    sip::MessageStats messages;
+    registrar::RegistrarStats stats;
     sip::Peer peer = make_peer("192.0.2.10", 5062);
     std::unique_ptr<registrar::Registrar> r;
 
     explicit Rig(registrar::Config c = base_config()) {
-        r = std::make_unique<registrar::Registrar>(std::move(c), store, sender, stats);
+        r = std::make_unique<registrar::Registrar>(std::move(c), store, sender, messages, stats);
     }
     // Sends one request and lets the store answer; returns the response (nullptr when none).
     std::unique_ptr<Parsed> send(const Reg& req) {
@@ -379,7 +380,7 @@ struct Rig {
         return b;
     }
     [[nodiscard]] std::size_t bindings() const { return store.count(std::string(kAor)); }
-    [[nodiscard]] uint64_t registrations(base::RegistrationResult k) const {
+    [[nodiscard]] uint64_t registrations(registrar::RegistrationResult k) const {
         return stats.registrations[static_cast<std::size_t>(k)].get();
     }
 };
@@ -468,9 +469,9 @@ TEST_CASE("REGISTER: one contact is stored and listed in the 200 with expires an
     CHECK(b.instance.empty());
     CHECK_FALSE(b.has_reg_id);
 
-    CHECK(rig.registrations(base::RegistrationResult::Ok) == 1);
-    CHECK(rig.stats.responses[200].get() == 1);
-    CHECK(rig.stats.requests[static_cast<std::size_t>(sip::Method::Register)].get() == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Ok) == 1);
+    CHECK(rig.messages.responses[200].get() == 1);
+    CHECK(rig.messages.requests[static_cast<std::size_t>(sip::Method::Register)].get() == 1);
     CHECK(rig.r->pending() == 0);
 }
 
@@ -514,7 +515,7 @@ TEST_CASE("REGISTER: Request-URI of a domain not served -> 404; To of another ->
     CHECK(p->code() == 404);
 
     CHECK(rig.store.seen.empty());
-    CHECK(rig.registrations(base::RegistrationResult::Refused) == 3);
+    CHECK(rig.registrations(registrar::RegistrationResult::Refused) == 3);
 
     // The served domain, in any case, is accepted.
     Reg ok = reg({"<sip:alice@192.0.2.10>"});
@@ -572,7 +573,7 @@ TEST_CASE("REGISTER: Contact * with Expires: 0 removes every binding") {
     CHECK(rig.bindings() == 0);
     CHECK(rig.store.seen.back().remove_all);
     CHECK(rig.store.seen.back().contacts.empty());
-    CHECK(rig.registrations(base::RegistrationResult::Removed) == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Removed) == 1);
 }
 
 TEST_CASE("REGISTER: Contact * otherwise -> 400") {
@@ -661,7 +662,7 @@ TEST_CASE("REGISTER: expires 0 removes that binding only") {
     CHECK(rig.bindings() == 1);
     CHECK(p->contact("sip:a@192.0.2.1") == nullptr);
     CHECK(p->contact("sip:b@192.0.2.2") != nullptr);
-    CHECK(rig.registrations(base::RegistrationResult::Removed) == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Removed) == 1);
 
     // Expires: 0 as the header does the same.
     Reg rm2 = reg({"<sip:b@192.0.2.2>"}, "0");
@@ -688,7 +689,7 @@ TEST_CASE("REGISTER: same Call-ID with a lower CSeq -> 500 + Retry-After, nothin
     BindingView b = rig.binding("sip:a@192.0.2.1");
     CHECK(b.cseq == 5);
     CHECK(b.expires_at_ms == kNow + 600'000);
-    CHECK(rig.registrations(base::RegistrationResult::Stale) == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Stale) == 1);
 
     // Another Call-ID with a lower CSeq is another UA: the binding is updated.
     Reg other = reg({"<sip:a@192.0.2.1>"}, "1200");
@@ -750,8 +751,8 @@ TEST_CASE("REGISTER: a retransmission (same Call-ID and CSeq) gets 200 again") {
     REQUIRE(again->contacts.size() == 1);
     CHECK(again->contacts[0].expires == 598);  // the binding was left as it was
     CHECK(rig.binding("sip:a@192.0.2.1").updated_at_ms == kNow);
-    CHECK(rig.registrations(base::RegistrationResult::Ok) == 2);
-    CHECK(rig.registrations(base::RegistrationResult::Stale) == 0);
+    CHECK(rig.registrations(registrar::RegistrationResult::Ok) == 2);
+    CHECK(rig.registrations(registrar::RegistrationResult::Stale) == 0);
 }
 
 TEST_CASE("REGISTER: a higher CSeq on the same Call-ID refreshes") {
@@ -859,7 +860,7 @@ TEST_CASE("REGISTER: --max-contacts with policy reject -> 403, nothing changed")
     CHECK(p->code() == 403);
     CHECK(rig.bindings() == 2);
     CHECK(rig.store.seen.back().max_contacts == 2);
-    CHECK(rig.registrations(base::RegistrationResult::Refused) == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Refused) == 1);
 
     // Refreshing an existing one is not adding.
     Reg refresh = reg({"<sip:a@192.0.2.1>"});
@@ -927,7 +928,7 @@ TEST_CASE("REGISTER: the 200 lists every current binding with its remaining seco
     CHECK(p->code() == 200);
     REQUIRE(p->contacts.size() == 1);
     CHECK(p->contacts[0].addr.uri_text == "sip:a@192.0.2.1");
-    CHECK(rig.registrations(base::RegistrationResult::Fetch) == 1);
+    CHECK(rig.registrations(registrar::RegistrationResult::Fetch) == 1);
     CHECK(rig.store.seen.back().contacts.empty());
 }
 
@@ -954,7 +955,7 @@ TEST_CASE("REGISTER: store errors -> 503 + Retry-After") {
         CHECK(p->code() == 503);
         CHECK(p->header("Retry-After") == "7");
         CHECK(rig.r->pending() == 0);
-        CHECK(rig.registrations(base::RegistrationResult::StoreError) == 1);
+        CHECK(rig.registrations(registrar::RegistrationResult::StoreError) == 1);
         CHECK(rig.stats.redis_errors[static_cast<std::size_t>(base::RedisErrorKind::Unavailable)]
                   .get() == 1);
         // The slot came back.
@@ -970,7 +971,7 @@ TEST_CASE("REGISTER: store errors -> 503 + Retry-After") {
         REQUIRE(p);
         CHECK(p->code() == 503);
         CHECK(p->header("Retry-After") == "7");
-        CHECK(rig.registrations(base::RegistrationResult::StoreError) == 1);
+        CHECK(rig.registrations(registrar::RegistrationResult::StoreError) == 1);
         CHECK(
             rig.stats.redis_errors[static_cast<std::size_t>(base::RedisErrorKind::Timeout)].get() ==
             1);
@@ -1021,7 +1022,7 @@ TEST_CASE("REGISTER: an Authenticator's verdicts -> 401 / 403 / 503 / on to the 
     CHECK(p->header("Retry-After") == "7");
     CHECK(rig.store.seen.empty());
     CHECK(rig.stats.auth_failures.get() == 2);
-    CHECK(rig.registrations(base::RegistrationResult::Refused) == 3);
+    CHECK(rig.registrations(registrar::RegistrationResult::Refused) == 3);
 
     auth.verdict = Authenticator::Verdict::Allow;
     p = rig.send(reg({"<sip:a@192.0.2.1>"}));
@@ -1107,7 +1108,7 @@ TEST_CASE("registrar: other methods -> 405 + Allow: REGISTER, OPTIONS; ACK absor
     ack.method = "ACK";
     CHECK(rig.send(ack) == nullptr);
     CHECK(rig.store.seen.empty());
-    CHECK(rig.stats.responses[405].get() == 4);
+    CHECK(rig.messages.responses[405].get() == 4);
 }
 
 TEST_CASE("registrar: the first checks - 400 naming the fault, drops counted") {
@@ -1125,7 +1126,7 @@ TEST_CASE("registrar: the first checks - 400 naming the fault, drops counted") {
     CHECK(p->msg->reason == "Missing From Header");
 
     rig.r->on_datagram("not sip at all", rig.peer);
-    CHECK(rig.stats.dropped[static_cast<std::size_t>(base::DropReason::NotSip)].get() == 1);
+    CHECK(rig.messages.dropped[static_cast<std::size_t>(base::DropReason::NotSip)].get() == 1);
     CHECK(rig.sender.sent.size() == 1);
     CHECK(rig.store.seen.empty());
 }
