@@ -4,7 +4,7 @@ SIPR_PACKAGES=(
     g++ pkg-config meson ninja-build python3
     libuv1-dev libhiredis-dev prometheus-cpp-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev
     libssl-dev
-    clang libclang-rt-14-dev clang-format
+    clang libclang-rt-14-dev clang-format clang-tidy
     redis-server sip-tester curl iproute2
     kamailio kamailio-redis-modules
     prometheus python3-yaml

@@ -358,8 +358,7 @@ bool split_list(std::string_view v, Emit&& emit) noexcept {
         }
     }
     std::string_view el = base::trim(v.substr(std::min(start, v.size())));
-    if (!el.empty() && !emit(el)) return false;
-    return true;
+    return el.empty() || emit(el);
 }
 
 }  // namespace
@@ -425,10 +424,9 @@ ParseStatus parse_message(std::string_view bytes, Message& out,
 
         if (id == HeaderId::ContentLength) {
             uint32_t n = 0;
-            if (!base::parse_u32(value, n)) {
+            // Unparsable, or a second, different length (RFC 4475 §3.1.2.7-like).
+            if (!base::parse_u32(value, n) || (out.has_content_length && n != out.content_length)) {
                 bad_length = true;
-            } else if (out.has_content_length && n != out.content_length) {
-                bad_length = true;  // RFC 4475 §3.1.2.7-like: two different lengths
             } else {
                 out.content_length = n;
                 out.has_content_length = true;

@@ -20,6 +20,7 @@ namespace sipr::net {
 struct IpKey {
     uint64_t hi = 0;  // bytes 0..7 of the address
     uint64_t lo = 0;  // bytes 8..15
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>'s 0
     friend constexpr auto operator<=>(const IpKey&, const IpKey&) = default;
 };
 
