@@ -502,7 +502,7 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
     }
 }
 
-location::LocationStore& Worker::lookup_store() noexcept {
+location::LookupStore& Worker::lookup_store() noexcept {
     if (cache_) return *cache_;
     return *store_;
 }

@@ -162,7 +162,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
 
     [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
     // Where look-ups go: the near-cache when on, else store().
-    [[nodiscard]] location::LocationStore& lookup_store() noexcept;
+    [[nodiscard]] location::LookupStore& lookup_store() noexcept;
     [[nodiscard]] base::ServiceStats& stats() noexcept { return stats_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }

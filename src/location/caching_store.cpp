@@ -12,7 +12,7 @@ struct CachingStore::Op {
     void* ctx = nullptr;
 };
 
-CachingStore::CachingStore(LocationStore& inner, NearCacheOptions opts, CacheMetrics metrics,
+CachingStore::CachingStore(LookupStore& inner, NearCacheOptions opts, CacheMetrics metrics,
                            int64_t (*wall_ms)() noexcept, uint64_t (*mono_ms)() noexcept)
     : inner_(inner), cache_(opts), metrics_(metrics), wall_ms_(wall_ms), mono_ms_(mono_ms) {
     scratch_.reserve(64);

@@ -91,12 +91,6 @@ struct RedisStore::RegisterOp {
     std::vector<std::string> args;
 };
 
-struct RedisStore::CredentialsOp {
-    RedisStore* store = nullptr;
-    CredentialsCallback cb = nullptr;
-    void* ctx = nullptr;
-};
-
 struct RedisStore::ScriptOp {
     RedisStore* store = nullptr;
     ScriptId id = ScriptId::AuthFetch;
@@ -307,61 +301,6 @@ void RedisStore::on_register(void* ctx, RedisError err, const redisReply* reply)
         out.bindings = self->scratch_;
     }
     RegisterCallback cb = op->cb;
-    void* user = op->ctx;
-    delete op;
-    cb(user, out);
-}
-
-StoreError RedisStore::credentials(std::string_view aor, CredentialsCallback cb,
-                                   void* ctx) noexcept {
-    auto* op = new (std::nothrow) CredentialsOp{this, cb, ctx};
-    if (op == nullptr) return StoreError::Overloaded;
-    std::string key;
-    try {
-        key = subscriber_key(aor);
-    } catch (...) {
-        delete op;
-        return StoreError::Overloaded;
-    }
-    const char* argv[2] = {"HGETALL", key.c_str()};
-    std::size_t lens[2] = {7, key.size()};
-    RedisError err = route_.command(key, true, 2, argv, lens, &RedisStore::on_credentials, op);
-    if (err != RedisError::None) {
-        delete op;
-        return to_store_error(err);
-    }
-    return StoreError::None;
-}
-
-void RedisStore::on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept {
-    auto* op = static_cast<CredentialsOp*>(ctx);
-    CredentialsReply out;
-    if (err != RedisError::None) {
-        out.error = to_store_error(err);
-    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0) {
-        ++op->store->stats_.protocol_errors;
-        out.error = StoreError::Protocol;
-    } else {
-        out.credentials.found = reply->elements > 0;
-        out.credentials.enabled = true;
-        for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
-            const redisReply* k = reply->element[i];
-            const redisReply* v = reply->element[i + 1];
-            if (!is_string(k) || !is_string(v)) continue;
-            std::string_view name = str(k);
-            if (name == "ha1-md5")
-                out.credentials.ha1_md5 = str(v);
-            else if (name == "ha1-sha256")
-                out.credentials.ha1_sha256 = str(v);
-            else if (name == "enabled")
-                out.credentials.enabled = str(v) != "0";
-            else if (name == "realm")
-                out.credentials.realm = str(v);
-            else if (name == "algorithms")
-                out.credentials.algorithms = str(v);
-        }
-    }
-    CredentialsCallback cb = op->cb;
     void* user = op->ctx;
     delete op;
     cb(user, out);

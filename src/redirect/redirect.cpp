@@ -284,7 +284,7 @@ struct Redirector::Slot {
     Redirector* owner = nullptr;
 };
 
-Redirector::Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
+Redirector::Redirector(Config config, location::LookupStore& store, sip::Sender& sender,
                        base::ServiceStats& stats, uint64_t (*now_us)() noexcept,
                        int64_t (*wall_ms)() noexcept)
     : config_(std::move(config)),

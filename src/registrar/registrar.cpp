@@ -77,7 +77,7 @@ std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
     return key;
 }
 
-Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+Registrar::Registrar(Config config, location::RegisterStore& store, sip::Sender& sender,
                      base::ServiceStats& stats)
     : config_(std::move(config)),
       store_(store),

@@ -1,6 +1,6 @@
 #pragma once
-// LocationStore on a RedisRoute (DESIGN §6, §7): lookup is one HGETALL, a REGISTER is one EVALSHA
-// of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL. The AuthStore
+// The stores on a RedisRoute (DESIGN §6, §7): lookup is one HGETALL, a REGISTER is one EVALSHA
+// of register.lua (sent again as EVAL on NOSCRIPT). The AuthStore
 // operations are one EVALSHA each (auth_fetch.lua, auth_failure.lua, nonce_count.lua).
 #include <array>
 #include <memory>
@@ -14,7 +14,7 @@
 
 namespace sipr::location {
 
-class RedisStore final : public LocationStore, public AuthStore {
+class RedisStore final : public LookupStore, public RegisterStore, public AuthStore {
   public:
     // `route` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
     // filtering expired bindings (nullptr: the system clock). Look-ups and credentials are
@@ -28,8 +28,6 @@ class RedisStore final : public LocationStore, public AuthStore {
                                     void* ctx) noexcept override;
     [[nodiscard]] StoreError apply_register(const RegisterChanges& changes, RegisterCallback cb,
                                             void* ctx) noexcept override;
-    [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
-                                         void* ctx) noexcept override;
     // Whether look-ups can be served (the health probe of sip-redirectd; sip-registrard, which
     // takes no --redis-read, has one node for both).
     [[nodiscard]] bool available() const noexcept override { return route_.read_ready(); }
@@ -58,10 +56,8 @@ class RedisStore final : public LocationStore, public AuthStore {
     RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route, int64_t (*clock_ms)() noexcept);
     struct LookupOp;
     struct RegisterOp;
-    struct CredentialsOp;
     static void on_lookup(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_register(void* ctx, RedisError err, const redisReply* reply) noexcept;
-    static void on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept;
     StoreError send_register(RegisterOp* op, bool full_script) noexcept;
 
     // The auth scripts: one pooled op type, sent as EVALSHA (EVAL again after NOSCRIPT).

@@ -26,7 +26,7 @@ inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 [[nodiscard]] std::size_t write_location_key(std::string_view aor, char* out,
                                              std::size_t cap) noexcept;
 
-// The Lua script behind LocationStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
+// The Lua script behind RegisterStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
 // ARGV: max_contacts, evict(0|1), flags (1 remove all, +2 retransmission), call_id, cseq, triples
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".

@@ -65,37 +65,25 @@ struct RegisterReply {
 };
 using RegisterCallback = void (*)(void* ctx, const RegisterReply& reply) noexcept;
 
-// A subscriber record, sipr:sub:{aor} (DESIGN §6), as sip-locctl user add writes it.
-struct Credentials {
-    bool found = false;
-    bool enabled = false;         // false only when the field "enabled" is "0"
-    std::string_view ha1_md5;     // hex of MD5(user:realm:password)
-    std::string_view ha1_sha256;  // hex of SHA-256(user:realm:password)
-    std::string_view realm;       // the realm the HA1s were computed for ("" when not recorded)
-    // The digest algorithms this subscriber is challenged with and may answer, as written by
-    // sip-locctl user add --algorithms ("SHA-256,MD5", most preferred first); "" when the record
-    // has no such field (the registrar's --auth-algorithms then apply).
-    std::string_view algorithms;
-};
-struct CredentialsReply {
-    StoreError error = StoreError::None;
-    Credentials credentials;
-};
-using CredentialsCallback = void (*)(void* ctx, const CredentialsReply& reply) noexcept;
-
-class LocationStore {
+// What the redirect service needs: look-ups.
+class LookupStore {
   public:
-    virtual ~LocationStore() = default;
+    virtual ~LookupStore() = default;
     // The live bindings of `aor` (normalised, DESIGN §4).
     [[nodiscard]] virtual StoreError lookup(std::string_view aor, LookupCallback cb,
                                             void* ctx) noexcept = 0;
+    // True while look-ups can be served (for health probes).
+    [[nodiscard]] virtual bool available() const noexcept = 0;
+};
+
+// What the registrar needs: one REGISTER applied atomically.
+class RegisterStore {
+  public:
+    virtual ~RegisterStore() = default;
     // Applies one REGISTER atomically; the reply lists every binding after it.
     [[nodiscard]] virtual StoreError apply_register(const RegisterChanges& changes,
                                                     RegisterCallback cb, void* ctx) noexcept = 0;
-    // The subscriber record of `aor` (written by sip-locctl user add).
-    [[nodiscard]] virtual StoreError credentials(std::string_view aor, CredentialsCallback cb,
-                                                 void* ctx) noexcept = 0;
-    // True while the store can serve (for health probes).
+    // True while REGISTERs can be applied (for health probes).
     [[nodiscard]] virtual bool available() const noexcept = 0;
 };
 

@@ -1,5 +1,5 @@
 #pragma once
-// The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the LocationStore interface. Pure
+// The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the RegisterStore interface. Pure
 // logic: it never touches sockets or Redis directly, so it is unit-tested with a fake store.
 #include <array>
 #include <cstdint>
@@ -66,7 +66,7 @@ class Authenticator {
 class Registrar {
   public:
     // `store` and `sender` are not owned and must outlive the registrar; `stats` is this worker's.
-    Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+    Registrar(Config config, location::RegisterStore& store, sip::Sender& sender,
               base::ServiceStats& stats);
     ~Registrar();
     Registrar(const Registrar&) = delete;
@@ -107,7 +107,7 @@ class Registrar {
     void finish(Slot* slot, const location::RegisterReply& reply) noexcept;
 
     Config config_;
-    location::LocationStore& store_;
+    location::RegisterStore& store_;
     sip::Sender& sender_;
     base::ServiceStats& stats_;
     Authenticator* auth_ = nullptr;

@@ -1,6 +1,6 @@
 // The redirect service of DESIGN §4, rule by rule: decide() (classification and its order),
 // write_redirect() (the 302 / 404 / 503 it writes) and Redirector (slots, store, sender, stats)
-// against a fake LocationStore, a fake Sender and fake clocks. No sockets, no Redis.
+// against a fake LookupStore, a fake Sender and fake clocks. No sockets, no Redis.
 #include "sipr/redirect/redirect.h"
 
 #include <arpa/inet.h>
@@ -252,7 +252,7 @@ class FakeSender final : public sip::Sender {
 };
 
 // Keeps look-ups pending until the test answers them; every AOR has the same bindings.
-class FakeStore final : public location::LocationStore {
+class FakeStore final : public location::LookupStore {
   public:
     struct Pending {
         std::string aor;
@@ -274,14 +274,6 @@ class FakeStore final : public location::LocationStore {
         pending.push_back(Pending{std::string(aor), cb, ctx});
         if (at_once) answer();
         return StoreError::None;
-    }
-    StoreError apply_register(const location::RegisterChanges&, location::RegisterCallback,
-                              void*) noexcept override {
-        return StoreError::Unavailable;
-    }
-    StoreError credentials(std::string_view, location::CredentialsCallback,
-                           void*) noexcept override {
-        return StoreError::Unavailable;
     }
     [[nodiscard]] bool available() const noexcept override { return up; }
 
