@@ -57,7 +57,8 @@ std::string normalize_or_die(const std::string& text) {
 class Redis {
   public:
     Redis(const std::string& url_text, const std::string& password_file) {
-        app::RedisSetup setup = app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
+        location::RedisSetup setup =
+            app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
         url_ = setup.primary;
         connect(url_);
     }
