@@ -30,6 +30,19 @@ std::string_view store_error_text(StoreError e) noexcept {
     return "unknown";
 }
 
+base::RedisErrorKind redis_error_kind(StoreError e) noexcept {
+    switch (e) {
+        case StoreError::Timeout:
+            return base::RedisErrorKind::Timeout;
+        case StoreError::Overloaded:
+            return base::RedisErrorKind::Overloaded;
+        case StoreError::Protocol:
+            return base::RedisErrorKind::Protocol;
+        default:
+            return base::RedisErrorKind::Unavailable;
+    }
+}
+
 int64_t system_clock_ms() noexcept {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -194,6 +207,16 @@ void RedisStore::on_lookup(void* ctx, RedisError err, const redisReply* reply) n
     cb(user, out);
 }
 
+bool RedisStore::must_reload(const redisReply* reply, bool& retried) noexcept {
+    // NOSCRIPT: the script cache was flushed (restart, SCRIPT FLUSH, failover); the script is
+    // then sent whole, once.
+    if (reply->type != REDIS_REPLY_ERROR || retried || str(reply).substr(0, 8) != "NOSCRIPT")
+        return false;
+    retried = true;
+    ++stats_.script_reloads;
+    return true;
+}
+
 StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallback cb,
                                       void* ctx) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
@@ -265,16 +288,13 @@ void RedisStore::on_register(void* ctx, RedisError err, const redisReply* reply)
     RegisterReply out;
     if (err != RedisError::None) {
         out.error = to_store_error(err);
+    } else if (self->must_reload(reply, op->retried)) {
+        StoreError again = self->send_register(op, true);
+        if (again == StoreError::None) return;
+        out.error = again;
     } else if (reply->type == REDIS_REPLY_ERROR) {
         std::string_view e = str(reply);
-        if (e.substr(0, 8) == "NOSCRIPT" && !op->retried) {
-            // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
-            op->retried = true;
-            ++self->stats_.script_reloads;
-            StoreError again = self->send_register(op, true);
-            if (again == StoreError::None) return;
-            out.error = again;
-        } else if (e.find("STALE") != std::string_view::npos) {
+        if (e.find("STALE") != std::string_view::npos) {
             out.error = StoreError::Stale;
         } else if (e.find("TOOMANY") != std::string_view::npos) {
             out.error = StoreError::TooManyContacts;
@@ -391,10 +411,7 @@ void RedisStore::on_script(void* ctx, RedisError err, const redisReply* reply) n
         self->finish_script(op, to_store_error(err), nullptr);
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR && str(reply).substr(0, 8) == "NOSCRIPT" && !op->retried) {
-        // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
-        op->retried = true;
-        ++self->stats_.script_reloads;
+    if (self->must_reload(reply, op->retried)) {
         StoreError again = self->send_script(op, true);
         if (again == StoreError::None) return;
         self->finish_script(op, again, nullptr);

@@ -429,9 +429,7 @@ void Registrar::store_register(Slot* slot) noexcept {
 
     StoreError err = store_.apply_register(ch, &Registrar::on_stored, slot);
     if (err != StoreError::None) {
-        stats_.redis_error(err == StoreError::Timeout      ? base::RedisErrorKind::Timeout
-                           : err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
-                                                           : base::RedisErrorKind::Unavailable);
+        stats_.redis_error(location::redis_error_kind(err));
         reply(503, "Service Unavailable", retry_after);
         return;
     }
@@ -464,10 +462,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
             free_slots_.push_back(slot);
             return;
         default:
-            stats_.redis_error(reply.error == StoreError::Timeout ? base::RedisErrorKind::Timeout
-                               : reply.error == StoreError::Protocol
-                                   ? base::RedisErrorKind::Protocol
-                                   : base::RedisErrorKind::Unavailable);
+            stats_.redis_error(location::redis_error_kind(reply.error));
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after);
             stats_.registration(base::RegistrationResult::StoreError);
             free_slots_.push_back(slot);

@@ -59,6 +59,9 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     static void on_lookup(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_register(void* ctx, RedisError err, const redisReply* reply) noexcept;
     StoreError send_register(RegisterOp* op, bool full_script) noexcept;
+    // Whether `reply` is NOSCRIPT and the op (its `retried`) has not sent the script whole yet;
+    // then marks it and counts the reload.
+    bool must_reload(const redisReply* reply, bool& retried) noexcept;
 
     // The auth scripts: one pooled op type, sent as EVALSHA (EVAL again after NOSCRIPT).
     enum class ScriptId : uint8_t { AuthFetch, AuthFailure, NonceCount };

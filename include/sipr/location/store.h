@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/stats.h"
 #include "sipr/location/binding.h"
 
 namespace sipr::location {
@@ -27,6 +28,11 @@ enum class StoreError : uint8_t {
 };
 
 [[nodiscard]] std::string_view store_error_text(StoreError e) noexcept;
+
+// The kind of sipr_redis_errors_total a failed store call counts as: Timeout, Overloaded and
+// Protocol as themselves, anything else (Unavailable; Stale and TooManyContacts, which are
+// answers, are never counted) as Unavailable.
+[[nodiscard]] base::RedisErrorKind redis_error_kind(StoreError e) noexcept;
 
 struct LookupReply {
     StoreError error = StoreError::None;
