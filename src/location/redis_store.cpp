@@ -220,30 +220,11 @@ bool RedisStore::must_reload(const redisReply* reply, bool& retried) noexcept {
 StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallback cb,
                                       void* ctx) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
-    auto* op = new (std::nothrow) RegisterOp;
-    if (op == nullptr) return StoreError::Overloaded;
+    auto* op = new RegisterOp;
     op->store = this;
     op->cb = cb;
     op->ctx = ctx;
-    try {
-        op->args.reserve(8 + 3 * ch.contacts.size());
-        op->args.emplace_back(location_key(ch.aor));
-        op->args.emplace_back(std::to_string(ch.max_contacts));
-        op->args.emplace_back(ch.evict_oldest ? "1" : "0");
-        // register.lua's flags: 1 remove all, 2 a retransmission (nothing written).
-        op->args.emplace_back(
-            std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0)));
-        op->args.emplace_back(ch.call_id);
-        op->args.emplace_back(std::to_string(ch.cseq));
-        for (const ContactChange& c : ch.contacts) {
-            op->args.emplace_back(c.key);
-            op->args.emplace_back(std::to_string(c.expires_s));
-            op->args.emplace_back(c.tail);
-        }
-    } catch (...) {  // std::bad_alloc: answer 503 rather than die
-        delete op;
-        return StoreError::Overloaded;
-    }
+    register_script_args(ch, op->args);
     StoreError e = send_register(op, false);
     if (e != StoreError::None) delete op;
     return e;
@@ -253,12 +234,8 @@ StoreError RedisStore::send_register(RegisterOp* op, bool full_script) noexcept 
     // EVALSHA <sha> 1 <key> <argv...>  or  EVAL <script> 1 <key> <argv...>
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
-    try {
-        argv.reserve(op->args.size() + 3);
-        lens.reserve(op->args.size() + 3);
-    } catch (...) {
-        return StoreError::Overloaded;
-    }
+    argv.reserve(op->args.size() + 3);
+    lens.reserve(op->args.size() + 3);
     std::string_view script = register_script();
     if (full_script) {
         argv.push_back("EVAL");

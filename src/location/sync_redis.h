@@ -97,6 +97,25 @@ class SyncRedis {
         return SyncReply(static_cast<redisReply*>(
             redisCommandArgv(c_, static_cast<int>(n), argv.data(), lens.data())));
     }
+    // Queues one command without waiting (pipelining); false when the connection failed.
+    bool append(const std::string_view* args, std::size_t n) {
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        argv.reserve(n);
+        lens.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            argv.push_back(args[i].data());
+            lens.push_back(args[i].size());
+        }
+        return redisAppendCommandArgv(c_, static_cast<int>(n), argv.data(), lens.data()) ==
+               REDIS_OK;
+    }
+    // The reply to the oldest appended command (null: the connection failed).
+    SyncReply next_reply() {
+        void* r = nullptr;
+        if (redisGetReply(c_, &r) != REDIS_OK) return SyncReply();
+        return SyncReply(static_cast<redisReply*>(r));
+    }
     [[nodiscard]] std::string errstr() const {
         return c_ != nullptr ? c_->errstr : "not connected";
     }

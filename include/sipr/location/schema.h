@@ -3,6 +3,9 @@
 // them live in one Redis Cluster slot.
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "sipr/location/store.h"
 
 namespace sipr::location {
 
@@ -31,6 +34,9 @@ inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".
 [[nodiscard]] std::string_view register_script() noexcept;
+// Appends register.lua's KEYS[1] and ARGV for `changes` to `out`, in the order above: the one
+// place that lays them out (RedisStore, Admin).
+void register_script_args(const RegisterChanges& changes, std::vector<std::string>& out);
 
 // The scripts behind AuthStore (auth_store.h); each file's header comment states its keys,
 // arguments and reply.

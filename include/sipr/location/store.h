@@ -45,7 +45,7 @@ using LookupCallback = void (*)(void* ctx, const LookupReply& reply) noexcept;
 
 // One contact of a REGISTER after the registrar's decisions.
 struct ContactChange {
-    std::string key;         // binding_key()
+    std::string key;         // binding_key() (binding.h)
     uint32_t expires_s = 0;  // 0 removes the binding
     std::string tail;        // pack_binding_tail() of the new binding (ignored when expires is 0)
 };

@@ -131,8 +131,9 @@ class Registrar {
 // The q-value text of thousandths: 1000 -> "1", 500 -> "0.5", 123 -> "0.123".
 [[nodiscard]] std::string format_q(uint16_t q);
 
-// The binding key of a contact URI without +sip.instance: scheme and host lower-cased, the rest
-// as written (RFC 3261 §19.1.4 compares those case-insensitively).
-[[nodiscard]] std::string contact_key(const sip::Uri& uri, std::string_view uri_text);
+// The binding key (location::binding_key) of a contact parsed as `uri` from `uri_text`, with its
+// +sip.instance ("" when none).
+[[nodiscard]] std::string contact_key(const sip::Uri& uri, std::string_view uri_text,
+                                      std::string_view instance = {});
 
 }  // namespace sipr::registrar
