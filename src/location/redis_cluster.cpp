@@ -173,25 +173,15 @@ const RedisEndpoint* RedisCluster::slot_owner(uint16_t slot) const noexcept {
 }
 
 RedisCluster::Op* RedisCluster::acquire() noexcept {
-    if (!free_.empty()) {
-        Op* op = free_.back();
-        free_.pop_back();
-        return op;
-    }
-    try {
-        pool_.push_back(std::make_unique<Op>());
-        free_.reserve(pool_.size());  // so release never allocates
-    } catch (...) {
-        return nullptr;
-    }
-    pool_.back()->owner = this;
-    return pool_.back().get();
+    Op* op = ops_.acquire();
+    op->owner = this;
+    return op;
 }
 
 void RedisCluster::release(Op* op) noexcept {
     op->fn = nullptr;
     op->ctx = nullptr;
-    free_.push_back(op);
+    ops_.release(op);
 }
 
 RedisError RedisCluster::command(std::string_view key, bool, int argc, const char* const* argv,

@@ -143,16 +143,7 @@ StoreError RedisStore::lookup(std::string_view aor, LookupCallback cb, void* ctx
     char key[512];
     std::size_t klen = write_location_key(aor, key, sizeof key);
     if (klen == 0) return StoreError::Protocol;
-    LookupOp* op;
-    if (!lookup_free_.empty()) {
-        op = lookup_free_.back();
-        lookup_free_.pop_back();
-    } else {
-        auto fresh = std::unique_ptr<LookupOp>(new (std::nothrow) LookupOp);
-        if (!fresh) return StoreError::Overloaded;
-        op = fresh.get();
-        lookup_pool_.push_back(std::move(fresh));
-    }
+    LookupOp* op = lookup_ops_.acquire();
     op->store = this;
     op->cb = cb;
     op->ctx = ctx;
@@ -161,7 +152,7 @@ StoreError RedisStore::lookup(std::string_view aor, LookupCallback cb, void* ctx
     RedisError err = route_.command(std::string_view(key, klen), true, 2, argv, lens,
                                     &RedisStore::on_lookup, op);
     if (err != RedisError::None) {
-        lookup_free_.push_back(op);
+        lookup_ops_.release(op);
         return to_store_error(err);
     }
     return StoreError::None;
@@ -172,7 +163,7 @@ void RedisStore::on_lookup(void* ctx, RedisError err, const redisReply* reply) n
     RedisStore* self = op->store;
     LookupCallback cb = op->cb;
     void* user = op->ctx;
-    self->lookup_free_.push_back(op);
+    self->lookup_ops_.release(op);
 
     LookupReply out;
     if (err != RedisError::None) {
@@ -328,20 +319,7 @@ void assign_key(std::string& out, std::string_view prefix, std::string_view aor,
 }  // namespace
 
 RedisStore::ScriptOp* RedisStore::acquire_script_op() noexcept {
-    if (!script_free_.empty()) {
-        ScriptOp* op = script_free_.back();
-        script_free_.pop_back();
-        return op;
-    }
-    auto fresh = std::unique_ptr<ScriptOp>(new (std::nothrow) ScriptOp);
-    if (!fresh) return nullptr;
-    ScriptOp* op = fresh.get();
-    try {
-        script_pool_.push_back(std::move(fresh));
-        script_free_.reserve(script_pool_.size());  // so release never allocates
-    } catch (...) {
-        return nullptr;  // `fresh` (or the pool's copy) frees it
-    }
+    ScriptOp* op = script_ops_.acquire();
     op->store = this;
     return op;
 }
@@ -350,7 +328,7 @@ void RedisStore::release_script_op(ScriptOp* op) noexcept {
     op->fetch_cb = nullptr;
     op->failure_cb = nullptr;
     op->nonce_cb = nullptr;
-    script_free_.push_back(op);  // capacity reserved in acquire_script_op
+    script_ops_.release(op);
 }
 
 StoreError RedisStore::start_script(ScriptOp* op) noexcept {
@@ -491,13 +469,7 @@ StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t
                                      Fill&& fill) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
-    if (op == nullptr) return StoreError::Overloaded;
-    try {
-        fill(*op);   // keys, argv and the callback
-    } catch (...) {  // std::bad_alloc: answer 503 rather than die
-        release_script_op(op);
-        return StoreError::Overloaded;
-    }
+    fill(*op);  // keys, argv and the callback
     op->id = id;
     op->nkeys = nkeys;
     op->nargv = nargv;

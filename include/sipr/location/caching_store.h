@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/base/stats.h"
 #include "sipr/location/near_cache.h"
 #include "sipr/location/store.h"
@@ -57,8 +58,7 @@ class CachingStore final : public LookupStore {
     CacheMetrics metrics_;
     int64_t (*wall_ms_)() noexcept;
     uint64_t (*mono_ms_)() noexcept;
-    std::vector<std::unique_ptr<Op>> ops_;
-    std::vector<Op*> free_ops_;
+    base::OpPool<Op> ops_;
     std::vector<BindingView> scratch_;  // a hit's bindings still live now
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/location/auth_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_route.h"
@@ -73,8 +74,7 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     ScriptOp* acquire_script_op() noexcept;
     void release_script_op(ScriptOp* op) noexcept;
     StoreError start_script(ScriptOp* op) noexcept;
-    // The common start of every auth script: readiness, a pooled op, `fill` (which may throw
-    // std::bad_alloc: then Overloaded), then the send.
+    // The common start of every auth script: readiness, a pooled op, `fill`, then the send.
     template <typename Fill>
     StoreError launch_script(ScriptId id, std::size_t nkeys, std::size_t nargv, void* ctx,
                              Fill&& fill) noexcept;
@@ -86,12 +86,10 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     RedisRoute& route_;
     int64_t (*clock_ms_)() noexcept;
     std::string script_sha_;
-    std::vector<std::unique_ptr<LookupOp>> lookup_pool_;
-    std::vector<LookupOp*> lookup_free_;
+    base::OpPool<LookupOp> lookup_ops_;
     std::vector<BindingView> scratch_;  // reused for every reply: no per-lookup allocation
     std::array<Script, 3> scripts_;     // by ScriptId
-    std::vector<std::unique_ptr<ScriptOp>> script_pool_;
-    std::vector<ScriptOp*> script_free_;
+    base::OpPool<ScriptOp> script_ops_;
     Stats stats_;
 };
 
