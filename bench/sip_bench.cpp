@@ -18,7 +18,6 @@
 // into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge
 // of its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and
 // after.
-#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -46,10 +45,13 @@
 #include <vector>
 
 #include "bench_stats.h"
+#include "sipr/location/admin.h"
 #include "sipr/location/binding.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/schema.h"
 #include "sipr/net/endpoint.h"
+#include "sipr/registrar/registrar.h"
+#include "sipr/sip/headers.h"
 #include "sipr/sip/message.h"
 
 namespace {
@@ -383,67 +385,41 @@ class Driver {
     std::array<std::string, kBatch> bufs_;
 };
 
-// Writes every AOR's binding straight into the Redis schema of DESIGN §6 (pipelined HSET +
-// PEXPIREAT), as the registrar would have. Returns the number written.
+// Writes every AOR's binding into the Redis of `url_text` as the registrar would have (one
+// REGISTER each, applied by register.lua through location::Admin, pipelined). Returns the number
+// written.
 uint32_t populate_redis(const std::string& url_text, const Options& o) {
     sipr::location::RedisUrl url;
     std::string err;
     if (!sipr::location::parse_redis_url(url_text, url, err)) throw std::runtime_error(err);
-    timeval tv{5, 0};
-    std::unique_ptr<redisContext, void (*)(redisContext*)> c(
-        redisConnectWithTimeout(url.host.c_str(), url.port, tv), redisFree);
-    if (!c || c->err)
-        throw std::runtime_error("cannot reach Redis at " + sipr::location::redacted(url));
-    auto expect_ok = [&](redisReply* r, const char* what) {
-        bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
-        std::string why = r != nullptr && r->type == REDIS_REPLY_ERROR ? r->str : "no reply";
-        if (r != nullptr) freeReplyObject(r);
-        if (!ok) throw std::runtime_error(std::string(what) + ": " + why);
-    };
-    if (!url.password.empty()) {
-        if (url.user.empty())
-            expect_ok(
-                static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s", url.password.c_str())),
-                "AUTH");
-        else
-            expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "AUTH %s %s", url.user.c_str(),
-                                                            url.password.c_str())),
-                      "AUTH");
-    }
-    if (url.db != 0)
-        expect_ok(static_cast<redisReply*>(redisCommand(c.get(), "SELECT %u", url.db)), "SELECT");
-    const int64_t now_ms = static_cast<int64_t>(std::time(nullptr)) * 1000;
+    sipr::location::Admin admin;
+    if (std::string why = admin.open(url, false, 5000); !why.empty()) throw std::runtime_error(why);
     constexpr uint32_t kChunk = 1000;
+    std::vector<sipr::location::RegisterChanges> batch;
     for (uint32_t first = 0; first < o.aors; first += kChunk) {
-        uint32_t last = std::min(o.aors, first + kChunk);
+        const uint32_t last = std::min(o.aors, first + kChunk);
+        batch.clear();
         for (uint32_t i = first; i < last; ++i) {
-            std::string user = "bench" + std::to_string(i);
+            const std::string user = "bench" + std::to_string(i);
             sipr::location::Binding b;
-            b.expires_at_ms = now_ms + 3'600'000;
-            b.updated_at_ms = now_ms;
             b.cseq = 1;
             b.call_id = "populate-" + std::to_string(i);
             b.contact = "sip:" + user + "@" + std::string(kContactHost);
             b.received = std::string(kContactHost);
             b.user_agent = "sip-bench";
-            std::string key = sipr::location::location_key("sip:" + user + "@" + o.domain);
-            std::string field = sipr::location::binding_key(b.contact, b.instance);
-            std::string value = sipr::location::pack_binding(b);
-            std::string at = std::to_string(b.expires_at_ms);
-            const char* hset[4] = {"HSET", key.c_str(), field.c_str(), value.c_str()};
-            std::size_t hlen[4] = {4, key.size(), field.size(), value.size()};
-            redisAppendCommandArgv(c.get(), 4, hset, hlen);
-            const char* exp[3] = {"PEXPIREAT", key.c_str(), at.c_str()};
-            std::size_t elen[3] = {9, key.size(), at.size()};
-            redisAppendCommandArgv(c.get(), 3, exp, elen);
+            sipr::sip::NameAddr na;
+            if (!sipr::sip::parse_name_addr(b.contact, na))
+                throw std::runtime_error("bad contact " + b.contact);
+            sipr::location::RegisterChanges ch;
+            ch.aor = "sip:" + user + "@" + o.domain;
+            ch.call_id = b.call_id;
+            ch.cseq = b.cseq;
+            ch.contacts.push_back(
+                sipr::location::ContactChange{sipr::registrar::contact_key(na.uri, na.uri_text),
+                                              3600, sipr::location::pack_binding_tail(b)});
+            batch.push_back(std::move(ch));
         }
-        for (uint32_t i = first; i < last; ++i)
-            for (int k = 0; k < 2; ++k) {
-                void* r = nullptr;
-                if (redisGetReply(c.get(), &r) != REDIS_OK)
-                    throw std::runtime_error("Redis connection lost");
-                expect_ok(static_cast<redisReply*>(r), "HSET");
-            }
+        if (std::string why = admin.apply_many(batch); !why.empty()) throw std::runtime_error(why);
     }
     return o.aors;
 }

@@ -1,6 +1,5 @@
 #include "common.h"
 
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -157,74 +156,6 @@ std::string read_password_file(const std::string& path, std::string& password) {
     return {};
 }
 
-void apply_password_file(const std::string& program, const std::string& url_text,
-                         const std::string& password_file, location::RedisUrl& url) {
-    if (password_file.empty()) return;
-    std::string password;
-    if (std::string why = read_password_file(password_file, password); !why.empty())
-        die(program, why);
-    // With the password in a file, "redis://name@host" names the ACL user (without a file the
-    // single user-info word is the password, as some tools write it).
-    if (url.user.empty() && !url.password.empty() &&
-        url_text.find("//" + url.password + "@") != std::string::npos)
-        url.user = url.password;
-    url.password = std::move(password);
-}
-
-std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms) {
-    timeval tv{static_cast<time_t>(timeout_ms / 1000),
-               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
-    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-    std::string where = location::redacted(url);
-    if (c == nullptr || c->err != 0) {
-        std::string why = c != nullptr ? c->errstr : "out of memory";
-        if (c != nullptr) redisFree(c);
-        return "cannot reach Redis at " + where + " (" + why +
-               "): start redis-server or point --redis / SIPR_REDIS at it";
-    }
-    redisSetTimeout(c, tv);
-    auto run = [&](std::vector<std::string> args, std::string& err) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (auto& a : args) {
-            argv.push_back(a.c_str());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-        if (r == nullptr) {
-            err = c->errstr;
-            return false;
-        }
-        bool ok = r->type != REDIS_REPLY_ERROR;
-        if (!ok) err.assign(r->str, r->len);
-        freeReplyObject(r);
-        return ok;
-    };
-    std::string err;
-    std::string result;
-    if (!url.password.empty()) {
-        std::vector<std::string> auth{"AUTH"};
-        if (!url.user.empty()) auth.push_back(url.user);
-        auth.push_back(url.password);
-        // The sentence an operator greps for; Redis's own reason (never the password) after it.
-        if (!run(auth, err))
-            result =
-                "Redis refused the password (AUTH): check the URL or "
-                "SIPR_REDIS_PASSWORD_FILE (Redis at " +
-                where + " said: " + err + ")";
-    }
-    if (result.empty() && url.db != 0 && !run({"SELECT", std::to_string(url.db)}, err))
-        result =
-            "Redis at " + where + " refused SELECT " + std::to_string(url.db) + " (" + err + ")";
-    if (result.empty() && !run({"PING"}, err))
-        result = "Redis at " + where + " does not answer PING (" + err +
-                 "): if it needs a password, put it in --redis or in the file named by "
-                 "SIPR_REDIS_PASSWORD_FILE";
-    redisFree(c);
-    return result;
-}
-
 void block_signals() {
     sigset_t set;
     sigemptyset(&set);
@@ -280,244 +211,55 @@ void fill_peer(const sockaddr* from, sip::Peer& out) noexcept {
     out.port = net::port_of(from);
 }
 
-namespace {
-// The near-cache's TTL clock: coarse (a few ms) is plenty and costs no syscall.
-uint64_t coarse_monotonic_ms() noexcept {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-}
-}  // namespace
-
-namespace {
-// Whether the node of `url` is in a Redis Cluster that serves slots: "" or why not.
-std::string check_cluster_node(const location::RedisUrl& url, uint32_t timeout_ms) {
-    timeval tv{static_cast<time_t>(timeout_ms / 1000),
-               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
-    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-    if (c == nullptr || c->err != 0) {
-        if (c != nullptr) redisFree(c);
-        return "unreachable";
-    }
-    redisSetTimeout(c, tv);
-    if (!url.password.empty()) {
-        auto* r = url.user.empty() ? static_cast<redisReply*>(redisCommand(
-                                         c, "AUTH %b", url.password.data(), url.password.size()))
-                                   : static_cast<redisReply*>(redisCommand(
-                                         c, "AUTH %b %b", url.user.data(), url.user.size(),
-                                         url.password.data(), url.password.size()));
-        if (r != nullptr) freeReplyObject(r);
-    }
-    auto* r = static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS"));
-    std::string why;
-    if (r == nullptr)
-        why = c->errstr;
-    else if (r->type == REDIS_REPLY_ERROR)
-        why = std::string(r->str, r->len);
-    else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-        why = "it serves no slots (is the cluster created?)";
-    if (r != nullptr) freeReplyObject(r);
-    redisFree(c);
-    return why;
-}
-}  // namespace
-
-std::string bound_tracking_table(const location::RedisUrl& url, uint64_t max_keys,
-                                 uint32_t timeout_ms, std::string& note) {
-    const std::string where = location::redacted(url);
-    timeval tv{static_cast<time_t>(timeout_ms / 1000),
-               static_cast<suseconds_t>(timeout_ms % 1000 * 1000)};
-    redisContext* c = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-    if (c == nullptr || c->err != 0) {
-        if (c != nullptr) redisFree(c);
-        return "cannot reach Redis at " + where + " to check tracking-table-max-keys";
-    }
-    redisSetTimeout(c, tv);
-    if (!url.password.empty()) {
-        auto* r = url.user.empty() ? static_cast<redisReply*>(redisCommand(
-                                         c, "AUTH %b", url.password.data(), url.password.size()))
-                                   : static_cast<redisReply*>(redisCommand(
-                                         c, "AUTH %b %b", url.user.data(), url.user.size(),
-                                         url.password.data(), url.password.size()));
-        if (r != nullptr) freeReplyObject(r);
-    }
-    const std::string fix = ": set tracking-table-max-keys to at most " + std::to_string(max_keys) +
-                            " in that Redis's configuration (or allow this user CONFIG), or run "
-                            "without the near-cache (--cache-ttl 0)";
-    std::string why;
-    auto* r = static_cast<redisReply*>(redisCommand(c, "CONFIG GET tracking-table-max-keys"));
-    uint64_t current = 0;
-    location::TrackingBound b = location::TrackingBound::Unreadable;
-    if (r == nullptr)
-        why = std::string("CONFIG GET tracking-table-max-keys failed (") + c->errstr + ")";
-    else if (r->type == REDIS_REPLY_ERROR)
-        why = "Redis at " + where + " refused CONFIG GET tracking-table-max-keys (" +
-              std::string(r->str, r->len) + ")" + fix;
-    else if ((b = location::judge_tracking_bound(r, max_keys, current)) ==
-             location::TrackingBound::Unreadable)
-        why = "Redis at " + where +
-              " has no tracking-table-max-keys: the near-cache needs Redis >= 6";
-    if (r != nullptr) freeReplyObject(r);
-    if (why.empty() && b != location::TrackingBound::Within) {
-        const std::string n = std::to_string(max_keys);
-        r = static_cast<redisReply*>(
-            redisCommand(c, "CONFIG SET tracking-table-max-keys %b", n.data(), n.size()));
-        if (r == nullptr || r->type != REDIS_REPLY_STATUS)
-            why = "Redis at " + where + " keeps tracking-table-max-keys " +
-                  (current == 0 ? std::string("0 (unbounded)") : std::to_string(current)) +
-                  ", above --cache-tracking-max-keys " + n + ", and refused CONFIG SET (" +
-                  (r == nullptr                   ? std::string(c->errstr)
-                   : r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
-                                                  : "?") +
-                  ")" + fix;
-        else
-            note = "set tracking-table-max-keys on Redis at " + where + " from " +
-                   (current == 0 ? std::string("0 (unbounded)") : std::to_string(current)) +
-                   " to " + n;
-        if (r != nullptr) freeReplyObject(r);
-    }
-    redisFree(c);
-    return why;
-}
-
-RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
-                             const std::string& password_file, const std::string& redis_read,
-                             uint32_t timeout_ms) {
-    RedisSetup s;
-    std::string err;
-    if (!location::parse_redis_target(redis, s.target, err)) die(program, err);
-    apply_password_file(program, redis, password_file, s.target.url);
-    s.primary = s.target.url;
-    switch (s.target.mode) {
-        case location::RedisMode::Single:
-            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty())
-                die(program, why);
-            break;
-        case location::RedisMode::Sentinel: {
-            location::RedisEndpoint p;
-            if (std::string why = location::resolve_sentinel_primary(s.target, timeout_ms, p);
-                !why.empty())
-                die(program, why);
-            s.primary.host = p.host;
-            s.primary.port = p.port;
-            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty())
-                die(program, "the primary the Sentinels named: " + why);
-            break;
-        }
-        case location::RedisMode::Cluster: {
-            std::string whys;
-            bool ok = false;
-            for (const location::RedisEndpoint& seed : s.target.seeds) {
-                location::RedisUrl u = s.target.url;
-                u.host = seed.host;
-                u.port = seed.port;
-                std::string why = check_redis(u, timeout_ms);
-                if (why.empty()) why = check_cluster_node(u, timeout_ms);
-                if (why.empty()) {
-                    ok = true;
-                    break;
-                }
-                whys += (whys.empty() ? "" : "; ") + seed.host + ":" + std::to_string(seed.port) +
-                        ": " + why;
-            }
-            if (!ok)
-                die(program, "no node of " + location::redacted(s.target) +
-                                 " serves a Redis Cluster (" + whys +
-                                 "): start the cluster or fix the cluster:// URL in --redis");
-            break;
-        }
-    }
-    if (!redis_read.empty()) {
-        if (s.target.mode == location::RedisMode::Cluster)
-            die(program,
-                "--redis-read does not apply to a cluster:// --redis (look-ups go to "
-                "the primary of each slot): drop --redis-read");
-        if (!location::parse_redis_url(redis_read, s.read, err))
-            die(program, "--redis-read: " + err);
-        apply_password_file(program, redis_read, password_file, s.read);
-        if (std::string why = check_redis(s.read, timeout_ms); !why.empty())
-            die(program, "--redis-read: " + why);
-        s.has_read = true;
-    }
+location::RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
+                                       const std::string& password_file,
+                                       const std::string& redis_read, uint32_t timeout_ms) {
+    std::string password;
+    if (!password_file.empty())
+        if (std::string why = read_password_file(password_file, password); !why.empty())
+            die(program, why);
+    location::RedisSetup s;
+    if (std::string why = location::resolve_redis_setup(
+            redis, redis_read, password_file.empty() ? nullptr : &password, timeout_ms, s);
+        !why.empty())
+        die(program, why);
     return s;
 }
 
-Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
-               const location::RedisOptions& ropts, metrics::WorkerStats& stats,
-               const location::NearCacheOptions& cache)
-    : index_(index), loop_(loop), stats_(stats) {
-    const bool sentinel = redis.target.mode == location::RedisMode::Sentinel;
-    if (redis.target.mode == location::RedisMode::Cluster) {
-        // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
-        cluster_ = std::make_unique<location::RedisCluster>(
-            loop, redis.target, ropts,
-            location::ClusterMetrics{stats.store.redis_moved, stats.store.redis_ask});
-        cluster_->on_state(&Worker::on_redis_state, this);
-        store_ = std::make_unique<location::RedisStore>(*cluster_);
-        return;
-    }
-    location::RedisOptions data_opts = ropts;
-    data_opts.require_primary = sentinel;
-    if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + std::to_string(index);
-    redis_ = std::make_unique<location::RedisClient>(loop, redis.primary, data_opts);
-    redis_->on_state(&Worker::on_redis_state, this);
-    location::RedisClient* tracked = redis_.get();  // the connection the near-cache reads through
-    const location::RedisUrl* tracked_url = &redis.primary;
-    if (redis.has_read) {
-        location::RedisOptions read_opts = ropts;
-        // An unsynced replica (restarted, or cut off from its primary) would answer 404 for
-        // users who are registered: it is refused, and reads fall back to the primary.
-        read_opts.require_synced = true;
-        read_opts.role_check_ms = 1000;
-        if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + std::to_string(index);
-        read_ = std::make_unique<location::RedisClient>(loop, redis.read, read_opts);
-        read_->on_state(&Worker::on_read_state, this);
-        tracked = read_.get();
-        tracked_url = &redis.read;
-    }
-    route_ = std::make_unique<location::SingleRoute>(*redis_, read_.get());
-    store_ = std::make_unique<location::RedisStore>(*route_);
-    if (sentinel) {
-        location::RedisOptions sopts = ropts;
-        sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
-        sopts.client_name.clear();
-        sentinel_ = std::make_unique<location::SentinelWatcher>(loop, redis.target, sopts);
-        sentinel_->follow(*redis_);
-    }
-    if (cache.ttl_ms != 0) {
-        location::CacheMetrics m{stats.store.cache_hits, stats.store.cache_misses,
-                                 stats.store.cache_invalidations, stats.store.cache_flushes,
-                                 stats.store.cache_entries};
-        cache_ = std::make_unique<location::CachingStore>(
-            *store_, cache, m, &location::system_clock_ms, &coarse_monotonic_ms);
-        location::RedisOptions inval_opts = ropts;
-        inval_opts.client_name = "sipr-inval-" + std::to_string(index);
-        inval_opts.command_timeout_ms =
-            std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
-        inval_opts.require_primary = sentinel && !redis.has_read;
-        tracker_ = std::make_unique<location::CacheTracker>(loop, *tracked, *cache_, *tracked_url,
-                                                            inval_opts, cache.tracking_max_keys);
-        tracker_->on_change(&Worker::on_cache_change, this);
-        // The invalidation connection must be on the node the tracked reads go to.
-        if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());
-    }
-}
-
-location::LocationStore& Worker::lookup_store() noexcept {
-    if (cache_) return *cache_;
-    return *store_;
-}
-
-void Worker::on_cache_change(void* ctx, location::CacheTracker::State s,
-                             std::string_view why) noexcept {
-    auto* self = static_cast<Worker*>(ctx);
-    if (s == location::CacheTracker::State::On)
-        spdlog::info("worker {}: near-cache on (Redis tracks the keys it reads)", self->index_);
-    else if (s == location::CacheTracker::State::Off)
-        spdlog::warn("worker {}: near-cache off and flushed ({})", self->index_, why);
+Worker::Worker(std::size_t index, uv_loop_t* loop, metrics::WorkerStats& stats,
+               std::unique_ptr<location::Backend> backend)
+    : index_(index), loop_(loop), stats_(stats), backend_(std::move(backend)) {
+    backend_->on_notice(&Worker::on_notice, this);
 }
 
 Worker::~Worker() = default;
+
+void Worker::on_notice(void* ctx, const location::BackendNotice& n) noexcept {
+    auto* self = static_cast<Worker*>(ctx);
+    using location::BackendEvent;
+    std::string_view which = n.link == location::RedisLink::Primary ? "Redis primary"
+                             : n.link == location::RedisLink::Replica
+                                 ? "Redis replica (--redis-read)"
+                                 : "Redis";
+    switch (n.event) {
+        case BackendEvent::Ready:
+            spdlog::info("worker {}: {} ready", self->index_, which);
+            break;
+        case BackendEvent::Unreachable:
+            spdlog::warn("worker {}: {} unreachable ({}), retrying", self->index_, which, n.detail);
+            break;
+        case BackendEvent::PrimaryMoved:
+            spdlog::info("worker {}: the Sentinels name a new primary, {}: reconnecting",
+                         self->index_, n.detail);
+            break;
+        case BackendEvent::CacheOn:
+            spdlog::info("worker {}: near-cache on (Redis tracks the keys it reads)", self->index_);
+            break;
+        case BackendEvent::CacheOff:
+            spdlog::warn("worker {}: near-cache off and flushed ({})", self->index_, n.detail);
+            break;
+    }
+}
 
 std::string Worker::open(const sockaddr* listen, unsigned spread_over) {
     int rc = socket_.open(loop_, listen);
@@ -531,45 +273,13 @@ std::string Worker::open(const sockaddr* listen, unsigned spread_over) {
         return std::string("cannot spread datagrams over the workers (SO_ATTACH_REUSEPORT_CBPF: ") +
                uv_strerror(rc) + "); start with --spread flow to keep the kernel's flow hash";
     }
-    if (cluster_) cluster_->start();
-    if (redis_) redis_->start();
-    if (read_) read_->start();
-    if (sentinel_) sentinel_->start();
-    if (tracker_) tracker_->start();
+    backend_->start();
     return {};
 }
 
 void Worker::start_receiving() {
     int rc = socket_.start(this);
     if (rc != 0) spdlog::error("worker {}: cannot start receiving: {}", index_, uv_strerror(rc));
-}
-
-void Worker::on_redis_state(void* ctx, location::RedisClient::State s) noexcept {
-    auto* self = static_cast<Worker*>(ctx);
-    if (self->tracker_ && !self->read_) self->tracker_->on_data_state(s);
-    self->redis_state_changed(
-        self->read_ ? "Redis primary" : "Redis", s,
-        self->cluster_ ? self->cluster_->last_error() : self->redis_->last_error());
-}
-
-void Worker::on_read_state(void* ctx, location::RedisClient::State s) noexcept {
-    auto* self = static_cast<Worker*>(ctx);
-    if (self->tracker_) self->tracker_->on_data_state(s);
-    self->redis_state_changed("Redis replica (--redis-read)", s, self->read_->last_error());
-}
-
-void Worker::redis_state_changed(std::string_view which, location::RedisClient::State s,
-                                 const std::string& why) noexcept {
-    stats_.store.redis_up.set(store_ && store_->available() ? 1 : 0);
-    if (s == location::RedisClient::State::Connecting && sentinel_ && redis_ &&
-        redis_->last_error() == "the primary moved") {
-        spdlog::info("worker {}: the Sentinels name a new primary, {}: reconnecting", index_,
-                     location::redacted(redis_->url()));
-    } else if (s == location::RedisClient::State::Ready) {
-        spdlog::info("worker {}: {} ready", index_, which);
-    } else if (s == location::RedisClient::State::Backoff) {
-        spdlog::warn("worker {}: {} unreachable ({}), retrying", index_, which, why);
-    }
 }
 
 bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept {
@@ -598,7 +308,7 @@ void Worker::limit_sources(const net::AddressSet& allow, uint32_t rate_per_s, ui
 
 void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept {
     stats_.messages.datagrams.inc();
-    trusted_ = false;
+    bool trusted = false;
     if (!allow_.empty() || limiter_) {
         // Before anything is parsed or formatted: a refused datagram costs a hash or a binary
         // search, and its counter.
@@ -615,25 +325,25 @@ void Worker::on_datagram(std::string_view bytes, const sockaddr* from) noexcept 
             // Trusted peers (a carrier's own proxies and SBCs) are the heavy senders a
             // per-source limit would hurt first, and their address is the one a flooder would
             // spoof to get them limited: they are exempt.
-            trusted_ = true;
+            trusted = true;
         } else if (!limiter_->allow(key, uv_now(loop_))) {  // the loop's cached time: no syscall
             stats_.messages.drop(base::DropReason::RateLimited);
             return;
         }
     }
     fill_peer(from, peer_);
-    handle(bytes, peer_);
+    service_->handle(bytes, peer_, trusted);
 }
 
 void Worker::begin_drain() noexcept {
     stats_.draining.set(1);
-    on_drain();
+    service_->on_drain();
 }
 
 void Worker::drain_and_close(uint64_t grace_ms) {
     socket_.stop();
     drain_deadline_ = uv_now(loop_) + grace_ms;
-    if (pending() == 0) {
+    if (service_->pending() == 0) {
         close_all();
         return;
     }
@@ -644,7 +354,7 @@ void Worker::drain_and_close(uint64_t grace_ms) {
         &drain_timer_,
         [](uv_timer_t* t) {
             auto* self = static_cast<Worker*>(t->data);
-            if (self->pending() == 0 || uv_now(self->loop_) >= self->drain_deadline_)
+            if (self->service_->pending() == 0 || uv_now(self->loop_) >= self->drain_deadline_)
                 self->close_all();
         },
         5, 5);
@@ -656,11 +366,7 @@ void Worker::close_all() noexcept {
         drain_timer_open_ = false;
     }
     socket_.close();
-    if (sentinel_) sentinel_->stop();
-    if (cluster_) cluster_->stop();
-    if (redis_) redis_->stop();
-    if (read_) read_->stop();
-    if (tracker_) tracker_->stop();
+    backend_->stop();
 }
 
 Startup check_startup(const std::string& program, const CommonFlags& common) {

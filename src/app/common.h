@@ -1,7 +1,7 @@
 #pragma once
-// What every daemon's main() shares: flags, logging, the start-up Redis check, signals, and the
-// per-worker plumbing between a net::UdpSocket, a Redis connection and a service. Only app/ wires
-// concrete things together (DESIGN §3).
+// What every daemon's main() shares: flags, logging, signals, and the per-worker plumbing between
+// a net::UdpSocket, the source checks, the location backend and a service. Only app/ wires
+// concrete things together (DESIGN §3); everything about Redis is in location/.
 #include <spdlog/spdlog.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
@@ -14,12 +14,7 @@
 #include <vector>
 
 #include "sipr/base/siphash.h"
-#include "sipr/location/cache_tracker.h"
-#include "sipr/location/caching_store.h"
-#include "sipr/location/redis_client.h"
-#include "sipr/location/redis_cluster.h"
-#include "sipr/location/redis_sentinel.h"
-#include "sipr/location/redis_store.h"
+#include "sipr/location/backend.h"
 #include "sipr/metrics/exporter.h"
 #include "sipr/net/address_set.h"
 #include "sipr/net/rate_limiter.h"
@@ -70,16 +65,6 @@ void setup_logging(const std::string& program, const std::string& level);
 // sentence saying what is wrong (missing, unreadable, empty) that never contains the content.
 [[nodiscard]] std::string read_password_file(const std::string& path, std::string& password);
 
-// When `password_file` is not empty, takes the Redis password from that file: it supplies or
-// overrides the password of `url` (parsed from `url_text`), and "redis://name@host" then names
-// the ACL user. Dies with one line (no password in it) when the file cannot be used.
-void apply_password_file(const std::string& program, const std::string& url_text,
-                         const std::string& password_file, location::RedisUrl& url);
-
-// Connects to Redis synchronously (start-up only), authenticates, selects the database and PINGs.
-// Returns "" on success, else a sentence saying what is wrong and what to do.
-[[nodiscard]] std::string check_redis(const location::RedisUrl& url, uint32_t timeout_ms);
-
 // Blocks SIGINT, SIGTERM and SIGPIPE in the calling thread and every thread it starts later.
 void block_signals();
 // Waits for SIGINT or SIGTERM; returns it.
@@ -94,44 +79,39 @@ int wait_for_signal_for(uint64_t ms);
 // Fills a Peer from a source address.
 void fill_peer(const sockaddr* from, sip::Peer& out) noexcept;
 
-// Where a daemon's data lives, as checked at start-up (DESIGN §7).
-struct RedisSetup {
-    location::RedisTarget target;  // what --redis said
-    // The node to connect to: the one of redis://, the primary the Sentinels named at start-up,
-    // or a Cluster's first seed.
-    location::RedisUrl primary;
-    bool has_read = false;  // --redis-read given
-    location::RedisUrl read;
+// Resolves and checks --redis (and --redis-read, "" when not given) with the password of
+// `password_file` (when not ""): location::resolve_redis_setup. Dies with one line on any failure.
+[[nodiscard]] location::RedisSetup check_redis_setup(const std::string& program,
+                                                     const std::string& redis,
+                                                     const std::string& password_file,
+                                                     const std::string& redis_read,
+                                                     uint32_t timeout_ms);
+
+// A daemon's service as its worker drives it, on the worker's loop thread.
+class Service {
+  public:
+    virtual ~Service() = default;
+    // One datagram from `from`; `trusted`: its source is in --allow.
+    virtual void handle(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept = 0;
+    // What is still in flight (drain waits for 0).
+    [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
+    // Graceful drain began: a service with a health probe starts failing it. Default: nothing.
+    virtual void on_drain() noexcept {}
 };
 
-// Resolves and checks --redis (and --redis-read): parses it, applies the password file, asks the
-// Sentinels for the primary, and checks that Redis answers (for a Cluster: that one seed does
-// and serves slots). Dies with one line on any failure.
-[[nodiscard]] RedisSetup check_redis_setup(const std::string& program, const std::string& redis,
-                                           const std::string& password_file,
-                                           const std::string& redis_read, uint32_t timeout_ms);
-
-// Makes the node of `url` bound its client-side-caching tracking table to `max_keys` (>= 1): reads
-// tracking-table-max-keys and, when it is 0 (unbounded) or above, sets it (CONFIG SET; in that
-// node's memory only, so each CacheTracker checks again on every reconnect). Returns "" (and in
-// `note` what it changed, if anything) or one line saying why not and what to do.
-[[nodiscard]] std::string bound_tracking_table(const location::RedisUrl& url, uint64_t max_keys,
-                                               uint32_t timeout_ms, std::string& note);
-
-// One worker: its socket, its Redis connection and store, its stats. The service is supplied by
-// the daemon through handle(). Lives on one loop thread from open() to the end of the loop.
-class Worker : public net::DatagramHandler, public sip::Sender {
+// One worker: its socket, its source checks, its location backend, its service and its stats.
+// Lives on one loop thread from open() to the end of the loop.
+class Worker final : public net::DatagramHandler, public sip::Sender {
   public:
-    // With `cache` (ttl_ms > 0) look-ups go through a near-cache kept correct by a second Redis
-    // connection (location::CacheTracker); the connections are then named sipr-data-<index> and
-    // sipr-inval-<index>.
-    Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
-           const location::RedisOptions& ropts, metrics::WorkerStats& stats,
-           const location::NearCacheOptions& cache = {});
+    Worker(std::size_t index, uv_loop_t* loop, metrics::WorkerStats& stats,
+           std::unique_ptr<location::Backend> backend);
     ~Worker() override;
 
-    // Opens the socket on `listen` and starts the Redis connection. With `spread_over` > 0 the
-    // port's datagrams go to a random one of that many workers' sockets (--spread random; see
+    // The service (built on backend() and this worker as its Sender); call before open().
+    void set_service(std::unique_ptr<Service> service) noexcept { service_ = std::move(service); }
+
+    // Opens the socket on `listen` and starts the backend. With `spread_over` > 0 the port's
+    // datagrams go to a random one of that many workers' sockets (--spread random; see
     // net::UdpSocket::spread_randomly), else by the kernel's flow hash. Returns "" or an error.
     [[nodiscard]] std::string open(const sockaddr* listen, unsigned spread_over = 0);
     // Starts receiving; call after the service exists.
@@ -139,7 +119,8 @@ class Worker : public net::DatagramHandler, public sip::Sender {
     // Graceful drain, first step (on the worker's thread): the service reports itself unhealthy to
     // the load balancer's probe but keeps answering; sipr_draining becomes 1.
     void begin_drain() noexcept;
-    // Stops receiving, waits (up to `grace_ms`) until pending() is 0, then closes everything.
+    // Stops receiving, waits (up to `grace_ms`) until the service's pending() is 0, then closes
+    // everything.
     void drain_and_close(uint64_t grace_ms);
 
     // Responses are queued and leave in one sendmmsg per loop iteration (net::UdpSocket).
@@ -160,49 +141,25 @@ class Worker : public net::DatagramHandler, public sip::Sender {
                        uint64_t seed,
                        unsigned v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix);
 
-    [[nodiscard]] location::RedisStore& store() noexcept { return *store_; }
-    // Where look-ups go: the near-cache when on, else store().
-    [[nodiscard]] location::LocationStore& lookup_store() noexcept;
+    [[nodiscard]] location::Backend& backend() noexcept { return *backend_; }
     [[nodiscard]] metrics::WorkerStats& stats() noexcept { return stats_; }
     [[nodiscard]] std::size_t index() const noexcept { return index_; }
     [[nodiscard]] uv_loop_t* loop() const noexcept { return loop_; }
 
-  protected:
-    // The service's entry point for one datagram.
-    virtual void handle(std::string_view bytes, const sip::Peer& from) noexcept = 0;
-    // What is still in flight (drain waits for 0).
-    [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
-    // Called by begin_drain(): a service with a health probe starts failing it. Default: nothing.
-    virtual void on_drain() noexcept {}
-    // During handle(): whether the datagram's source is in --allow (a trusted peer).
-    [[nodiscard]] bool source_trusted() const noexcept { return trusted_; }
-
   private:
-    static void on_redis_state(void* ctx, location::RedisClient::State s) noexcept;
-    static void on_read_state(void* ctx, location::RedisClient::State s) noexcept;
-    void redis_state_changed(std::string_view which, location::RedisClient::State s,
-                             const std::string& why) noexcept;
-    static void on_cache_change(void* ctx, location::CacheTracker::State s,
-                                std::string_view why) noexcept;
+    static void on_notice(void* ctx, const location::BackendNotice& n) noexcept;
     void close_all() noexcept;
 
     std::size_t index_;
     uv_loop_t* loop_;
     metrics::WorkerStats& stats_;
-    std::unique_ptr<location::RedisClient> redis_;  // the primary (redis://, sentinel://)
-    std::unique_ptr<location::RedisClient> read_;   // --redis-read
-    std::unique_ptr<location::SentinelWatcher> sentinel_;
-    std::unique_ptr<location::RedisCluster> cluster_;  // cluster://
-    std::unique_ptr<location::SingleRoute> route_;     // redis:// and sentinel://
-    std::unique_ptr<location::RedisStore> store_;
-    std::unique_ptr<location::CachingStore> cache_;  // with the near-cache only
-    std::unique_ptr<location::CacheTracker> tracker_;
+    std::unique_ptr<location::Backend> backend_;
+    std::unique_ptr<Service> service_;  // uses backend_ and this: declared after, destroyed first
     net::UdpSocket socket_;
     uv_timer_t drain_timer_{};
     bool drain_timer_open_ = false;
     uint64_t drain_deadline_ = 0;
     sip::Peer peer_;         // scratch for the datagram being handled
-    bool trusted_ = false;   // peer_ is in allow_
     net::AddressSet allow_;  // a copy per worker: read-only, on this thread's own cache lines
     std::unique_ptr<net::SourceRateLimiter> limiter_;  // null: no rate limit
 };
@@ -212,7 +169,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
 struct Startup {
     sockaddr_storage listen{};
     net::AddressSet allow;  // --allow
-    RedisSetup redis;
+    location::RedisSetup redis;
     unsigned workers = 1;
 };
 [[nodiscard]] Startup check_startup(const std::string& program, const CommonFlags& common);

@@ -1,5 +1,4 @@
 // sip-locctl: the operator's CLI for subscribers and bindings (DESIGN §2, §8).
-#include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,8 +14,8 @@
 
 #include "common.h"
 #include "sipr/base/ascii.h"
+#include "sipr/location/admin.h"
 #include "sipr/location/binding.h"
-#include "sipr/location/schema.h"
 #include "sipr/net/endpoint.h"
 #include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
@@ -51,82 +50,23 @@ std::string normalize_or_die(const std::string& text) {
     return std::string(buf, len);
 }
 
-// A blocking connection for one command at a time. With sentinel:// it goes to the primary the
-// Sentinels name; with cluster:// it follows -MOVED and -ASK to the node that holds the key, as
-// redis-cli -c does.
+// The location data through location::Admin (with sentinel:// on the primary the Sentinels
+// name; with cluster:// following -MOVED and -ASK, as redis-cli -c does). Any failure ends the
+// program with its one line.
 class Redis {
   public:
     Redis(const std::string& url_text, const std::string& password_file) {
-        app::RedisSetup setup = app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
-        url_ = setup.primary;
-        connect(url_);
+        location::RedisSetup setup =
+            app::check_redis_setup(kProgram, url_text, password_file, "", 2000);
+        ok(admin_.open(setup.primary, setup.target.mode == location::RedisMode::Cluster, 2000));
     }
-    ~Redis() { redisFree(c_); }
-
-    // Runs a command; dies with one line on a transport error or an error reply.
-    redisReply* run(const std::vector<std::string>& args) {
-        for (int hop = 0;; ++hop) {
-            redisReply* r = send(args);
-            if (r->type != REDIS_REPLY_ERROR) return r;
-            std::string e(r->str, r->len);
-            freeReplyObject(r);
-            location::ClusterRedirect to;
-            if (hop < 5 && location::parse_cluster_redirect(e, to)) {
-                location::RedisUrl u = url_;
-                if (!to.to.host.empty()) u.host = to.to.host;
-                u.port = to.to.port;
-                redisFree(c_);
-                c_ = nullptr;
-                connect(u);
-                if (to.ask) free(run_once({"ASKING"}));
-                continue;
-            }
-            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
-        }
+    location::Admin* operator->() noexcept { return &admin_; }
+    static void ok(const std::string& why) {
+        if (!why.empty()) app::die(kProgram, why);
     }
-    static void free(redisReply* r) { freeReplyObject(r); }
 
   private:
-    void connect(const location::RedisUrl& url) {
-        timeval tv{2, 0};
-        c_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-        if (c_ == nullptr || c_->err != 0)
-            app::die(kProgram, "cannot reach Redis at " + location::redacted(url));
-        redisSetTimeout(c_, tv);
-        if (!url.password.empty()) {
-            std::vector<std::string> a{"AUTH"};
-            if (!url.user.empty()) a.push_back(url.user);
-            a.push_back(url.password);
-            free(run_once(a));
-        }
-        if (url.db != 0) free(run_once({"SELECT", std::to_string(url.db)}));
-    }
-    // One command on this connection, no redirection followed.
-    redisReply* run_once(const std::vector<std::string>& args) {
-        redisReply* r = send(args);
-        if (r->type == REDIS_REPLY_ERROR) {
-            std::string e(r->str, r->len);
-            freeReplyObject(r);
-            app::die(kProgram, "Redis refused " + args[0] + ": " + e);
-        }
-        return r;
-    }
-    // The reply (an error reply too); dies with one line on a transport error.
-    redisReply* send(const std::vector<std::string>& args) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
-        if (r == nullptr) app::die(kProgram, std::string("Redis: ") + c_->errstr);
-        return r;
-    }
-
-    location::RedisUrl url_;
-    redisContext* c_ = nullptr;
+    location::Admin admin_;
 };
 
 int64_t now_ms() {
@@ -228,26 +168,18 @@ std::string text_escape(std::string_view s) {
 
 int cmd_show(Redis& r, const std::string& aor_text, bool json) {
     std::string aor = normalize_or_die(aor_text);
-    redisReply* rep = r.run({"HGETALL", location::location_key(aor)});
+    std::vector<location::StoredBinding> stored;
+    std::size_t garbage = 0;
+    Redis::ok(r->bindings(aor, stored, garbage));
     struct Row {
         std::string key;
         location::Binding b;
     };
     std::vector<Row> rows;
-    std::size_t garbage = 0;
     int64_t now = now_ms();
-    for (std::size_t i = 0; i + 1 < rep->elements; i += 2) {
-        location::BindingView v;
-        std::string_view packed(rep->element[i + 1]->str, rep->element[i + 1]->len);
-        if (!location::unpack_binding(packed, v)) {
-            ++garbage;
-            continue;
-        }
-        if (v.expires_at_ms <= now) continue;
-        rows.push_back(
-            {std::string(rep->element[i]->str, rep->element[i]->len), location::to_binding(v)});
-    }
-    Redis::free(rep);
+    for (location::StoredBinding& sb : stored)
+        if (sb.binding.expires_at_ms > now)
+            rows.push_back({std::move(sb.key), std::move(sb.binding)});
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
         if (a.b.q != b.b.q) return a.b.q > b.b.q;
         return a.b.updated_at_ms > b.b.updated_at_ms;
@@ -308,12 +240,15 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
     b.contact = na.uri_text;
     b.q = static_cast<uint16_t>(q * 1000 + 0.5);
     b.user_agent = "sip-locctl";
-    std::string key = registrar::contact_key(na.uri, na.uri_text);
-    redisReply* rep =
-        r.run({"EVAL", std::string(location::register_script()), "1", location::location_key(aor),
-               "100000", "0", "0", b.call_id, std::to_string(b.cseq), key, std::to_string(expires),
-               location::pack_binding_tail(b)});
-    Redis::free(rep);
+    // One REGISTER of one contact, as the registrar applies it (register.lua).
+    location::RegisterChanges ch;
+    ch.aor = aor;
+    ch.call_id = b.call_id;
+    ch.cseq = b.cseq;
+    ch.max_contacts = 100000;
+    ch.contacts.push_back(location::ContactChange{registrar::contact_key(na.uri, na.uri_text),
+                                                  expires, location::pack_binding_tail(b)});
+    Redis::ok(r->apply(ch));
     std::printf("bound %s -> %s for %us (q=%s)\n", aor.c_str(), std::string(na.uri_text).c_str(),
                 expires, registrar::format_q(b.q).c_str());
     return 0;
@@ -321,20 +256,19 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
 
 int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact) {
     std::string aor = normalize_or_die(aor_text);
-    redisReply* rep;
+    long long removed = 0;
     if (contact.empty()) {
-        rep = r.run({"DEL", location::location_key(aor)});
-        std::printf("removed every binding of %s (%lld key)\n", aor.c_str(), rep->integer);
+        Redis::ok(r->remove_bindings(aor, {}, removed));
+        std::printf("removed every binding of %s (%lld key)\n", aor.c_str(), removed);
     } else {
         sip::NameAddr na;
         if (!sip::parse_name_addr(contact, na))
             app::die(kProgram, "'" + contact + "' is not a contact URI");
         // The binding key is the contact (normalised) or its +sip.instance: try both forms.
-        rep = r.run({"HDEL", location::location_key(aor),
-                     registrar::contact_key(na.uri, na.uri_text), contact});
-        std::printf("removed %lld binding(s) of %s\n", rep->integer, aor.c_str());
+        const std::string keys[] = {registrar::contact_key(na.uri, na.uri_text), contact};
+        Redis::ok(r->remove_bindings(aor, keys, removed));
+        std::printf("removed %lld binding(s) of %s\n", removed, aor.c_str());
     }
-    Redis::free(rep);
     return 0;
 }
 
@@ -367,15 +301,9 @@ int cmd_user_add(Redis& r, const std::string& aor_text, const std::string& passw
     std::string user = aor.substr(colon + 1, at - colon - 1);
     std::string realm = realm_flag.empty() ? aor.substr(at + 1) : realm_flag;
     std::string a1 = user + ":" + realm + ":" + password;
-    Redis::free(
-        r.run({"HSET", location::subscriber_key(aor), "ha1-md5", hex_digest(EVP_md5(), a1),
-               "ha1-sha256", hex_digest(EVP_sha256(), a1), "enabled", "1", "realm", realm}));
-    // "add or replace": a record added again without --algorithms goes back to the registrar's
-    // --auth-algorithms.
-    if (algorithms.empty())
-        Redis::free(r.run({"HDEL", location::subscriber_key(aor), "algorithms"}));
-    else
-        Redis::free(r.run({"HSET", location::subscriber_key(aor), "algorithms", algorithms}));
+    Redis::ok(r->put_subscriber(
+        aor, location::SubscriberRecord{hex_digest(EVP_md5(), a1), hex_digest(EVP_sha256(), a1),
+                                        realm, algorithms}));
     std::printf("user %s added (realm %s, algorithms %s)\n", aor.c_str(), realm.c_str(),
                 algorithms.empty() ? "the registrar's --auth-algorithms" : algorithms.c_str());
     return 0;
@@ -383,9 +311,9 @@ int cmd_user_add(Redis& r, const std::string& aor_text, const std::string& passw
 
 int cmd_user_del(Redis& r, const std::string& aor_text) {
     std::string aor = normalize_or_die(aor_text);
-    redisReply* rep = r.run({"DEL", location::subscriber_key(aor)});
-    std::printf(rep->integer != 0 ? "user %s deleted\n" : "user %s did not exist\n", aor.c_str());
-    Redis::free(rep);
+    bool existed = false;
+    Redis::ok(r->delete_subscriber(aor, existed));
+    std::printf(existed ? "user %s deleted\n" : "user %s did not exist\n", aor.c_str());
     return 0;
 }
 

@@ -19,18 +19,14 @@ uint64_t monotonic_us() noexcept {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
-class RedirectWorker final : public app::Worker {
+class RedirectService final : public app::Service {
   public:
-    RedirectWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
-                   const location::RedisOptions& ropts, metrics::WorkerStats& stats,
-                   const redirect::Config& config, const location::NearCacheOptions& cache)
-        : Worker(index, loop, redis, ropts, stats, cache),
-          redirector_(config, lookup_store(), *this, stats.messages, stats.redirect, &monotonic_us,
-                      &location::system_clock_ms) {}
+    RedirectService(const redirect::Config& config, app::Worker& worker)
+        : redirector_(config, worker.backend().lookups(), worker, worker.stats().messages,
+                      worker.stats().redirect, &monotonic_us, &location::system_clock_ms) {}
 
-  protected:
-    void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
-        redirector_.on_datagram(bytes, from, source_trusted());
+    void handle(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept override {
+        redirector_.on_datagram(bytes, from, trusted);
     }
     std::size_t pending() const noexcept override { return redirector_.inflight(); }
     void on_drain() noexcept override { redirector_.set_draining(true); }
@@ -155,11 +151,11 @@ int main(int argc, char** argv) {
                  "tracks reads on one node): drop --cache-ttl or use redis:// / sentinel://");
     app::Startup startup = app::check_startup(program, common);
     config.tag_key = app::tag_key(common.secret);
-    location::RedisOptions ropts;
-    ropts.connect_timeout_ms = common.redis_timeout_ms;
-    ropts.command_timeout_ms = lookup_timeout_ms;
-    ropts.max_pending = static_cast<uint32_t>(config.max_inflight);
-    location::NearCacheOptions cache;
+    location::BackendOptions bopts;
+    bopts.redis.connect_timeout_ms = common.redis_timeout_ms;
+    bopts.redis.command_timeout_ms = lookup_timeout_ms;
+    bopts.redis.max_pending = static_cast<uint32_t>(config.max_inflight);
+    location::NearCacheOptions& cache = bopts.cache;
     if (cache_ttl_ms != 0) {
         cache.ttl_ms = cache_ttl_ms;
         cache.negative_ttl_ms = std::min(cache_negative_ttl_ms, cache_ttl_ms);
@@ -169,8 +165,8 @@ int main(int argc, char** argv) {
         const location::RedisUrl& tracked =
             startup.redis.has_read ? startup.redis.read : startup.redis.primary;
         std::string note;
-        if (std::string why = app::bound_tracking_table(tracked, cache_tracking_max_keys,
-                                                        common.redis_timeout_ms, note);
+        if (std::string why = location::bound_tracking_table(tracked, cache_tracking_max_keys,
+                                                             common.redis_timeout_ms, note);
             !why.empty())
             app::die(program, why);
         if (!note.empty()) spdlog::info("{}", note);
@@ -179,8 +175,13 @@ int main(int argc, char** argv) {
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop,
             metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
-            return std::make_unique<RedirectWorker>(i, loop, startup.redis, ropts, stats, config,
-                                                    cache);
+            location::BackendOptions o = bopts;
+            o.index = i;
+            auto w = std::make_unique<app::Worker>(
+                i, loop, stats,
+                std::make_unique<location::Backend>(loop, startup.redis, o, stats.store));
+            w->set_service(std::make_unique<RedirectService>(config, *w));
+            return w;
         },
         lookup_timeout_ms + 100, drain_seconds);
 }

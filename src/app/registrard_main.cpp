@@ -12,24 +12,21 @@ namespace {
 
 using namespace sipr;
 
-class RegistrarWorker final : public app::Worker {
+class RegistrarService final : public app::Service {
   public:
-    RegistrarWorker(std::size_t index, uv_loop_t* loop, const app::RedisSetup& redis,
-                    const location::RedisOptions& ropts, metrics::WorkerStats& stats,
-                    const registrar::Config& config,
-                    const std::optional<registrar::DigestConfig>& digest)
-        : Worker(index, loop, redis, ropts, stats),
-          registrar_(config, store(), *this, stats.messages, stats.registrar) {
+    RegistrarService(const registrar::Config& config,
+                     const std::optional<registrar::DigestConfig>& digest, app::Worker& worker)
+        : registrar_(config, worker.backend().registrations(), worker, worker.stats().messages,
+                     worker.stats().registrar) {
         if (digest) {
-            auth_ =
-                std::make_unique<registrar::DigestAuthenticator>(*digest, store(), stats.registrar);
+            auth_ = std::make_unique<registrar::DigestAuthenticator>(
+                *digest, worker.backend().auth(), worker.stats().registrar);
             registrar_.set_authenticator(auth_.get());
         }
     }
 
-  protected:
-    void handle(std::string_view bytes, const sip::Peer& from) noexcept override {
-        registrar_.on_datagram(bytes, from, source_trusted());
+    void handle(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept override {
+        registrar_.on_datagram(bytes, from, trusted);
     }
     std::size_t pending() const noexcept override { return registrar_.pending(); }
 
@@ -159,15 +156,20 @@ int main(int argc, char** argv) {
 
     app::Startup startup = app::check_startup(program, common);
     config.tag_key = app::tag_key(common.secret);
-    location::RedisOptions ropts;
-    ropts.connect_timeout_ms = common.redis_timeout_ms;
-    ropts.command_timeout_ms = common.redis_timeout_ms;
+    location::BackendOptions bopts;
+    bopts.redis.connect_timeout_ms = common.redis_timeout_ms;
+    bopts.redis.command_timeout_ms = common.redis_timeout_ms;
     return app::serve(
         program, common, startup,
         [&](std::size_t i, uv_loop_t* loop,
             metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
-            return std::make_unique<RegistrarWorker>(i, loop, startup.redis, ropts, stats, config,
-                                                     digest);
+            location::BackendOptions o = bopts;
+            o.index = i;
+            auto w = std::make_unique<app::Worker>(
+                i, loop, stats,
+                std::make_unique<location::Backend>(loop, startup.redis, o, stats.store));
+            w->set_service(std::make_unique<RegistrarService>(config, digest, *w));
+            return w;
         },
         2000);
 }

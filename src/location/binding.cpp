@@ -1,5 +1,7 @@
 #include "sipr/location/binding.h"
 
+#include "sipr/base/ascii.h"
+
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -85,8 +87,14 @@ std::string pack_binding(const Binding& b) {
     return out;
 }
 
-std::string binding_key(std::string_view contact, std::string_view instance) {
-    return std::string(instance.empty() ? contact : instance);
+std::string binding_key(const ContactUri& contact, std::string_view instance) {
+    if (!instance.empty()) return std::string(instance);
+    std::string key(contact.text);
+    const std::size_t host_end = contact.host_at + contact.host_len;
+    for (std::size_t i = 0; i < key.size(); ++i)
+        if (i < contact.scheme_len || (i >= contact.host_at && i < host_end))
+            key[i] = base::to_lower(key[i]);
+    return key;
 }
 
 Binding to_binding(const BindingView& v) {

@@ -12,7 +12,7 @@ struct CachingStore::Op {
     void* ctx = nullptr;
 };
 
-CachingStore::CachingStore(LocationStore& inner, NearCacheOptions opts, CacheMetrics metrics,
+CachingStore::CachingStore(LookupStore& inner, NearCacheOptions opts, CacheMetrics metrics,
                            int64_t (*wall_ms)() noexcept, uint64_t (*mono_ms)() noexcept)
     : inner_(inner), cache_(opts), metrics_(metrics), wall_ms_(wall_ms), mono_ms_(mono_ms) {
     scratch_.reserve(64);
@@ -47,25 +47,14 @@ StoreError CachingStore::lookup(std::string_view aor, LookupCallback cb, void* c
         metrics_.entries.set(static_cast<int64_t>(cache_.size()));
     }
     metrics_.misses.inc();
-    Op* op;
-    if (!free_ops_.empty()) {
-        op = free_ops_.back();
-        free_ops_.pop_back();
-    } else {
-        auto fresh = std::unique_ptr<Op>(new (std::nothrow) Op);
-        if (!fresh) return StoreError::Overloaded;
-        op = fresh.get();
-        if (ops_.size() == ops_.capacity()) ops_.reserve(ops_.empty() ? 64 : ops_.size() * 2);
-        ops_.push_back(std::move(fresh));
-        free_ops_.reserve(ops_.capacity());
-    }
+    Op* op = ops_.acquire();
     op->owner = this;
     op->aor.assign(aor);
     op->ticket = cache_.ticket();  // before the read leaves: see NearCache
     op->cb = cb;
     op->ctx = ctx;
     StoreError err = inner_.lookup(aor, &CachingStore::on_inner, op);
-    if (err != StoreError::None) free_ops_.push_back(op);
+    if (err != StoreError::None) ops_.release(op);
     return err;
 }
 
@@ -80,7 +69,7 @@ void CachingStore::on_inner(void* ctx, const LookupReply& reply) noexcept {
     }
     LookupCallback cb = op->cb;
     void* user = op->ctx;
-    self->free_ops_.push_back(op);
+    self->ops_.release(op);
     cb(user, reply);
 }
 

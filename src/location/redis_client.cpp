@@ -106,8 +106,7 @@ struct RedisClient::Events {
                  [](uv_handle_t* h) { delete static_cast<Events*>(h->data); });
     }
     static bool attach(redisAsyncContext* ac, uv_loop_t* loop, RedisClient* owner) noexcept {
-        auto* e = new (std::nothrow) Events;
-        if (e == nullptr) return false;
+        auto* e = new Events;
         if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
             delete e;
             return false;
@@ -594,13 +593,7 @@ void RedisClient::on_role(void* ctx, RedisError err, const redisReply* reply) no
     if (self->state_ == State::Handshake && err == RedisError::None && reply != nullptr &&
         reply->type != REDIS_REPLY_ERROR) {
         std::string why;
-        bool ok = false;
-        try {
-            ok = self->role_acceptable(reply, why);
-        } catch (...) {
-            why = "out of memory";
-        }
-        if (!ok) {
+        if (!self->role_acceptable(reply, why)) {
             self->handshake_done(false, nullptr);
             self->last_error_ = std::move(why);
             return;
@@ -614,13 +607,7 @@ void RedisClient::on_role_check(void* ctx, RedisError err, const redisReply* rep
     self->role_check_pending_ = false;
     if (self->state_ != State::Ready || err != RedisError::None) return;  // timeouts: on_tick
     std::string why;
-    bool ok = false;
-    try {
-        ok = reply->type != REDIS_REPLY_ERROR && self->role_acceptable(reply, why);
-    } catch (...) {
-        return;
-    }
-    if (!ok) {
+    if (reply->type == REDIS_REPLY_ERROR || !self->role_acceptable(reply, why)) {
         // Not from inside hiredis's reply dispatch: on_tick drops it.
         self->last_error_ = why.empty() ? std::string("ROLE refused") : why;
         self->role_failed_ = true;
@@ -724,11 +711,7 @@ RedisError RedisClient::command_resp(std::string_view resp, ReplyFn fn, void* ct
 
 void RedisClient::retarget(const std::string& host, uint16_t port) noexcept {
     if (host == url_.host && port == url_.port) return;
-    try {
-        url_.host = host;
-    } catch (...) {
-        return;  // std::bad_alloc: stay where we are; the next change tries again
-    }
+    url_.host = host;
     url_.port = port;
     if (state_ == State::Idle || state_ == State::Stopped) return;
     backoff_ms_ = opts_.backoff_min_ms;

@@ -120,22 +120,18 @@ RedisCluster::Node* RedisCluster::node_for(const RedisEndpoint& where) noexcept 
     for (auto& n : nodes_)
         if (n->where == where) return n.get();
     if (nodes_.size() >= kNoNode) return nullptr;
-    try {
-        auto n = std::make_unique<Node>();
-        n->owner = this;
-        n->index = static_cast<uint16_t>(nodes_.size());
-        n->where = where;
-        RedisUrl url;
-        url.host = where.host;
-        url.port = where.port;
-        url.user = target_.url.user;
-        url.password = target_.url.password;
-        n->client = std::make_unique<RedisClient>(loop_, std::move(url), opts_);
-        n->client->on_state(&RedisCluster::on_node_state, n.get());
-        nodes_.push_back(std::move(n));
-    } catch (...) {  // std::bad_alloc: this redirection is refused (503), nothing else breaks
-        return nullptr;
-    }
+    auto n = std::make_unique<Node>();
+    n->owner = this;
+    n->index = static_cast<uint16_t>(nodes_.size());
+    n->where = where;
+    RedisUrl url;
+    url.host = where.host;
+    url.port = where.port;
+    url.user = target_.url.user;
+    url.password = target_.url.password;
+    n->client = std::make_unique<RedisClient>(loop_, std::move(url), opts_);
+    n->client->on_state(&RedisCluster::on_node_state, n.get());
+    nodes_.push_back(std::move(n));
     Node* added = nodes_.back().get();
     if (started_ && !stopped_) added->client->start();
     return added;
@@ -173,25 +169,15 @@ const RedisEndpoint* RedisCluster::slot_owner(uint16_t slot) const noexcept {
 }
 
 RedisCluster::Op* RedisCluster::acquire() noexcept {
-    if (!free_.empty()) {
-        Op* op = free_.back();
-        free_.pop_back();
-        return op;
-    }
-    try {
-        pool_.push_back(std::make_unique<Op>());
-        free_.reserve(pool_.size());  // so release never allocates
-    } catch (...) {
-        return nullptr;
-    }
-    pool_.back()->owner = this;
-    return pool_.back().get();
+    Op* op = ops_.acquire();
+    op->owner = this;
+    return op;
 }
 
 void RedisCluster::release(Op* op) noexcept {
     op->fn = nullptr;
     op->ctx = nullptr;
-    free_.push_back(op);
+    ops_.release(op);
 }
 
 RedisError RedisCluster::command(std::string_view key, bool, int argc, const char* const* argv,
@@ -207,15 +193,9 @@ RedisError RedisCluster::command(std::string_view key, bool, int argc, const cha
         return RedisError::Unavailable;
     }
     Op* op = acquire();
-    if (op == nullptr) return RedisError::Overloaded;
     std::size_t bound = 16;
     for (int i = 0; i < argc; ++i) bound += lens[i] + 32;
-    try {
-        op->resp.resize(bound);
-    } catch (...) {
-        release(op);
-        return RedisError::Overloaded;
-    }
+    op->resp.resize(bound);
     const std::size_t n = format_resp(argc, argv, lens, op->resp.data(), bound);
     op->resp.resize(n);  // shrinking keeps the capacity
     op->fn = fn;
@@ -244,13 +224,8 @@ void RedisCluster::on_reply(void* ctx, RedisError err, const redisReply* reply) 
     if (err == RedisError::None && reply->type == REDIS_REPLY_ERROR && !self->stopped_) {
         std::string_view text(reply->str, reply->len);
         ClusterRedirect r;
-        bool redirect = false;
-        try {
-            redirect = parse_cluster_redirect(text, r);
-            if (redirect && r.to.host.empty()) r.to.host = self->nodes_[op->node]->where.host;
-        } catch (...) {
-            redirect = false;
-        }
+        const bool redirect = parse_cluster_redirect(text, r);
+        if (redirect && r.to.host.empty()) r.to.host = self->nodes_[op->node]->where.host;
         if (redirect) {
             (r.ask ? self->metrics_.ask : self->metrics_.moved).inc();
             Node* to = self->node_for(r.to);
@@ -307,12 +282,7 @@ void RedisCluster::on_slots(void* ctx, RedisError err, const redisReply* reply) 
         self->last_error_ = "CLUSTER SLOTS: no answer";
         return;
     }
-    bool ok = false;
-    try {
-        ok = parse_cluster_slots(reply, self->refresh_node_->where, self->scratch_ranges_);
-    } catch (...) {
-        ok = false;
-    }
+    const bool ok = parse_cluster_slots(reply, self->refresh_node_->where, self->scratch_ranges_);
     if (!ok || self->scratch_ranges_.empty()) {
         // A node not (yet) in a cluster, or one that lost its slots: ask another next time.
         self->last_error_ = reply->type == REDIS_REPLY_ERROR

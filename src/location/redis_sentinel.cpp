@@ -89,11 +89,7 @@ void SentinelWatcher::on_reply(void* ctx, RedisError err, const redisReply* repl
     self->asking_ = false;
     if (self->stopped_ || err != RedisError::None) return;
     RedisEndpoint now;
-    try {
-        if (!parse_primary(reply, now)) return;  // this Sentinel does not know it: keep the last
-    } catch (...) {
-        return;
-    }
+    if (!parse_primary(reply, now)) return;  // this Sentinel does not know it: keep the last
     if (now == self->primary_) return;
     if (!self->primary_.host.empty()) ++self->switches_;
     self->primary_ = now;

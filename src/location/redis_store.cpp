@@ -30,6 +30,19 @@ std::string_view store_error_text(StoreError e) noexcept {
     return "unknown";
 }
 
+base::RedisErrorKind redis_error_kind(StoreError e) noexcept {
+    switch (e) {
+        case StoreError::Timeout:
+            return base::RedisErrorKind::Timeout;
+        case StoreError::Overloaded:
+            return base::RedisErrorKind::Overloaded;
+        case StoreError::Protocol:
+            return base::RedisErrorKind::Protocol;
+        default:
+            return base::RedisErrorKind::Unavailable;
+    }
+}
+
 int64_t system_clock_ms() noexcept {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -91,12 +104,6 @@ struct RedisStore::RegisterOp {
     std::vector<std::string> args;
 };
 
-struct RedisStore::CredentialsOp {
-    RedisStore* store = nullptr;
-    CredentialsCallback cb = nullptr;
-    void* ctx = nullptr;
-};
-
 struct RedisStore::ScriptOp {
     RedisStore* store = nullptr;
     ScriptId id = ScriptId::AuthFetch;
@@ -136,16 +143,7 @@ StoreError RedisStore::lookup(std::string_view aor, LookupCallback cb, void* ctx
     char key[512];
     std::size_t klen = write_location_key(aor, key, sizeof key);
     if (klen == 0) return StoreError::Protocol;
-    LookupOp* op;
-    if (!lookup_free_.empty()) {
-        op = lookup_free_.back();
-        lookup_free_.pop_back();
-    } else {
-        auto fresh = std::unique_ptr<LookupOp>(new (std::nothrow) LookupOp);
-        if (!fresh) return StoreError::Overloaded;
-        op = fresh.get();
-        lookup_pool_.push_back(std::move(fresh));
-    }
+    LookupOp* op = lookup_ops_.acquire();
     op->store = this;
     op->cb = cb;
     op->ctx = ctx;
@@ -154,7 +152,7 @@ StoreError RedisStore::lookup(std::string_view aor, LookupCallback cb, void* ctx
     RedisError err = route_.command(std::string_view(key, klen), true, 2, argv, lens,
                                     &RedisStore::on_lookup, op);
     if (err != RedisError::None) {
-        lookup_free_.push_back(op);
+        lookup_ops_.release(op);
         return to_store_error(err);
     }
     return StoreError::None;
@@ -165,7 +163,7 @@ void RedisStore::on_lookup(void* ctx, RedisError err, const redisReply* reply) n
     RedisStore* self = op->store;
     LookupCallback cb = op->cb;
     void* user = op->ctx;
-    self->lookup_free_.push_back(op);
+    self->lookup_ops_.release(op);
 
     LookupReply out;
     if (err != RedisError::None) {
@@ -200,33 +198,24 @@ void RedisStore::on_lookup(void* ctx, RedisError err, const redisReply* reply) n
     cb(user, out);
 }
 
+bool RedisStore::must_reload(const redisReply* reply, bool& retried) noexcept {
+    // NOSCRIPT: the script cache was flushed (restart, SCRIPT FLUSH, failover); the script is
+    // then sent whole, once.
+    if (reply->type != REDIS_REPLY_ERROR || retried || str(reply).substr(0, 8) != "NOSCRIPT")
+        return false;
+    retried = true;
+    ++stats_.script_reloads;
+    return true;
+}
+
 StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallback cb,
                                       void* ctx) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
-    auto* op = new (std::nothrow) RegisterOp;
-    if (op == nullptr) return StoreError::Overloaded;
+    auto* op = new RegisterOp;
     op->store = this;
     op->cb = cb;
     op->ctx = ctx;
-    try {
-        op->args.reserve(8 + 3 * ch.contacts.size());
-        op->args.emplace_back(location_key(ch.aor));
-        op->args.emplace_back(std::to_string(ch.max_contacts));
-        op->args.emplace_back(ch.evict_oldest ? "1" : "0");
-        // register.lua's flags: 1 remove all, 2 a retransmission (nothing written).
-        op->args.emplace_back(
-            std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0)));
-        op->args.emplace_back(ch.call_id);
-        op->args.emplace_back(std::to_string(ch.cseq));
-        for (const ContactChange& c : ch.contacts) {
-            op->args.emplace_back(c.key);
-            op->args.emplace_back(std::to_string(c.expires_s));
-            op->args.emplace_back(c.tail);
-        }
-    } catch (...) {  // std::bad_alloc: answer 503 rather than die
-        delete op;
-        return StoreError::Overloaded;
-    }
+    register_script_args(ch, op->args);
     StoreError e = send_register(op, false);
     if (e != StoreError::None) delete op;
     return e;
@@ -236,12 +225,8 @@ StoreError RedisStore::send_register(RegisterOp* op, bool full_script) noexcept 
     // EVALSHA <sha> 1 <key> <argv...>  or  EVAL <script> 1 <key> <argv...>
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
-    try {
-        argv.reserve(op->args.size() + 3);
-        lens.reserve(op->args.size() + 3);
-    } catch (...) {
-        return StoreError::Overloaded;
-    }
+    argv.reserve(op->args.size() + 3);
+    lens.reserve(op->args.size() + 3);
     std::string_view script = register_script();
     if (full_script) {
         argv.push_back("EVAL");
@@ -271,16 +256,13 @@ void RedisStore::on_register(void* ctx, RedisError err, const redisReply* reply)
     RegisterReply out;
     if (err != RedisError::None) {
         out.error = to_store_error(err);
+    } else if (self->must_reload(reply, op->retried)) {
+        StoreError again = self->send_register(op, true);
+        if (again == StoreError::None) return;
+        out.error = again;
     } else if (reply->type == REDIS_REPLY_ERROR) {
         std::string_view e = str(reply);
-        if (e.substr(0, 8) == "NOSCRIPT" && !op->retried) {
-            // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
-            op->retried = true;
-            ++self->stats_.script_reloads;
-            StoreError again = self->send_register(op, true);
-            if (again == StoreError::None) return;
-            out.error = again;
-        } else if (e.find("STALE") != std::string_view::npos) {
+        if (e.find("STALE") != std::string_view::npos) {
             out.error = StoreError::Stale;
         } else if (e.find("TOOMANY") != std::string_view::npos) {
             out.error = StoreError::TooManyContacts;
@@ -312,61 +294,6 @@ void RedisStore::on_register(void* ctx, RedisError err, const redisReply* reply)
     cb(user, out);
 }
 
-StoreError RedisStore::credentials(std::string_view aor, CredentialsCallback cb,
-                                   void* ctx) noexcept {
-    auto* op = new (std::nothrow) CredentialsOp{this, cb, ctx};
-    if (op == nullptr) return StoreError::Overloaded;
-    std::string key;
-    try {
-        key = subscriber_key(aor);
-    } catch (...) {
-        delete op;
-        return StoreError::Overloaded;
-    }
-    const char* argv[2] = {"HGETALL", key.c_str()};
-    std::size_t lens[2] = {7, key.size()};
-    RedisError err = route_.command(key, true, 2, argv, lens, &RedisStore::on_credentials, op);
-    if (err != RedisError::None) {
-        delete op;
-        return to_store_error(err);
-    }
-    return StoreError::None;
-}
-
-void RedisStore::on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept {
-    auto* op = static_cast<CredentialsOp*>(ctx);
-    CredentialsReply out;
-    if (err != RedisError::None) {
-        out.error = to_store_error(err);
-    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0) {
-        ++op->store->stats_.protocol_errors;
-        out.error = StoreError::Protocol;
-    } else {
-        out.credentials.found = reply->elements > 0;
-        out.credentials.enabled = true;
-        for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
-            const redisReply* k = reply->element[i];
-            const redisReply* v = reply->element[i + 1];
-            if (!is_string(k) || !is_string(v)) continue;
-            std::string_view name = str(k);
-            if (name == "ha1-md5")
-                out.credentials.ha1_md5 = str(v);
-            else if (name == "ha1-sha256")
-                out.credentials.ha1_sha256 = str(v);
-            else if (name == "enabled")
-                out.credentials.enabled = str(v) != "0";
-            else if (name == "realm")
-                out.credentials.realm = str(v);
-            else if (name == "algorithms")
-                out.credentials.algorithms = str(v);
-        }
-    }
-    CredentialsCallback cb = op->cb;
-    void* user = op->ctx;
-    delete op;
-    cb(user, out);
-}
-
 // ------------------------------------------------------------------------------------------------
 // AuthStore
 
@@ -392,20 +319,7 @@ void assign_key(std::string& out, std::string_view prefix, std::string_view aor,
 }  // namespace
 
 RedisStore::ScriptOp* RedisStore::acquire_script_op() noexcept {
-    if (!script_free_.empty()) {
-        ScriptOp* op = script_free_.back();
-        script_free_.pop_back();
-        return op;
-    }
-    auto fresh = std::unique_ptr<ScriptOp>(new (std::nothrow) ScriptOp);
-    if (!fresh) return nullptr;
-    ScriptOp* op = fresh.get();
-    try {
-        script_pool_.push_back(std::move(fresh));
-        script_free_.reserve(script_pool_.size());  // so release never allocates
-    } catch (...) {
-        return nullptr;  // `fresh` (or the pool's copy) frees it
-    }
+    ScriptOp* op = script_ops_.acquire();
     op->store = this;
     return op;
 }
@@ -414,7 +328,7 @@ void RedisStore::release_script_op(ScriptOp* op) noexcept {
     op->fetch_cb = nullptr;
     op->failure_cb = nullptr;
     op->nonce_cb = nullptr;
-    script_free_.push_back(op);  // capacity reserved in acquire_script_op
+    script_ops_.release(op);
 }
 
 StoreError RedisStore::start_script(ScriptOp* op) noexcept {
@@ -452,10 +366,7 @@ void RedisStore::on_script(void* ctx, RedisError err, const redisReply* reply) n
         self->finish_script(op, to_store_error(err), nullptr);
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR && str(reply).substr(0, 8) == "NOSCRIPT" && !op->retried) {
-        // The script cache was flushed (restart, SCRIPT FLUSH, failover): send it whole.
-        op->retried = true;
-        ++self->stats_.script_reloads;
+    if (self->must_reload(reply, op->retried)) {
         StoreError again = self->send_script(op, true);
         if (again == StoreError::None) return;
         self->finish_script(op, again, nullptr);
@@ -558,13 +469,7 @@ StoreError RedisStore::launch_script(ScriptId id, std::size_t nkeys, std::size_t
                                      Fill&& fill) noexcept {
     if (!route_.ready()) return StoreError::Unavailable;
     ScriptOp* op = acquire_script_op();
-    if (op == nullptr) return StoreError::Overloaded;
-    try {
-        fill(*op);   // keys, argv and the callback
-    } catch (...) {  // std::bad_alloc: answer 503 rather than die
-        release_script_op(op);
-        return StoreError::Overloaded;
-    }
+    fill(*op);  // keys, argv and the callback
     op->id = id;
     op->nkeys = nkeys;
     op->nargv = nargv;

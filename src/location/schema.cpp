@@ -60,4 +60,20 @@ std::string_view nonce_count_script() noexcept {
     return generated::kNonceCountLua;
 }
 
+void register_script_args(const RegisterChanges& ch, std::vector<std::string>& out) {
+    out.reserve(out.size() + 6 + 3 * ch.contacts.size());
+    out.emplace_back(location_key(ch.aor));
+    out.emplace_back(std::to_string(ch.max_contacts));
+    out.emplace_back(ch.evict_oldest ? "1" : "0");
+    // register.lua's flags: 1 remove all, 2 a retransmission (nothing written).
+    out.emplace_back(std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0)));
+    out.emplace_back(ch.call_id);
+    out.emplace_back(std::to_string(ch.cseq));
+    for (const ContactChange& c : ch.contacts) {
+        out.emplace_back(c.key);
+        out.emplace_back(std::to_string(c.expires_s));
+        out.emplace_back(c.tail);
+    }
+}
+
 }  // namespace sipr::location

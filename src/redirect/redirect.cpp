@@ -260,7 +260,7 @@ struct Redirector::Slot {
     Redirector* owner = nullptr;
 };
 
-Redirector::Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
+Redirector::Redirector(Config config, location::LookupStore& store, sip::Sender& sender,
                        sip::MessageStats& messages, RedirectStats& stats,
                        uint64_t (*now_us)() noexcept, int64_t (*wall_ms)() noexcept)
     : config_(std::move(config)),
@@ -388,8 +388,7 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
             if (err == StoreError::None) return;  // finish() releases the slot (perhaps did)
             --inflight_;
             stats_.inflight_lookups.add(-1);
-            stats_.redis_error(err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
-                                                             : base::RedisErrorKind::Unavailable);
+            stats_.redis_error(location::redis_error_kind(err));
             respond(*slot, 503, "Service Unavailable", {});
             break;
         }
@@ -410,22 +409,8 @@ void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept
         stats_.lookup_duration.observe_us(now >= slot->started_us ? now - slot->started_us : 0);
     }
     stats_.garbage_bindings.inc(reply.garbage);
-    switch (reply.error) {
-        case StoreError::None:
-            break;
-        case StoreError::Timeout:
-            stats_.redis_error(base::RedisErrorKind::Timeout);
-            break;
-        case StoreError::Protocol:
-            stats_.redis_error(base::RedisErrorKind::Protocol);
-            break;
-        case StoreError::Overloaded:
-            stats_.redis_error(base::RedisErrorKind::Overloaded);
-            break;
-        default:
-            stats_.redis_error(base::RedisErrorKind::Unavailable);
-            break;
-    }
+    if (reply.error != StoreError::None)
+        stats_.redis_error(location::redis_error_kind(reply.error));
     LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
     WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
                                      std::min(config_.max_response, slot->limit),

@@ -116,10 +116,7 @@ AlgorithmList DigestAuthenticator::algorithms_of(const location::Credentials& c)
 }
 
 void DigestAuthenticator::count_store_error(StoreError e) noexcept {
-    stats_.redis_error(e == StoreError::Timeout      ? base::RedisErrorKind::Timeout
-                       : e == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
-                       : e == StoreError::Protocol   ? base::RedisErrorKind::Protocol
-                                                     : base::RedisErrorKind::Unavailable);
+    stats_.redis_error(location::redis_error_kind(e));
 }
 
 bool DigestAuthenticator::write_challenge(std::string& out, std::string_view realm, bool stale,

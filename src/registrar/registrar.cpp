@@ -57,23 +57,17 @@ std::string format_q(uint16_t q) {
     return std::string(w.view());
 }
 
-std::string contact_key(const sip::Uri& uri, std::string_view uri_text) {
-    std::string key;
-    key.reserve(uri_text.size());
-    // Lower-case the scheme and the host; keep user, port and parameters as written.
-    std::size_t host_at = uri.host.empty()
-                              ? uri_text.size()
-                              : static_cast<std::size_t>(uri.host.data() - uri_text.data());
-    std::size_t host_end = host_at + uri.host.size();
-    for (std::size_t i = 0; i < uri_text.size(); ++i) {
-        char c = uri_text[i];
-        bool lower = i < uri.scheme_text.size() || (i >= host_at && i < host_end);
-        key += lower ? base::to_lower(c) : c;
-    }
-    return key;
+std::string contact_key(const sip::Uri& uri, std::string_view uri_text, std::string_view instance) {
+    location::ContactUri c;
+    c.text = uri_text;
+    c.scheme_len = uri.scheme_text.size();
+    c.host_at = uri.host.empty() ? uri_text.size()
+                                 : static_cast<std::size_t>(uri.host.data() - uri_text.data());
+    c.host_len = uri.host.size();
+    return location::binding_key(c, instance);
 }
 
-Registrar::Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+Registrar::Registrar(Config config, location::RegisterStore& store, sip::Sender& sender,
                      sip::MessageStats& messages, RegistrarStats& stats)
     : config_(std::move(config)),
       store_(store),
@@ -401,8 +395,7 @@ void Registrar::store_register(Slot* slot) noexcept {
         b.has_reg_id = c.has_reg_id;
         b.reg_id = c.reg_id;
         location::ContactChange change;
-        change.key =
-            c.instance.empty() ? contact_key(c.addr.uri, c.addr.uri_text) : std::string(c.instance);
+        change.key = contact_key(c.addr.uri, c.addr.uri_text, c.instance);
         change.expires_s = expires;
         if (expires != 0) {
             change.tail = location::pack_binding_tail(b);
@@ -416,9 +409,7 @@ void Registrar::store_register(Slot* slot) noexcept {
 
     StoreError err = store_.apply_register(ch, &Registrar::on_stored, slot);
     if (err != StoreError::None) {
-        stats_.redis_error(err == StoreError::Timeout      ? base::RedisErrorKind::Timeout
-                           : err == StoreError::Overloaded ? base::RedisErrorKind::Overloaded
-                                                           : base::RedisErrorKind::Unavailable);
+        stats_.redis_error(location::redis_error_kind(err));
         reply(503, "Service Unavailable", retry_after);
         return;
     }
@@ -451,10 +442,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
             free_slots_.push_back(slot);
             return;
         default:
-            stats_.redis_error(reply.error == StoreError::Timeout ? base::RedisErrorKind::Timeout
-                               : reply.error == StoreError::Protocol
-                                   ? base::RedisErrorKind::Protocol
-                                   : base::RedisErrorKind::Unavailable);
+            stats_.redis_error(location::redis_error_kind(reply.error));
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after);
             stats_.registration(RegistrationResult::StoreError);
             free_slots_.push_back(slot);

@@ -1,5 +1,5 @@
 // libFuzzer target: one datagram through the whole redirect service (redirect::Redirector, DESIGN
-// §4) with a fake LocationStore whose bindings, errors and timing come from the input's script
+// §4) with a fake LookupStore whose bindings, errors and timing come from the input's script
 // (fuzz_service.h). The datagram is handed over 1-3 times (retransmissions, several look-ups in
 // flight), from a heap copy freed as soon as on_datagram returns, and the store answers later, in
 // order or not, or at once inside lookup() (a near-cache hit), from views freed as soon as the
@@ -54,7 +54,7 @@ constexpr std::string_view kContacts[] = {
     "mailto:alice@example.com",
 };
 
-class FakeStore final : public location::LocationStore {
+class FakeStore final : public location::LookupStore {
   public:
     struct Pending {
         std::string aor;
@@ -80,16 +80,6 @@ class FakeStore final : public location::LocationStore {
         pending.push_back(Pending{std::string(aor), cb, ctx});
         if (sync) answer(pending.size() - 1);
         return StoreError::None;
-    }
-    StoreError apply_register(const location::RegisterChanges&, location::RegisterCallback,
-                              void*) noexcept override {
-        SIPR_FUZZ_CHECK(false && "the redirect server never writes bindings");
-        return StoreError::Unavailable;
-    }
-    StoreError credentials(std::string_view, location::CredentialsCallback,
-                           void*) noexcept override {
-        SIPR_FUZZ_CHECK(false && "the redirect server never reads credentials");
-        return StoreError::Unavailable;
     }
     [[nodiscard]] bool available() const noexcept override { return up; }
 

@@ -1,10 +1,9 @@
 // libFuzzer target: one datagram through the whole registrar (registrar::Registrar, DESIGN §5,
-// RFC 3261 §10.3) with a fake LocationStore that applies each REGISTER as register.lua does
-// (pruning, CSeq order, --max-contacts reject/evict) on bindings the input's script seeds; it
-// also answers credentials() (found, enabled, HA1s from the script) for an authenticator that
-// reads them. The datagram is handed over 1-3 times
-// (retransmissions), from a heap copy freed as soon as on_datagram returns; the store answers
-// later, in order or not, from views freed as soon as the callback returns.
+// RFC 3261 §10.3) with a fake RegisterStore that applies each REGISTER as register.lua does
+// (pruning, CSeq order, --max-contacts reject/evict) on bindings the input's script seeds. The
+// datagram is handed over 1-3 times (retransmissions), from a heap copy freed as soon as
+// on_datagram returns; the store answers later, in order or not, from views freed as soon as the
+// callback returns.
 //
 // Checked: what the registrar asks the store to write is what §10.3 allows (the To AOR, the
 // request's Call-ID and CSeq, expiries 0 or within [--min-expires, --max-expires], every new
@@ -36,15 +35,11 @@ constexpr int64_t kNowMs = 1'700'000'000'000;
 constexpr std::size_t kMaxResponse = 65000;
 
 // register.lua in C++ (as tests/unit/registrar's fake store): one table of packed bindings per AOR.
-class FakeStore final : public location::LocationStore {
+class FakeStore final : public location::RegisterStore {
   public:
     struct Pending {
         location::RegisterChanges changes;
         location::RegisterCallback cb = nullptr;
-        void* ctx = nullptr;
-    };
-    struct CredPending {
-        location::CredentialsCallback cb = nullptr;
         void* ctx = nullptr;
     };
 
@@ -54,15 +49,8 @@ class FakeStore final : public location::LocationStore {
     std::vector<std::string> seed;         // packed bindings every AOR starts with
     std::map<std::string, std::map<std::string, std::string>> db;
     std::vector<Pending> pending;
-    std::vector<CredPending> cred_pending;
     std::vector<location::RegisterChanges> seen;
-    location::Credentials creds;
-    std::string ha1_md5, ha1_sha256;
 
-    StoreError lookup(std::string_view, location::LookupCallback, void*) noexcept override {
-        SIPR_FUZZ_CHECK(false && "the registrar never looks bindings up");
-        return StoreError::Unavailable;
-    }
     StoreError apply_register(const location::RegisterChanges& ch, location::RegisterCallback cb,
                               void* ctx) noexcept override {
         SIPR_FUZZ_CHECK(cb != nullptr);
@@ -71,32 +59,12 @@ class FakeStore final : public location::LocationStore {
         pending.push_back(Pending{ch, cb, ctx});
         return StoreError::None;
     }
-    StoreError credentials(std::string_view aor, location::CredentialsCallback cb,
-                           void* ctx) noexcept override {
-        SIPR_FUZZ_CHECK(cb != nullptr && !aor.empty());
-        if (refuse != StoreError::None) return refuse;
-        cred_pending.push_back(CredPending{cb, ctx});
-        return StoreError::None;
-    }
     [[nodiscard]] bool available() const noexcept override { return up; }
 
-    [[nodiscard]] bool idle() const noexcept { return pending.empty() && cred_pending.empty(); }
+    [[nodiscard]] bool idle() const noexcept { return pending.empty(); }
 
-    // Answers one pending request (credentials first, as they come before a write).
+    // Answers one pending REGISTER.
     void answer(bool last) {
-        if (!cred_pending.empty()) {
-            CredPending p = cred_pending.front();
-            cred_pending.erase(cred_pending.begin());
-            location::CredentialsReply reply;
-            reply.error = fail;
-            auto md5 = std::make_unique<std::string>(ha1_md5);
-            auto sha = std::make_unique<std::string>(ha1_sha256);
-            reply.credentials = creds;
-            reply.credentials.ha1_md5 = *md5;
-            reply.credentials.ha1_sha256 = *sha;
-            p.cb(p.ctx, reply);
-            return;
-        }
         std::size_t i = last ? pending.size() - 1 : 0;
         Pending p = std::move(pending[i]);
         pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
@@ -223,10 +191,11 @@ void make_run(Run& r, std::string_view script) {
     r.order = fdp.ConsumeIntegralInRange(0, 2);
     r.v6 = fdp.ConsumeBool();
     r.sender_buffer = pick<std::size_t>(fdp, {0, 65536, 256});
-    r.store.creds.found = fdp.ConsumeBool();
-    r.store.creds.enabled = fdp.ConsumeBool();
-    r.store.ha1_md5 = fdp.ConsumeRandomLengthString(40);
-    r.store.ha1_sha256 = fdp.ConsumeRandomLengthString(70);
+    // Bytes that once fed a credentials fake: still consumed, so the corpus keeps its meaning.
+    (void)fdp.ConsumeBool();
+    (void)fdp.ConsumeBool();
+    (void)fdp.ConsumeRandomLengthString(40);
+    (void)fdp.ConsumeRandomLengthString(70);
 
     // Bindings the AOR already has (at most --max-contacts, as the script keeps it).
     std::size_t n = fdp.ConsumeIntegralInRange<std::size_t>(0, c.max_contacts);

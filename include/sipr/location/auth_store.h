@@ -22,6 +22,18 @@
 
 namespace sipr::location {
 
+// A subscriber record, sipr:sub:{aor} (DESIGN §6), as sip-locctl user add writes it.
+struct Credentials {
+    bool found = false;
+    bool enabled = false;         // false only when the field "enabled" is "0"
+    std::string_view ha1_md5;     // hex of MD5(user:realm:password)
+    std::string_view ha1_sha256;  // hex of SHA-256(user:realm:password)
+    std::string_view realm;       // the realm the HA1s were computed for ("" when not recorded)
+    // The digest algorithms this subscriber is challenged with and may answer, as written by
+    // sip-locctl user add --algorithms ("SHA-256,MD5", most preferred first); "" when the record
+    // has no such field (the registrar's --auth-algorithms then apply).
+    std::string_view algorithms;
+};
 struct AuthFetchReply {
     StoreError error = StoreError::None;
     Credentials credentials;  // views valid only during the callback

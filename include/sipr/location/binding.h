@@ -58,9 +58,20 @@ struct Binding {
 // script, which prefixes version, expires_at and updated_at computed from Redis TIME.
 [[nodiscard]] std::string pack_binding_tail(const Binding& b);
 
+// Where a contact URI's case-insensitive parts are (found by the SIP parser: registrar.h's
+// contact_key, which every writer of bindings goes through).
+struct ContactUri {
+    std::string_view text;       // the URI as written
+    std::size_t scheme_len = 0;  // text[0, scheme_len) is the scheme
+    std::size_t host_at = 0;     // text[host_at, host_at + host_len) is the host
+    std::size_t host_len = 0;
+};
+
 // The hash field of a binding (DESIGN §6): the +sip.instance when present (RFC 5626: instance and
-// reg-id identify the flow; we key by instance alone as §6 says), else the contact URI.
-[[nodiscard]] std::string binding_key(std::string_view contact, std::string_view instance);
+// reg-id identify the flow; we key by instance alone as §6 says), else the contact URI with its
+// scheme and host lower-cased and the rest as written (RFC 3261 §19.1.4 compares those two
+// case-insensitively).
+[[nodiscard]] std::string binding_key(const ContactUri& contact, std::string_view instance);
 
 // An owning copy of a view.
 [[nodiscard]] Binding to_binding(const BindingView& v);

@@ -1,15 +1,16 @@
 #pragma once
-// A LocationStore in front of another (the worker's RedisStore) that answers look-ups from a
+// A LookupStore in front of another (the worker's RedisStore) that answers look-ups from a
 // NearCache while the cache is enabled (DESIGN §7). Invalidations, flushes and the enabled state
 // come from the owner (CacheTracker, from Redis); this class keeps the cache's rules and counts.
 //
-// Callback contract: as LocationStore's, except that a look-up answered from the cache runs its
+// Callback contract: as LookupStore's, except that a look-up answered from the cache runs its
 // callback before lookup() returns (and lookup() then returns None). A miss goes to the inner
 // store and its reply is stored (NearCache::insert decides) before it is handed on.
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/base/stats.h"
 #include "sipr/location/near_cache.h"
 #include "sipr/location/store.h"
@@ -25,24 +26,16 @@ struct CacheMetrics {
     base::Gauge& entries;
 };
 
-class CachingStore final : public LocationStore {
+class CachingStore final : public LookupStore {
   public:
     // `inner` is not owned and must outlive this. `wall_ms` is the wall clock (unix ms) that a
     // binding's expiry is judged by; `mono_ms` a monotonic clock for the TTLs.
-    CachingStore(LocationStore& inner, NearCacheOptions opts, CacheMetrics metrics,
+    CachingStore(LookupStore& inner, NearCacheOptions opts, CacheMetrics metrics,
                  int64_t (*wall_ms)() noexcept, uint64_t (*mono_ms)() noexcept);
     ~CachingStore() override;
 
     [[nodiscard]] StoreError lookup(std::string_view aor, LookupCallback cb,
                                     void* ctx) noexcept override;
-    [[nodiscard]] StoreError apply_register(const RegisterChanges& changes, RegisterCallback cb,
-                                            void* ctx) noexcept override {
-        return inner_.apply_register(changes, cb, ctx);
-    }
-    [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
-                                         void* ctx) noexcept override {
-        return inner_.credentials(aor, cb, ctx);
-    }
     [[nodiscard]] bool available() const noexcept override { return inner_.available(); }
 
     // Tracking confirmed (true) or lost (false): flushes either way (counted when it dropped
@@ -60,13 +53,12 @@ class CachingStore final : public LocationStore {
     struct Op;
     static void on_inner(void* ctx, const LookupReply& reply) noexcept;
 
-    LocationStore& inner_;
+    LookupStore& inner_;
     NearCache cache_;
     CacheMetrics metrics_;
     int64_t (*wall_ms_)() noexcept;
     uint64_t (*mono_ms_)() noexcept;
-    std::vector<std::unique_ptr<Op>> ops_;
-    std::vector<Op*> free_ops_;
+    base::OpPool<Op> ops_;
     std::vector<BindingView> scratch_;  // a hit's bindings still live now
 };
 

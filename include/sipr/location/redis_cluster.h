@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/base/stats.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_route.h"
@@ -155,8 +156,7 @@ class RedisCluster final : public RedisRoute {
     uint64_t refreshes_ = 0;
     uint64_t last_refresh_ms_ = 0;
     uv_timer_t timer_{};
-    std::vector<std::unique_ptr<Op>> pool_;
-    std::vector<Op*> free_;
+    base::OpPool<Op> ops_;
     std::vector<SlotRange> scratch_ranges_;
     RedisClient::StateFn state_fn_ = nullptr;
     void* state_ctx_ = nullptr;

@@ -1,12 +1,13 @@
 #pragma once
-// LocationStore on a RedisRoute (DESIGN §6, §7): lookup is one HGETALL, a REGISTER is one EVALSHA
-// of register.lua (sent again as EVAL on NOSCRIPT), credentials one HGETALL. The AuthStore
+// The stores on a RedisRoute (DESIGN §6, §7): lookup is one HGETALL, a REGISTER is one EVALSHA
+// of register.lua (sent again as EVAL on NOSCRIPT). The AuthStore
 // operations are one EVALSHA each (auth_fetch.lua, auth_failure.lua, nonce_count.lua).
 #include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/location/auth_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_route.h"
@@ -14,7 +15,7 @@
 
 namespace sipr::location {
 
-class RedisStore final : public LocationStore, public AuthStore {
+class RedisStore final : public LookupStore, public RegisterStore, public AuthStore {
   public:
     // `route` is not owned and must outlive the store; `clock_ms` gives wall-clock unix ms for
     // filtering expired bindings (nullptr: the system clock). Look-ups and credentials are
@@ -28,8 +29,6 @@ class RedisStore final : public LocationStore, public AuthStore {
                                     void* ctx) noexcept override;
     [[nodiscard]] StoreError apply_register(const RegisterChanges& changes, RegisterCallback cb,
                                             void* ctx) noexcept override;
-    [[nodiscard]] StoreError credentials(std::string_view aor, CredentialsCallback cb,
-                                         void* ctx) noexcept override;
     // Whether look-ups can be served (the health probe of sip-redirectd; sip-registrard, which
     // takes no --redis-read, has one node for both).
     [[nodiscard]] bool available() const noexcept override { return route_.read_ready(); }
@@ -58,11 +57,12 @@ class RedisStore final : public LocationStore, public AuthStore {
     RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route, int64_t (*clock_ms)() noexcept);
     struct LookupOp;
     struct RegisterOp;
-    struct CredentialsOp;
     static void on_lookup(void* ctx, RedisError err, const redisReply* reply) noexcept;
     static void on_register(void* ctx, RedisError err, const redisReply* reply) noexcept;
-    static void on_credentials(void* ctx, RedisError err, const redisReply* reply) noexcept;
     StoreError send_register(RegisterOp* op, bool full_script) noexcept;
+    // Whether `reply` is NOSCRIPT and the op (its `retried`) has not sent the script whole yet;
+    // then marks it and counts the reload.
+    bool must_reload(const redisReply* reply, bool& retried) noexcept;
 
     // The auth scripts: one pooled op type, sent as EVALSHA (EVAL again after NOSCRIPT).
     enum class ScriptId : uint8_t { AuthFetch, AuthFailure, NonceCount };
@@ -74,8 +74,7 @@ class RedisStore final : public LocationStore, public AuthStore {
     ScriptOp* acquire_script_op() noexcept;
     void release_script_op(ScriptOp* op) noexcept;
     StoreError start_script(ScriptOp* op) noexcept;
-    // The common start of every auth script: readiness, a pooled op, `fill` (which may throw
-    // std::bad_alloc: then Overloaded), then the send.
+    // The common start of every auth script: readiness, a pooled op, `fill`, then the send.
     template <typename Fill>
     StoreError launch_script(ScriptId id, std::size_t nkeys, std::size_t nargv, void* ctx,
                              Fill&& fill) noexcept;
@@ -87,12 +86,10 @@ class RedisStore final : public LocationStore, public AuthStore {
     RedisRoute& route_;
     int64_t (*clock_ms_)() noexcept;
     std::string script_sha_;
-    std::vector<std::unique_ptr<LookupOp>> lookup_pool_;
-    std::vector<LookupOp*> lookup_free_;
+    base::OpPool<LookupOp> lookup_ops_;
     std::vector<BindingView> scratch_;  // reused for every reply: no per-lookup allocation
     std::array<Script, 3> scripts_;     // by ScriptId
-    std::vector<std::unique_ptr<ScriptOp>> script_pool_;
-    std::vector<ScriptOp*> script_free_;
+    base::OpPool<ScriptOp> script_ops_;
     Stats stats_;
 };
 

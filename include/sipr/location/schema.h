@@ -3,6 +3,9 @@
 // them live in one Redis Cluster slot.
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "sipr/location/store.h"
 
 namespace sipr::location {
 
@@ -26,11 +29,14 @@ inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 [[nodiscard]] std::size_t write_location_key(std::string_view aor, char* out,
                                              std::size_t cap) noexcept;
 
-// The Lua script behind LocationStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
+// The Lua script behind RegisterStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
 // ARGV: max_contacts, evict(0|1), flags (1 remove all, +2 retransmission), call_id, cseq, triples
 // (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
 // "STALE ..." / "TOOMANY ...".
 [[nodiscard]] std::string_view register_script() noexcept;
+// Appends register.lua's KEYS[1] and ARGV for `changes` to `out`, in the order above: the one
+// place that lays them out (RedisStore, Admin).
+void register_script_args(const RegisterChanges& changes, std::vector<std::string>& out);
 
 // The scripts behind AuthStore (auth_store.h); each file's header comment states its keys,
 // arguments and reply.

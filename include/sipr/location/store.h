@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/stats.h"
 #include "sipr/location/binding.h"
 
 namespace sipr::location {
@@ -28,6 +29,11 @@ enum class StoreError : uint8_t {
 
 [[nodiscard]] std::string_view store_error_text(StoreError e) noexcept;
 
+// The kind of sipr_redis_errors_total a failed store call counts as: Timeout, Overloaded and
+// Protocol as themselves, anything else (Unavailable; Stale and TooManyContacts, which are
+// answers, are never counted) as Unavailable.
+[[nodiscard]] base::RedisErrorKind redis_error_kind(StoreError e) noexcept;
+
 struct LookupReply {
     StoreError error = StoreError::None;
     // Live and garbage-free bindings (expired and unparsable ones filtered out), in storage order.
@@ -39,7 +45,7 @@ using LookupCallback = void (*)(void* ctx, const LookupReply& reply) noexcept;
 
 // One contact of a REGISTER after the registrar's decisions.
 struct ContactChange {
-    std::string key;         // binding_key()
+    std::string key;         // binding_key() (binding.h)
     uint32_t expires_s = 0;  // 0 removes the binding
     std::string tail;        // pack_binding_tail() of the new binding (ignored when expires is 0)
 };
@@ -65,37 +71,25 @@ struct RegisterReply {
 };
 using RegisterCallback = void (*)(void* ctx, const RegisterReply& reply) noexcept;
 
-// A subscriber record, sipr:sub:{aor} (DESIGN §6), as sip-locctl user add writes it.
-struct Credentials {
-    bool found = false;
-    bool enabled = false;         // false only when the field "enabled" is "0"
-    std::string_view ha1_md5;     // hex of MD5(user:realm:password)
-    std::string_view ha1_sha256;  // hex of SHA-256(user:realm:password)
-    std::string_view realm;       // the realm the HA1s were computed for ("" when not recorded)
-    // The digest algorithms this subscriber is challenged with and may answer, as written by
-    // sip-locctl user add --algorithms ("SHA-256,MD5", most preferred first); "" when the record
-    // has no such field (the registrar's --auth-algorithms then apply).
-    std::string_view algorithms;
-};
-struct CredentialsReply {
-    StoreError error = StoreError::None;
-    Credentials credentials;
-};
-using CredentialsCallback = void (*)(void* ctx, const CredentialsReply& reply) noexcept;
-
-class LocationStore {
+// What the redirect service needs: look-ups.
+class LookupStore {
   public:
-    virtual ~LocationStore() = default;
+    virtual ~LookupStore() = default;
     // The live bindings of `aor` (normalised, DESIGN §4).
     [[nodiscard]] virtual StoreError lookup(std::string_view aor, LookupCallback cb,
                                             void* ctx) noexcept = 0;
+    // True while look-ups can be served (for health probes).
+    [[nodiscard]] virtual bool available() const noexcept = 0;
+};
+
+// What the registrar needs: one REGISTER applied atomically.
+class RegisterStore {
+  public:
+    virtual ~RegisterStore() = default;
     // Applies one REGISTER atomically; the reply lists every binding after it.
     [[nodiscard]] virtual StoreError apply_register(const RegisterChanges& changes,
                                                     RegisterCallback cb, void* ctx) noexcept = 0;
-    // The subscriber record of `aor` (written by sip-locctl user add).
-    [[nodiscard]] virtual StoreError credentials(std::string_view aor, CredentialsCallback cb,
-                                                 void* ctx) noexcept = 0;
-    // True while the store can serve (for health probes).
+    // True while REGISTERs can be applied (for health probes).
     [[nodiscard]] virtual bool available() const noexcept = 0;
 };
 

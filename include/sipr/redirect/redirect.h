@@ -1,7 +1,7 @@
 #pragma once
 // The redirect service of DESIGN §4: a request and the bindings of its AOR in, a 302 / 404 / 503
 // (or another answer, or nothing) out. The decision and the response writing are pure functions
-// (unit-tested rule by rule); Redirector wires them to a LocationStore and a Sender.
+// (unit-tested rule by rule); Redirector wires them to a LookupStore and a Sender.
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -94,7 +94,7 @@ class Redirector {
   public:
     // `now_us` is a monotonic clock for the look-up latency histogram; `wall_ms` the wall clock.
     // It counts into `messages` and `stats`, which outlive it.
-    Redirector(Config config, location::LocationStore& store, sip::Sender& sender,
+    Redirector(Config config, location::LookupStore& store, sip::Sender& sender,
                sip::MessageStats& messages, RedirectStats& stats, uint64_t (*now_us)() noexcept,
                int64_t (*wall_ms)() noexcept);
     ~Redirector();
@@ -123,7 +123,7 @@ class Redirector {
     void release(Slot* slot) noexcept;
 
     Config config_;
-    location::LocationStore& store_;
+    location::LookupStore& store_;
     sip::Sender& sender_;
     sip::MessageStats& messages_;
     RedirectStats& stats_;

@@ -1,5 +1,5 @@
 #pragma once
-// The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the LocationStore interface. Pure
+// The REGISTER service of DESIGN §5 (RFC 3261 §10.3), against the RegisterStore interface. Pure
 // logic: it never touches sockets or Redis directly, so it is unit-tested with a fake store.
 #include <array>
 #include <cstdint>
@@ -68,7 +68,7 @@ class Registrar {
   public:
     // `store` and `sender` are not owned and must outlive the registrar; `messages` and `stats`
     // are this worker's.
-    Registrar(Config config, location::LocationStore& store, sip::Sender& sender,
+    Registrar(Config config, location::RegisterStore& store, sip::Sender& sender,
               sip::MessageStats& messages, RegistrarStats& stats);
     ~Registrar();
     Registrar(const Registrar&) = delete;
@@ -109,7 +109,7 @@ class Registrar {
     void finish(Slot* slot, const location::RegisterReply& reply) noexcept;
 
     Config config_;
-    location::LocationStore& store_;
+    location::RegisterStore& store_;
     sip::Sender& sender_;
     sip::MessageStats& messages_;
     RegistrarStats& stats_;
@@ -134,8 +134,9 @@ class Registrar {
 // The q-value text of thousandths: 1000 -> "1", 500 -> "0.5", 123 -> "0.123".
 [[nodiscard]] std::string format_q(uint16_t q);
 
-// The binding key of a contact URI without +sip.instance: scheme and host lower-cased, the rest
-// as written (RFC 3261 §19.1.4 compares those case-insensitively).
-[[nodiscard]] std::string contact_key(const sip::Uri& uri, std::string_view uri_text);
+// The binding key (location::binding_key) of a contact parsed as `uri` from `uri_text`, with its
+// +sip.instance ("" when none).
+[[nodiscard]] std::string contact_key(const sip::Uri& uri, std::string_view uri_text,
+                                      std::string_view instance = {});
 
 }  // namespace sipr::registrar

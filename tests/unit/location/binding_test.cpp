@@ -260,9 +260,10 @@ TEST_CASE("unpack_binding: arbitrary bytes and every prefix of a good one") {
 // =============================================================================================
 // keys
 
-TEST_CASE("binding_key: the instance when present, else the contact") {
-    CHECK(binding_key("sip:a@192.0.2.1", "") == "sip:a@192.0.2.1");
-    CHECK(binding_key("sip:a@192.0.2.1", "<urn:uuid:1>") == "<urn:uuid:1>");
+TEST_CASE("binding_key: the instance when present, else the contact, scheme and host lower-cased") {
+    const ContactUri c{"SIP:Alice@Host.Example:5060;Transport=UDP", 3, 10, 12};
+    CHECK(binding_key(c, "") == "sip:Alice@host.example:5060;Transport=UDP");
+    CHECK(binding_key(c, "<urn:uuid:1>") == "<urn:uuid:1>");
 }
 
 TEST_CASE("location_key / subscriber_key: the AOR in a hash tag") {

@@ -27,7 +27,7 @@ uint64_t mono() noexcept {
 }
 
 // Keeps look-ups pending until the test answers them with the bindings it holds then.
-class FakeInner final : public LocationStore {
+class FakeInner final : public LookupStore {
   public:
     struct Pending {
         std::string aor;
@@ -46,12 +46,6 @@ class FakeInner final : public LocationStore {
         if (refuse != StoreError::None) return refuse;
         pending.push_back(Pending{std::string(aor), cb, ctx});
         return StoreError::None;
-    }
-    StoreError apply_register(const RegisterChanges&, RegisterCallback, void*) noexcept override {
-        return StoreError::Unavailable;
-    }
-    StoreError credentials(std::string_view, CredentialsCallback, void*) noexcept override {
-        return StoreError::Unavailable;
     }
     bool available() const noexcept override { return true; }
 

@@ -1,5 +1,5 @@
 // The redirect service of DESIGN §4: Redirector (slots, store, sender, stats) against a fake
-// LocationStore, a fake Sender and fake clocks. No sockets, no Redis.
+// LookupStore, a fake Sender and fake clocks. No sockets, no Redis.
 #include <doctest/doctest.h>
 
 #include <algorithm>

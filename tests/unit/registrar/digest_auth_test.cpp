@@ -163,21 +163,14 @@ class FakeSender final : public sip::Sender {
 // Fake stores
 
 // Answers every REGISTER with 200 and no bindings, later (as Redis would).
-class FakeLocation final : public location::LocationStore {
+class FakeLocation final : public location::RegisterStore {
   public:
     std::vector<location::RegisterChanges> applied;
-    StoreError lookup(std::string_view, location::LookupCallback, void*) noexcept override {
-        return StoreError::Unavailable;
-    }
     StoreError apply_register(const location::RegisterChanges& ch, location::RegisterCallback cb,
                               void* ctx) noexcept override {
         applied.push_back(ch);
         queue_.push_back({cb, ctx});
         return StoreError::None;
-    }
-    StoreError credentials(std::string_view, location::CredentialsCallback,
-                           void*) noexcept override {
-        return StoreError::Unavailable;
     }
     [[nodiscard]] bool available() const noexcept override { return true; }
     bool run() {

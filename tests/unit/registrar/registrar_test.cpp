@@ -1,4 +1,4 @@
-// The REGISTER service of DESIGN §5 (RFC 3261 §10.3) against a fake LocationStore that applies
+// The REGISTER service of DESIGN §5 (RFC 3261 §10.3) against a fake RegisterStore that applies
 // the semantics of src/location/register.lua in C++ (prune expired, Call-ID/CSeq ordering, expiry,
 // max contacts reject/evict, remove-all), a fake Sender and a fake clock. Authentication is seen
 // here only through its seam (an Authenticator returning a verdict, at once or later); digest
@@ -147,7 +147,7 @@ class FakeSender final : public sip::Sender {
 };
 
 // register.lua in C++: one map of packed bindings per AOR, Redis TIME = now_ms.
-class FakeStore final : public location::LocationStore {
+class FakeStore final : public location::RegisterStore {
   public:
     int64_t now_ms = kNow;
     bool up = true;
@@ -156,19 +156,12 @@ class FakeStore final : public location::LocationStore {
     std::map<std::string, std::map<std::string, std::string>> db;  // aor -> field -> packed
     std::vector<RegisterChanges> seen;
 
-    StoreError lookup(std::string_view, location::LookupCallback, void*) noexcept override {
-        return StoreError::Unavailable;
-    }
     StoreError apply_register(const RegisterChanges& changes, location::RegisterCallback cb,
                               void* ctx) noexcept override {
         seen.push_back(changes);
         if (refuse != StoreError::None) return refuse;
         pending_.push_back(Pending{changes, cb, ctx});
         return StoreError::None;
-    }
-    StoreError credentials(std::string_view, location::CredentialsCallback,
-                           void*) noexcept override {
-        return StoreError::Unavailable;
     }
     [[nodiscard]] bool available() const noexcept override { return up; }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Shared by the redirect service's tests (decide_test, write_redirect_test, redirector_test):
 // request builders, a response parser, bindings as a store hands them over, and the fakes the
-// Redirector runs against (a LocationStore that keeps look-ups pending, a Sender, fake clocks).
+// Redirector runs against (a LookupStore that keeps look-ups pending, a Sender, fake clocks).
 // One place for the fakes, so a change of the store interfaces is one edit.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -252,7 +252,7 @@ class FakeSender final : public sip::Sender {
 };
 
 // Keeps look-ups pending until the test answers them; every AOR has the same bindings.
-class FakeStore final : public location::LocationStore {
+class FakeStore final : public location::LookupStore {
   public:
     struct Pending {
         std::string aor;
@@ -274,14 +274,6 @@ class FakeStore final : public location::LocationStore {
         pending.push_back(Pending{std::string(aor), cb, ctx});
         if (at_once) answer();
         return StoreError::None;
-    }
-    StoreError apply_register(const location::RegisterChanges&, location::RegisterCallback,
-                              void*) noexcept override {
-        return StoreError::Unavailable;
-    }
-    StoreError credentials(std::string_view, location::CredentialsCallback,
-                           void*) noexcept override {
-        return StoreError::Unavailable;
     }
     [[nodiscard]] bool available() const noexcept override { return up; }
 

@@ -1,0 +1,159 @@
+#include "sipr/location/admin.h"
+
+#include "sipr/location/redis_cluster.h"
+#include "sipr/location/redis_store.h"
+#include "sipr/location/schema.h"
+#include "sync_redis.h"
+
+namespace sipr::location {
+
+namespace {
+
+std::string refused(std::string_view command, std::string_view why) {
+    return "Redis refused " + std::string(command) + ": " + std::string(why);
+}
+
+// EVAL <script> 1 <key> <argv...> for `changes`, as views of `args` (which must outlive them).
+std::vector<std::string_view> eval_register(std::string_view verb, std::string_view script,
+                                            const std::vector<std::string>& args) {
+    std::vector<std::string_view> v{verb, script, "1"};
+    v.insert(v.end(), args.begin(), args.end());
+    return v;
+}
+
+}  // namespace
+
+Admin::Admin() = default;
+Admin::~Admin() = default;
+
+std::string Admin::open(const RedisUrl& node, bool cluster, uint32_t timeout_ms) {
+    node_ = node;
+    cluster_ = cluster;
+    timeout_ms_ = timeout_ms;
+    c_ = std::make_unique<SyncRedis>();
+    std::string why;
+    switch (c_->open(node_, timeout_ms_, why)) {
+        case SyncRedis::Opened::Ok:
+            return {};
+        case SyncRedis::Opened::Unreachable:
+            return "cannot reach Redis at " + redacted(node_);
+        case SyncRedis::Opened::AuthRefused:
+            return refused("AUTH", why);
+        case SyncRedis::Opened::SelectRefused:
+            return refused("SELECT", why);
+    }
+    return {};
+}
+
+template <typename Use>
+std::string Admin::run(std::span<const std::string_view> args, std::string_view /*key*/,
+                       Use&& use) {
+    RedisUrl at = node_;
+    for (int hop = 0;; ++hop) {
+        SyncReply r = c_->run(args.data(), args.size());
+        if (r.get() == nullptr) return "Redis: " + c_->errstr();
+        if (r->type != REDIS_REPLY_ERROR) {
+            use(r.get());
+            return {};
+        }
+        std::string e = r.error(*c_);
+        ClusterRedirect to;
+        if (!cluster_ || hop >= 5 || !parse_cluster_redirect(e, to)) return refused(args[0], e);
+        if (!to.to.host.empty()) at.host = to.to.host;
+        at.port = to.to.port;
+        c_ = std::make_unique<SyncRedis>();
+        std::string why;
+        if (c_->open(at, timeout_ms_, why) != SyncRedis::Opened::Ok)
+            return "cannot reach Redis at " + redacted(at);
+        if (to.ask) {
+            SyncReply a = c_->run({"ASKING"});
+            if (!a.ok()) return refused("ASKING", a.error(*c_));
+        }
+    }
+}
+
+std::string Admin::bindings(std::string_view aor, std::vector<StoredBinding>& out,
+                            std::size_t& garbage) {
+    const std::string key = location_key(aor);
+    const std::string_view args[] = {"HGETALL", key};
+    garbage = 0;
+    return run(args, key, [&](const redisReply* rep) {
+        for (std::size_t i = 0; i + 1 < rep->elements; i += 2) {
+            BindingView v;
+            std::string_view packed(rep->element[i + 1]->str, rep->element[i + 1]->len);
+            if (!unpack_binding(packed, v)) {
+                ++garbage;
+                continue;
+            }
+            out.push_back({std::string(rep->element[i]->str, rep->element[i]->len), to_binding(v)});
+        }
+    });
+}
+
+std::string Admin::apply(const RegisterChanges& changes) {
+    std::vector<std::string> args;
+    register_script_args(changes, args);
+    const std::vector<std::string_view> argv = eval_register("EVAL", register_script(), args);
+    return run(argv, args.front(), [](const redisReply*) {});
+}
+
+std::string Admin::apply_many(std::span<const RegisterChanges> batch) {
+    const std::string sha = script_sha1(register_script());
+    {
+        SyncReply r = c_->run({"SCRIPT", "LOAD", register_script()});
+        if (!r.ok()) return refused("SCRIPT", r.error(*c_));
+    }
+    constexpr std::size_t kChunk = 1000;
+    std::vector<std::string> args;
+    for (std::size_t first = 0; first < batch.size(); first += kChunk) {
+        const std::size_t last = std::min(batch.size(), first + kChunk);
+        for (std::size_t i = first; i < last; ++i) {
+            args.clear();
+            register_script_args(batch[i], args);
+            const std::vector<std::string_view> argv = eval_register("EVALSHA", sha, args);
+            if (!c_->append(argv.data(), argv.size())) return "Redis: " + c_->errstr();
+        }
+        for (std::size_t i = first; i < last; ++i) {
+            SyncReply r = c_->next_reply();
+            if (r.get() == nullptr) return "Redis connection lost";
+            if (!r.ok()) return refused("EVALSHA", r.error(*c_));
+        }
+    }
+    return {};
+}
+
+std::string Admin::remove_bindings(std::string_view aor, std::span<const std::string> keys,
+                                   long long& removed) {
+    const std::string key = location_key(aor);
+    std::vector<std::string_view> args;
+    if (keys.empty()) {
+        args = {"DEL", key};
+    } else {
+        args = {"HDEL", key};
+        args.insert(args.end(), keys.begin(), keys.end());
+    }
+    return run(args, key, [&](const redisReply* r) { removed = r->integer; });
+}
+
+std::string Admin::put_subscriber(std::string_view aor, const SubscriberRecord& rec) {
+    const std::string key = subscriber_key(aor);
+    const std::string_view set[] = {"HSET",         key,       "ha1-md5", rec.ha1_md5, "ha1-sha256",
+                                    rec.ha1_sha256, "enabled", "1",       "realm",     rec.realm};
+    if (std::string why = run(set, key, [](const redisReply*) {}); !why.empty()) return why;
+    // "add or replace": a record written again without algorithms goes back to the registrar's
+    // --auth-algorithms.
+    if (rec.algorithms.empty()) {
+        const std::string_view del[] = {"HDEL", key, "algorithms"};
+        return run(del, key, [](const redisReply*) {});
+    }
+    const std::string_view alg[] = {"HSET", key, "algorithms", rec.algorithms};
+    return run(alg, key, [](const redisReply*) {});
+}
+
+std::string Admin::delete_subscriber(std::string_view aor, bool& existed) {
+    const std::string key = subscriber_key(aor);
+    const std::string_view args[] = {"DEL", key};
+    return run(args, key, [&](const redisReply* r) { existed = r->integer != 0; });
+}
+
+}  // namespace sipr::location
