@@ -448,12 +448,28 @@ Worker::Worker(std::size_t index, uv_loop_t* loop, const RedisSetup& redis,
     : index_(index), loop_(loop), stats_(stats) {
     const bool sentinel = redis.target.mode == location::RedisMode::Sentinel;
     if (redis.target.mode == location::RedisMode::Cluster) {
-        // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
+        location::RedisOptions node_opts = ropts;
+        if (cache.ttl_ms != 0) node_opts.client_name = "sipr-data-" + std::to_string(index);
         cluster_ = std::make_unique<location::RedisCluster>(
-            loop, redis.target, ropts,
+            loop, redis.target, node_opts,
             location::ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Worker::on_redis_state, this);
         store_ = std::make_unique<location::RedisStore>(*cluster_);
+        if (cache.ttl_ms != 0) {
+            // One invalidation connection per node, following the slot map.
+            location::CacheMetrics m{stats.cache_hits, stats.cache_misses,
+                                     stats.cache_invalidations, stats.cache_flushes,
+                                     stats.cache_entries};
+            cache_ = std::make_unique<location::CachingStore>(
+                *store_, cache, m, &location::system_clock_ms, &coarse_monotonic_ms);
+            location::RedisOptions inval_opts = ropts;
+            inval_opts.client_name = "sipr-inval-" + std::to_string(index);
+            inval_opts.command_timeout_ms =
+                std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+            cluster_tracker_ = std::make_unique<location::ClusterCacheTracker>(
+                loop, *cluster_, *cache_, inval_opts, cache.tracking_max_keys);
+            cluster_tracker_->on_change(&Worker::on_cache_change, this);
+        }
         return;
     }
     location::RedisOptions data_opts = ropts;
@@ -535,6 +551,7 @@ std::string Worker::open(const sockaddr* listen, unsigned spread_over) {
     if (read_) read_->start();
     if (sentinel_) sentinel_->start();
     if (tracker_) tracker_->start();
+    if (cluster_tracker_) cluster_tracker_->start();
     return {};
 }
 
@@ -660,6 +677,7 @@ void Worker::close_all() noexcept {
     if (redis_) redis_->stop();
     if (read_) read_->stop();
     if (tracker_) tracker_->stop();
+    if (cluster_tracker_) cluster_tracker_->stop();
 }
 
 Startup check_startup(const std::string& program, const CommonFlags& common) {

@@ -197,6 +197,7 @@ class Worker : public net::DatagramHandler, public sip::Sender {
     std::unique_ptr<location::RedisStore> store_;
     std::unique_ptr<location::CachingStore> cache_;  // with the near-cache only
     std::unique_ptr<location::CacheTracker> tracker_;
+    std::unique_ptr<location::ClusterCacheTracker> cluster_tracker_;  // cluster:// with the cache
     net::UdpSocket socket_;
     uv_timer_t drain_timer_{};
     bool drain_timer_open_ = false;
