@@ -84,12 +84,16 @@ int main(int argc, char** argv) {
     // like any other (Redis tracks a key read while absent), but 404 traffic is largely one-off
     // (scanners, mistyped numbers), so short-lived 404 entries leave the room to hot AORs, and a
     // phone's first REGISTER after boot is seen within 1 s even if an invalidation were lost.
-    uint32_t cache_ttl_ms = 0;
+    // On by default (DESIGN §7), in every Redis topology: look-ups answered from the worker's
+    // memory cost no Redis round trip (bench/RESULTS.md). The TTL only bounds how long a hot AOR
+    // stays without a Redis read; correctness comes from invalidation, not from the TTL.
+    uint32_t cache_ttl_ms = 60000;
     uint32_t cache_negative_ttl_ms = 1000;
     uint32_t cache_max_entries = 100000;
     cli.add_option("--cache-ttl", cache_ttl_ms,
-                   "near-cache: keep an AOR's bindings this long, ms (0: no cache); changes in "
-                   "Redis are seen within milliseconds regardless (CLIENT TRACKING)")
+                   "near-cache: keep an AOR's bindings this long, ms (0: no cache, every look-up "
+                   "asks Redis); changes in Redis are seen within milliseconds regardless "
+                   "(CLIENT TRACKING, on every node of a cluster://)")
         ->envname("SIPR_CACHE_TTL")
         ->check(CLI::Range(0u, 86400000u))
         ->capture_default_str();
@@ -145,10 +149,6 @@ int main(int argc, char** argv) {
     if (config.default_domain.empty() && !config.domains.empty())
         config.default_domain = config.domains.front();
 
-    if (cache_ttl_ms != 0 && common.redis.rfind("cluster://", 0) == 0)
-        app::die(program,
-                 "--cache-ttl does not work with a cluster:// --redis yet (the near-cache "
-                 "tracks reads on one node): drop --cache-ttl or use redis:// / sentinel://");
     app::Startup startup = app::check_startup(program, common);
     config.tag_key = app::tag_key(common.secret);
     location::BackendOptions bopts;
@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
         cache.negative_ttl_ms = std::min(cache_negative_ttl_ms, cache_ttl_ms);
         cache.max_entries = (cache_max_entries + startup.workers - 1) / startup.workers;
         cache.tracking_max_keys = cache_tracking_max_keys;
-        // The node the tracked reads go to: the replica of --redis-read, else the primary.
+        // The node the tracked reads go to: the replica of --redis-read, else the primary (with
+        // cluster://, the first seed here; every node's tracker checks its own on connecting).
         const location::RedisUrl& tracked =
             startup.redis.has_read ? startup.redis.read : startup.redis.primary;
         std::string note;

@@ -174,58 +174,65 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& redis, const BackendOptions&
     const NearCacheOptions& cache = opts.cache;
     const std::string index = std::to_string(opts.index);
     const bool sentinel = redis.target.mode == RedisMode::Sentinel;
+    RedisClient* tracked = nullptr;  // redis:// and sentinel://: the connection reads go through
+    const RedisUrl* tracked_url = &redis.primary;
     if (redis.target.mode == RedisMode::Cluster) {
-        // The near-cache needs one node to track reads; sip-redirectd refuses it with cluster://.
+        RedisOptions node_opts = ropts;
+        if (cache.ttl_ms != 0) node_opts.client_name = "sipr-data-" + index;
         cluster_ = std::make_unique<RedisCluster>(
-            loop, redis.target, ropts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
+            loop, redis.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Backend::on_data_state, this);
         store_ = std::make_unique<RedisStore>(*cluster_);
+    } else {
+        RedisOptions data_opts = ropts;
+        data_opts.require_primary = sentinel;
+        if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + index;
+        primary_ = std::make_unique<RedisClient>(loop, redis.primary, data_opts);
+        primary_->on_state(&Backend::on_data_state, this);
+        tracked = primary_.get();
+        if (redis.has_read) {
+            RedisOptions read_opts = ropts;
+            // An unsynced replica (restarted, or cut off from its primary) would answer 404 for
+            // users who are registered: it is refused, and reads fall back to the primary.
+            read_opts.require_synced = true;
+            read_opts.role_check_ms = 1000;
+            if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + index;
+            read_ = std::make_unique<RedisClient>(loop, redis.read, read_opts);
+            read_->on_state(&Backend::on_read_state, this);
+            tracked = read_.get();
+            tracked_url = &redis.read;
+        }
+        route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
+        store_ = std::make_unique<RedisStore>(*route_);
+        if (sentinel) {
+            RedisOptions sopts = ropts;
+            sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+            sopts.client_name.clear();
+            sentinel_ = std::make_unique<SentinelWatcher>(loop, redis.target, sopts);
+            sentinel_->follow(*primary_);
+        }
+    }
+    if (cache.ttl_ms == 0) return;
+    CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
+                   stats.cache_flushes, stats.cache_entries};
+    cache_ =
+        std::make_unique<CachingStore>(*store_, cache, m, &system_clock_ms, &coarse_monotonic_ms);
+    RedisOptions inval_opts = ropts;
+    inval_opts.client_name = "sipr-inval-" + index;
+    inval_opts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
+    if (cluster_) {
+        // One invalidation connection per node, following the slot map.
+        cluster_tracker_ = std::make_unique<ClusterCacheTracker>(
+            loop, *cluster_, *cache_, inval_opts, cache.tracking_max_keys);
+        cluster_tracker_->on_change(&Backend::on_cache_change, this);
         return;
     }
-    RedisOptions data_opts = ropts;
-    data_opts.require_primary = sentinel;
-    if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + index;
-    primary_ = std::make_unique<RedisClient>(loop, redis.primary, data_opts);
-    primary_->on_state(&Backend::on_data_state, this);
-    RedisClient* tracked = primary_.get();  // the connection the near-cache reads through
-    const RedisUrl* tracked_url = &redis.primary;
-    if (redis.has_read) {
-        RedisOptions read_opts = ropts;
-        // An unsynced replica (restarted, or cut off from its primary) would answer 404 for
-        // users who are registered: it is refused, and reads fall back to the primary.
-        read_opts.require_synced = true;
-        read_opts.role_check_ms = 1000;
-        if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + index;
-        read_ = std::make_unique<RedisClient>(loop, redis.read, read_opts);
-        read_->on_state(&Backend::on_read_state, this);
-        tracked = read_.get();
-        tracked_url = &redis.read;
-    }
-    route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
-    store_ = std::make_unique<RedisStore>(*route_);
-    if (sentinel) {
-        RedisOptions sopts = ropts;
-        sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
-        sopts.client_name.clear();
-        sentinel_ = std::make_unique<SentinelWatcher>(loop, redis.target, sopts);
-        sentinel_->follow(*primary_);
-    }
-    if (cache.ttl_ms != 0) {
-        CacheMetrics m{stats.cache_hits, stats.cache_misses, stats.cache_invalidations,
-                       stats.cache_flushes, stats.cache_entries};
-        cache_ = std::make_unique<CachingStore>(*store_, cache, m, &system_clock_ms,
-                                                &coarse_monotonic_ms);
-        RedisOptions inval_opts = ropts;
-        inval_opts.client_name = "sipr-inval-" + index;
-        inval_opts.command_timeout_ms =
-            std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
-        inval_opts.require_primary = sentinel && !redis.has_read;
-        tracker_ = std::make_unique<CacheTracker>(loop, *tracked, *cache_, *tracked_url, inval_opts,
-                                                  cache.tracking_max_keys);
-        tracker_->on_change(&Backend::on_cache_change, this);
-        // The invalidation connection must be on the node the tracked reads go to.
-        if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());
-    }
+    inval_opts.require_primary = sentinel && !redis.has_read;
+    tracker_ = std::make_unique<CacheTracker>(loop, *tracked, *cache_, *tracked_url, inval_opts,
+                                              cache.tracking_max_keys);
+    tracker_->on_change(&Backend::on_cache_change, this);
+    // The invalidation connection must be on the node the tracked reads go to.
+    if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());
 }
 
 Backend::~Backend() = default;
@@ -236,6 +243,7 @@ void Backend::start() noexcept {
     if (read_) read_->start();
     if (sentinel_) sentinel_->start();
     if (tracker_) tracker_->start();
+    if (cluster_tracker_) cluster_tracker_->start();
 }
 
 void Backend::stop() noexcept {
@@ -244,6 +252,7 @@ void Backend::stop() noexcept {
     if (primary_) primary_->stop();
     if (read_) read_->stop();
     if (tracker_) tracker_->stop();
+    if (cluster_tracker_) cluster_tracker_->stop();
 }
 
 LookupStore& Backend::lookups() noexcept {

@@ -38,7 +38,7 @@ std::string_view tracker_state_text(CacheTracker::State s) noexcept {
     return "?";
 }
 
-CacheTracker::CacheTracker(uv_loop_t* loop, RedisClient& data, CachingStore& cache,
+CacheTracker::CacheTracker(uv_loop_t* loop, RedisClient& data, TrackedCache& cache,
                            const RedisUrl& url, RedisOptions inval_opts, uint64_t max_keys)
     : loop_(loop),
       data_(data),
@@ -83,7 +83,8 @@ void CacheTracker::set_state(State s, std::string_view why) noexcept {
 
 void CacheTracker::go_off(std::string_view why) noexcept {
     // Flushed at once: from here on no invalidation is sure to reach us.
-    if (cache_.enabled() || state_ != State::Off) cache_.set_enabled(false);
+    if (tracked_ || state_ != State::Off) cache_.set_tracked(false);
+    tracked_ = false;
     set_state(State::Off, why);
 }
 
@@ -205,7 +206,8 @@ void CacheTracker::on_tracking_reply(void* ctx, RedisError err, const redisReply
     if (!self->current_reply()) return;
     bool ok = err == RedisError::None && reply != nullptr && reply->type == REDIS_REPLY_STATUS;
     if (ok && self->data_.ready() && self->inval_.ready()) {
-        self->cache_.set_enabled(true);
+        self->tracked_ = true;
+        self->cache_.set_tracked(true);
         self->set_state(State::On, "");
         return;
     }
@@ -231,6 +233,97 @@ void CacheTracker::on_message(void* ctx, const redisReply* message) noexcept {
     } else if (payload->type == REDIS_REPLY_STRING) {
         self->cache_.on_invalidated(std::string_view(payload->str, payload->len));
     }
+}
+
+ClusterCacheTracker::ClusterCacheTracker(uv_loop_t* loop, RedisCluster& cluster,
+                                         CachingStore& cache, RedisOptions inval_opts,
+                                         uint64_t max_keys)
+    : loop_(loop),
+      cluster_(cluster),
+      cache_(cache),
+      inval_opts_(std::move(inval_opts)),
+      max_keys_(max_keys) {
+    cluster_.observe(this);
+}
+
+ClusterCacheTracker::~ClusterCacheTracker() {
+    cluster_.observe(nullptr);
+}
+
+void ClusterCacheTracker::node_added(uint16_t node, RedisClient& client,
+                                     const RedisUrl& url) noexcept {
+    // Allocation failure terminates (src/README.md): a node is added a few times in a process's
+    // life, never per request.
+    if (nodes_.size() <= node) nodes_.resize(node + 1u);
+    auto g = std::make_unique<Gate>();
+    g->owner = this;
+    RedisOptions opts = inval_opts_;
+    if (!opts.client_name.empty()) opts.client_name.append(1, '-').append(std::to_string(node));
+    g->tracker = std::make_unique<CacheTracker>(loop_, client, *g, url, std::move(opts), max_keys_);
+    g->tracker->on_change(&ClusterCacheTracker::on_node_change, g.get());
+    nodes_[node] = std::move(g);
+    if (started_ && !stopped_) nodes_[node]->tracker->start();
+    reconsider();
+}
+
+void ClusterCacheTracker::node_state(uint16_t node, RedisClient::State s) noexcept {
+    if (node < nodes_.size() && nodes_[node]) nodes_[node]->tracker->on_data_state(s);
+    reconsider();
+}
+
+void ClusterCacheTracker::start() noexcept {
+    if (started_) return;
+    started_ = true;
+    for (auto& g : nodes_)
+        if (g) g->tracker->start();
+}
+
+void ClusterCacheTracker::stop() noexcept {
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& g : nodes_)
+        if (g) g->tracker->stop();
+    reconsider();
+}
+
+void ClusterCacheTracker::Gate::set_tracked(bool on) noexcept {
+    tracked = on;
+    owner->reconsider();
+}
+
+void ClusterCacheTracker::Gate::on_invalidated(std::string_view key) noexcept {
+    owner->cache_.on_invalidated(key);
+}
+
+void ClusterCacheTracker::Gate::on_flush_all() noexcept {
+    owner->cache_.on_flush_all();
+}
+
+void ClusterCacheTracker::on_node_change(void* ctx, CacheTracker::State s,
+                                         std::string_view why) noexcept {
+    auto* g = static_cast<Gate*>(ctx);
+    if (s == CacheTracker::State::Off && !why.empty()) g->owner->why_.assign(why);
+}
+
+void ClusterCacheTracker::reconsider() noexcept {
+    bool all = !stopped_ && !nodes_.empty();
+    bool any_matters = false;
+    for (std::size_t i = 0; all && i < nodes_.size(); ++i) {
+        const auto idx = static_cast<uint16_t>(i);
+        if (!cluster_.serves_slots(idx) && !cluster_.node_ready(idx)) continue;
+        any_matters = true;
+        if (!nodes_[i] || !nodes_[i]->tracked) all = false;
+    }
+    all = all && any_matters;
+    if (all == (state_ == CacheTracker::State::On)) return;
+    cache_.set_enabled(all);
+    state_ = all ? CacheTracker::State::On : CacheTracker::State::Off;
+    if (change_fn_ != nullptr)
+        change_fn_(change_ctx_, state_,
+                   all ? std::string_view()
+                       : (why_.empty() ? std::string_view("a node is not tracked yet")
+                                       : std::string_view(why_)));
+    if (all) why_.clear();
 }
 
 }  // namespace sipr::location

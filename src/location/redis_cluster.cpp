@@ -129,10 +129,12 @@ RedisCluster::Node* RedisCluster::node_for(const RedisEndpoint& where) noexcept 
     url.port = where.port;
     url.user = target_.url.user;
     url.password = target_.url.password;
+    n->url = url;
     n->client = std::make_unique<RedisClient>(loop_, std::move(url), opts_);
     n->client->on_state(&RedisCluster::on_node_state, n.get());
     nodes_.push_back(std::move(n));
     Node* added = nodes_.back().get();
+    if (observer_ != nullptr) observer_->node_added(added->index, *added->client, added->url);
     if (started_ && !stopped_) added->client->start();
     return added;
 }
@@ -230,7 +232,10 @@ void RedisCluster::on_reply(void* ctx, RedisError err, const redisReply* reply) 
             (r.ask ? self->metrics_.ask : self->metrics_.moved).inc();
             Node* to = self->node_for(r.to);
             if (!r.ask) {
-                if (to != nullptr) self->slots_[r.slot] = to->index;
+                if (to != nullptr && self->slots_[r.slot] != to->index) {
+                    self->slots_[r.slot] = to->index;
+                    if (self->observer_ != nullptr) self->observer_->map_changed();
+                }
                 self->refresh_soon();
             }
             if (to != nullptr && op->redirects < kMaxRedirects && to->client->ready()) {
@@ -298,9 +303,11 @@ void RedisCluster::on_slots(void* ctx, RedisError err, const redisReply* reply) 
         if (n == nullptr) continue;
         for (uint32_t s = r.first; s <= r.last; ++s) fresh[s] = n->index;
     }
+    const bool changed = fresh != self->slots_;
     self->slots_ = fresh;
     self->have_map_ = true;
     ++self->refreshes_;
+    if (changed && self->observer_ != nullptr) self->observer_->map_changed();
     self->update_ready();
 }
 
@@ -310,7 +317,21 @@ void RedisCluster::on_node_state(void* ctx, RedisClient::State s) noexcept {
     if (self->stopped_) return;
     if (s == RedisClient::State::Backoff || (s == RedisClient::State::Ready && !self->have_map_))
         self->refresh_soon();
+    if (self->observer_ != nullptr) self->observer_->node_state(node->index, s);
     self->update_ready();
+}
+
+void RedisCluster::observe(ClusterObserver* observer) noexcept {
+    observer_ = observer;
+    if (observer_ == nullptr) return;
+    for (auto& n : nodes_) observer_->node_added(n->index, *n->client, n->url);
+}
+
+bool RedisCluster::serves_slots(uint16_t node) const noexcept {
+    if (!have_map_) return false;
+    for (uint16_t idx : slots_)
+        if (idx == node) return true;
+    return false;
 }
 
 void RedisCluster::update_ready() noexcept {

@@ -93,8 +93,8 @@ using BackendNoticeFn = void (*)(void* ctx, const BackendNotice& notice) noexcep
 struct BackendOptions {
     RedisOptions redis;  // timeouts and pending bound of the data connections
     // ttl_ms > 0: look-ups go through a near-cache kept correct by a second connection (CLIENT
-    // TRACKING); the connections are then named sipr-data-<index> and sipr-inval-<index>. Not
-    // with a Cluster.
+    // TRACKING); the connections are then named sipr-data-<index> and sipr-inval-<index> (with a
+    // Cluster, one invalidation connection per node: sipr-inval-<index>-<node>).
     NearCacheOptions cache;
     std::size_t index = 0;  // the worker's number, in connection names
 };
@@ -140,7 +140,8 @@ class Backend {
     std::unique_ptr<RedisStore> store_;
     std::unique_ptr<CachingStore> cache_;  // with the near-cache only
     std::unique_ptr<CacheTracker> tracker_;
-    uint64_t switches_seen_ = 0;  // Sentinel switches already reported
+    std::unique_ptr<ClusterCacheTracker> cluster_tracker_;  // cluster:// with the cache
+    uint64_t switches_seen_ = 0;                            // Sentinel switches already reported
     BackendNoticeFn notice_fn_ = nullptr;
     void* notice_ctx_ = nullptr;
 };

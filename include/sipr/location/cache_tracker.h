@@ -25,8 +25,12 @@
 
 #include <string>
 
+#include <memory>
+#include <vector>
+
 #include "sipr/location/caching_store.h"
 #include "sipr/location/redis_client.h"
+#include "sipr/location/redis_cluster.h"
 
 namespace sipr::location {
 
@@ -54,7 +58,7 @@ class CacheTracker {
     // `data` and `cache` are not owned and must outlive this; `inval_opts` configure the
     // invalidation connection (its client_name names it in CLIENT LIST). `max_keys` (>= 1) bounds
     // the node's tracking table as above; 0 skips the check (tests of the tracker alone).
-    CacheTracker(uv_loop_t* loop, RedisClient& data, CachingStore& cache, const RedisUrl& url,
+    CacheTracker(uv_loop_t* loop, RedisClient& data, TrackedCache& cache, const RedisUrl& url,
                  RedisOptions inval_opts, uint64_t max_keys);
     ~CacheTracker();
     CacheTracker(const CacheTracker&) = delete;
@@ -93,7 +97,8 @@ class CacheTracker {
 
     uv_loop_t* loop_;
     RedisClient& data_;
-    CachingStore& cache_;
+    TrackedCache& cache_;
+    bool tracked_ = false;  // cache_ told tracking is on
     RedisClient inval_;
     uv_timer_t retry_{};
     bool retry_open_ = false;
@@ -110,5 +115,67 @@ class CacheTracker {
 };
 
 [[nodiscard]] std::string_view tracker_state_text(CacheTracker::State s) noexcept;
+
+// The near-cache over a Redis Cluster: one CacheTracker per node, each with its own invalidation
+// connection to that node (Redis tracks a key on the node that served the read, and only that
+// node can invalidate it), added as the cluster learns nodes from its slot map.
+//
+// The cache is enabled while every node that matters is tracked (its tracker On): a node matters
+// when it serves a slot of the map or its connection is Ready (a command may reach it through
+// -ASK). It is flushed and disabled the moment one of them is not (a node lost, a new primary
+// promoted or added, a slot moved to a node not yet tracked), until all are again. A slot that
+// moves is safe either way: the node it leaves deletes its keys, which invalidates them.
+class ClusterCacheTracker final : public ClusterObserver {
+  public:
+    // `cluster` and `cache` are not owned and must outlive this; `inval_opts` configure every
+    // invalidation connection, `max_keys` bounds each node's tracking table (CacheTracker).
+    ClusterCacheTracker(uv_loop_t* loop, RedisCluster& cluster, CachingStore& cache,
+                        RedisOptions inval_opts, uint64_t max_keys);
+    ~ClusterCacheTracker();
+    ClusterCacheTracker(const ClusterCacheTracker&) = delete;
+    ClusterCacheTracker& operator=(const ClusterCacheTracker&) = delete;
+
+    // As CacheTracker's, for the whole: On while the cache is enabled.
+    void on_change(CacheTracker::ChangeFn fn, void* ctx) noexcept {
+        change_fn_ = fn;
+        change_ctx_ = ctx;
+    }
+    void start() noexcept;
+    void stop() noexcept;
+    [[nodiscard]] CacheTracker::State state() const noexcept { return state_; }
+    // Trackers made so far (one per node the cluster knows).
+    [[nodiscard]] std::size_t trackers() const noexcept { return nodes_.size(); }
+
+    void node_added(uint16_t node, RedisClient& client, const RedisUrl& url) noexcept override;
+    void node_state(uint16_t node, RedisClient::State s) noexcept override;
+    void map_changed() noexcept override { reconsider(); }
+
+  private:
+    // One node's tracker and the gate it drives: invalidations pass through to the cache; the
+    // tracked state is this node's only.
+    struct Gate final : TrackedCache {
+        ClusterCacheTracker* owner = nullptr;
+        bool tracked = false;
+        std::unique_ptr<CacheTracker> tracker;
+        void set_tracked(bool on) noexcept override;
+        void on_invalidated(std::string_view key) noexcept override;
+        void on_flush_all() noexcept override;
+    };
+    static void on_node_change(void* ctx, CacheTracker::State s, std::string_view why) noexcept;
+    void reconsider() noexcept;
+
+    uv_loop_t* loop_;
+    RedisCluster& cluster_;
+    CachingStore& cache_;
+    RedisOptions inval_opts_;
+    uint64_t max_keys_;
+    std::vector<std::unique_ptr<Gate>> nodes_;  // by the cluster's node index
+    bool started_ = false;
+    bool stopped_ = false;
+    CacheTracker::State state_ = CacheTracker::State::Off;
+    std::string why_;  // the latest node's reason for Off, for the change callback
+    CacheTracker::ChangeFn change_fn_ = nullptr;
+    void* change_ctx_ = nullptr;
+};
 
 }  // namespace sipr::location

@@ -26,7 +26,22 @@ struct CacheMetrics {
     base::Gauge& entries;
 };
 
-class CachingStore final : public LookupStore {
+// What a CacheTracker drives (cache_tracker.h): tracking confirmed or lost, and what Redis
+// invalidated. Implemented by CachingStore, and by the per-node gates of a ClusterCacheTracker.
+class TrackedCache {
+  public:
+    // Tracking confirmed (true) or lost (false) for the reads this cache is filled from.
+    virtual void set_tracked(bool on) noexcept = 0;
+    // Redis invalidated `key` (a Redis key name).
+    virtual void on_invalidated(std::string_view key) noexcept = 0;
+    // Redis invalidated everything (FLUSHALL / FLUSHDB).
+    virtual void on_flush_all() noexcept = 0;
+
+  protected:
+    ~TrackedCache() = default;
+};
+
+class CachingStore final : public LookupStore, public TrackedCache {
   public:
     // `inner` is not owned and must outlive this. `wall_ms` is the wall clock (unix ms) that a
     // binding's expiry is judged by; `mono_ms` a monotonic clock for the TTLs.
@@ -41,10 +56,10 @@ class CachingStore final : public LookupStore {
     // Tracking confirmed (true) or lost (false): flushes either way (counted when it dropped
     // anything or turns the cache off).
     void set_enabled(bool on) noexcept;
-    // Redis invalidated `key` (a Redis key name; only location keys concern the cache).
-    void on_invalidated(std::string_view key) noexcept;
-    // Redis invalidated everything (FLUSHALL / FLUSHDB).
-    void on_flush_all() noexcept;
+    void set_tracked(bool on) noexcept override { set_enabled(on); }
+    // Only location keys concern the cache.
+    void on_invalidated(std::string_view key) noexcept override;
+    void on_flush_all() noexcept override;
 
     [[nodiscard]] bool enabled() const noexcept { return cache_.enabled(); }
     [[nodiscard]] const NearCache& cache() const noexcept { return cache_; }

@@ -72,6 +72,19 @@ struct ClusterMetrics {
     base::Counter& ask;    // -ASK followed
 };
 
+// Told of a cluster's nodes and slot map (a ClusterCacheTracker keeps one tracker per node): a node
+// added, with its connection and URL (at once, in observe(), for the nodes already known); a
+// node's connection changing state; the slot map changing (which nodes serve slots).
+class ClusterObserver {
+  public:
+    virtual void node_added(uint16_t node, RedisClient& client, const RedisUrl& url) noexcept = 0;
+    virtual void node_state(uint16_t node, RedisClient::State s) noexcept = 0;
+    virtual void map_changed() noexcept = 0;
+
+  protected:
+    ~ClusterObserver() = default;
+};
+
 class RedisCluster final : public RedisRoute {
   public:
     static constexpr uint8_t kMaxRedirects = 5;
@@ -104,6 +117,14 @@ class RedisCluster final : public RedisRoute {
     }
     [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
 
+    // Sets the one observer (nullptr: none); it must outlive this or be reset before it goes.
+    void observe(ClusterObserver* observer) noexcept;
+    // Whether node `node` (an index given to node_added) serves at least one slot of the map.
+    [[nodiscard]] bool serves_slots(uint16_t node) const noexcept;
+    [[nodiscard]] bool node_ready(uint16_t node) const noexcept {
+        return node < nodes_.size() && nodes_[node]->client->ready();
+    }
+
     // The primary serving `slot` (for tests and logs); nullptr when unknown.
     [[nodiscard]] const RedisEndpoint* slot_owner(uint16_t slot) const noexcept;
     [[nodiscard]] std::size_t nodes() const noexcept { return nodes_.size(); }
@@ -114,6 +135,7 @@ class RedisCluster final : public RedisRoute {
         RedisCluster* owner = nullptr;
         uint16_t index = 0;
         RedisEndpoint where;
+        RedisUrl url;
         std::unique_ptr<RedisClient> client;
     };
     struct Op {
@@ -160,6 +182,7 @@ class RedisCluster final : public RedisRoute {
     std::vector<SlotRange> scratch_ranges_;
     RedisClient::StateFn state_fn_ = nullptr;
     void* state_ctx_ = nullptr;
+    ClusterObserver* observer_ = nullptr;
     std::string last_error_;
 };
 
