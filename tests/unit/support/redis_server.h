@@ -171,7 +171,9 @@ class RedisServer {
             if (c != nullptr && c->err == 0) {
                 ReplyPtr r(static_cast<redisReply*>(redisCommand(c, "PING")));
                 redisFree(c);
-                if (r && r->type == REDIS_REPLY_STATUS) return true;
+                // PONG, or NOAUTH from a server with a password: either way it serves.
+                if (r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR))
+                    return true;
             } else if (c != nullptr) {
                 redisFree(c);
             }
