@@ -518,6 +518,70 @@ TEST_CASE("RedisClient: a callback that stops the client - the others still get 
     }
 }
 
+TEST_CASE("RedisClient: a subscriber is Ready once subscribed, gets messages, takes no commands") {
+    test::RedisServer server;
+    SIPR_REQUIRE_REDIS_SERVER(server);
+    ClientRig rig;
+    rig.make(server.url());
+    std::vector<std::string> messages;
+    rig.client->subscribe(
+        "sipr-unit-channel",
+        [](void* ctx, const redisReply* m) noexcept {
+            static_cast<std::vector<std::string>*>(ctx)->emplace_back(m->element[2]->str,
+                                                                      m->element[2]->len);
+        },
+        &messages);
+    rig.client->start();
+    REQUIRE(rig.wait_ready());
+    Call refused;
+    CHECK(rig.send({"PING"}, refused) == RedisError::Unavailable);
+    test::ReplyPtr n = server.command({"PUBLISH", "sipr-unit-channel", "hello"});
+    REQUIRE(n);
+    CHECK(n->integer == 1);  // Redis counts us as subscribed
+    REQUIRE(rig.loop.run_until([&] { return !messages.empty(); }));
+    CHECK(messages == std::vector<std::string>{"hello"});
+
+    // Subscribed again on the next connection.
+    server.stop();
+    REQUIRE(rig.loop.run_until([&] { return !rig.client->ready(); }));
+    REQUIRE(server.start());
+    REQUIRE(rig.wait_ready());
+    n = server.command({"PUBLISH", "sipr-unit-channel", "again"});
+    REQUIRE(n);
+    CHECK(n->integer == 1);
+    REQUIRE(rig.loop.run_until([&] { return messages.size() == 2; }));
+    CHECK(messages.back() == "again");
+    CHECK(refused.calls == 0);
+}
+
+TEST_CASE(
+    "RedisClient: retarget() to another node - in-flight Disconnected once, then Ready there") {
+    test::RedisServer a, b;
+    SIPR_REQUIRE_REDIS_SERVER(a);
+    REQUIRE(b.start());
+    ClientRig rig;
+    rig.make(a.url());
+    rig.client->start();
+    REQUIRE(rig.wait_ready());
+    Call inflight;
+    REQUIRE(rig.send({"BLPOP", "nothing", "5"}, inflight) == RedisError::None);
+    rig.client->retarget("127.0.0.1", a.port());  // the same node: nothing happens
+    CHECK(rig.client->ready());
+    rig.client->retarget("127.0.0.1", b.port());
+    CHECK(inflight.calls == 1);
+    CHECK(inflight.err == RedisError::Disconnected);
+    CHECK(rig.client->url().port == b.port());
+    REQUIRE(rig.wait_ready());
+    CHECK(rig.count(State::Backoff) == 0);  // at once, not after a back-off
+    Call set;
+    REQUIRE(rig.send({"SET", "where", "b"}, set) == RedisError::None);
+    REQUIRE(rig.loop.run_until([&] { return set.calls > 0; }));
+    test::ReplyPtr got = b.command({"GET", "where"});
+    REQUIRE(got);
+    CHECK(got->type == REDIS_REPLY_STRING);
+    CHECK(inflight.calls == 1);
+}
+
 TEST_CASE("RedisClient: nothing listening - Connecting and Backoff, never Ready; stop() is clean") {
     ClientRig rig;
     location::RedisUrl url;
