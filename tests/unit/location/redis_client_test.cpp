@@ -49,7 +49,7 @@ void record(void* ctx, RedisError err, const redisReply* reply) noexcept {
 
 RedisOptions fast_options() {
     RedisOptions o;
-    o.connect_timeout_ms = 300;
+    o.connect_timeout_ms = 1000;
     o.command_timeout_ms = 300;
     o.backoff_min_ms = 10;
     o.backoff_max_ms = 40;
@@ -372,20 +372,20 @@ TEST_CASE(
     SIPR_REQUIRE_REDIS_SERVER(server);
     ClientRig rig;
     RedisOptions opts = fast_options();
-    opts.command_timeout_ms = 100;
+    opts.command_timeout_ms = 150;
     rig.make(server.url(), opts);
     rig.client->start();
     REQUIRE(rig.wait_ready());
     Call slow;
     const uint64_t t0 = uv_hrtime();
-    REQUIRE(rig.send({"BLPOP", "nothing", "0.25"}, slow) == RedisError::None);  // nil at 250 ms
+    REQUIRE(rig.send({"BLPOP", "nothing", "0.4"}, slow) == RedisError::None);  // nil at 400 ms
     REQUIRE(rig.loop.run_until([&] { return slow.calls > 0; }));
     const uint64_t waited_ms = (uv_hrtime() - t0) / 1'000'000;
     CHECK(slow.err == RedisError::Timeout);
-    CHECK(waited_ms >= 90);  // the loop's clock is in whole milliseconds
-    CHECK(waited_ms < 250);
-    // The reply comes at 250 ms (before the stall limit of four timeouts) and is swallowed; the
-    // next command gets its own reply, not the late one.
+    CHECK(waited_ms >= 140);  // the loop's clock is in whole milliseconds
+    CHECK(waited_ms < 400);
+    // The reply comes at 400 ms (before the stall limit of four timeouts, 600 ms) and is swallowed;
+    // the next command gets its own reply, not the late one.
     REQUIRE(rig.loop.run_until([&] { return rig.client->pending() == 0; }, 1000));
     Call next;
     REQUIRE(rig.send({"PING"}, next) == RedisError::None);
