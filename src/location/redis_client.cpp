@@ -545,7 +545,8 @@ void RedisClient::on_connect(const redisAsyncContext* ac, int status) {
 
 void RedisClient::on_handshake(void* ctx, RedisError err, const redisReply* reply) noexcept {
     auto* self = static_cast<RedisClient*>(ctx);
-    if (self->state_ != State::Handshake) return;
+    // ac_ is null while drop_connection() frees the context: its reason stays the last error.
+    if (self->state_ != State::Handshake || self->ac_ == nullptr) return;
     bool ok = err == RedisError::None && reply != nullptr && reply->type != REDIS_REPLY_ERROR;
     if (!ok) {
         self->handshake_done(false, reply);

@@ -92,6 +92,7 @@ for i = 6, #ARGV, 3 do
     if b ~= nil then
       removed[f] = true
       cur[f] = nil
+      changed[f] = nil  -- bound earlier in this request: not written either
     end
   elseif b ~= nil and b.cid == call_id and b.cseq == cseq then
     -- A retransmission of a request already applied: leave the binding as it is.

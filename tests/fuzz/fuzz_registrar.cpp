@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../unit/support/register_model.h"
 #include "fuzz_service.h"
 #include "sipr/location/binding.h"
 #include "sipr/registrar/registrar.h"
@@ -34,7 +35,8 @@ using sipr::fuzz::pick;
 constexpr int64_t kNowMs = 1'700'000'000'000;
 constexpr std::size_t kMaxResponse = 65000;
 
-// register.lua in C++ (as tests/unit/registrar's fake store): one table of packed bindings per AOR.
+// register.lua's C++ model (tests/unit/support/register_model.h, checked against the real script
+// by tests/unit/location/register_script_test.cpp): one hash of packed bindings per AOR.
 class FakeStore final : public location::RegisterStore {
   public:
     struct Pending {
@@ -47,7 +49,7 @@ class FakeStore final : public location::RegisterStore {
     StoreError refuse = StoreError::None;  // returned at the call: no callback
     StoreError fail = StoreError::None;    // given to the callback, nothing applied
     std::vector<std::string> seed;         // packed bindings every AOR starts with
-    std::map<std::string, std::map<std::string, std::string>> db;
+    std::map<std::string, test::RegisterTable> db;
     std::vector<Pending> pending;
     std::vector<location::RegisterChanges> seen;
 
@@ -70,11 +72,12 @@ class FakeStore final : public location::RegisterStore {
         pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
         location::RegisterReply reply;
         reply.now_ms = kNowMs;
-        reply.error = fail != StoreError::None ? fail : apply(p.changes);
+        test::RegisterTable after;
+        reply.error = fail != StoreError::None ? fail : apply(p.changes, after);
         auto packed = std::make_unique<std::vector<std::string>>();
         std::vector<location::BindingView> views;
         if (reply.error == StoreError::None) {
-            for (const auto& kv : db[p.changes.aor]) packed->push_back(kv.second);
+            for (const auto& kv : after) packed->push_back(kv.second);
             views.resize(packed->size());
             for (std::size_t k = 0; k < packed->size(); ++k)
                 SIPR_FUZZ_CHECK(location::unpack_binding((*packed)[k], views[k]));
@@ -84,75 +87,13 @@ class FakeStore final : public location::RegisterStore {
     }
 
   private:
-    struct Cur {
-        std::string packed;
-        int64_t upd = 0;
-        uint32_t cseq = 0;
-        std::string call_id;
-        bool touched = false;
-    };
-
-    StoreError apply(const location::RegisterChanges& ch) {
+    StoreError apply(const location::RegisterChanges& ch, test::RegisterTable& after) {
         auto [it, fresh] = db.try_emplace(ch.aor);
-        std::map<std::string, std::string>& table = it->second;
+        test::RegisterTable& table = it->second;
         if (fresh)
             for (std::size_t i = 0; i < seed.size(); ++i)
                 table["seed-" + std::to_string(i)] = seed[i];
-        std::map<std::string, Cur> cur;
-        for (const auto& kv : table) {
-            location::BindingView b;
-            SIPR_FUZZ_CHECK(location::unpack_binding(kv.second, b));
-            if (b.expires_at_ms <= kNowMs) continue;  // pruned
-            cur[kv.first] = Cur{kv.second, b.updated_at_ms, b.cseq, std::string(b.call_id), false};
-        }
-        // RFC 3261 §10.3 step 7, before any write.
-        auto stale = [&](const std::string& key) {
-            auto c = cur.find(key);
-            return c != cur.end() && c->second.call_id == ch.call_id && ch.cseq < c->second.cseq;
-        };
-        if (ch.remove_all)
-            for (const auto& kv : cur)
-                if (stale(kv.first)) return StoreError::Stale;
-        for (const location::ContactChange& c : ch.contacts)
-            if (stale(c.key)) return StoreError::Stale;
-        std::size_t added = 0;
-        if (ch.remove_all) cur.clear();
-        for (const location::ContactChange& c : ch.contacts) {
-            auto e = cur.find(c.key);
-            if (c.expires_s == 0) {
-                if (e != cur.end()) cur.erase(e);
-            } else if (e != cur.end() && e->second.call_id == ch.call_id &&
-                       e->second.cseq == ch.cseq) {
-                // A retransmission already applied.
-            } else {
-                if (e == cur.end()) ++added;
-                int64_t exp = kNowMs + static_cast<int64_t>(c.expires_s) * 1000;
-                std::string packed = "1";
-                packed += location::kFieldSep;
-                packed += std::to_string(exp);
-                packed += location::kFieldSep;
-                packed += std::to_string(kNowMs);
-                packed += location::kFieldSep;
-                packed += c.tail;
-                cur[c.key] = Cur{packed, kNowMs, ch.cseq, ch.call_id, true};
-            }
-        }
-        if (cur.size() > ch.max_contacts && added > 0) {
-            if (!ch.evict_oldest) return StoreError::TooManyContacts;
-            std::vector<std::string> order;
-            for (const auto& kv : cur) order.push_back(kv.first);
-            std::sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
-                const Cur& a = cur[x];
-                const Cur& b = cur[y];
-                if (a.touched != b.touched) return !a.touched;
-                if (a.upd != b.upd) return a.upd < b.upd;
-                return x < y;
-            });
-            for (std::size_t i = 0; cur.size() > ch.max_contacts; ++i) cur.erase(order[i]);
-        }
-        table.clear();
-        for (const auto& kv : cur) table[kv.first] = kv.second.packed;
-        return StoreError::None;
+        return test::apply_register_model(table, ch, kNowMs, after);
     }
 };
 

@@ -1,8 +1,9 @@
 // The REGISTER service of DESIGN §5 (RFC 3261 §10.3) against a fake RegisterStore that applies
-// the semantics of src/location/register.lua in C++ (prune expired, Call-ID/CSeq ordering, expiry,
-// max contacts reject/evict, remove-all), a fake Sender and a fake clock. Authentication is seen
-// here only through its seam (an Authenticator returning a verdict, at once or later); digest
-// authentication itself is in digest_auth_test.cpp.
+// each REGISTER with the C++ model of src/location/register.lua (support/register_model.h, checked
+// against the real script in tests/unit/location/register_script_test.cpp, which also owns the
+// store's own rules: eviction order, retransmission, pruning), a fake Sender and a fake clock.
+// Authentication is seen here only through its seam (an Authenticator returning a verdict, at once
+// or later); digest authentication itself is in digest_auth_test.cpp.
 #include "sipr/registrar/registrar.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include "support/peer.h"
+#include "support/register_model.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -146,14 +148,15 @@ class FakeSender final : public sip::Sender {
     }
 };
 
-// register.lua in C++: one map of packed bindings per AOR, Redis TIME = now_ms.
+// register.lua's model (register_model.h): one hash of packed bindings per AOR, Redis TIME =
+// now_ms.
 class FakeStore final : public location::RegisterStore {
   public:
     int64_t now_ms = kNow;
     bool up = true;
-    StoreError refuse = StoreError::None;     // returned at the call (no callback)
-    StoreError fail_with = StoreError::None;  // given to the callback, nothing applied
-    std::map<std::string, std::map<std::string, std::string>> db;  // aor -> field -> packed
+    StoreError refuse = StoreError::None;           // returned at the call (no callback)
+    StoreError fail_with = StoreError::None;        // given to the callback, nothing applied
+    std::map<std::string, test::RegisterTable> db;  // aor -> field -> packed
     std::vector<RegisterChanges> seen;
 
     StoreError apply_register(const RegisterChanges& changes, location::RegisterCallback cb,
@@ -174,11 +177,15 @@ class FakeStore final : public location::RegisterStore {
             pending_.erase(pending_.begin());
             location::RegisterReply reply;
             reply.now_ms = now_ms;
+            test::RegisterTable after;
             std::vector<std::string> packed;
             std::vector<BindingView> views;
-            reply.error = fail_with != StoreError::None ? fail_with : apply(p.changes);
+            reply.error =
+                fail_with != StoreError::None
+                    ? fail_with
+                    : test::apply_register_model(db[p.changes.aor], p.changes, now_ms, after);
             if (reply.error == StoreError::None) {
-                for (const auto& kv : db[p.changes.aor]) packed.push_back(kv.second);
+                for (const auto& kv : after) packed.push_back(kv.second);
                 views.resize(packed.size());
                 for (std::size_t i = 0; i < packed.size(); ++i)
                     REQUIRE(location::unpack_binding(packed[i], views[i]));
@@ -209,76 +216,7 @@ class FakeStore final : public location::RegisterStore {
         location::RegisterCallback cb = nullptr;
         void* ctx = nullptr;
     };
-    struct Cur {
-        std::string packed;
-        int64_t exp = 0;
-        int64_t upd = 0;
-        uint32_t cseq = 0;
-        std::string call_id;
-        bool touched = false;
-    };
     std::vector<Pending> pending_;
-
-    StoreError apply(const RegisterChanges& ch) {
-        std::map<std::string, std::string>& table = db[ch.aor];
-        std::map<std::string, Cur> cur;
-        for (const auto& kv : table) {
-            BindingView b;
-            REQUIRE(location::unpack_binding(kv.second, b));
-            if (b.expires_at_ms <= now_ms) continue;  // pruned
-            cur[kv.first] = Cur{kv.second, b.expires_at_ms,        b.updated_at_ms,
-                                b.cseq,    std::string(b.call_id), false};
-        }
-        // §10.3 step 7, before any write.
-        auto stale = [&](const std::string& field) {
-            auto it = cur.find(field);
-            return it != cur.end() && it->second.call_id == ch.call_id && ch.cseq < it->second.cseq;
-        };
-        if (ch.remove_all)
-            for (const auto& kv : cur)
-                if (stale(kv.first)) return StoreError::Stale;
-        for (const location::ContactChange& c : ch.contacts)
-            if (stale(c.key)) return StoreError::Stale;
-
-        std::size_t added = 0;
-        if (ch.remove_all) cur.clear();
-        for (const location::ContactChange& c : ch.contacts) {
-            auto it = cur.find(c.key);
-            if (c.expires_s == 0) {
-                if (it != cur.end()) cur.erase(it);
-            } else if (it != cur.end() && it->second.call_id == ch.call_id &&
-                       it->second.cseq == ch.cseq) {
-                // A retransmission already applied: left as it is.
-            } else {
-                if (it == cur.end()) ++added;
-                int64_t exp = now_ms + static_cast<int64_t>(c.expires_s) * 1000;
-                std::string packed = "1";
-                packed += location::kFieldSep;
-                packed += std::to_string(exp);
-                packed += location::kFieldSep;
-                packed += std::to_string(now_ms);
-                packed += location::kFieldSep;
-                packed += c.tail;
-                cur[c.key] = Cur{packed, exp, now_ms, ch.cseq, ch.call_id, true};
-            }
-        }
-        if (cur.size() > ch.max_contacts && added > 0) {
-            if (!ch.evict_oldest) return StoreError::TooManyContacts;
-            std::vector<std::string> order;
-            for (const auto& kv : cur) order.push_back(kv.first);
-            std::sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
-                const Cur& a = cur[x];
-                const Cur& b = cur[y];
-                if (a.touched != b.touched) return !a.touched;
-                if (a.upd != b.upd) return a.upd < b.upd;
-                return x < y;
-            });
-            for (std::size_t i = 0; cur.size() > ch.max_contacts; ++i) cur.erase(order[i]);
-        }
-        table.clear();
-        for (const auto& kv : cur) table[kv.first] = kv.second.packed;
-        return StoreError::None;
-    }
 };
 
 // An Authenticator that answers what the test says, at once or later (Pending, then resume()).
@@ -731,6 +669,9 @@ TEST_CASE("REGISTER: beyond max_pending -> 503 at once") {
 }
 
 TEST_CASE("REGISTER: a retransmission (same Call-ID and CSeq) gets 200 again") {
+    // What the store does with it (leaves the binding as it is) is register.lua's, tested in
+    // tests/unit/location/register_script_test.cpp; here: the registrar passes it on unchanged,
+    // answers with the same tag and lists the binding's remaining time from the store's reply.
     Rig rig;
     Reg r = reg({"<sip:a@192.0.2.1>"}, "600");
     auto first = rig.send(r);
@@ -741,9 +682,12 @@ TEST_CASE("REGISTER: a retransmission (same Call-ID and CSeq) gets 200 again") {
     REQUIRE(again);
     CHECK(again->code() == 200);
     CHECK(again->header("To") == first->header("To"));  // the same deterministic tag
+    REQUIRE(rig.store.seen.size() == 2);
+    CHECK(rig.store.seen[1].call_id == rig.store.seen[0].call_id);
+    CHECK(rig.store.seen[1].cseq == rig.store.seen[0].cseq);
+    CHECK_FALSE(rig.store.seen[1].retransmission);  // only an authenticator says so
     REQUIRE(again->contacts.size() == 1);
-    CHECK(again->contacts[0].expires == 598);  // the binding was left as it was
-    CHECK(rig.binding("sip:a@192.0.2.1").updated_at_ms == kNow);
+    CHECK(again->contacts[0].expires == 598);
     CHECK(rig.registrations(registrar::RegistrationResult::Ok) == 2);
     CHECK(rig.registrations(registrar::RegistrationResult::Stale) == 0);
 }
@@ -868,30 +812,30 @@ TEST_CASE("REGISTER: --max-contacts with policy reject -> 403, nothing changed")
     CHECK(fresh.bindings() == 0);
 }
 
-TEST_CASE("REGISTER: --max-contacts with policy evict drops the oldest") {
+TEST_CASE("REGISTER: --max-contacts with policy evict reaches the store; the 200 lists its keep") {
+    // Which binding goes is register.lua's choice, tested in
+    // tests/unit/location/register_script_test.cpp.
     registrar::Config c = base_config();
     c.max_contacts = 2;
     c.evict_oldest = true;
     Rig rig(c);
-    Reg a = reg({"<sip:a@192.0.2.1>"});
-    a.call_id = "call-a";
-    REQUIRE(rig.send(a)->code() == 200);
-    rig.store.now_ms += 10'000;
-    Reg b = reg({"<sip:b@192.0.2.2>"});
-    b.call_id = "call-b";
-    REQUIRE(rig.send(b)->code() == 200);
-    rig.store.now_ms += 10'000;
-    Reg cc = reg({"<sip:c@192.0.2.3>"});
-    cc.call_id = "call-c";
-    auto p = rig.send(cc);
-    REQUIRE(p);
-    CHECK(p->code() == 200);
-    CHECK(rig.store.seen.back().evict_oldest);
+    for (const char* who : {"a", "b", "c"}) {
+        Reg r = reg({std::string("<sip:") + who + "@192.0.2.1>"});
+        r.call_id = std::string("call-") + who;
+        auto p = rig.send(r);
+        REQUIRE(p);
+        CHECK(p->code() == 200);
+        CHECK(rig.store.seen.back().max_contacts == 2);
+        CHECK(rig.store.seen.back().evict_oldest);
+        rig.store.now_ms += 10'000;
+    }
     CHECK(rig.bindings() == 2);
-    CHECK(p->contacts.size() == 2);
-    CHECK(p->contact("sip:a@192.0.2.1") == nullptr);
-    CHECK(p->contact("sip:b@192.0.2.2") != nullptr);
-    CHECK(p->contact("sip:c@192.0.2.3") != nullptr);
+    auto p = rig.sender.last();
+    REQUIRE(p->contacts.size() == 2);
+    for (const sip::Contact& k : p->contacts) {
+        BindingView b;
+        CHECK(rig.store.find(std::string(kAor), std::string(k.addr.uri_text), b));
+    }
 }
 
 TEST_CASE("REGISTER: the 200 lists every current binding with its remaining seconds") {

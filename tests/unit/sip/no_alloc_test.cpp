@@ -1,13 +1,9 @@
-// Proves the parsers never allocate (src/sip/README.md: "Nothing allocates"). This translation unit
-// replaces the global operator new and delete of the whole test binary with versions that count
-// allocations while a thread_local switch is on. The switch is on only around parser calls, so
-// doctest, std::string and the fixture loading around them are not counted.
-//
-// The replacements forward to malloc/free. That also holds under -Db_sanitize=address,undefined:
-// ASan intercepts malloc/free underneath, and since new and delete are replaced as a matched set,
-// its alloc-dealloc-mismatch check still sees malloc paired with free.
+// Proves the parsers never allocate (src/sip/README.md: "Nothing allocates"), with the counting
+// operator new of support/alloc_counter.h. The count is on only around parser calls, so doctest,
+// std::string and the fixture loading around them are not counted.
 #include <doctest/doctest.h>
 
+#include "support/alloc_counter.h"
 #include "support/fixtures.h"
 
 #include <algorithm>
@@ -34,118 +30,7 @@
 namespace sipr::sip {
 namespace {
 
-// Constant-initialised, so touching them from operator new needs no TLS or static set-up.
-thread_local bool t_counting = false;
-std::atomic<std::size_t> g_allocations{0};
-
-void* allocate(std::size_t n) noexcept {
-    if (t_counting) g_allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::malloc(n == 0 ? 1 : n);
-}
-
-void* allocate_aligned(std::size_t n, std::align_val_t al) noexcept {
-    if (t_counting) g_allocations.fetch_add(1, std::memory_order_relaxed);
-    const auto align = std::max(static_cast<std::size_t>(al), sizeof(void*));
-    // aligned_alloc wants a size that is a multiple of the alignment.
-    const std::size_t size = (n == 0 ? align : (n + align - 1) / align * align);
-    return std::aligned_alloc(align, size);
-}
-
-// Counts allocations made while alive; the count is read after it is destroyed or stopped.
-class AllocationCounter {
-  public:
-    AllocationCounter() noexcept {
-        g_allocations.store(0, std::memory_order_relaxed);
-        t_counting = true;
-    }
-    ~AllocationCounter() { t_counting = false; }
-    AllocationCounter(const AllocationCounter&) = delete;
-    AllocationCounter& operator=(const AllocationCounter&) = delete;
-
-    std::size_t stop() noexcept {
-        t_counting = false;
-        return g_allocations.load(std::memory_order_relaxed);
-    }
-};
-
-}  // namespace
-}  // namespace sipr::sip
-
-// ------------------------------------------------------------------ replaced allocation functions
-
-void* operator new(std::size_t n) {
-    void* p = sipr::sip::allocate(n);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-}
-void* operator new[](std::size_t n) {
-    void* p = sipr::sip::allocate(n);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    return sipr::sip::allocate(n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-    return sipr::sip::allocate(n);
-}
-void* operator new(std::size_t n, std::align_val_t al) {
-    void* p = sipr::sip::allocate_aligned(n, al);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-}
-void* operator new[](std::size_t n, std::align_val_t al) {
-    void* p = sipr::sip::allocate_aligned(n, al);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-}
-void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-    return sipr::sip::allocate_aligned(n, al);
-}
-void* operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-    return sipr::sip::allocate_aligned(n, al);
-}
-
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-
-namespace sipr::sip {
-namespace {
-
+using test::AllocationCounter;
 using test::Fixture;
 using test::load_fixtures;
 
@@ -271,7 +156,7 @@ TEST_CASE("no-alloc: the counting operator new counts") {
         int* volatile p = new int(9);
         delete p;
     }
-    CHECK(g_allocations.load() == 1);
+    CHECK(test::stop_counting() == 1);
 }
 
 TEST_CASE("no-alloc: parse_message allocates nothing on any fixture") {
