@@ -13,7 +13,7 @@ DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\
 # pytest's last line: "===== 1 failed, 11 passed, 1 skipped in 23.12s =====".
 PYTEST = re.compile(r"^=+ (.*) in [\d.]+s(?: \([^)]*\))? =+$", re.M)
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|xfailed|xpassed)")
-# A Python suite file still on harness.py's runner ends with "N passed, N failed".
+# A script's own "N passed, N failed" line (the summary tests/run.sh itself prints).
 PLAIN = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 
 

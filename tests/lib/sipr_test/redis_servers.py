@@ -160,8 +160,8 @@ def wait_replica_synced(primary: RedisServer, replica: RedisServer, timeout: flo
     def synced() -> bool:
         try:
             info = redis_info(replica.client, "replication")
-        except OSError:  # a Sentinel reconfiguring it closes every normal client's connection
-            return False
+        except (OSError, redis.RedisError):
+            return False  # a Sentinel reconfiguring it closes every normal client's connection
         return (info.get("master_link_status") == "up"
                 and int(info.get("slave_repl_offset", -1)) >= want)
     wait_until(synced, timeout, what=f"replica :{replica.port} to sync with :{primary.port} "
