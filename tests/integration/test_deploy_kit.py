@@ -186,7 +186,8 @@ def test_prometheus_scrapes_the_agreed_jobs_and_files():
         assert files == [target_file], f"file_sd_configs files of job {job}"
         example = json.loads((PROM / target_file).read_text())
         assert (isinstance(example, list) and example and all(
-            isinstance(g.get("targets"), list) and g["targets"] for g in example)), f"{target_file}: want a list of {{\"targets\": [...], \"labels\": {{...}}}}"
+            isinstance(g.get("targets"), list) and g["targets"] for g in example)), (
+            f"{target_file}: want a list of {{\"targets\": [...], \"labels\": {{...}}}}")
     assert config.get("rule_files") == ["rules/*.yml"], "rule_files of prometheus.yml"
     # Whoever names a job (rules, dashboard, ServiceMonitor labels) names one of these.
     texts = [p.read_text() for p in (PROM / "rules").glob("*.yml")] + [DASHBOARD.read_text()]
@@ -336,12 +337,14 @@ def test_k8s_objects_are_well_formed_and_hang_together():
         assert ref["kind"] == "Deployment" and ref["name"] in deployments, (
             f"HPA {hpa['metadata']['name']} scales {ref}")
         assert (all(c.get("resources", {}).get("requests", {}).get("cpu")
-                  for c in containers(deployments[ref["name"]]))), f"HPA on CPU but {ref['name']} requests no CPU"
+                  for c in containers(deployments[ref["name"]]))), (
+            f"HPA on CPU but {ref['name']} requests no CPU")
     assert (any(h["spec"]["scaleTargetRef"]["name"] == "sip-redirectd"
               for h in by_kind.get("HorizontalPodAutoscaler", []))), "no HPA for sip-redirectd"
     for pdb in by_kind.get("PodDisruptionBudget", []):
         assert (any(selects(pdb["spec"]["selector"]["matchLabels"],
-                          d["spec"]["template"]["metadata"]["labels"]) for d in deployments.values())), f"PDB {pdb['metadata']['name']} selects no Deployment's pods"
+                          d["spec"]["template"]["metadata"]["labels"]) for d in deployments.values())), (
+            f"PDB {pdb['metadata']['name']} selects no Deployment's pods")
     assert (any(selects(p["spec"]["selector"]["matchLabels"],
                       deployments["sip-redirectd"]["spec"]["template"]["metadata"]["labels"])
               for p in by_kind.get("PodDisruptionBudget", []))), "no PDB for sip-redirectd"

@@ -313,7 +313,8 @@ def test_sipp_register_then_invite_302_and_ack(redis, registrar, redirect):
     assert metric_sum(now, "sipr_responses_total") - metric_sum(before, "sipr_responses_total") == 1, (
         "responses sent for INVITE + ACK (the 302 only)")
     assert (metric_value(now, "sipr_responses_total", {"code": "302"}) -
-             (metric_value(before, "sipr_responses_total", {"code": "302"}) or 0)) == 1, 'sipr_responses_total{code="302"} rise'
+             (metric_value(before, "sipr_responses_total", {"code": "302"}) or 0)) == 1, (
+        'sipr_responses_total{code="302"} rise')
 
 
 # ------------------------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def test_two_contacts_with_q(redis, registrar):
         for c in cs.values():
             expires_near(c.expires, 600, f"{c.uri}")
         assert (r.header("date") is not None and re.match(
-            r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$", r.header("date"))), f"200 needs an RFC 1123 Date, got {r.header('date')!r}"
+            r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$", r.header("date"))), (
+            f"200 needs an RFC 1123 Date, got {r.header('date')!r}")
         b = stored(redis)
         assert sorted(b) == ["sip:alice@192.0.2.1:5060", "sip:alice@192.0.2.2:5062;transport=udp"], (
             "binding keys")
@@ -331,7 +332,8 @@ def test_foreign_domains_refused(redis, registrar):
         r = ua.send(ua.register("sip:alice@EXAMPLE.COM", ["<sip:alice@192.0.2.1>"], expires=600,
                                 registrar="sip:EXAMPLE.COM"))
         expect(r, 200)
-        assert sorted(redis.client.keys("sipr:loc:*")) == [location_key(aor())], "keys after the 200"
+        assert sorted(redis.client.keys("sipr:loc:*")) == [location_key(aor())], (
+            "keys after the 200")
 
 
 def test_aor_is_normalised(redis, registrar):
