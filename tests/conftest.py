@@ -53,6 +53,8 @@ def pytest_runtest_setup(item) -> None:
 def pytest_runtest_teardown(item, nextitem) -> None:
     """Tears down the module-scoped fixtures `item` used that `nextitem` does not (those that
     depend on one go first). A failure there (a daemon that did not exit 0) is `item`'s."""
+    # pytest has no public call for this: FixtureDef.finish() is what pytest itself runs at the
+    # end of a fixture's scope (pytest 7, Debian 12's python3-pytest).
     if nextitem is None:
         return  # the end of the session tears everything down
     keep = set(nextitem.fixturenames) if nextitem.module is item.module else set()
