@@ -31,7 +31,7 @@ Every process (redis-server, Sentinels, cluster nodes, daemons) runs on 127.0.0.
 and is stopped by its PID, also on failure; every wait is bounded. Lines starting "# " are the
 measurements.
 
-    SIPR_BUILD_DIR=build/release SIPR_SOURCE_DIR=. python3 tests/cluster/test_redis_topologies.py
+    /usr/bin/python3 -m pytest -s tests/cluster/test_redis_topologies.py [-k name-substring]
 """
 from __future__ import annotations
 
