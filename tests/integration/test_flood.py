@@ -17,11 +17,11 @@ import time
 
 
 from sipr_test.base import scaled, wait_until
-from sipr_test.bindings import StoredBinding, location_key, pack_binding
+from sipr_test.bindings import location_key
 from sipr_test.metrics import metric_value
-from sipr_test.processes import ServiceDaemon, startup_refused
-from sipr_test.redis_servers import RedisServer, time_ms
-from sipr_test.sip import Response, SipUdp, parse_response, unique
+from sipr_test.processes import ServiceDaemon, run_program, startup_refused
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import Response, SipUdp, parse_response
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "flood-integration-secret"}
@@ -67,12 +67,13 @@ class UaFrom(SipUdp):
 
 
 def seed(redis: RedisServer, aor_: str, contact: str, q: int = 1000) -> None:
-    """One packed binding straight into the AOR's hash, expiring in 600 s (Redis TIME)."""
-    now = time_ms(redis.client)
-    b = StoredBinding(expires_at_ms=now + 600_000, updated_at_ms=now, cseq=1,
-                      call_id=unique("seed"), contact=contact, q=q, path="",
-                      received="192.0.2.250:5060", user_agent="seed", instance="", reg_id=None)
-    redis.client.hset(location_key(aor_), contact, pack_binding(b))
+    """One binding of `aor_`, expiring in 600 s, written by the product's own tool (sip-locctl
+    bind); `q` in thousandths. The contact goes in angle brackets: its URI parameters are the
+    URI's, not the Contact header's."""
+    args = ["--redis", redis.url, "bind", aor_, f"<{contact}>", "--expires", "600",
+            "--q", f"{q / 1000:g}"]
+    r = run_program("sip-locctl", args)
+    assert r.returncode == 0, f"sip-locctl {' '.join(args)}: {r.stderr}"
 
 
 def metric_sum(text: str, name: str) -> float:
