@@ -51,7 +51,7 @@ _TIME_SCALE: float | None = None
 
 def time_scale() -> float:
     """How much slower than a release build the binaries are: SIPR_TEST_TIME_SCALE, else 3 for a
-    sanitizer build, else 1. Every deadline in the harness is multiplied by it."""
+    sanitizer build, else 1. Every deadline in sipr_test is multiplied by it."""
     global _TIME_SCALE
     if _TIME_SCALE is None:
         env = os.environ.get("SIPR_TEST_TIME_SCALE")

@@ -133,7 +133,7 @@ class Daemon:
     with the tail of its stderr. stop() sends SIGTERM to its PID and requires exit status 0 and no
     sanitizer report (SIGKILL after the timeout, which fails)."""
 
-    registry: list["Daemon"] = []  # every daemon started, for the runner's failure report
+    registry: list["Daemon"] = []  # every daemon started, for tests/conftest.py's failure report
 
     def __init__(self, program: str, args: Sequence[str], *, sip_port: int | None = None,
                  name: str | None = None, ready_timeout: float = 10.0, stop_timeout: float = 10.0,
@@ -261,7 +261,7 @@ class Daemon:
         finally:
             if exc_type is None:
                 self.cleanup()
-            # On failure keep the temporary directory: the runner prints its stderr tail first.
+            # On failure keep the temporary directory: the failure report shows its stderr tail.
 
     # -- output
     def stderr_text(self) -> str:

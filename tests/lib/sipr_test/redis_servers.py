@@ -41,7 +41,7 @@ class RedisServer:
 
     def __init__(self, port: int | None = None, exe: str = "redis-server",
                  extra_args: Sequence[str] = (), password: str | None = None):
-        """`password`: started with --requirepass, and the harness's own clients AUTH with it."""
+        """`password`: started with --requirepass; `.client` AUTHs with it."""
         self.port = port or free_tcp_port()
         self.exe = shutil.which(exe) or exe
         self.extra_args = list(extra_args)
