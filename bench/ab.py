@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Before and after, in one run: two builds of the daemons (A, the baseline; B, this tree) against
 one redis-server, the same AORs, the same load generator (B's sip-bench), in rotated order per
 repetition. Reports medians of INVITE->302/s (16 client sockets and 1) and REGISTER/s, and the
@@ -6,7 +6,7 @@ ratio B/A taken within each repetition.
 
     git worktree add /tmp/base <commit> && (cd /tmp/base && meson setup build/release \
         --buildtype=release && ninja -C build/release)
-    SIPR_BUILD_DIR=build/release python3 bench/ab.py --baseline /tmp/base/build/release
+    SIPR_BUILD_DIR=build/release /usr/bin/python3 bench/ab.py --baseline /tmp/base/build/release
 
 Loopback only; every process it starts is stopped by its PID. On this 2-core machine the load
 generator shares the cores with the daemon and Redis: compare ratios, not absolute rates.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+sys.path.insert(0, str(HERE.parent / "tests" / "lib"))
 
 import compare as c  # noqa: E402  (sip_bench(), the peers' population step)
-import harness as h  # noqa: E402
+from sipr_test import base, processes, redis_servers  # noqa: E402
 
 DOMAIN = c.DOMAIN
 ENV = {**os.environ, "SIPR_SECRET": "ab-bench-secret"}
@@ -37,22 +37,22 @@ def exe(build: Path, program: str) -> Path:
     return p
 
 
-def daemon(build: Path, program: str, redis: h.RedisServer, flags: list[str],
-           workers: int) -> h.ServiceDaemon:
-    return h.ServiceDaemon(program, redis.url, ["--domain", DOMAIN, "--log-level", "warn", *flags],
+def daemon(build: Path, program: str, redis: redis_servers.RedisServer, flags: list[str],
+           workers: int) -> processes.ServiceDaemon:
+    return processes.ServiceDaemon(program, redis.url, ["--domain", DOMAIN, "--log-level", "warn", *flags],
                            workers=workers, name=f"{program}[{build}]", env=ENV,
                            executable=exe(build, program)).start()
 
 
 def invites(port: int, pid: int, o, sockets: int) -> dict:
-    return c.sip_bench(["--target", f"{h.LOCALHOST}:{port}", "--no-populate", "--aors",
+    return c.sip_bench(["--target", f"{base.LOCALHOST}:{port}", "--no-populate", "--aors",
                         str(o.aors), "--domain", DOMAIN, "--window", "64", "--duration",
                         str(o.duration), *c.load_args(o.threads, sockets), "--pid", str(pid)],
                        timeout=o.duration + 60)
 
 
 def registers(port: int, pid: int, o) -> dict:
-    return c.sip_bench(["--target", f"{h.LOCALHOST}:{port}", "--register", "--aors", str(o.aors),
+    return c.sip_bench(["--target", f"{base.LOCALHOST}:{port}", "--register", "--aors", str(o.aors),
                         "--domain", DOMAIN, "--window", "64", "--duration", str(o.duration),
                         *c.load_args(1, 1), "--pid", str(pid)], timeout=o.duration + 60)
 
@@ -70,7 +70,7 @@ def main() -> int:
     ap.add_argument("--b-flags", default="",
                     help="extra flags for B's daemons only (a flag the baseline does not know)")
     o = ap.parse_args()
-    builds = {"A": Path(o.baseline).resolve(), "B": h.build_dir()}
+    builds = {"A": Path(o.baseline).resolve(), "B": base.build_dir()}
     rflags = o.redirect_flags.split()
     bflags = o.b_flags.split()
     extra = {"A": [], "B": bflags}
@@ -79,10 +79,10 @@ def main() -> int:
     def note(kind: str, side: str, r: dict) -> None:
         samples.setdefault(kind, {"A": [], "B": []})[side].append(r["answered"] / r["seconds"])
 
-    with h.RedisServer() as redis:
+    with redis_servers.RedisServer() as redis:
         # Populate once, straight into Redis (sip-bench --populate redis): both builds read the
         # same bindings.
-        c.sip_bench(["--target", f"{h.LOCALHOST}:9", "--populate", "redis", "--redis", redis.url,
+        c.sip_bench(["--target", f"{base.LOCALHOST}:9", "--populate", "redis", "--redis", redis.url,
                      "--aors", str(o.aors), "--domain", DOMAIN, "--window", "1", "--duration",
                      "0.1"], timeout=600)
         for rep in range(o.reps):

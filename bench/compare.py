@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The side-by-side benchmark behind bench/compare.sh (bench/README.md).
 
 In one run, on loopback: starts one redis-server, our sip-registrard and one sip-redirectd per
@@ -46,9 +46,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
-import harness as h  # noqa: E402  (the integration tests' harness: ports, Redis, daemons)
+# The Python suites' library (tests/lib/sipr_test): ports, Redis, daemons.
+from sipr_test import base, metrics, processes, redis_servers, sip  # noqa: E402
 from bench_report import (CAPACITY_HEADER, capacity_row, config_label, fmt_rate,  # noqa: E402
                           fmt_ratio, med, paired_ratio, parse_config, rotated, summary_table)
 
@@ -87,7 +88,7 @@ class Peer:
 
 
 class Ours(Peer):
-    def __init__(self, redis: h.RedisServer, workers: int = 2, name: str = "sip-redirectd",
+    def __init__(self, redis: redis_servers.RedisServer, workers: int = 2, name: str = "sip-redirectd",
                  with_registrar: bool = True, flags: tuple[str, ...] = (), label: str = ""):
         self.name = name
         self.flags = tuple(flags)
@@ -95,16 +96,16 @@ class Ours(Peer):
         self.config = config_label(self.flags)
         self.label = label or f"sip-redirectd {self.config}, {workers} worker{'s' if workers > 1 else ''}"
         self.redis = redis
-        self.redirect = h.ServiceDaemon("sip-redirectd", redis.url,
+        self.redirect = processes.ServiceDaemon("sip-redirectd", redis.url,
                                         ["--domain", DOMAIN, "--log-level", "warn", *flags],
                                         workers=workers, name=name).start()
-        self.target = f"{h.LOCALHOST}:{self.redirect.port}"
+        self.target = f"{base.LOCALHOST}:{self.redirect.port}"
         self.registrard = None
         if with_registrar:
-            self.registrard = h.ServiceDaemon("sip-registrard", redis.url,
+            self.registrard = processes.ServiceDaemon("sip-registrard", redis.url,
                                               ["--domain", DOMAIN, "--log-level", "warn"],
                                               workers=2, name="sip-registrard").start()
-            self.registrar = f"{h.LOCALHOST}:{self.registrard.port}"
+            self.registrar = f"{base.LOCALHOST}:{self.registrard.port}"
 
     def pids(self) -> list[int]:
         return [self.redirect.pid, self.redis.proc.pid]
@@ -121,15 +122,15 @@ class Ours(Peer):
 class Kamailio(Peer):
     """bench/peers/kamailio.sh: `mem` (usrloc in memory) or `redis` (usrloc on db_redis)."""
 
-    def __init__(self, mode: str, redis: h.RedisServer | None, children: int = 2):
+    def __init__(self, mode: str, redis: redis_servers.RedisServer | None, children: int = 2):
         self.mode = mode
         self.name = f"kamailio-{mode}" + ("" if children == 2 else f"-{children}c")
         self.label = (f"Kamailio 5.6, usrloc in memory, {children} children" if mode == "mem"
                       else f"Kamailio 5.6, usrloc on Redis (db_redis), {children} children")
         self.redis = redis
         self.state = Path(tempfile.mkdtemp(prefix=f"sipr-{self.name}-"))
-        port = h.free_udp_port()
-        self.target = self.registrar = f"{h.LOCALHOST}:{port}"
+        port = base.free_udp_port()
+        self.target = self.registrar = f"{base.LOCALHOST}:{port}"
         # The usrloc expiry sweep (a KEYS scan of Redis for db_redis) every 600 s instead of 60:
         # none falls inside a measurement, in Kamailio's favour.
         args = [str(HERE / "peers" / "kamailio.sh"), "start", mode, "--listen", self.target,
@@ -138,7 +139,7 @@ class Kamailio(Peer):
             args += ["--redis-port", str(redis.port)]
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
-            raise h.TestFailure(f"{self.name} did not start: {r.stderr.strip() or r.stdout.strip()}")
+            raise AssertionError(f"{self.name} did not start: {r.stderr.strip() or r.stdout.strip()}")
 
     def kamailio_pids(self) -> list[int]:
         r = subprocess.run([str(HERE / "peers" / "kamailio.sh"), "pids", "--state", str(self.state)],
@@ -161,32 +162,32 @@ class NullResponder(Peer):
         self.name = "ceiling"
         self.label = "null responder (fixed 302, no look-up)"
         self.checkable = False
-        port = h.free_udp_port()
-        self.target = f"{h.LOCALHOST}:{port}"
-        exe = h.build_dir() / "bench" / "null-responder"
+        port = base.free_udp_port()
+        self.target = f"{base.LOCALHOST}:{port}"
+        exe = base.build_dir() / "bench" / "null-responder"
         # Two threads, one SO_REUSEPORT socket each, like sip-redirectd's two workers.
         self.proc = subprocess.Popen([str(exe), "--listen", self.target, "--threads", "2"],
                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        h._children.append(self)  # stopped at exit if we fail first
+        processes.CHILDREN.append(self)  # stopped at exit if we fail first
         time.sleep(0.2)
         if self.proc.poll() is not None:
-            raise h.TestFailure(f"null-responder exited with {self.proc.returncode}")
+            raise AssertionError(f"null-responder exited with {self.proc.returncode}")
 
     def pids(self) -> list[int]:
         return [self.proc.pid]
 
     def stop(self) -> None:
-        h._stop_pid(self.proc, 5)
+        processes._stop_pid(self.proc, 5)
 
     def kill_quietly(self) -> None:
         self.stop()
 
 
 def sip_bench(args: list[str], timeout: float) -> dict:
-    exe = h.build_dir() / "bench" / "sip-bench"
+    exe = base.build_dir() / "bench" / "sip-bench"
     r = subprocess.run([str(exe), *args, "--json"], capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise h.TestFailure(f"sip-bench {' '.join(args)} failed: {r.stderr.strip()}")
+        raise AssertionError(f"sip-bench {' '.join(args)} failed: {r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -234,21 +235,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def redis_commands(redis: h.RedisServer) -> int:
-    info = redis.client.command("INFO", "stats").decode()
-    for line in info.splitlines():
-        if line.startswith("total_commands_processed:"):
-            return int(line.split(":")[1])
-    raise h.TestFailure("no total_commands_processed in INFO stats")
+def redis_commands(redis: redis_servers.RedisServer) -> int:
+    stats = redis.client.info("stats")
+    if "total_commands_processed" not in stats:
+        raise AssertionError("no total_commands_processed in INFO stats")
+    return int(stats["total_commands_processed"])
 
 
 def cache_counts(peer: "Ours") -> tuple[float, float]:
     text = peer.redirect.metrics()
-    return (h.metric_value(text, "sipr_cache_hits_total") or 0.0,
-            h.metric_value(text, "sipr_cache_misses_total") or 0.0)
+    return (metrics.metric_value(text, "sipr_cache_hits_total") or 0.0,
+            metrics.metric_value(text, "sipr_cache_misses_total") or 0.0)
 
 
-def with_redis(redis: h.RedisServer, run, cache_of: "Ours | None" = None) -> dict:
+def with_redis(redis: redis_servers.RedisServer, run, cache_of: "Ours | None" = None) -> dict:
     """run() (a sip-bench result) plus, over the run, on `redis`: Redis commands/s and per
     response (INFO stats total_commands_processed), Redis CPU per response, and the hit ratio of
     `cache_of`'s near-cache (None when it has none). The server CPU of the result already counts
@@ -283,8 +283,8 @@ class StalenessProbe:
 
     def __init__(self, registrar_port: int, target_port: int, sockets: int = 4):
         import threading
-        self.reg = h.SipUdp(registrar_port)
-        self.uas = [h.SipUdp(target_port) for _ in range(sockets)]
+        self.reg = sip.SipUdp(registrar_port)
+        self.uas = [sip.SipUdp(target_port) for _ in range(sockets)]
         self.samples: list[float] = []
         self.workload = ""
         self.errors: list[str] = []
@@ -315,7 +315,7 @@ class StalenessProbe:
                 if r is not None and ua.matches(q, r) and r.status >= 200:
                     got = [c.uri for c in r.contacts] if r.status == 302 else []
             if got is None:
-                raise h.TestFailure("staleness probe: no answer within 2 s")
+                raise AssertionError("staleness probe: no answer within 2 s")
             out.append(got)
         return t, out
 
@@ -329,7 +329,7 @@ class StalenessProbe:
                 contacts = [f"<{new}>"] + ([f"<{old}>;expires=0"] if old else [])
                 r = self.reg.send(self.reg.register(aor, contacts, expires=600))
                 if r.status != 200:
-                    raise h.TestFailure(f"staleness probe: REGISTER answered {r.status}")
+                    raise AssertionError(f"staleness probe: REGISTER answered {r.status}")
                 t0 = time.monotonic()
                 seen = [False] * len(self.uas)
                 while not all(seen):
@@ -338,9 +338,9 @@ class StalenessProbe:
                         if a == [new]:
                             seen[k] = True
                         elif seen[k]:
-                            raise h.TestFailure(f"staleness probe: {a} after {new} was seen")
+                            raise AssertionError(f"staleness probe: {a} after {new} was seen")
                     if time.monotonic() - t0 > 10:
-                        raise h.TestFailure(f"staleness probe: {new} not seen within 10 s")
+                        raise AssertionError(f"staleness probe: {new} not seen within 10 s")
                 if old is not None:  # the first registration of the AOR was not cached before
                     self.samples.append(max(0.0, t - t0))
                 old = new
@@ -348,7 +348,7 @@ class StalenessProbe:
                 # Let the new contact be cached everywhere before the next change.
                 self._round(aor)
                 time.sleep(0.005)
-        except h.TestFailure as e:
+        except AssertionError as e:
             self.errors.append(str(e))
 
 
@@ -410,11 +410,11 @@ def main() -> int:
     peers: list[Peer] = []
     started = time.monotonic()
 
-    redis = h.RedisServer().start()
+    redis = redis_servers.RedisServer().start()
     # Kamailio's db_redis gets a redis-server of its own: each Redis-backed peer's Redis CPU is
     # then its own. So do the near-cache rows.
-    kam_redis_server = h.RedisServer().start()
-    cache_redis = h.RedisServer().start()
+    kam_redis_server = redis_servers.RedisServer().start()
+    cache_redis = redis_servers.RedisServer().start()
     cache_results: dict[tuple[str, str], list[dict]] = {}
     cache_workloads: list[tuple[str, int, float]] = []
     cache_peers: list[Peer] = []
@@ -502,7 +502,7 @@ def main() -> int:
             peers.append(second)
             totals = []
             for _ in range(o.reps):
-                exe = h.build_dir() / "bench" / "sip-bench"
+                exe = base.build_dir() / "bench" / "sip-bench"
                 procs = [subprocess.Popen([str(exe), "--target", p.target, "--no-populate",
                                            "--aors", str(o.aors), "--domain", DOMAIN, "--window", "64",
                                            "--duration", str(o.duration),
@@ -688,7 +688,7 @@ def main() -> int:
                 print()
         print(f"(run took {time.monotonic() - started:.0f} s; lost requests: "
               f"{sum(r['lost'] for r in raw)})")
-    except h.TestFailure as e:
+    except AssertionError as e:
         failures.append(str(e))
     finally:
         for p in peers:

@@ -26,4 +26,5 @@ fi
 ninja -C "$BUILD" src/app/sip-redirectd src/app/sip-registrard bench/sip-bench bench/null-responder >/dev/null
 
 export SIPR_BUILD_DIR=$BUILD PYTHONDONTWRITEBYTECODE=1
-exec python3 "$ROOT/bench/compare.py" "$@"
+# Debian's python3-redis (tests/lib/sipr_test) is importable by /usr/bin/python3 only.
+exec /usr/bin/python3 "$ROOT/bench/compare.py" "$@"

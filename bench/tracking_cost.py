@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """What the near-cache's invalidation costs Redis (issue 14, defect 2). Loopback only; starts and
 stops its own redis-server (and sip-redirectd) on free ports.
 
@@ -10,10 +10,10 @@ stops its own redis-server (and sip-redirectd) on free ports.
            what the K invalidation connections received (messages, keys, bytes) and the Redis CPU
            time per write, measured at several K.
 
-    SIPR_BUILD_DIR=build/release python3 bench/tracking_cost.py lookups --count 1000000
-    SIPR_BUILD_DIR=build/release python3 bench/tracking_cost.py lookups --count 1000000 \
+    SIPR_BUILD_DIR=build/release /usr/bin/python3 bench/tracking_cost.py lookups --count 1000000
+    SIPR_BUILD_DIR=build/release /usr/bin/python3 bench/tracking_cost.py lookups --count 1000000 \
         --flag=--cache-tracking-max-keys=100000
-    python3 bench/tracking_cost.py bcast --writes 20000 --connections 1,16,64,256
+    /usr/bin/python3 bench/tracking_cost.py bcast --writes 20000 --connections 1,16,64,256
 """
 from __future__ import annotations
 
@@ -26,19 +26,15 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lib"))
 
-from harness import LOCALHOST, RedisServer, ServiceDaemon  # noqa: E402
+from sipr_test.base import LOCALHOST  # noqa: E402
+from sipr_test.processes import ServiceDaemon  # noqa: E402
+from sipr_test.redis_servers import RedisServer  # noqa: E402
 
 
 def info(r: RedisServer) -> dict[str, str]:
-    text = r.client.command("INFO").decode()
-    out = {}
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
+    return {k: str(v) for k, v in r.client.info().items()}
 
 
 def invite(port: int, user: str, n: int) -> bytes:
@@ -105,7 +101,7 @@ def cmd_lookups(a: argparse.Namespace) -> None:
             answered, secs = drive_lookups(d.port, a.count)
             during = info(r)
         after = info(r)
-        limit = r.client.command("CONFIG", "GET", "tracking-table-max-keys")[1].decode()
+        limit = r.client.config_get("tracking-table-max-keys")["tracking-table-max-keys"]
         print(f"flags: {' '.join(a.flag) or '(none)'}; tracking-table-max-keys after: {limit}")
         print(f"{a.count} distinct look-ups, {answered} answered in {secs:.1f} s")
         print(f"used_memory: empty {int(base['used_memory']):,} B; after the look-ups "
@@ -189,7 +185,7 @@ def bcast_run(r: RedisServer, k: int, writes: int, rate: int) -> dict[str, float
     c1 = float(cpu1["used_cpu_user"]) + float(cpu1["used_cpu_sys"])
     for s in inval + data + [w]:
         s.close()
-    r.client.command("FLUSHALL")
+    r.client.flushall()
     return {"k": k, "cpu_s": c1 - c0, **stats}
 
 

@@ -7,7 +7,7 @@ SIPR_PACKAGES=(
     clang libclang-rt-14-dev clang-format clang-tidy
     redis-server sip-tester curl iproute2
     kamailio kamailio-redis-modules
-    prometheus python3-yaml
+    prometheus python3-yaml python3-pytest python3-redis
     baresip linphone-cli
 )
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A load-balanced cluster (issue 7): Kamailio's dispatcher (deploy/kamailio-lb) in front of three
 sip-redirectd instances, probing each with OPTIONS, while SIPp drives INVITEs through it and
 instances go away: one is stopped gracefully (SIGTERM: it drains, its probe answers 503 while it
@@ -18,7 +17,7 @@ Prometheus every target is up and sum(rate(sipr_responses_total{code="302"}[30s]
 in, and the window during which the killed instance was still sent requests (from the balancer's
 failover log). Nothing is asserted about how fast: that depends on the machine.
 
-    SIPR_BUILD_DIR=build/release python3 tests/cluster/test_cluster.py
+    /usr/bin/python3 -m pytest tests/cluster/test_cluster.py [-k name-substring]
 """
 from __future__ import annotations
 
@@ -29,21 +28,18 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
+from sipr_test.base import LOCALHOST, free_tcp_port, free_udp_port, scaled, wait_until
+from sipr_test.processes import Daemon, Kamailio, ServiceDaemon
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sipp import SippProcess
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from harness import (  # noqa: E402
-    LOCALHOST, Daemon, Kamailio, RedisServer, ServiceDaemon, SippProcess,
-    case, check, check_eq, free_tcp_port, free_udp_port, main, scaled, wait_until,
-)
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "cluster-test-secret"}  # one To-tag key for all instances
@@ -93,10 +89,11 @@ class Balancer(Kamailio):
         """kamcmd dispatcher.list over the ctl socket: destination URI -> FLAGS (AP: active,
         IP: inactive, TP: trying; P: probed)."""
         exe = shutil.which("kamcmd")
-        check(exe is not None, "kamcmd is not installed (Debian package kamailio)")
+        assert exe is not None, "kamcmd is not installed (Debian package kamailio)"
         p = subprocess.run([exe, "-s", f"unix:{self.run_dir}/kamailio_ctl", "dispatcher.list"],
                            capture_output=True, text=True, timeout=5)
-        check(p.returncode == 0, f"kamcmd dispatcher.list exited {p.returncode}: {p.stderr.strip()}")
+        assert p.returncode == 0, (
+            f"kamcmd dispatcher.list exited {p.returncode}: {p.stderr.strip()}")
         return dict(re.findall(r"URI:\s*(\S+)\s+FLAGS:\s*(\S+)", p.stdout))
 
     def failovers(self) -> list[tuple[str, int, float]]:
@@ -111,8 +108,9 @@ class Prometheus(Daemon):
 
     def __init__(self, redirect_metrics: list[str], registrar_metrics: list[str]):
         exe = shutil.which("prometheus")
-        check(exe is not None, "prometheus is not installed (Debian package prometheus; "
-                               "tools/packages.sh)")
+        assert exe is not None, (
+            "prometheus is not installed (Debian package prometheus; "
+            "tools/packages.sh)")
         self.port = free_tcp_port()
         super().__init__("prometheus", [], name="prometheus", executable=exe)
         conf = self.tmp / "config"
@@ -144,7 +142,7 @@ class Prometheus(Daemon):
                + urllib.parse.urlencode({"query": expr}))
         with urllib.request.urlopen(url, timeout=5) as r:
             body = json.load(r)
-        check_eq(body.get("status"), "success", f"prometheus query {expr}")
+        assert body.get("status") == "success", f"prometheus query {expr}"
         return body["data"]["result"]
 
 
@@ -156,7 +154,7 @@ def register_users(registrar: ServiceDaemon, path: Path) -> None:
         for i in range(USERS):
             user, contact = f"u{i}", f"sip:u{i}@192.0.2.{1 + i % 250}:{5060 + i}"
             r = ua.send(ua.register(f"sip:{user}@{DOMAIN}", [f"<{contact}>"], expires=3600))
-            check_eq(r.status, 200, f"REGISTER of {user}")
+            assert r.status == 200, f"REGISTER of {user}"
             lines.append(f"{user};{contact}")
     path.write_text("\n".join(lines) + "\n")
 
@@ -174,7 +172,7 @@ def sipp_stats(sipp: SippProcess) -> dict[str, int]:
     """The last row of SIPp's -trace_stat CSV: cumulative counters by column name."""
     text = sipp.read("stats.csv")
     rows = list(csv.reader(text.splitlines(), delimiter=";"))
-    check(len(rows) >= 2, f"no SIPp statistics in stats.csv:\n{text[-500:]}")
+    assert len(rows) >= 2, f"no SIPp statistics in stats.csv:\n{text[-500:]}"
     out = {}
     for k, v in zip(rows[0], rows[-1]):
         if k.endswith("(C)"):
@@ -193,9 +191,8 @@ def responses_302(d: ServiceDaemon) -> float:
     return d.metric("sipr_responses_total", code="302")
 
 
-@case(uses=())
-def balanced_cluster_rides_out_drain_kill_and_restart():
-    check(LB_RUN.exists(), f"{LB_RUN} is missing")
+def test_balanced_cluster_rides_out_drain_kill_and_restart():
+    assert LB_RUN.exists(), f"{LB_RUN} is missing"
     with RedisServer() as redis, \
             ServiceDaemon("sip-registrard", redis.url, ["--domain", DOMAIN], workers=1,
                           env=ENV) as registrar:
@@ -243,8 +240,9 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
         try:
             t_start = time.monotonic()
             time.sleep(8)
-            check(sipp.running(), f"SIPp exited early ({sipp.proc.returncode}):\n"
-                                  f"{tail_text(sipp.read('stdout.log'))}\n{sipp.read('errors.log')[-800:]}")
+            assert sipp.running(), (
+                f"SIPp exited early ({sipp.proc.returncode}):\n"
+                f"{tail_text(sipp.read('stdout.log'))}\n{sipp.read('errors.log')[-800:]}")
 
             # -- a: graceful stop. SIGTERM: it drains (probe 503, INVITEs still 302) and exits 0.
             log(f"SIGTERM to instance #0 ({a.uri}) at {time.monotonic() - t_start:.1f}s")
@@ -253,7 +251,7 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
             t_out = wait_flag(lb, a.uri, "I", DRAIN_SECONDS + scaled(10))
             rc = a.proc.wait(timeout=DRAIN_SECONDS + scaled(10))
             t_exit = time.monotonic()
-            check_eq(rc, 0, "exit status of the drained instance")
+            assert rc == 0, "exit status of the drained instance"
             a.returncode = rc
             log(f"instance #0 taken out by the balancer {t_out - t_term:.2f}s after SIGTERM, "
                 f"exited {t_exit - t_term:.2f}s after SIGTERM "
@@ -285,7 +283,7 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
             ups = wait_until(all_up, 30, interval=0.5,
                              what="Prometheus to see all 4 targets up (up == 1)")
             jobs = sorted(job for job, _ in ups)
-            check_eq(jobs, ["sip-redirect"] * 3 + ["sip-registrar"], "Prometheus jobs")
+            assert jobs == ["sip-redirect"] * 3 + ["sip-registrar"], "Prometheus jobs"
             rate_expr = 'sum(rate(sipr_responses_total{code="302"}[30s]))'
 
             last: list = []
@@ -311,7 +309,7 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
         stats = sipp_stats(sipp)
         ok, failed = res.counts()
         created = stats.get("TotalCallCreated", ok + failed)
-        check_eq(stats.get("SuccessfulCall"), ok, "successful calls: CSV and final screen")
+        assert stats.get("SuccessfulCall") == ok, "successful calls: CSV and final screen"
         ratio = ok / CALLS
         log(f"SIPp: {CALLS} INVITEs at {RATE}/s over {elapsed:.0f}s: {ok} got their 302, "
             f"{failed} failed, {created} created; success ratio {ratio:.5f} "
@@ -335,21 +333,17 @@ def run_cluster(redis: RedisServer, registrar: ServiceDaemon, redirects: list[Re
             else:
                 log(f"drained instance {a.uri}: {len(mine)} requests failed over "
                     f"(sent after it had exited)")
-        check(res.returncode == 0 or failed > 0,
-              f"sipp exited {res.returncode} without failed calls\n{res.summary()}")
-        check_eq(ok + failed, CALLS, "calls placed")
-        check(ratio >= MIN_SUCCESS,
-              f"only {ok} of {CALLS} INVITEs got their 302 ({ratio:.4%} < {MIN_SUCCESS:.1%})"
-              f"\n{res.summary()}")
+        assert res.returncode == 0 or failed > 0, (
+            f"sipp exited {res.returncode} without failed calls\n{res.summary()}")
+        assert ok + failed == CALLS, "calls placed"
+        assert ratio >= MIN_SUCCESS, (
+            f"only {ok} of {CALLS} INVITEs got their 302 ({ratio:.4%} < {MIN_SUCCESS:.1%})"
+            f"\n{res.summary()}")
 
         # Every instance running now answered some of the load after its (re)start: the
         # balancer took the restarted ones back.
         for r in redirects:
             n = responses_302(r)
             log(f"{r.name}: {n:.0f} 302s since its last start")
-            check(n > 0, f"{r.name} answered no INVITE after its last start")
+            assert n > 0, f"{r.name} answered no INVITE after its last start"
         sipp.cleanup()  # on failure its logs stay for a look
-
-
-if __name__ == "__main__":
-    sys.exit(main())

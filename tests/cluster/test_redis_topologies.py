@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """sip-registrard and sip-redirectd against three Redis topologies (issue 7, part 4). One case each:
 
 1. primary_and_replica: a primary and a replica (--replicaof). The registrar writes to the
@@ -32,33 +31,35 @@ Every process (redis-server, Sentinels, cluster nodes, daemons) runs on 127.0.0.
 and is stopped by its PID, also on failure; every wait is bounded. Lines starting "# " are the
 measurements.
 
-    SIPR_BUILD_DIR=build/release SIPR_SOURCE_DIR=. python3 tests/cluster/test_redis_topologies.py
+    /usr/bin/python3 -m pytest -s tests/cluster/test_redis_topologies.py [-k name-substring]
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
+import pytest
+import redis
+
+from sipr_test.base import LOCALHOST, free_tcp_port, free_udp_port, scaled, wait_until
+from sipr_test.bindings import location_key, unpack_binding
+from sipr_test.metrics import metric_value
+from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.redis_servers import (
+    RedisSentinel, RedisServer, cluster_node, cluster_slot_owners, cluster_url, connect,
+    create_cluster, primary_server, redis_cli, redis_info, replica_server, sentinel_url,
+    wait_replica_synced, wait_sentinels_ready,
+)
+from sipr_test.sip import SipParseError, SipUdp, T1, T2, parse_response, transact_many
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from harness import (  # noqa: E402
-    LOCALHOST, T1, T2, RedisClient, RedisSentinel, RedisServer, ServiceDaemon, SipParseError,
-    SipUdp, case, check, check_eq, cluster_node, cluster_slot_owners, cluster_url,
-    create_cluster, fixture, free_tcp_port, free_udp_port, location_key, main, metric_value,
-    parse_response, primary_server, redis_cli, redis_info, replica_server, run_program, scaled,
-    sentinel_url, transact_many, unpack_binding, wait_replica_synced, wait_sentinels_ready,
-    wait_until,
-)
 
 DOMAIN = "example.com"
 # One To-tag key for all instances; no SIPR_REDIS* of the caller's.
@@ -105,7 +106,7 @@ def register_all(registrar: ServiceDaemon, users: Sequence[User]) -> None:
         reqs = [ua.register(u.aor, [f"<{u.contact}>"], expires=3600) for u in users]
     res = transact_many(registrar.port, reqs, window=32, timeout=30)
     bad = [(u.aor, r.status) for u, r in zip(users, res) if r.status != 200]
-    check(not bad, f"{len(bad)} of {len(users)} REGISTERs did not get 200: {bad[:5]}")
+    assert not bad, f"{len(bad)} of {len(users)} REGISTERs did not get 200: {bad[:5]}"
 
 
 def register_one(registrar: ServiceDaemon, user: User) -> int:
@@ -125,8 +126,9 @@ def invite_all(redirect: ServiceDaemon, users: Sequence[User]) -> list[tuple[Use
 
 def check_all_redirected(redirect: ServiceDaemon, users: Sequence[User], what: str) -> None:
     bad = [(u.aor, s) for u, s, ok in invite_all(redirect, users) if not ok]
-    check(not bad, f"{what}: {len(bad)} of {len(users)} INVITEs did not get a 302 with the "
-                   f"user's Contact (AOR, status): {bad[:5]}")
+    assert not bad, (
+        f"{what}: {len(bad)} of {len(users)} INVITEs did not get a 302 with the "
+        f"user's Contact (AOR, status): {bad[:5]}")
 
 
 def contacts_of(data: bytes) -> list[str]:
@@ -136,7 +138,7 @@ def contacts_of(data: bytes) -> list[str]:
         return []
 
 
-def stored_contact(client: RedisClient, user: User) -> str | None:
+def stored_contact(client: redis.Redis, user: User) -> str | None:
     """The Contact of the user's one binding as stored on the node behind `client`, or None."""
     h = client.hgetall(location_key(user.aor))
     contacts = [unpack_binding(v).contact for v in h.values()]
@@ -145,8 +147,8 @@ def stored_contact(client: RedisClient, user: User) -> str | None:
 
 def hgetall_calls(server: RedisServer) -> int:
     """INFO commandstats: how many HGETALLs the server has run (scripts' included)."""
-    line = redis_info(server.client, "commandstats").get("cmdstat_hgetall", "calls=0,")
-    return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    stats = redis_info(server.client, "commandstats").get("cmdstat_hgetall", {})
+    return int(stats.get("calls", 0))
 
 
 def redis_up(d: ServiceDaemon) -> bool:
@@ -159,9 +161,9 @@ def redis_up(d: ServiceDaemon) -> bool:
 def locctl_show(redis_url: str, user: User) -> None:
     """sip-locctl --redis URL show AOR lists the user's Contact."""
     r = run_program("sip-locctl", ["--redis", redis_url, "show", user.aor], timeout=10, env=ENV)
-    check(r.returncode == 0 and user.contact in r.stdout,
-          f"sip-locctl --redis {redis_url} show {user.aor}: exit {r.returncode}, want its "
-          f"contact {user.contact}:\n{r.stdout}{r.stderr}")
+    assert r.returncode == 0 and user.contact in r.stdout, (
+        f"sip-locctl --redis {redis_url} show {user.aor}: exit {r.returncode}, want its "
+        f"contact {user.contact}:\n{r.stdout}{r.stderr}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class Load:
     def stop(self) -> list[Outcome]:
         self._stopping.set()
         self._thread.join(timeout=self.give_up + 5)
-        check(not self._thread.is_alive(), "the load thread did not end")
+        assert not self._thread.is_alive(), "the load thread did not end"
         if self._error is not None:
             raise self._error
         return self.outcomes
@@ -311,18 +313,16 @@ def daemon_clients(server: RedisServer) -> int:
     """Normal clients connected to `server`, other than the harness's own connection and the
     Sentinels' (named sentinel-*): the daemons' connections."""
     c = server.client
-    me = c.command("CLIENT", "ID")
+    me = c.client_id()
     n = 0
-    for line in c.command("CLIENT", "LIST").decode().splitlines():
-        f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+    for f in c.client_list():
         if f.get("flags") == "N" and f.get("id") != str(me) and \
                 not f.get("name", "").startswith("sentinel-"):
             n += 1
     return n
 
 
-@case(uses=())
-def primary_and_replica():
+def test_primary_and_replica():
     users = make_users(50, "r")
     with primary_server() as primary, replica_server(primary) as replica:
         wait_replica_synced(primary, replica)
@@ -330,7 +330,7 @@ def primary_and_replica():
                 Redirect(primary.url, ["--redis-read", replica.url]) as redirect:
             register_all(registrar, users)
             wait_replica_synced(primary, replica)
-            check_eq(replica.client.command("DBSIZE"), len(users), "keys on the replica")
+            assert replica.client.execute_command("DBSIZE") == len(users), "keys on the replica"
             # Each worker's read connection must be up, or a look-up falls back to the primary
             # (as it should) and the count below would not say where reads go. An INVITE from a
             # new socket each time (SO_REUSEPORT spreads them over the workers) in case a worker
@@ -347,9 +347,10 @@ def primary_and_replica():
             dp, dr = hgetall_calls(primary) - p0, hgetall_calls(replica) - r0
             log(f"replica up: {len(users)} INVITEs -> 302; HGETALLs on the replica +{dr}, "
                 f"on the primary +{dp}")
-            check(dr >= len(users), f"the replica ran {dr} HGETALLs for {len(users)} INVITEs: the "
-                                    f"look-ups did not go to --redis-read")
-            check_eq(dp, 0, "HGETALLs on the primary while the replica serves the reads")
+            assert dr >= len(users), (
+                f"the replica ran {dr} HGETALLs for {len(users)} INVITEs: the "
+                f"look-ups did not go to --redis-read")
+            assert dp == 0, "HGETALLs on the primary while the replica serves the reads"
 
             replica.stop()  # by its PID
             t_stop = time.monotonic()
@@ -367,10 +368,12 @@ def primary_and_replica():
                 f"(answers before it: {first[:-1] or 'none'})")
             check_all_redirected(redirect, users, "INVITEs with the replica stopped")
             dp = hgetall_calls(primary) - p1
-            check(dp >= len(users), f"the primary ran {dp} HGETALLs for {len(users) + 1} INVITEs "
-                                    f"after the replica stopped: where did the reads go?")
-            check(redis_up(redirect), "sip-redirectd reports sipr_redis_up != 1 while the "
-                                      "primary serves its reads")
+            assert dp >= len(users), (
+                f"the primary ran {dp} HGETALLs for {len(users) + 1} INVITEs "
+                f"after the replica stopped: where did the reads go?")
+            assert redis_up(redirect), (
+                "sip-redirectd reports sipr_redis_up != 1 while the "
+                "primary serves its reads")
             log(f"replica stopped: {len(users)} INVITEs -> 302 read from the primary "
                 f"(+{dp} HGETALLs there)")
 
@@ -389,10 +392,10 @@ def primary_and_replica():
                 u0, p3 = hgetall_calls(unsynced), hgetall_calls(primary)
                 check_all_redirected(redirect, users, "INVITEs with an unsynced replica up")
                 du, dp = hgetall_calls(unsynced) - u0, hgetall_calls(primary) - p3
-                check(du == 0 and dp >= len(users),
-                      f"unsynced replica: {len(users)} INVITEs made {du} HGETALLs on it and {dp} on "
-                      f"the primary: the reads must stay on the primary")
-                check(redis_up(redirect), "sipr_redis_up != 1 with the primary serving reads")
+                assert du == 0 and dp >= len(users), (
+                    f"unsynced replica: {len(users)} INVITEs made {du} HGETALLs on it and {dp} on "
+                    f"the primary: the reads must stay on the primary")
+                assert redis_up(redirect), "sipr_redis_up != 1 with the primary serving reads"
                 log(f"unsynced replica up: {len(users)} INVITEs -> 302 from the primary "
                     f"(+{dp} HGETALLs there, +{du} on the unsynced replica)")
                 unsynced.stop()
@@ -418,9 +421,9 @@ def primary_and_replica():
             p2, r2 = hgetall_calls(primary), hgetall_calls(replica)
             check_all_redirected(redirect, users, "INVITEs with the replica back")
             dp, dr = hgetall_calls(primary) - p2, hgetall_calls(replica) - r2
-            check(dr >= len(users) and dp == 0,
-                  f"replica back: {len(users)} INVITEs made {dr} HGETALLs on the replica and {dp} "
-                  f"on the primary: the reads did not return to --redis-read")
+            assert dr >= len(users) and dp == 0, (
+                f"replica back: {len(users)} INVITEs made {dr} HGETALLs on the replica and {dp} "
+                f"on the primary: the reads did not return to --redis-read")
             log(f"replica restarted: reads back on it after {(t_ready - t_back) * 1000:.0f} ms "
                 f"(+{dr} HGETALLs there, +{dp} on the primary)")
 
@@ -428,7 +431,7 @@ def primary_and_replica():
             # port nobody serves): it keeps a copy that no longer changes, so a user registered
             # now would get 404 there for as long as the reads stayed. The read connections check
             # ROLE every second and leave it.
-            replica.client.command("REPLICAOF", LOCALHOST, str(free_tcp_port()))
+            replica.client.execute_command("REPLICAOF", LOCALHOST, str(free_tcp_port()))
             t_cut = time.monotonic()
             late = make_users(1, "late")
             register_all(registrar, late)
@@ -449,12 +452,11 @@ def primary_and_replica():
 def role(server: RedisServer) -> str:
     try:
         return redis_info(server.client, "replication").get("role", "")
-    except OSError:
+    except (OSError, redis.RedisError):
         return ""
 
 
-@case(uses=())
-def sentinel_failover_under_load():
+def test_sentinel_failover_under_load():
     users = make_users(100, "s")
     with contextlib.ExitStack() as stack:
         old = stack.enter_context(primary_server())
@@ -477,8 +479,8 @@ def sentinel_failover_under_load():
         with Load(redirect, users) as load:
             time.sleep(1.0)
             t_fail = time.monotonic()
-            reply = sentinels[0].client.command("SENTINEL", "FAILOVER", "mymaster")
-            check_eq(reply, "OK", "SENTINEL FAILOVER mymaster")
+            reply = sentinels[0].client.execute_command("SENTINEL", "FAILOVER", "mymaster")
+            assert reply == "OK", "SENTINEL FAILOVER mymaster"
             wait_until(lambda: all(s.master_addr() == (LOCALHOST, new.port) for s in sentinels),
                        15, interval=0.02, what=f"every Sentinel to name :{new.port} the master")
             t_switch = time.monotonic()
@@ -487,7 +489,7 @@ def sentinel_failover_under_load():
             wait_until(lambda: daemon_clients(old) == 0, 5, interval=0.02,
                        what=f"the daemons to leave the old master :{old.port}")
             t_left = time.monotonic()
-            check_eq(role(old), "master", "role of the old master when the daemons had left it "
+            assert role(old) == "master", ("role of the old master when the daemons had left it "
                                           "(they left only when it was demoted)")
             wait_until(lambda: redis_up(registrar) and redis_up(redirect), 15, interval=0.02,
                        what="sipr_redis_up 1 on both daemons after the failover")
@@ -515,32 +517,35 @@ def sentinel_failover_under_load():
             f"{(t_demoted - t_fail) * 1000:.0f} ms")
         log(f"failover: {len(invites)} INVITEs at {RATE}/s, statuses {tally(invites)}; "
             f"{len(n503)} 503s spanning {span}")
-        check(not bad, f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
-                       f"(status: count {tally(bad)})")
+        assert not bad, (
+            f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
+            f"(status: count {tally(bad)})")
         late = [o for o in n503 if not t_fail <= o.sent <= t_up + GRACE]
-        check(not late, f"{len(late)} 503s outside the failover window, the first "
-                        f"{(late[0].sent - t_fail) * 1000:.0f} ms after SENTINEL FAILOVER"
-                        if late else "")
-        check(len(after) >= RATE, f"only {len(after)} INVITEs after the window")
-        check(all(o.ok for o in after), "an INVITE after the window did not get its 302")
+        assert not late, (
+            f"{len(late)} 503s outside the failover window, the first "
+            f"{(late[0].sent - t_fail) * 1000:.0f} ms after SENTINEL FAILOVER"
+            if late else "")
+        assert len(after) >= RATE, f"only {len(after)} INVITEs after the window"
+        assert all(o.ok for o in after), "an INVITE after the window did not get its 302"
 
         # Every binding is on the new master (a fresh connection: Sentinel closed the old ones).
-        with RedisClient(new.port) as c:
-            check_eq(role(new), "master", f"role of :{new.port}")
+        with connect(new.port) as c:
+            assert role(new) == "master", f"role of :{new.port}"
             lost = [u.aor for u in users if stored_contact(c, u) != u.contact]
-            check(not lost, f"{len(lost)} of {len(users)} bindings missing on the new master: "
-                            f"{lost[:5]}")
-            check_eq(early_status, 200, "REGISTER once the daemons had followed the failover")
-            check_eq(stored_contact(c, early), early.contact,
-                     "binding of the REGISTER answered before the old master's demotion, on the "
-                     "new master after it (written to the old master and lost?)")
+            assert not lost, (
+                f"{len(lost)} of {len(users)} bindings missing on the new master: "
+                f"{lost[:5]}")
+            assert early_status == 200, "REGISTER once the daemons had followed the failover"
+            assert stored_contact(c, early) == early.contact, (
+                "binding of the REGISTER answered before the old master's demotion, on the "
+                "new master after it (written to the old master and lost?)")
 
         # A REGISTER after the failover lands on the new master and is redirected.
         late_user = User(f"sip:late@{DOMAIN}", "sip:late@192.0.2.251:6000")
-        check_eq(register_one(registrar, late_user), 200, "REGISTER after the failover")
-        with RedisClient(new.port) as c:
-            check_eq(stored_contact(c, late_user), late_user.contact,
-                     "binding of the REGISTER after the failover, on the new master")
+        assert register_one(registrar, late_user) == 200, "REGISTER after the failover"
+        with connect(new.port) as c:
+            assert stored_contact(c, late_user) == late_user.contact, (
+                "binding of the REGISTER after the failover, on the new master")
         check_all_redirected(redirect, [late_user], "INVITE after the failover")
         locctl_show(url, late_user)
 
@@ -549,9 +554,9 @@ def sentinel_failover_under_load():
         # invalidation connection there too.
         moved = User(users[1].aor, "sip:moved@192.0.2.252:6001")
         with registrar.ua() as ua:
-            check_eq(ua.send(ua.register(moved.aor, ["*"], expires=0)).status, 200,
-                     "REGISTER removing every binding of a user after the failover")
-        check_eq(register_one(registrar, moved), 200, "REGISTER of the user's new Contact")
+            assert ua.send(ua.register(moved.aor, ["*"], expires=0)).status == 200, (
+                "REGISTER removing every binding of a user after the failover")
+        assert register_one(registrar, moved) == 200, "REGISTER of the user's new Contact"
         check_all_redirected(cached, [moved], "INVITE through the near-cache for a user who "
                                               "moved after the failover (stale entry?)")
         sample = [u for u in users if u.aor != moved.aor][:20]
@@ -574,15 +579,16 @@ def sentinel_failover_under_load():
             f"ms after the checks above; a user who moved after the failover was seen at once")
         # CONFIG SET on the old primary did not travel: the worker bounded the new primary's
         # tracking table (Redis's default 1,000,000) before tracking there (issue 14).
-        with RedisClient(new.port) as c:
-            limit = int(c.command("CONFIG", "GET", "tracking-table-max-keys")[1])
-        check_eq(limit, 100000, "tracking-table-max-keys on the new primary (sip-redirectd's default)")
+        with connect(new.port) as c:
+            limit = int(c.config_get("tracking-table-max-keys")["tracking-table-max-keys"])
+        assert limit == 100000, (
+            "tracking-table-max-keys on the new primary (sip-redirectd's default)")
 
 
 # ------------------------------------------------------------------------------------------------
 # 3. Redis Cluster
 
-@fixture()
+@pytest.fixture(scope="module")
 def cluster():
     with contextlib.ExitStack() as stack:
         nodes = [stack.enter_context(cluster_node()) for _ in range(3)]
@@ -590,25 +596,23 @@ def cluster():
         yield nodes
 
 
-@case
-def cluster_refuses_near_cache(cluster):
+def test_cluster_refuses_near_cache(cluster):
     url = cluster_url(cluster)
     r = run_program("sip-redirectd", ["--listen", f"{LOCALHOST}:{free_udp_port()}",
                                       "--metrics", f"{LOCALHOST}:{free_tcp_port()}",
                                       "--redis", url, "--cache-ttl", "1000"], timeout=10, env=ENV)
-    check(r.returncode != 0, f"sip-redirectd --cache-ttl 1000 --redis {url} exited 0")
+    assert r.returncode != 0, f"sip-redirectd --cache-ttl 1000 --redis {url} exited 0"
     lines = r.stderr.strip().splitlines()
-    check(len(lines) == 1, f"want one line on stderr, got {len(lines)}:\n{r.stderr}")
-    check("cache" in lines[0].lower(), f"the line does not name the near-cache: {lines[0]}")
+    assert len(lines) == 1, f"want one line on stderr, got {len(lines)}:\n{r.stderr}"
+    assert "cache" in lines[0].lower(), f"the line does not name the near-cache: {lines[0]}"
     log(f"--cache-ttl with cluster://: exit {r.returncode}: {lines[0]}")
 
 
 def slot_of(node: RedisServer, user: User) -> int:
-    return node.client.command("CLUSTER", "KEYSLOT", location_key(user.aor))
+    return node.client.execute_command("CLUSTER", "KEYSLOT", location_key(user.aor))
 
 
-@case
-def cluster_reshard_under_load(cluster):
+def test_cluster_reshard_under_load(cluster):
     c1, c2, c3 = cluster
     by_port = {n.port: n for n in cluster}
     users = make_users(300, "c")
@@ -619,15 +623,15 @@ def cluster_reshard_under_load(cluster):
         owners = cluster_slot_owners(c1.client)
         per_node = {n.port: sum(1 for u in users if owners[slots[u]] == n.port) for n in cluster}
         log(f"cluster: {len(users)} users' keys per node {list(per_node.values())}, DBSIZE "
-            f"{[n.client.command('DBSIZE') for n in cluster]}")
-        check(all(per_node.values()), f"some node holds none of the keys: {per_node}")
+            f"{[n.client.execute_command('DBSIZE') for n in cluster]}")
+        assert all(per_node.values()), f"some node holds none of the keys: {per_node}"
         for u in users:
-            check_eq(stored_contact(by_port[owners[slots[u]]].client, u), u.contact,
-                     f"binding of {u.aor} on the node owning slot {slots[u]}")
+            assert stored_contact(by_port[owners[slots[u]]].client, u) == u.contact, (
+                f"binding of {u.aor} on the node owning slot {slots[u]}")
         locctl_show(url, users[0])
 
         moved0 = metric_or_zero(redirect, "sipr_redis_redirects_total", kind="moved")
-        id1, id2 = (n.client.command("CLUSTER", "MYID").decode() for n in (c1, c2))
+        id1, id2 = (n.client.execute_command("CLUSTER", "MYID") for n in (c1, c2))
         with Load(redirect, users, registrar=registrar, register_every=10) as load:
             time.sleep(1.0)
             t0 = time.monotonic()
@@ -640,8 +644,8 @@ def cluster_reshard_under_load(cluster):
 
         after = cluster_slot_owners(c1.client)
         moved_users = [u for u in users if after[slots[u]] != owners[slots[u]]]
-        check(all(after[slots[u]] == c2.port for u in moved_users), "a key moved elsewhere than C2")
-        check(moved_users, "no registered key was in the 2000 slots moved from C1 to C2")
+        assert all(after[slots[u]] == c2.port for u in moved_users), "a key moved elsewhere than C2"
+        assert moved_users, "no registered key was in the 2000 slots moved from C1 to C2"
 
         invites = [o for o in outcomes if o.method == "INVITE"]
         registers = [o for o in outcomes if o.method == "REGISTER"]
@@ -650,19 +654,22 @@ def cluster_reshard_under_load(cluster):
             f"{t_reshard * 1000:.0f} ms; {len(invites)} INVITEs at {RATE}/s, statuses "
             f"{tally(invites)}; {len(registers)} re-REGISTERs, statuses {tally(registers)}")
         bad = [o for o in invites if not (o.ok or o.status == 503)]
-        check(not bad, f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
-                       f"(status: count {tally(bad)})")
-        check(n503 <= max(3, MAX_CLUSTER_503 * len(invites)),
-              f"{n503} of {len(invites)} INVITEs got 503 while slots moved")
+        assert not bad, (
+            f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
+            f"(status: count {tally(bad)})")
+        assert n503 <= max(3, MAX_CLUSTER_503 * len(invites)), (
+            f"{n503} of {len(invites)} INVITEs got 503 while slots moved")
         bad = [o for o in registers if not o.ok]
-        check(not bad, f"{len(bad)} re-REGISTERs did not get 200 with the user's Contact "
-                       f"(status: count {tally(bad)})")
+        assert not bad, (
+            f"{len(bad)} re-REGISTERs did not get 200 with the user's Contact "
+            f"(status: count {tally(bad)})")
 
         # No binding lost: each key, with its Contact, on the node that owns its slot now.
         lost = [u.aor for u in users
                 if stored_contact(by_port[after[slots[u]]].client, u) != u.contact]
-        check(not lost, f"{len(lost)} of {len(users)} bindings missing after the reshard: "
-                        f"{lost[:5]}")
+        assert not lost, (
+            f"{len(lost)} of {len(users)} bindings missing after the reshard: "
+            f"{lost[:5]}")
         check_all_redirected(redirect, users, "INVITEs after the reshard")
         locctl_show(url, moved_users[0])
 
@@ -672,15 +679,14 @@ def cluster_reshard_under_load(cluster):
         r_ask = metric_or_zero(registrar, "sipr_redis_redirects_total", kind="ask")
         log(f"cluster: sipr_redis_redirects_total sip-redirectd moved +{moved:.0f} ask {ask:.0f}; "
             f"sip-registrard moved {r_moved:.0f} ask {r_ask:.0f}")
-        check(moved > 0, 'sipr_redis_redirects_total{kind="moved"} did not grow on sip-redirectd')
+        assert moved > 0, 'sipr_redis_redirects_total{kind="moved"} did not grow on sip-redirectd'
 
 
-@case
-def cluster_ask_during_a_slot_migration(cluster):
+def test_cluster_ask_during_a_slot_migration(cluster):
     """One slot half-way through a migration, by hand (CLUSTER SETSLOT IMPORTING / MIGRATING,
     MIGRATE of its one key): the old owner answers -ASK for it, which the reshard above rarely
     catches. INVITE, REGISTER and sip-locctl show must all follow the ASK to the new node."""
-    by_id = {n.client.command("CLUSTER", "MYID").decode(): n for n in cluster}
+    by_id = {n.client.execute_command("CLUSTER", "MYID"): n for n in cluster}
     id_of = {n.port: i for i, n in by_id.items()}
     users = make_users(20, "a")
     url = cluster_url(cluster)
@@ -694,47 +700,50 @@ def cluster_ask_during_a_slot_migration(cluster):
         src = next(n for n in cluster if n.port == owners[slot])
         dst = next(n for n in cluster if n is not src)
         key = location_key(user.aor)
-        check_eq(src.client.command("CLUSTER", "COUNTKEYSINSLOT", slot), 1,
-                 f"keys in slot {slot} of {user.aor}")
+        assert src.client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 1, (
+            f"keys in slot {slot} of {user.aor}")
         ask0 = metric_or_zero(redirect, "sipr_redis_redirects_total", kind="ask")
         rask0 = metric_or_zero(registrar, "sipr_redis_redirects_total", kind="ask")
-        dst.client.command("CLUSTER", "SETSLOT", slot, "IMPORTING", id_of[src.port])
-        src.client.command("CLUSTER", "SETSLOT", slot, "MIGRATING", id_of[dst.port])
+        dst.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", id_of[src.port])
+        src.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", id_of[dst.port])
         try:
-            check_eq(src.client.command("MIGRATE", LOCALHOST, dst.port, "", 0, 5000,
-                                        "KEYS", key), "OK", f"MIGRATE {key}")
+            assert (src.client.execute_command("MIGRATE", LOCALHOST, dst.port, "", 0, 5000,
+                                        "KEYS", key)) == "OK", f"MIGRATE {key}"
             check_all_redirected(redirect, [user], "INVITE while its slot migrates")
             ask = metric_or_zero(redirect, "sipr_redis_redirects_total", kind="ask") - ask0
-            check(ask >= 1, f'sipr_redis_redirects_total{{kind="ask"}} on sip-redirectd grew by '
-                            f"{ask:.0f} for a look-up of a key already migrated")
+            assert ask >= 1, (
+                f'sipr_redis_redirects_total{{kind="ask"}} on sip-redirectd grew by '
+                f"{ask:.0f} for a look-up of a key already migrated")
 
             moved_user = User(user.aor, "sip:moved@192.0.2.252:6001")  # a second binding
-            check_eq(register_one(registrar, moved_user), 200, "REGISTER while its slot migrates")
-            with RedisClient(dst.port) as c:
-                c.command("ASKING")
-                got = [unpack_binding(v).contact for v in c.hgetall(key).values()]
-            check(moved_user.contact in got, f"the REGISTER's binding is not on the importing "
-                                             f"node: {got}")
+            assert register_one(registrar, moved_user) == 200, "REGISTER while its slot migrates"
+            with connect(dst.port) as c:
+                asking = c.pipeline(transaction=False)  # ASKING, then HGETALL on its connection
+                asking.execute_command("ASKING")
+                asking.hgetall(key)
+                got = [unpack_binding(v).contact for v in asking.execute()[1].values()]
+            assert moved_user.contact in got, (
+                f"the REGISTER's binding is not on the importing "
+                f"node: {got}")
             rask = metric_or_zero(registrar, "sipr_redis_redirects_total", kind="ask") - rask0
-            check(rask >= 1, f'sipr_redis_redirects_total{{kind="ask"}} on sip-registrard grew '
-                             f"by {rask:.0f} for a REGISTER of a key already migrated")
+            assert rask >= 1, (
+                f'sipr_redis_redirects_total{{kind="ask"}} on sip-registrard grew '
+                f"by {rask:.0f} for a REGISTER of a key already migrated")
             locctl_show(url, moved_user)
             log(f"cluster: slot {slot} migrating :{src.port} -> :{dst.port}: INVITE, REGISTER "
                 f"and sip-locctl followed -ASK (sip-redirectd ask +{ask:.0f}, sip-registrard ask "
                 f"+{rask:.0f})")
         finally:
             for n in cluster:  # the migration ends: the slot is the new node's everywhere
-                n.client.command("CLUSTER", "SETSLOT", slot, "NODE", id_of[dst.port])
+                n.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", id_of[dst.port])
         wait_until(lambda: all(cluster_slot_owners(n.client)[slot] == dst.port for n in cluster),
                    10, what=f"every node to give slot {slot} to :{dst.port}")
         with redirect.ua() as ua:
             r = ua.send(ua.build("INVITE", user.aor))
-        check_eq((r.status, sorted(c.uri for c in r.contacts)),
-                 (302, sorted([user.contact, moved_user.contact])),
-                 "INVITE after the migration (status, both bindings' contacts)")
+        assert ((r.status, sorted(c.uri for c in r.contacts))) == ((302, sorted([user.contact, moved_user.contact]))), (
+            "INVITE after the migration (status, both bindings' contacts)")
 
-@case(uses=())
-def cluster_primary_failover_under_load():
+def test_cluster_primary_failover_under_load():
     """A primary of a Cluster with one replica per primary is killed (SIGKILL) under load: the
     Cluster promotes its replica (after --cluster-node-timeout), the daemons learn the new map
     (their connection to the dead node is lost, which asks for it) and every INVITE gets its
@@ -759,11 +768,11 @@ def cluster_primary_failover_under_load():
         slots = {u: slot_of(first, u) for u in users}
         victim = next(n for n in nodes if n is not first and n.port in set(owners))
         victims_users = {u for u in users if owners[slots[u]] == victim.port}
-        check(victims_users, f"no user's key on the primary :{victim.port} to be killed")
+        assert victims_users, f"no user's key on the primary :{victim.port} to be killed"
         for n in nodes:  # every write replicated before the kill (WAIT 1 replica, 5 s)
             if n.port in set(owners):
-                check_eq(n.client.command("WAIT", "1", "5000"), 1,
-                         f"replicas that acknowledged :{n.port}'s writes")
+                assert n.client.execute_command("WAIT", "1", "5000") == 1, (
+                    f"replicas that acknowledged :{n.port}'s writes")
 
         with Load(redirect, users) as load:
             time.sleep(1.0)
@@ -794,16 +803,13 @@ def cluster_primary_failover_under_load():
             f"{(t_back - t_kill) * 1000:.0f} ms; {len(invites)} INVITEs at {RATE}/s, statuses "
             f"{tally(invites)}; 503s {span}")
         bad = [o for o in invites if not (o.ok or o.status == 503)]
-        check(not bad, f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
-                       f"(status: count {tally(bad)})")
+        assert not bad, (
+            f"{len(bad)} INVITEs got neither a 302 with the user's Contact nor 503 "
+            f"(status: count {tally(bad)})")
         others = [o for o in n503 if o.user not in victims_users]
-        check(not others, f"{len(others)} 503s for users whose primary was not killed")
+        assert not others, f"{len(others)} 503s for users whose primary was not killed"
         late = [o for o in n503 if o.sent > t_back + GRACE]
-        check(not late, f"{len(late)} 503s after the killed primary's users were served again")
+        assert not late, f"{len(late)} 503s after the killed primary's users were served again"
         check_all_redirected(redirect, users, "INVITEs after the Cluster failover")
-        check_eq(register_one(registrar, next(iter(victims_users))), 200,
-                 "REGISTER of a user of the killed primary, after the failover")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        assert register_one(registrar, next(iter(victims_users))) == 200, (
+            "REGISTER of a user of the killed primary, after the failover")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A whole call through a real proxy (issue 9): Kamailio, configured by deploy/kamailio-proxy/,
 asks sip-redirectd where the callee is, follows the 302 itself and forks to the contacts by q.
 
@@ -8,25 +7,25 @@ that REGISTER through sip-registrard (scenarios/register.xml) and then answer ca
 (deploy/local/answer.xml: 180, 200, ACK, BYE, 200), and a SIPp caller (deploy/local/call.xml)
 aimed at the proxy. The shipped scenarios of deploy/local are the ones up.sh --with-proxy prints.
 
-    SIPR_BUILD_DIR=build/release python3 tests/e2e/test_proxy_call.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/e2e/test_proxy_call.py [-k name-substring]
 """
 from __future__ import annotations
 
 import os
 import re
 import socket
-import sys
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
+import pytest
+
+from sipr_test.base import free_udp_port, wait_until
+from sipr_test.processes import Kamailio, ServiceDaemon
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import SipUdp
+from sipr_test.sipp import SippProcess, SippResult, run_sipp
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from harness import (  # noqa: E402
-    Kamailio, RedisServer, ServiceDaemon, SipUdp, SippProcess, SippResult, case, check, check_eq,
-    fixture, free_udp_port, main, run_sipp, scaled, wait_until,
-)
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "e2e-proxy-secret"}
@@ -68,25 +67,19 @@ def redirectd(redis: RedisServer, name: str = "sip-redirectd") -> ServiceDaemon:
 # ------------------------------------------------------------------------------------------------
 # Fixtures: one Redis, registrar, redirect server and proxy for the cases that need one of each
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
-    with RedisServer() as r:
-        yield r
-
-
-@fixture(needs=("redis",))
-def registrar(redis):
-    with ServiceDaemon("sip-registrard", redis.url, ["--domain", DOMAIN], env=ENV) as d:
+@pytest.fixture(scope="module")
+def registrar(redis_server):
+    with ServiceDaemon("sip-registrard", redis_server.url, ["--domain", DOMAIN], env=ENV) as d:
         yield d
 
 
-@fixture(needs=("redis",))
-def redirect(redis):
-    with redirectd(redis) as d:
+@pytest.fixture(scope="module")
+def redirect(redis_server):
+    with redirectd(redis_server) as d:
         yield d
 
 
-@fixture(needs=("redirect",))
+@pytest.fixture(scope="module")
 def proxy(redirect):
     with Proxy([redirect.port]) as p:
         yield p
@@ -103,7 +96,7 @@ class UserAgent:
         self.port = free_udp_port()
         reg = run_sipp(REGISTER, registrar.port, ["-key", "q", q], service=user,
                        local_port=self.port)
-        check(reg.returncode == 0, f"REGISTER of {user} q={q} failed: {reg.summary()}")
+        assert reg.returncode == 0, f"REGISTER of {user} q={q} failed: {reg.summary()}"
         self.sipp = SippProcess(ANSWER, service=user, local_port=self.port,
                                 name=f"sipp answer {user}@{self.port}").start()
 
@@ -127,9 +120,9 @@ def place_calls(proxy: Proxy, user: str, calls: int) -> SippResult:
     of talk each); every one must complete: INVITE, 180, 200, ACK, BYE, 200."""
     res = run_sipp(CALL, proxy.port, ["-d", "100"], calls=calls, service=user, timeout=30)
     ok, failed = res.counts()
-    check(res.returncode == 0 and (ok, failed) == (calls, 0),
-          f"{calls} calls to {user}: sipp exit {res.returncode}, {ok} successful, {failed} failed"
-          f"\n{res.summary()}")
+    assert res.returncode == 0 and (ok, failed) == (calls, 0), (
+        f"{calls} calls to {user}: sipp exit {res.returncode}, {ok} successful, {failed} failed"
+        f"\n{res.summary()}")
     return res
 
 
@@ -149,25 +142,25 @@ def check_via_proxy(ua: UserAgent, proxy: Proxy, calls: int) -> None:
     """Every INVITE `ua` got came through the proxy: its Record-Route and top Via are the proxy's;
     so did the ACK and BYE of each call (top Via the proxy's)."""
     got = ua.invites()
-    check_eq(len(got), calls, f"INVITEs received by the user agent on port {ua.port}")
+    assert len(got) == calls, f"INVITEs received by the user agent on port {ua.port}"
     rr = f"record-route=<sip:127.0.0.1:{proxy.port};lr>"
     via = f"via=SIP/2.0/UDP 127.0.0.1:{proxy.port}"
     for line in got:
-        check(rr in line and via in line, f"INVITE not from the proxy on {proxy.port}: {line}")
+        assert rr in line and via in line, f"INVITE not from the proxy on {proxy.port}: {line}"
     received = messages(ua.sipp.read("messages.log"), "received")
     for method in ("ACK", "BYE"):
         reqs = [m for m in received if m.startswith(method + " ")]
-        check(len(reqs) >= calls, f"{len(reqs)} {method}s reached the user agent, want {calls}")
+        assert len(reqs) >= calls, f"{len(reqs)} {method}s reached the user agent, want {calls}"
         for m in reqs:
-            check(header(m, "Via").startswith(f"SIP/2.0/UDP 127.0.0.1:{proxy.port};"),
-                  f"{method} not through the proxy:\n{m}")
+            assert header(m, "Via").startswith(f"SIP/2.0/UDP 127.0.0.1:{proxy.port};"), (
+                f"{method} not through the proxy:\n{m}")
 
 
 def check_rang(res: SippResult, calls: int) -> None:
     """Each call's caller saw 180 Ringing."""
     rang = {header(m, "Call-ID") for m in messages(res.messages, "received")
             if m.startswith("SIP/2.0 180 ")}
-    check_eq(len(rang), calls, "calls whose caller saw 180 Ringing")
+    assert len(rang) == calls, "calls whose caller saw 180 Ringing"
 
 
 def responses(d: ServiceDaemon, code: int) -> float:
@@ -177,8 +170,7 @@ def responses(d: ServiceDaemon, code: int) -> float:
 # ------------------------------------------------------------------------------------------------
 # Cases
 
-@case
-def call_completes_through_proxy(redis, registrar, redirect, proxy):
+def test_call_completes_through_proxy(redis, registrar, redirect, proxy):
     """A UA registers through sip-registrard and answers; 5 calls to it through the proxy each
     complete (INVITE, 180, 200, ACK, BYE, 200); the UA got every INVITE, ACK and BYE from the
     proxy (its Record-Route and Via), and sip-redirectd answered exactly one 302 per call."""
@@ -188,13 +180,12 @@ def call_completes_through_proxy(redis, registrar, redirect, proxy):
         check_rang(res, 5)
         check_via_proxy(alice, proxy, 5)
         end = alice.stop()
-        check_eq(end.counts(), (5, 0), "(successful, failed) calls at the user agent")
-        check_eq(end.returncode, 0, "exit status of the answering SIPp")
-    check_eq(responses(redirect, 302) - before, 5, 'sipr_responses_total{code="302"} rise')
+        assert end.counts() == ((5, 0)), "(successful, failed) calls at the user agent"
+        assert end.returncode == 0, "exit status of the answering SIPp"
+    assert responses(redirect, 302) - before == 5, 'sipr_responses_total{code="302"} rise'
 
 
-@case
-def higher_q_answers_then_lower_q_when_it_is_gone(redis, registrar, redirect, proxy):
+def test_higher_q_answers_then_lower_q_when_it_is_gone(redis, registrar, redirect, proxy):
     """Two contacts for bob: q=1.0 registered first, q=0.5 registered last (so recency alone would
     pick it). Calls go to the q=1.0 UA only. With it stopped (its binding still there) the proxy
     tries it, gives up after the branch timeout and the q=0.5 UA gets the call. One 302 per
@@ -202,43 +193,40 @@ def higher_q_answers_then_lower_q_when_it_is_gone(redis, registrar, redirect, pr
     before = responses(redirect, 302)
     with UserAgent(registrar, "bob", "1.0") as high, UserAgent(registrar, "bob", "0.5") as low:
         place_calls(proxy, "bob", 3)
-        check_eq(len(low.invites()), 0, "INVITEs at the q=0.5 UA while q=1.0 answers")
+        assert len(low.invites()) == 0, "INVITEs at the q=0.5 UA while q=1.0 answers"
         check_via_proxy(high, proxy, 3)
         end = high.stop()
-        check_eq(end.counts(), (3, 0), "(successful, failed) calls at the q=1.0 UA")
+        assert end.counts() == ((3, 0)), "(successful, failed) calls at the q=1.0 UA"
         place_calls(proxy, "bob", 1)
         check_via_proxy(low, proxy, 1)
-    check_eq(responses(redirect, 302) - before, 4, 'sipr_responses_total{code="302"} rise')
+    assert responses(redirect, 302) - before == 4, 'sipr_responses_total{code="302"} rise'
 
 
-@case
-def unknown_user_gets_404_relayed(redis, registrar, redirect, proxy):
+def test_unknown_user_gets_404_relayed(redis, registrar, redirect, proxy):
     """INVITE for a user nobody registered: sip-redirectd's own 404 (its keyed To-tag) comes back
     to the caller through the proxy; no 302 is sent."""
     before = {c: responses(redirect, c) for c in (302, 404)}
     with SipUdp(proxy.port) as ua:
         r = ua.send(ua.build("INVITE", f"sip:nobody@{DOMAIN}"), timeout=5)
-    check_eq(r.status, 404, f"final answer through the proxy:\n{r}")
+    assert r.status == 404, f"final answer through the proxy:\n{r}"
     to = r.header("to") or ""
-    check(TAG_RE.search(to), f"404 To-tag is not sip-redirectd's: {to}")
-    check_eq(responses(redirect, 404) - before[404], 1, 'sipr_responses_total{code="404"} rise')
-    check_eq(responses(redirect, 302) - before[302], 0, 'sipr_responses_total{code="302"} rise')
+    assert TAG_RE.search(to), f"404 To-tag is not sip-redirectd's: {to}"
+    assert responses(redirect, 404) - before[404] == 1, 'sipr_responses_total{code="404"} rise'
+    assert responses(redirect, 302) - before[302] == 0, 'sipr_responses_total{code="302"} rise'
 
 
-@case
-def other_domain_is_refused_by_the_proxy(redis, registrar, redirect, proxy):
+def test_other_domain_is_refused_by_the_proxy(redis, registrar, redirect, proxy):
     """The proxy is no open relay: a domain it does not serve gets 403, sip-redirectd is not
     asked."""
     before = redirect.metric("sipr_requests_total", method="INVITE")
     with SipUdp(proxy.port) as ua:
         r = ua.send(ua.build("INVITE", "sip:alice@elsewhere.example.net"), timeout=5)
-    check_eq(r.status, 403, f"final answer through the proxy:\n{r}")
-    check_eq(redirect.metric("sipr_requests_total", method="INVITE") - before, 0,
-             "INVITEs that reached sip-redirectd")
+    assert r.status == 403, f"final answer through the proxy:\n{r}"
+    assert redirect.metric("sipr_requests_total", method="INVITE") - before == 0, (
+        "INVITEs that reached sip-redirectd")
 
 
-@case(uses=("redis", "registrar", "redirect"))
-def redirect_503_fails_over_to_second_instance(redis, registrar, redirect):
+def test_redirect_503_fails_over_to_second_instance(redis, registrar, redirect):
     """The first redirect instance's Redis is down, so it answers 503: each call is asked there
     first (the probe, once a minute here, has not drained it yet, and a 503 alone drains nothing),
     then at the second instance, and completes. One 503 and one 302 per call."""
@@ -251,13 +239,12 @@ def redirect_503_fails_over_to_second_instance(redis, registrar, redirect):
         with Proxy([first.port, redirect.port]) as proxy, UserAgent(registrar, "carol") as carol:
             place_calls(proxy, "carol", 3)
             check_via_proxy(carol, proxy, 3)
-        check_eq(responses(first, 503) - before[0], 3, "503s of the first instance")
-        check_eq(responses(redirect, 302) - before[1], 3, "302s of the second instance")
+        assert responses(first, 503) - before[0] == 3, "503s of the first instance"
+        assert responses(redirect, 302) - before[1] == 3, "302s of the second instance"
         lost.start()  # so the first instance can be stopped cleanly
 
 
-@case(uses=("redis", "registrar", "redirect"))
-def silent_instance_drained_then_back_when_probe_answers(redis, registrar, redirect):
+def test_silent_instance_drained_then_back_when_probe_answers(redis, registrar, redirect):
     """The first redirect instance does not answer at all (its port is a socket that swallows
     everything): a call that reaches it completes through the second instance after the redirect
     timeout. The dispatcher's probe (every second here) gets no answer either, so the instance is
@@ -271,14 +258,14 @@ def silent_instance_drained_then_back_when_probe_answers(redis, registrar, redir
                 UserAgent(registrar, "frank") as frank:
             before = responses(redirect, 302)
             place_calls(proxy, "frank", 1)
-            check_eq(swallowed_invites(silent), 1, "calls whose INVITE reached the silent instance")
+            assert swallowed_invites(silent) == 1, "calls whose INVITE reached the silent instance"
             # Drained once two probes in a row went unanswered: a call then skips it.
             wait_until(lambda: place_calls(proxy, "frank", 1) and swallowed_invites(silent) == 0,
                        15, interval=0.5, what="a call that skips the silent instance")
             place_calls(proxy, "frank", 3)
-            check_eq(swallowed_invites(silent), 0, "INVITEs at the silent instance once drained")
+            assert swallowed_invites(silent) == 0, "INVITEs at the silent instance once drained"
             calls = len(frank.invites())
-            check_eq(responses(redirect, 302) - before, calls, "302s of the second instance")
+            assert responses(redirect, 302) - before == calls, "302s of the second instance"
             silent.close()
             first.start()
             wait_until(lambda: place_calls(proxy, "frank", 1) and responses(first, 302) >= 1, 15,
@@ -303,18 +290,13 @@ def swallowed_invites(sock: socket.socket) -> int:
             calls.add(header(data.replace("\r\n", "\n"), "Call-ID"))
 
 
-@case(uses=())
-def no_redirect_instance_answers_500():
+def test_no_redirect_instance_answers_500():
     """The only redirect instance answers 503: the proxy does not relay a 503 (RFC 3261 §16.7 step
     6) but answers 500 itself."""
     with RedisServer() as lost, redirectd(lost, "sip-redirectd[redis down]") as only:
         lost.stop()
         with Proxy([only.port]) as proxy, SipUdp(proxy.port) as ua:
             r = ua.send(ua.build("INVITE", f"sip:erin@{DOMAIN}"), timeout=5)
-            check_eq(r.status, 500, f"final answer through the proxy:\n{r}")
-        check(responses(only, 503) >= 1, "the instance was asked and answered 503")
+            assert r.status == 500, f"final answer through the proxy:\n{r}"
+        assert responses(only, 503) >= 1, "the instance was asked and answered 503"
         lost.start()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """sip-registrard --auth digest against a real redis-server over loopback UDP (DESIGN §5, §6, §8;
 RFC 3261 §22, RFC 7616, RFC 8760).
 
@@ -8,7 +7,7 @@ hashlib, independently of the daemon. Each case asserts the answer and what Redi
 (sipr:loc:{aor}, sipr:authfail:{aor}:<source>, sipr:nc:{aor}:<nonce>). One redis-server serves
 the run (FLUSHALL before each case); daemons are started per group of cases sharing their flags.
 
-    SIPR_BUILD_DIR=build python3 tests/integration/test_auth.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_auth.py [-k name-substring]
 """
 from __future__ import annotations
 
@@ -16,19 +15,18 @@ import hashlib
 import os
 import re
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pytest
 
-from harness import (  # noqa: E402
-    RedisServer, Response, ServiceDaemon, SipUdp, case, check, check_eq, fixture, free_tcp_port,
-    free_udp_port, location_key, main, run_program, run_sipp, scaled, unique, unpack_binding,
-    wait_until,
-)
+from sipr_test.base import free_tcp_port, free_udp_port, wait_until
+from sipr_test.bindings import location_key, unpack_binding
+from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import Response, SipUdp, unique
+from sipr_test.sipp import run_sipp
 
 DOMAIN = "example.com"
 SECRET = "auth-integration-secret"
@@ -99,38 +97,38 @@ def add_users(r: RedisServer) -> None:
         locctl(r, "user", "add", aor(user), "--password", password, *extra)
 
 
-@fixture(reset=add_users)
-def redis():
-    with RedisServer() as r:
-        yield r
+@pytest.fixture(scope="module")
+def redis_reset():
+    return add_users
 
 
 def registrar_fixture(name: str, flags: list[str]):
-    @fixture(name, needs=("redis",))
-    def _fx(redis):
-        with Registrar(redis, flags, name=f"sip-registrard[{name}]") as d:
+    """A module-scoped fixture: sip-registrard --auth digest with `flags`."""
+    @pytest.fixture(scope="module")
+    def fixture(redis_server):
+        with Registrar(redis_server, flags, name=f"sip-registrard[{name}]") as d:
             yield d
-    return _fx
+    return fixture
 
 
 # As shipped: MD5 unless the subscriber's record says otherwise, 300 s nonces, 5 failures a minute,
 # 60 s cool-down.
-registrar_fixture("registrar", [])
-registrar_fixture("registrar_short_nonce", ["--nonce-lifetime", "2"])
+registrar = registrar_fixture("registrar", [])
+registrar_short_nonce = registrar_fixture("registrar_short_nonce", ["--nonce-lifetime", "2"])
 
 
-@fixture(needs=("redis",))
-def redirect(redis):
-    with Redirect(redis) as d:
+@pytest.fixture(scope="module")
+def redirect(redis_server):
+    with Redirect(redis_server) as d:
         yield d
 
 
-@fixture(needs=("redis",))
-def registrar_pair(redis):
+@pytest.fixture(scope="module")
+def registrar_pair(redis_server):
     """Two registrars on one Redis with one secret and a short cool-down."""
     flags = ["--auth-fail-limit", str(FAIL_LIMIT), "--auth-cooldown", str(COOLDOWN)]
-    with Registrar(redis, flags, name="sip-registrard[a]") as a, \
-            Registrar(redis, flags, name="sip-registrard[b]") as b:
+    with Registrar(redis_server, flags, name="sip-registrard[a]") as a, \
+            Registrar(redis_server, flags, name="sip-registrard[b]") as b:
         yield a, b
 
 
@@ -139,7 +137,7 @@ def registrar_pair(redis):
 
 def locctl(redis: RedisServer, *args: str) -> str:
     r = run_program("sip-locctl", ["--redis", redis.url, *args])
-    check(r.returncode == 0, f"sip-locctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    assert r.returncode == 0, f"sip-locctl {' '.join(args)} exited {r.returncode}: {r.stderr}"
     return r.stdout
 
 
@@ -227,14 +225,14 @@ class Failures:
         return sum(d.metric("sipr_auth_failures_total") for d in self.daemons)
 
     def check(self, want: int, what: str = "sipr_auth_failures_total rise") -> None:
-        check_eq(self._total() - self.before, want, what)
+        assert self._total() - self.before == want, what
 
 
 def commandstats(redis: RedisServer) -> dict[str, int]:
     """calls per command since the server started (INFO commandstats)."""
-    info = redis.client.command("INFO", "commandstats").decode()
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^cmdstat_([a-z|]+):calls=(\d+)", info, re.M)}
+    return {name.removeprefix("cmdstat_"): int(stats["calls"])
+            for name, stats in redis.client.info("commandstats").items()
+            if name.startswith("cmdstat_")}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,8 +244,7 @@ def md5_only(redis: RedisServer, user: str = "alice") -> None:
     locctl(redis, "user", "add", aor(user), "--password", PASSWORDS[user])
 
 
-@case
-def sipp_digest_register_then_invite_302(redis, registrar, redirect):
+def test_sipp_digest_register_then_invite_302(redis, registrar, redirect):
     """SIPp (-au alice -ap PASSWORD, [authentication]) registers through sip-registrard --auth
     digest as shipped: 401, then 200 listing its contact. Redis holds the binding, and an INVITE to
     sip-redirectd on the same Redis is redirected to exactly that contact (SIPp invite_302.xml)."""
@@ -256,17 +253,17 @@ def sipp_digest_register_then_invite_302(redis, registrar, redirect):
     port = free_udp_port()
     res = run_sipp("register_digest.xml", registrar.port, service="alice", local_port=port,
                    args=["-au", "alice", "-ap", PASSWORDS["alice"], *SIPP_AUTH_URI])
-    check(res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}")
+    assert res.returncode == 0, f"sipp register_digest.xml failed: {res.summary()}"
     want = f"sip:alice@127.0.0.1:{port}"
     b = bindings(redis)
-    check_eq(sorted(b), [want], "binding keys")
-    check_eq(unpack_binding(b[want]).user_agent, "SIPp register_digest.xml", "stored user agent")
+    assert sorted(b) == [want], "binding keys"
+    assert unpack_binding(b[want]).user_agent == "SIPp register_digest.xml", "stored user agent"
     # The nonce-count SIPp used is recorded, to expire with the nonce.
-    nc_keys = redis.client.keys(f"sipr:nc:{{{aor()}}}:*")
-    check_eq(len(nc_keys), 1, f"nonce-count keys {nc_keys}")
-    check_eq(redis.client.command("GET", nc_keys[0]), b"1", "recorded nc")
-    ttl = redis.client.command("TTL", nc_keys[0])
-    check(0 < ttl <= 330, f"nonce-count TTL {ttl}")
+    nc_keys = sorted(redis.client.keys(f"sipr:nc:{{{aor()}}}:*"))
+    assert len(nc_keys) == 1, f"nonce-count keys {nc_keys}"
+    assert redis.client.get(nc_keys[0]) == "1", "recorded nc"
+    ttl = redis.client.ttl(nc_keys[0])
+    assert 0 < ttl <= 330, f"nonce-count TTL {ttl}"
 
     work = Path(tempfile.mkdtemp(prefix="sipr-inf-"))
     inf = work / "contact.csv"
@@ -276,31 +273,29 @@ def sipp_digest_register_then_invite_302(redis, registrar, redirect):
     finally:
         inf.unlink(missing_ok=True)
         work.rmdir()
-    check(res.returncode == 0, f"sipp invite_302.xml failed: {res.summary()}")
+    assert res.returncode == 0, f"sipp invite_302.xml failed: {res.summary()}"
     failures.check(0)
 
 
-@case
-def sipp_wrong_password_gets_no_binding(redis, registrar):
+def test_sipp_wrong_password_gets_no_binding(redis, registrar):
     """SIPp with the wrong password gets 401 twice (register_digest_refused.xml); Redis holds no
     binding, one failure counted for the lock-out, and the failure is in the metric."""
     md5_only(redis)
     failures = Failures(registrar)
     res = run_sipp("register_digest_refused.xml", registrar.port, service="alice",
                    args=["-au", "alice", "-ap", "not the password", *SIPP_AUTH_URI])
-    check(res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}")
-    check_eq(redis.client.exists(location_key(aor())), 0, "sipr:loc key of alice")
-    check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
-    ttl = redis.client.command("TTL", authfail_key())
-    check(0 < ttl <= 60, f"failure window TTL {ttl}")
+    assert res.returncode == 0, f"sipp register_digest_refused.xml failed: {res.summary()}"
+    assert redis.client.exists(location_key(aor())) == 0, "sipr:loc key of alice"
+    assert redis.client.get(authfail_key()) == "1", "failures counted"
+    ttl = redis.client.ttl(authfail_key())
+    assert 0 < ttl <= 60, f"failure window TTL {ttl}"
     failures.check(1)
 
 
 # ------------------------------------------------------------------------------------------------
 # The challenge and the answers (as shipped: MD5, or the subscriber's own list)
 
-@case
-def challenge_follows_the_subscribers_algorithms(redis, registrar):
+def test_challenge_follows_the_subscribers_algorithms(redis, registrar):
     """A REGISTER without credentials: 401 with one WWW-Authenticate per algorithm of the
     subscriber's list (alice: SHA-256 first, RFC 8760, then MD5), realm the AOR's domain,
     qop="auth", one nonce. A subscriber without a list (bob, as every record written before
@@ -313,79 +308,74 @@ def challenge_follows_the_subscribers_algorithms(redis, registrar):
         mid = commandstats(redis)
         for user in ("bob", "nobody"):
             other = challenges(expect(register(ua, user), 401))
-            check_eq([c.get("algorithm") for c in other], ["MD5"], f"{user}'s algorithms")
+            assert [c.get("algorithm") for c in other] == ["MD5"], f"{user}'s algorithms"
     after = commandstats(redis)
-    check_eq(sum(mid.get(c, 0) - before.get(c, 0) for c in ("evalsha", "eval")), 1,
-             "script calls for one challenge")
+    assert sum(mid.get(c, 0) - before.get(c, 0) for c in ("evalsha", "eval")) == 1, (
+        "script calls for one challenge")
     for cmd in ("set", "incr", "hset", "del", "expire"):
-        check_eq(after.get(cmd, 0), before.get(cmd, 0), f"Redis {cmd} calls for challenges")
+        assert after.get(cmd, 0) == before.get(cmd, 0), f"Redis {cmd} calls for challenges"
     chs = challenges(r)
-    check_eq([c.get("algorithm") for c in chs], ["SHA-256", "MD5"], "algorithms, in order")
+    assert [c.get("algorithm") for c in chs] == ["SHA-256", "MD5"], "algorithms, in order"
     for c in chs:
-        check_eq(c["scheme"], "Digest", "scheme")
-        check_eq(c.get("realm"), DOMAIN, "realm")
-        check_eq(c.get("qop"), "auth", "qop")
-        check("stale" not in c, f"stale in a first challenge: {c}")
-    check_eq(chs[0]["nonce"], chs[1]["nonce"], "one nonce for both")
-    check('qop="auth"' in r.header("www-authenticate"), "qop quoted (RFC 7616 §3.3)")
-    check_eq(bindings(redis), {}, "bindings")
+        assert c["scheme"] == "Digest", "scheme"
+        assert c.get("realm") == DOMAIN, "realm"
+        assert c.get("qop") == "auth", "qop"
+        assert "stale" not in c, f"stale in a first challenge: {c}"
+    assert chs[0]["nonce"] == chs[1]["nonce"], "one nonce for both"
+    assert 'qop="auth"' in r.header("www-authenticate"), "qop quoted (RFC 7616 §3.3)"
+    assert bindings(redis) == {}, "bindings"
     failures.check(0, "a challenge is not a failure")
 
 
-@case
-def locctl_algorithms_are_checked_and_stored(redis):
+def test_locctl_algorithms_are_checked_and_stored(redis):
     """sip-locctl user add --algorithms: known names only, each once, stored in the canonical
     spelling as the field `algorithms`; adding the user again without it removes the field."""
     key = f"sipr:sub:{{{aor('bob')}}}"
     locctl(redis, "user", "add", aor("bob"), "--password", "x", "--algorithms", "sha-256, md5")
-    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "stored list")
+    assert redis.client.hget(key, "algorithms") == "SHA-256,MD5", "stored list"
     for bad, mention in (("SHA-1", "SHA-1"), ("MD5,md5", "twice")):
         r = run_program("sip-locctl", ["--redis", redis.url, "user", "add", aor("bob"),
                                        "--password", "x", "--algorithms", bad])
-        check(r.returncode != 0 and mention in r.stderr,
-              f"--algorithms {bad}: exit {r.returncode}, stderr {r.stderr!r}")
-    check_eq(redis.client.hget(key, "algorithms"), "SHA-256,MD5", "list after refused changes")
+        assert r.returncode != 0 and mention in r.stderr, (
+            f"--algorithms {bad}: exit {r.returncode}, stderr {r.stderr!r}")
+    assert redis.client.hget(key, "algorithms") == "SHA-256,MD5", "list after refused changes"
     locctl(redis, "user", "add", aor("bob"), "--password", "x")
-    check_eq(redis.client.hget(key, "algorithms"), None, "list after user add without it")
+    assert redis.client.hget(key, "algorithms") == None, "list after user add without it"
 
 
-@case
-def sha256_and_md5_answers_register(redis, registrar):
+def test_sha256_and_md5_answers_register(redis, registrar):
     """The right SHA-256 answer registers alice; the right MD5 answer registers bob."""
     failures = Failures(registrar)
     with registrar.ua() as ua:
         r = expect(login(ua, "alice", algorithm="SHA-256"), 200)
-        check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
-        check_eq(list(bindings(redis, "alice")), [contact_of(ua)], "alice's bindings")
+        assert [c.uri for c in r.contacts] == [contact_of(ua)], "200 contacts"
+        assert list(bindings(redis, "alice")) == [contact_of(ua)], "alice's bindings"
         expect(login(ua, "bob", algorithm="MD5"), 200)
-        check_eq(list(bindings(redis, "bob")), [f"sip:bob@{ua.local}"], "bob's bindings")
+        assert list(bindings(redis, "bob")) == [f"sip:bob@{ua.local}"], "bob's bindings"
     failures.check(0)
 
 
-@case
-def wrong_user_for_the_to_aor_is_403(redis, registrar):
+def test_wrong_user_for_the_to_aor_is_403(redis, registrar):
     """bob's own, right credentials on a REGISTER of alice's AOR: 403, no binding."""
     failures = Failures(registrar)
     with registrar.ua() as ua:
         r = expect(login(ua, "bob", to_user="alice"), 403)
-        check(r.header("www-authenticate") is None, "a 403 carries no challenge")
-    check_eq(bindings(redis, "alice"), {}, "alice's bindings")
-    check_eq(bindings(redis, "bob"), {}, "bob's bindings")
-    check_eq(redis.client.exists(authfail_key("alice")), 0, "no password was tried")
+        assert r.header("www-authenticate") is None, "a 403 carries no challenge"
+    assert bindings(redis, "alice") == {}, "alice's bindings"
+    assert bindings(redis, "bob") == {}, "bob's bindings"
+    assert redis.client.exists(authfail_key("alice")) == 0, "no password was tried"
     failures.check(1)
 
 
-@case
-def disabled_subscriber_is_403(redis, registrar):
+def test_disabled_subscriber_is_403(redis, registrar):
     """A subscriber whose record says enabled=0 is refused even with the right password."""
-    redis.client.command("HSET", f"sipr:sub:{{{aor()}}}", "enabled", "0")
+    redis.client.hset(f"sipr:sub:{{{aor()}}}", "enabled", "0")
     with registrar.ua() as ua:
         expect(login(ua), 403)
-    check_eq(bindings(redis), {}, "bindings")
+    assert bindings(redis) == {}, "bindings"
 
 
-@case
-def replayed_nonce_count_is_refused(redis, registrar):
+def test_replayed_nonce_count_is_refused(redis, registrar):
     """The same credentials (nonce and nc) on a second REGISTER are a replay: 401, nothing
     changes; the next nc on that nonce is accepted."""
     failures = Failures(registrar)
@@ -396,11 +386,12 @@ def replayed_nonce_count_is_refused(redis, registrar):
         expect(register(ua, headers=[creds], cseq=2, call_id=cid), 200)
         before = bindings(redis)
         r = expect(register(ua, headers=[creds], cseq=3, call_id=cid), 401)
-        check("stale" not in challenges(r)[0], "a replay is not stale")
-        check_eq(bindings(redis), before, "bindings after the replay")
+        assert "stale" not in challenges(r)[0], "a replay is not stale"
+        assert bindings(redis) == before, "bindings after the replay"
         nc2 = authorization(ch, "alice", PASSWORDS["alice"], nc=2, cnonce="c0ffee")
         expect(register(ua, headers=[nc2], cseq=4, call_id=cid), 200)
-    check_eq(redis.client.command("GET", f"sipr:nc:{{{aor()}}}:{ch['nonce']}"), b"2", "stored nc")
+    assert redis.client.get(f"sipr:nc:{{{aor()}}}:{ch['nonce']}") == "2", (
+        "stored nc")
     failures.check(1)
 
 
@@ -415,8 +406,7 @@ def accepted_register(ua: SipUdp, contact: str | None = None):
     return req, ch, cid
 
 
-@case
-def retransmitted_register_gets_200_again(redis, registrar):
+def test_retransmitted_register_gets_200_again(redis, registrar):
     """An authenticated REGISTER sent again byte for byte (same nonce, nc, Call-ID, CSeq, branch:
     a UDP retransmission after a lost 200) gets 200 listing the binding, as the first time; no
     auth failure is counted and the binding is not re-written."""
@@ -426,28 +416,26 @@ def retransmitted_register_gets_200_again(redis, registrar):
         before = bindings(redis)
         for _ in range(2):
             r = expect(ua.answer_raw(req.data, req.branch), 200)
-            check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
-        check_eq(bindings(redis), before, "bindings (not re-written: same updated-at)")
+            assert [c.uri for c in r.contacts] == [contact_of(ua)], "200 contacts"
+        assert bindings(redis) == before, "bindings (not re-written: same updated-at)"
     failures.check(0, "a retransmission is not an auth failure")
 
 
-@case
-def same_authorization_on_another_request_is_refused(redis, registrar):
+def test_same_authorization_on_another_request_is_refused(redis, registrar):
     """The Authorization of an accepted REGISTER on a request that differs (another Contact, all
     else equal: Call-ID, CSeq, branch): a replay, 401; the other contact is not bound."""
     failures = Failures(registrar)
     with registrar.ua() as ua:
         req, _, _ = accepted_register(ua)
         other = req.data.replace(f"<{contact_of(ua)}>".encode(), b"<sip:mallory@127.0.0.1:9>")
-        check(other != req.data, "the Contact was replaced")
+        assert other != req.data, "the Contact was replaced"
         r = expect(ua.answer_raw(other, req.branch), 401)
-        check("stale" not in challenges(r)[0], "a replay is not stale")
-        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+        assert "stale" not in challenges(r)[0], "a replay is not stale"
+        assert list(bindings(redis)) == [contact_of(ua)], "bindings"
     failures.check(1)
 
 
-@case
-def retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
+def test_retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
     """A copy of an accepted REGISTER arriving after its binding was removed (within 32 s) does
     not bring it back: not after sip-locctl unbind, nor after the UA's own REGISTER with
     Expires: 0 on a fresh nonce (both copies: 500, the request is out of date), nor after one on
@@ -456,10 +444,10 @@ def retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
     with registrar.ua() as ua:
         req, _, _ = accepted_register(ua)
         locctl(redis, "unbind", aor(), contact_of(ua))
-        check_eq(bindings(redis), {}, "bindings after the unbind")
+        assert bindings(redis) == {}, "bindings after the unbind"
         r = ua.answer_raw(req.data, req.branch)
-        check_eq(r.status, 500, f"answer to the copy after the unbind: {r.status} {r.reason}")
-        check_eq(bindings(redis), {}, "bindings after the copy")
+        assert r.status == 500, f"answer to the copy after the unbind: {r.status} {r.reason}"
+        assert bindings(redis) == {}, "bindings after the copy"
 
         for same_nonce in (False, True):
             req, ch, cid = accepted_register(ua)
@@ -469,17 +457,16 @@ def retransmission_does_not_bring_back_a_removed_binding(redis, registrar):
             unreg = ua.register(aor(), [f"<{contact_of(ua)}>"], expires=0, cseq=3, call_id=cid,
                                 headers=[creds])
             expect(ua.send(unreg), 200)
-            check_eq(bindings(redis), {}, "bindings after Expires: 0")
+            assert bindings(redis) == {}, "bindings after Expires: 0"
             r = ua.answer_raw(req.data, req.branch)
             want = 401 if same_nonce else 500
-            check_eq(r.status, want, f"answer to the copy after Expires: 0 (same nonce: "
+            assert r.status == want, (f"answer to the copy after Expires: 0 (same nonce: "
                                      f"{same_nonce}): {r.status} {r.reason}")
-            check_eq(bindings(redis), {}, "bindings after the copy")
+            assert bindings(redis) == {}, "bindings after the copy"
     failures.check(1, "sipr_auth_failures_total rise (the replayed nc)")
 
 
-@case
-def digest_uri_other_than_request_uri_is_400(redis, registrar):
+def test_digest_uri_other_than_request_uri_is_400(redis, registrar):
     """A right response computed over uri="sip:unrelated.invalid;x=1" for REGISTER
     sip:example.com: 400 (RFC 7616 §3.4.6), no binding, not an auth failure; the same answer over
     an equivalent URI (RFC 3261 §19.1.4) registers."""
@@ -489,17 +476,16 @@ def digest_uri_other_than_request_uri_is_400(redis, registrar):
         ch = challenge(ua, call_id=cid)
         creds = authorization(ch, "alice", PASSWORDS["alice"], uri="sip:unrelated.invalid;x=1")
         r = expect(register(ua, headers=[creds], cseq=2, call_id=cid), 400)
-        check(r.header("www-authenticate") is None, "a 400 carries no challenge")
-        check_eq(bindings(redis), {}, "bindings after the 400")
-        check_eq(redis.client.exists(authfail_key()), 0, "a failure counted")
+        assert r.header("www-authenticate") is None, "a 400 carries no challenge"
+        assert bindings(redis) == {}, "bindings after the 400"
+        assert redis.client.exists(authfail_key()) == 0, "a failure counted"
         failures.check(0, "a uri mismatch is not an auth failure")
         creds = authorization(ch, "alice", PASSWORDS["alice"], nc=2, uri=f"SIP:{DOMAIN.upper()}")
         expect(register(ua, headers=[creds], cseq=3, call_id=cid), 200)
-        check_eq(list(bindings(redis)), [contact_of(ua)], "bindings")
+        assert list(bindings(redis)) == [contact_of(ua)], "bindings"
 
 
-@case
-def expired_nonce_gets_stale_true(redis, registrar_short_nonce):
+def test_expired_nonce_gets_stale_true(redis, registrar_short_nonce):
     """--nonce-lifetime 2: a nonce answered after 3 s with the right password gets 401 with
     stale=true on every challenge (and the fresh nonce then registers); with a wrong password, a
     plain 401 that counts as a failure."""
@@ -513,22 +499,21 @@ def expired_nonce_gets_stale_true(redis, registrar_short_nonce):
         r = expect(register(ua, headers=[authorization(ch, "alice", PASSWORDS["alice"])],
                             cseq=2, call_id=cid), 401)
         chs = challenges(r)
-        check_eq([c.get("stale") for c in chs], ["true", "true"], "stale on every challenge")
-        check(chs[0]["nonce"] != ch["nonce"], "a new nonce")
+        assert [c.get("stale") for c in chs] == ["true", "true"], "stale on every challenge"
+        assert chs[0]["nonce"] != ch["nonce"], "a new nonce"
         failures.check(0, "a stale nonce is not a failure")
         expect(register(ua, headers=[authorization(chs[0], "alice", PASSWORDS["alice"])],
                         cseq=3, call_id=cid), 200)
         r = expect(register(ua, headers=[authorization(wrong_ch, "alice", "guess")], cseq=4), 401)
-        check("stale" not in challenges(r)[0], f"stale=true for a wrong password:\n{r}")
+        assert "stale" not in challenges(r)[0], f"stale=true for a wrong password:\n{r}"
     failures.check(1)
-    check_eq(redis.client.command("GET", authfail_key()), b"1", "failures counted")
+    assert redis.client.get(authfail_key()) == "1", "failures counted"
 
 
 # ------------------------------------------------------------------------------------------------
 # Several instances
 
-@case
-def lockout_holds_across_two_instances(redis, registrar_pair):
+def test_lockout_holds_across_two_instances(redis, registrar_pair):
     """--auth-fail-limit 3 --auth-cooldown 4 on two registrars sharing Redis: three wrong passwords
     spread over both lock alice out, so the right password gets 403 from either for the cool-down
     (sipr:authfail:{aor} in Redis); bob is not affected; after the cool-down alice registers."""
@@ -537,23 +522,22 @@ def lockout_holds_across_two_instances(redis, registrar_pair):
     with a.ua() as ua_a, b.ua() as ua_b:
         for i, ua in enumerate([ua_a, ua_b, ua_a]):
             expect(login(ua, password=f"guess {i}"), 401)
-        check_eq(redis.client.command("GET", authfail_key()), str(FAIL_LIMIT).encode(),
-                 "failures in Redis")
-        ttl = redis.client.command("TTL", authfail_key())
-        check(0 < ttl <= COOLDOWN, f"cool-down TTL {ttl}, want 1..{COOLDOWN}")
+        assert redis.client.get(authfail_key()) == str(FAIL_LIMIT), (
+            "failures in Redis")
+        ttl = redis.client.ttl(authfail_key())
+        assert 0 < ttl <= COOLDOWN, f"cool-down TTL {ttl}, want 1..{COOLDOWN}"
         expect(login(ua_a), 403)
         expect(login(ua_b), 403)
-        check_eq(bindings(redis), {}, "alice's bindings during the cool-down")
+        assert bindings(redis) == {}, "alice's bindings during the cool-down"
         expect(login(ua_b, "bob"), 200)
         wait_until(lambda: not redis.client.exists(authfail_key()), COOLDOWN + 2,
                    what="the cool-down to end")
         expect(login(ua_b), 200)
-        check_eq(list(bindings(redis)), [contact_of(ua_b)], "alice's bindings after it")
+        assert list(bindings(redis)) == [contact_of(ua_b)], "alice's bindings after it"
     failures.check(FAIL_LIMIT + 2, "sipr_auth_failures_total of both (3 wrong, 2 locked out)")
 
 
-@case
-def guesser_from_another_source_does_not_lock_out_the_user(redis, registrar_pair):
+def test_guesser_from_another_source_does_not_lock_out_the_user(redis, registrar_pair):
     """--auth-fail-limit 3: a guesser at 127.0.0.2 failing again and again locks out only itself
     (401 three times, then 403 even to the right password); alice at 127.0.0.1 registers all the
     while, and nothing is counted against her source."""
@@ -562,18 +546,17 @@ def guesser_from_another_source_does_not_lock_out_the_user(redis, registrar_pair
     with UaFrom(a.port, "127.0.0.2") as guesser, a.ua() as ua:
         for i in range(FAIL_LIMIT + 3):
             expect(login(guesser, password=f"guess {i}"), 401 if i < FAIL_LIMIT else 403)
-        check_eq(redis.client.command("GET", authfail_key(source="127.0.0.2")),
-                 str(FAIL_LIMIT).encode(), "the guesser's failures")
+        assert redis.client.get(authfail_key(source="127.0.0.2")) == str(FAIL_LIMIT), (
+            "the guesser's failures")
         expect(login(guesser), 403)
         r = expect(login(ua), 200)
-        check_eq([c.uri for c in r.contacts], [contact_of(ua)], "200 contacts")
-        check_eq(redis.client.exists(authfail_key()), 0, "failures counted for 127.0.0.1")
-    check_eq(list(bindings(redis)), [contact_of(ua)], "alice's bindings")
+        assert [c.uri for c in r.contacts] == [contact_of(ua)], "200 contacts"
+        assert redis.client.exists(authfail_key()) == 0, "failures counted for 127.0.0.1"
+    assert list(bindings(redis)) == [contact_of(ua)], "alice's bindings"
     failures.check(FAIL_LIMIT + 4, "sipr_auth_failures_total (3 wrong, 4 locked out)")
 
 
-@case
-def wrong_answers_for_an_unknown_aor_leave_no_key(redis, registrar):
+def test_wrong_answers_for_an_unknown_aor_leave_no_key(redis, registrar):
     """Wrong answers for sip:nobody@example.com (no subscriber): 401 each time, counted in the
     metric, but no sipr:authfail: key (nor any other) is created in Redis."""
     failures = Failures(registrar)
@@ -581,13 +564,12 @@ def wrong_answers_for_an_unknown_aor_leave_no_key(redis, registrar):
     with registrar.ua() as ua:
         for i in range(3):
             expect(login(ua, "nobody", password=f"guess {i}"), 401)
-    check_eq(redis.client.keys("sipr:authfail:*"), [], "sipr:authfail: keys")
-    check_eq(sorted(redis.client.keys("*")), before, "Redis keys")
+    assert sorted(redis.client.keys("sipr:authfail:*")) == [], "sipr:authfail: keys"
+    assert sorted(redis.client.keys("*")) == before, "Redis keys"
     failures.check(3)
 
 
-@case
-def nonce_of_one_instance_verified_by_another(redis):
+def test_nonce_of_one_instance_verified_by_another(redis):
     """Two registrars with one secret accept each other's nonces; one with another secret refuses
     them (401, not stale)."""
     other = {**os.environ, "SIPR_SECRET": SECRET, "SIPR_NONCE_SECRET": "another secret"}
@@ -599,9 +581,9 @@ def nonce_of_one_instance_verified_by_another(redis):
             ch = challenge(ua_a, call_id=cid)
             creds = authorization(ch, "alice", PASSWORDS["alice"])
             r = expect(register(ua_c, headers=[creds], cseq=2, call_id=cid), 401)
-            check("stale" not in challenges(r)[0], "a foreign nonce is not stale")
+            assert "stale" not in challenges(r)[0], "a foreign nonce is not stale"
             expect(register(ua_b, headers=[creds], cseq=3, call_id=cid), 200)
-        check_eq(c.metric("sipr_auth_failures_total"), 1, "failures on the other-secret instance")
+        assert c.metric("sipr_auth_failures_total") == 1, "failures on the other-secret instance"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -612,13 +594,13 @@ def startup_fails(args: list[str], mention: str, env: dict[str, str]) -> None:
                                        "--metrics", f"127.0.0.1:{free_tcp_port()}",
                                        "--redis", "redis://127.0.0.1:1", *args], env=env)
     lines = r.stderr.strip().splitlines()
-    check(r.returncode != 0, f"{args}: exit status 0")
-    check(len(lines) == 1 and mention in lines[0], f"{args}: stderr {r.stderr!r}, want one line "
-                                                    f"mentioning {mention!r}")
+    assert r.returncode != 0, f"{args}: exit status 0"
+    assert len(lines) == 1 and mention in lines[0], (
+        f"{args}: stderr {r.stderr!r}, want one line "
+        f"mentioning {mention!r}")
 
 
-@case(uses=())
-def auth_flags_startup_errors_are_one_line():
+def test_auth_flags_startup_errors_are_one_line():
     """--auth digest without any secret, an unknown algorithm, a realm with a quote: one line on
     stderr, non-zero exit (before Redis is even tried)."""
     startup_fails(["--auth", "digest"], "secret", WITHOUT_SECRET)
@@ -627,7 +609,3 @@ def auth_flags_startup_errors_are_one_line():
     startup_fails(["--auth", "digest", "--auth-algorithms", "MD5,md5"], "twice", WITH_SECRET)
     startup_fails(["--auth", "digest", "--realm", 'a"b'], "--realm", WITH_SECRET)
     startup_fails(["--auth", "digest", "--nonce-lifetime", "0"], "--nonce-lifetime", WITH_SECRET)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """sip-redirectd's near-cache (--cache-ttl) against a real redis-server (DESIGN §7, §9; issue 8).
 
 The cache answers hot AORs from memory and stays correct through Redis client-side caching
@@ -14,25 +13,23 @@ Redis's own memory for it stays bounded (issue 14): the tracking table is held t
 Probes go out from several sockets at once so that SO_REUSEPORT spreads them over both workers:
 each worker has its own cache and its own tracked connection.
 
-    SIPR_BUILD_DIR=build python3 tests/integration/test_cache.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_cache.py [-k name-substring]
 """
 from __future__ import annotations
 
 import os
-import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pytest
 
-from harness import (  # noqa: E402
-    LOCALHOST, RedisClient, RedisServer, Request, Response, ServiceDaemon, SipUdp, StoredBinding,
-    TestFailure, case, check, check_eq, fixture, free_tcp_port, free_udp_port, location_key, main,
-    metric_value, pack_binding, primary_server, replica_server, run_program, scaled, unique,
-    wait_replica_synced, wait_until,
+from sipr_test.base import LOCALHOST, free_tcp_port, free_udp_port, scaled, wait_until
+from sipr_test.bindings import StoredBinding, location_key, pack_binding
+from sipr_test.metrics import metric_value
+from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.redis_servers import (
+    RedisServer, connect, primary_server, replica_server, time_ms, wait_replica_synced,
 )
+from sipr_test.sip import Request, Response, SipUdp, unique
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "cache-integration-secret"}
@@ -73,34 +70,22 @@ class Redirect(ServiceDaemon):
 
 def _metric(text: str, name: str) -> float:
     v = metric_value(text, name)
-    check(v is not None, f"no metric {name} in GET /metrics")
+    assert v is not None, f"no metric {name} in GET /metrics"
     return v
-
-
-class Registrar(ServiceDaemon):
-    def __init__(self, redis: RedisServer):
-        super().__init__("sip-registrard", redis.url, REGISTRAR_FLAGS, name="sip-registrard",
-                         env=ENV)
 
 
 # ------------------------------------------------------------------------------------------------
 # Fixtures
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
-    with RedisServer() as r:
-        yield r
-
-
-@fixture(needs=("redis",))
-def registrar(redis):
-    with Registrar(redis) as d:
+@pytest.fixture(scope="module")
+def registrar(redis_server):
+    with ServiceDaemon("sip-registrard", redis_server.url, REGISTRAR_FLAGS, env=ENV) as d:
         yield d
 
 
-@fixture(needs=("redis",))
-def cached(redis):
-    with Redirect(redis, CACHE_FLAGS, "sip-redirectd[cache]") as d:
+@pytest.fixture(scope="module")
+def cached(redis_server):
+    with Redirect(redis_server, CACHE_FLAGS, "sip-redirectd[cache]") as d:
         d.wait_cache_on(WORKERS)
         yield d
 
@@ -142,7 +127,7 @@ class Prober:
         while True:
             now = time.monotonic()
             if now >= deadline:
-                raise TestFailure(f"no answer to INVITE {q.ruri} within {scaled(5):.0f}s")
+                raise AssertionError(f"no answer to INVITE {q.ruri} within {scaled(5):.0f}s")
             r = ua.recv(min(deadline, resend) - now)
             if r is None:
                 if time.monotonic() >= resend:
@@ -159,14 +144,14 @@ def uris(r: Response) -> list[str]:
 
 def expect_all(rs: list[Response], status: int, contacts: list[str] | None, what: str) -> None:
     for r in rs:
-        check(r.status == status and (contacts is None or uris(r) == contacts),
-              f"{what}: want {status} {contacts or ''}, got {r.status} {uris(r)}")
+        assert r.status == status and (contacts is None or uris(r) == contacts), (
+            f"{what}: want {status} {contacts or ''}, got {r.status} {uris(r)}")
 
 
 def register(ua: SipUdp, user: str, contacts: list[str]) -> float:
     """REGISTER through sip-registrard (200 required); returns when the 200 arrived."""
     r = ua.send(ua.register(aor(user), contacts, expires=600))
-    check(r.status == 200, f"REGISTER {user} {contacts}: {r.status} {r.reason}")
+    assert r.status == 200, f"REGISTER {user} {contacts}: {r.status} {r.reason}"
     return time.monotonic()
 
 
@@ -182,15 +167,15 @@ def probe_until(p: Prober, ruri: str, since: float, fresh, stale, what: str) -> 
             if fresh(r):
                 seen[i] = True
             elif stale(r):
-                check(not seen[i], f"{what}: a stale answer after a fresh one on socket {i}: "
+                assert not seen[i], (f"{what}: a stale answer after a fresh one on socket {i}: "
                                    f"{r.status} {uris(r)}")
             else:
-                raise TestFailure(f"{what}: unexpected answer {r.status} {uris(r)}")
+                raise AssertionError(f"{what}: unexpected answer {r.status} {uris(r)}")
         if all(seen):
             return max(0.0, t - since)
-        check(time.monotonic() < deadline,
-              f"{what}: still stale {TTL_MS} ms (the cache TTL) after the change: the "
-              f"invalidation never arrived")
+        assert time.monotonic() < deadline, (
+            f"{what}: still stale {TTL_MS} ms (the cache TTL) after the change: the "
+            f"invalidation never arrived")
 
 
 def percentiles(xs: list[float]) -> str:
@@ -200,36 +185,31 @@ def percentiles(xs: list[float]) -> str:
 
 
 def client_list(redis: RedisServer) -> list[dict[str, str]]:
-    text = redis.client.command("CLIENT", "LIST").decode()
-    out = []
-    for line in text.splitlines():
-        out.append(dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv))
-    return out
+    return redis.client.client_list()
 
 
 def kill_clients(redis: RedisServer, prefix: str) -> int:
     """CLIENT KILL every connection whose name starts with `prefix`; returns how many."""
     victims = [c for c in client_list(redis) if c.get("name", "").startswith(prefix)]
     for c in victims:
-        redis.client.command("CLIENT", "KILL", "ID", c["id"])
+        redis.client.execute_command("CLIENT", "KILL", "ID", c["id"])
     return len(victims)
 
 
 def seed(redis: RedisServer, user: str, contact: str, expires_at_ms: int) -> None:
     """One packed binding straight into the AOR's hash, without a key expiry (so that only the
     reader's filter can hide it once expired)."""
-    now = redis.client.time_ms()
+    now = time_ms(redis.client)
     b = StoredBinding(expires_at_ms=expires_at_ms, updated_at_ms=now, cseq=1, call_id=unique("s"),
                       contact=contact, q=1000, path="", received="192.0.2.250:5060",
                       user_agent="seed", instance="", reg_id=None)
-    redis.client.command("HSET", location_key(aor(user)), contact, pack_binding(b))
+    redis.client.hset(location_key(aor(user)), contact, pack_binding(b))
 
 
 # ------------------------------------------------------------------------------------------------
 # Cases
 
-@case
-def thousand_registrations_seen_within_milliseconds(redis, registrar, cached):
+def test_thousand_registrations_seen_within_milliseconds(redis, registrar, cached):
     """1,000 changes through sip-registrard, each replacing an AOR's contact while every worker
     holds the old one in its cache: each is probed until all sockets see it. Staleness (REGISTER's
     200 to the first round that is fresh everywhere) stays below the TTL, nothing flips back, and
@@ -263,16 +243,15 @@ def thousand_registrations_seen_within_milliseconds(redis, registrar, cached):
     hits = after["hits"] - before["hits"]
     print(f"# cache: {hits:.0f} hits, {after['misses'] - before['misses']:.0f} misses, "
           f"{after['invalidations'] - before['invalidations']:.0f} invalidations", flush=True)
-    check(max(staleness) < TTL_MS / 1000, f"max staleness {max(staleness):.3f}s >= TTL")
+    assert max(staleness) < TTL_MS / 1000, f"max staleness {max(staleness):.3f}s >= TTL"
     # The "before" rounds alone are 1,000 x SOCKETS look-ups of a cached AOR.
-    check(hits >= probes * SOCKETS * 0.9,
-          f"only {hits:.0f} cache hits for {probes * SOCKETS} look-ups of cached AORs")
-    check(after["invalidations"] - before["invalidations"] >= 1000,
-          "fewer invalidations than changes")
+    assert hits >= probes * SOCKETS * 0.9, (
+        f"only {hits:.0f} cache hits for {probes * SOCKETS} look-ups of cached AORs")
+    assert after["invalidations"] - before["invalidations"] >= 1000, (
+        "fewer invalidations than changes")
 
 
-@case
-def unregister_never_offers_the_removed_contact(redis, registrar, cached):
+def test_unregister_never_offers_the_removed_contact(redis, registrar, cached):
     """Register, then remove (expires=0), 200 times: once the removal is seen (404, from a cached
     negative entry afterwards) the removed contact is never offered again; the next registration
     is seen through the negative entry's invalidation (Redis tracks a key read while absent)."""
@@ -294,11 +273,10 @@ def unregister_never_offers_the_removed_contact(redis, registrar, cached):
                                        lambda r, c=c: uris(r) == [c], f"cycle {i}: removal"))
     print(f"# staleness of a removal: {percentiles(removal)}", flush=True)
     print(f"# staleness of a registration after a cached 404: {percentiles(arrival)}", flush=True)
-    check(max(removal + arrival) < TTL_MS / 1000, "a change took longer than the TTL")
+    assert max(removal + arrival) < TTL_MS / 1000, "a change took longer than the TTL"
 
 
-@case
-def flushall_flushes(redis, registrar, cached):
+def test_flushall_flushes(redis, registrar, cached):
     """FLUSHALL: Redis sends a null invalidation; every worker flushes (counted), 404 follows."""
     with registrar.ua() as ua, Prober(cached.port) as p:
         register(ua, "gone", ["<sip:gone@192.0.2.3>"])
@@ -306,26 +284,25 @@ def flushall_flushes(redis, registrar, cached):
                     lambda r: r.status == 404, "registration")
         _, rs = p.round(aor("gone"))
         expect_all(rs, 302, ["sip:gone@192.0.2.3"], "cached")
-        check(cached.counters()["entries"] >= 1, "sipr_cache_entries is 0 with a cached AOR")
+        assert cached.counters()["entries"] >= 1, "sipr_cache_entries is 0 with a cached AOR"
         flushes = cached.counters()["flushes"]
         redis.client.flushall()
         wait_until(lambda: cached.counters()["flushes"] >= flushes + WORKERS, 5,
                    what="a flush on every worker")
-        check_eq(cached.counters()["entries"], 0, "sipr_cache_entries after FLUSHALL")
+        assert cached.counters()["entries"] == 0, "sipr_cache_entries after FLUSHALL"
         _, rs = p.round(aor("gone"))
         expect_all(rs, 404, None, "after FLUSHALL")
 
 
-@case
-def killed_connections_flush_and_nothing_stale(redis, registrar, cached):
+def test_killed_connections_flush_and_nothing_stale(redis, registrar, cached):
     """CLIENT KILL of the invalidation connections (found by name in CLIENT LIST): each worker
     flushes and caches nothing until tracking is confirmed again on a new connection; a change
     made meanwhile (its invalidation has nowhere to go) is answered at once. The same for the
     data connections. Afterwards invalidations work again."""
     names = {c.get("name") for c in client_list(redis)}
     for i in range(WORKERS):
-        check(f"sipr-inval-{i}" in names and f"sipr-data-{i}" in names,
-              f"connections of worker {i} not named in CLIENT LIST: {sorted(n for n in names if n)}")
+        assert f"sipr-inval-{i}" in names and f"sipr-data-{i}" in names, (
+            f"connections of worker {i} not named in CLIENT LIST: {sorted(n for n in names if n)}")
     with registrar.ua() as ua, Prober(cached.port) as p:
         contact = "sip:k@192.0.2.1"
         register(ua, "k", [f"<{contact}>"])
@@ -336,7 +313,7 @@ def killed_connections_flush_and_nothing_stale(redis, registrar, cached):
             expect_all(rs, 302, [contact], f"{prefix}: cached before")
             before = cached.counters()
             on = cached.cache_on_count()
-            check_eq(kill_clients(redis, prefix), WORKERS, f"{prefix}* connections killed")
+            assert kill_clients(redis, prefix) == WORKERS, f"{prefix}* connections killed"
             wait_until(lambda: cached.counters()["flushes"] >= before["flushes"] + WORKERS, 5,
                        what=f"a flush on every worker after killing {prefix}*")
             new = f"sip:k@192.0.2.{10 + n}"
@@ -354,7 +331,8 @@ def killed_connections_flush_and_nothing_stale(redis, registrar, cached):
             hits = cached.counters()["hits"]
             _, rs = p.round(aor("k"))
             expect_all(rs, 302, [contact], f"{prefix}: cached again")
-            check(cached.counters()["hits"] >= hits + SOCKETS, "no cache hits once tracking was back")
+            assert cached.counters()["hits"] >= hits + SOCKETS, (
+                "no cache hits once tracking was back")
             new = f"sip:k@192.0.2.{20 + n}"
             t0 = register(ua, "k", [f"<{new}>", f"<{contact}>;expires=0"])
             s = probe_until(p, aor("k"), t0, lambda r, x=new: uris(r) == [x],
@@ -363,15 +341,14 @@ def killed_connections_flush_and_nothing_stale(redis, registrar, cached):
             contact = new
 
 
-@case(uses=())
-def redis_restart_flushes():
+def test_redis_restart_flushes():
     """Redis restarted (empty, same port): the workers flush, answer 503 while it is down (never a
     cached 302), then 404 until the AOR registers again with another contact, which is answered,
     never the contact from before the restart."""
     with RedisServer() as rs, Redirect(rs, CACHE_FLAGS, "sip-redirectd[restart]") as rd, \
             Prober(rd.port) as p:
         rd.wait_cache_on(WORKERS)
-        seed(rs, "r", "sip:r@192.0.2.1", rs.client.time_ms() + 600_000)
+        seed(rs, "r", "sip:r@192.0.2.1", time_ms(rs.client) + 600_000)
         _, answers = p.round(aor("r"))
         _, answers = p.round(aor("r"))
         expect_all(answers, 302, ["sip:r@192.0.2.1"], "cached before the restart")
@@ -386,18 +363,17 @@ def redis_restart_flushes():
         rd.wait_cache_on(on + WORKERS)
         _, answers = p.round(aor("r"))
         expect_all(answers, 404, None, "after the restart (no persistence)")
-        seed(rs, "r", "sip:r@192.0.2.2", rs.client.time_ms() + 600_000)
+        seed(rs, "r", "sip:r@192.0.2.2", time_ms(rs.client) + 600_000)
         t0 = time.monotonic()
         probe_until(p, aor("r"), t0, lambda r: uris(r) == ["sip:r@192.0.2.2"],
                     lambda r: r.status == 404, "registration after the restart")
 
 
-@case
-def expiry_honoured_from_cache(redis, cached):
+def test_expiry_honoured_from_cache(redis, cached):
     """A cached binding whose own expiry passes is not served any more, although the cache TTL
     (10 s) is far away and Redis still holds it (no key expiry): the other binding stays, from the
     cache; an AOR whose only binding expired is 404."""
-    now = redis.client.time_ms()
+    now = time_ms(redis.client)
     seed(redis, "exp", "sip:exp@192.0.2.1", now + int(scaled(1500)))
     seed(redis, "exp", "sip:exp@192.0.2.2", now + 600_000)
     seed(redis, "lone", "sip:lone@192.0.2.1", now + int(scaled(1500)))
@@ -406,12 +382,12 @@ def expiry_honoured_from_cache(redis, cached):
         _, rs = p.round(aor("lone"))
         hits = cached.counters()["hits"]
         _, rs = p.round(aor("exp"))
-        check(all(sorted(uris(r)) == ["sip:exp@192.0.2.1", "sip:exp@192.0.2.2"] for r in rs),
-              f"before expiry: {[uris(r) for r in rs]}")
+        assert all(sorted(uris(r)) == ["sip:exp@192.0.2.1", "sip:exp@192.0.2.2"] for r in rs), (
+            f"before expiry: {[uris(r) for r in rs]}")
         _, rs = p.round(aor("lone"))
         expect_all(rs, 302, ["sip:lone@192.0.2.1"], "lone before expiry")
-        check(cached.counters()["hits"] >= hits + 2 * SOCKETS, "the AORs were not cached")
-        while redis.client.time_ms() < now + int(scaled(1500)) + 5:
+        assert cached.counters()["hits"] >= hits + 2 * SOCKETS, "the AORs were not cached"
+        while time_ms(redis.client) < now + int(scaled(1500)) + 5:
             time.sleep(0.05)
         misses = cached.counters()["misses"]
         for _ in range(3):
@@ -419,7 +395,7 @@ def expiry_honoured_from_cache(redis, cached):
             expect_all(rs, 302, ["sip:exp@192.0.2.2"], "after the first binding expired")
             _, rs = p.round(aor("lone"))
             expect_all(rs, 404, None, "after the only binding expired")
-        check_eq(cached.counters()["misses"], misses, "cache misses after expiry (want hits only)")
+        assert cached.counters()["misses"] == misses, "cache misses after expiry (want hits only)"
 
 
 # Redis's tracking table (issue 14): one entry per distinct key a tracked connection read, until
@@ -431,15 +407,13 @@ UNBOUNDED = ["--tracking-table-max-keys", "0"]
 
 
 def tracking_max_keys(redis: RedisServer) -> int:
-    return int(redis.client.command("CONFIG", "GET", "tracking-table-max-keys")[1])
+    return int(redis.client.config_get("tracking-table-max-keys")["tracking-table-max-keys"])
 
 
 def tracking_keys(redis: RedisServer) -> int:
-    text = redis.client.command("INFO", "stats").decode()
-    for line in text.splitlines():
-        if line.startswith("tracking_total_keys:"):
-            return int(line.split(":", 1)[1])
-    raise TestFailure("no tracking_total_keys in INFO stats")
+    stats = redis.client.info("stats")
+    assert "tracking_total_keys" in stats, "no tracking_total_keys in INFO stats"
+    return int(stats["tracking_total_keys"])
 
 
 def flood(port: int, count: int, prefix: str) -> int:
@@ -457,14 +431,13 @@ def flood(port: int, count: int, prefix: str) -> int:
             while got < len(reqs) and time.monotonic() < deadline:
                 r = ua.recv(deadline - time.monotonic())
                 if r is not None and r.status >= 200:
-                    check(r.status == 404, f"flood: want 404, got {r.status}")
+                    assert r.status == 404, f"flood: want 404, got {r.status}"
                     got += 1
             answered += got
     return answered
 
 
-@case(uses=())
-def tracking_table_bounded_under_random_aors():
+def test_tracking_table_bounded_under_random_aors():
     """5 x TRACKING_MAX INVITEs for distinct unknown AORs (each read adds a tracking entry) against
     a Redis configured unbounded (tracking-table-max-keys 0): sip-redirectd set the bound at start,
     and Redis's table stays within it. A cached 404 whose tracking entry Redis dropped to stay in
@@ -472,41 +445,39 @@ def tracking_table_bounded_under_random_aors():
     with RedisServer(extra_args=UNBOUNDED) as rs, \
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[bound]") as rd, Prober(rd.port) as p:
         rd.wait_cache_on(WORKERS)
-        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
+        assert tracking_max_keys(rs) == TRACKING_MAX, "tracking-table-max-keys after start"
         _, answers = p.round(aor("victim"))
         _, answers = p.round(aor("victim"))
         expect_all(answers, 404, None, "victim before the flood (cached)")
         answered = flood(rd.port, 5 * TRACKING_MAX, unique("rnd"))
-        check(answered >= 4 * TRACKING_MAX, f"only {answered} of {5 * TRACKING_MAX} answered")
+        assert answered >= 4 * TRACKING_MAX, f"only {answered} of {5 * TRACKING_MAX} answered"
         keys = tracking_keys(rs)
         print(f"# tracking_total_keys after {answered} distinct look-ups: {keys} "
               f"(bound {TRACKING_MAX})", flush=True)
         # Redis trims before each command, so the last read may add one over the bound.
-        check(keys <= TRACKING_MAX + 1,
-              f"tracking_total_keys {keys} above the bound {TRACKING_MAX}")
-        seed(rs, "victim", "sip:victim@192.0.2.9", rs.client.time_ms() + 600_000)
+        assert keys <= TRACKING_MAX + 1, (
+            f"tracking_total_keys {keys} above the bound {TRACKING_MAX}")
+        seed(rs, "victim", "sip:victim@192.0.2.9", time_ms(rs.client) + 600_000)
         probe_until(p, aor("victim"), time.monotonic(),
                     lambda r: uris(r) == ["sip:victim@192.0.2.9"], lambda r: r.status == 404,
                     "registration after the flood")
 
 
-@case(uses=())
-def tracking_bound_set_again_after_redis_restart():
+def test_tracking_bound_set_again_after_redis_restart():
     """CONFIG SET lives in Redis's memory only: a restarted Redis (like a promoted replica) is back
     to its configured 0. Each worker checks again before it turns tracking back on."""
     with RedisServer(extra_args=UNBOUNDED) as rs, \
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[rebound]") as rd:
         rd.wait_cache_on(WORKERS)
-        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after start")
+        assert tracking_max_keys(rs) == TRACKING_MAX, "tracking-table-max-keys after start"
         on = rd.cache_on_count()
         rs.stop()
         rs.start()
         rd.wait_cache_on(on + WORKERS)
-        check_eq(tracking_max_keys(rs), TRACKING_MAX, "tracking-table-max-keys after the restart")
+        assert tracking_max_keys(rs) == TRACKING_MAX, "tracking-table-max-keys after the restart"
 
 
-@case(uses=())
-def tracking_bound_on_the_read_replica():
+def test_tracking_bound_on_the_read_replica():
     """With --redis-read the tracked reads, and so the tracking table, are on the replica: its
     bound is set (the primary's setting is left alone) and holds under a flood; a write on the
     primary still reaches a cached 404 through the replica's invalidation."""
@@ -519,23 +490,22 @@ def tracking_bound_on_the_read_replica():
         flags = [*BOUND_FLAGS, "--redis-read", replica.url]
         with Redirect(primary, flags, "sip-redirectd[read]") as rd, Prober(rd.port) as p:
             rd.wait_cache_on(WORKERS)
-            check_eq(tracking_max_keys(replica), TRACKING_MAX,
-                     "the replica's tracking-table-max-keys")
-            check_eq(tracking_max_keys(primary), 0, "the primary's tracking-table-max-keys")
+            assert tracking_max_keys(replica) == TRACKING_MAX, (
+                "the replica's tracking-table-max-keys")
+            assert tracking_max_keys(primary) == 0, "the primary's tracking-table-max-keys"
             _, answers = p.round(aor("victim"))
             expect_all(answers, 404, None, "victim before the flood")
             answered = flood(rd.port, 3 * TRACKING_MAX, unique("rnd"))
-            check(answered >= 2 * TRACKING_MAX, f"only {answered} of {3 * TRACKING_MAX} answered")
+            assert answered >= 2 * TRACKING_MAX, f"only {answered} of {3 * TRACKING_MAX} answered"
             keys = tracking_keys(replica)
-            check(keys <= TRACKING_MAX + 1, f"the replica tracks {keys} keys, above {TRACKING_MAX}")
-            seed(primary, "victim", "sip:victim@192.0.2.9", primary.client.time_ms() + 600_000)
+            assert keys <= TRACKING_MAX + 1, f"the replica tracks {keys} keys, above {TRACKING_MAX}"
+            seed(primary, "victim", "sip:victim@192.0.2.9", time_ms(primary.client) + 600_000)
             probe_until(p, aor("victim"), time.monotonic(),
                         lambda r: uris(r) == ["sip:victim@192.0.2.9"], lambda r: r.status == 404,
                         "registration after the flood")
 
 
-@case(uses=())
-def tracking_bound_refused_exits_with_one_line():
+def test_tracking_bound_refused_exits_with_one_line():
     """A Redis user allowed CONFIG GET but not CONFIG SET: with an unbounded table sip-redirectd
     refuses to start with the near-cache (one line naming the setting); with a table already
     within the bound it starts, leaves the setting alone and turns the cache on."""
@@ -544,10 +514,10 @@ def tracking_bound_refused_exits_with_one_line():
         args = ["--listen", f"{LOCALHOST}:{free_udp_port()}", "--redis", rs.url,
                 "--metrics", f"{LOCALHOST}:{free_tcp_port()}", "--workers", "1", *BOUND_FLAGS]
         r = run_program("sip-redirectd", args, env=ENV)
-        check(r.returncode != 0, "started with an unbounded tracking table it could not bound")
+        assert r.returncode != 0, "started with an unbounded tracking table it could not bound"
         lines = r.stderr.strip().splitlines()
-        check(len(lines) == 1 and "tracking-table-max-keys" in lines[0],
-              f"want one line naming tracking-table-max-keys, got {r.stderr!r}")
+        assert len(lines) == 1 and "tracking-table-max-keys" in lines[0], (
+            f"want one line naming tracking-table-max-keys, got {r.stderr!r}")
         print(f"# {lines[0]}", flush=True)
         # Without the near-cache nothing is tracked: it starts.
         with Redirect(rs, ["--domain", DOMAIN], "sip-redirectd[no cache]"):
@@ -555,50 +525,44 @@ def tracking_bound_refused_exits_with_one_line():
     with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[within]") as rd:
         rd.wait_cache_on(WORKERS)
-        check_eq(tracking_max_keys(rs), 500, "tracking-table-max-keys (within the bound)")
+        assert tracking_max_keys(rs) == 500, "tracking-table-max-keys (within the bound)"
 
 
-@case(uses=())
-def tracking_bound_refused_later_keeps_the_cache_off():
+def test_tracking_bound_refused_later_keeps_the_cache_off():
     """The bound is checked again on every reconnect: a node found unbounded then (an operator's
     CONFIG SET, a promoted replica) that refuses CONFIG SET leaves the worker without its cache
     (answers still right, from Redis; no hits) until the node is bounded again."""
     acl = ["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config", "+config|get",
            "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"]
     with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
-            RedisClient(rs.port, auth=("admin", "admin-pw")) as admin, \
+            connect(rs.port, ("admin", "admin-pw")) as admin, \
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[refused later]") as rd, Prober(rd.port) as p:
         rd.wait_cache_on(WORKERS)
         on = rd.cache_on_count()
-        admin.command("CONFIG", "SET", "tracking-table-max-keys", "0")
-        check_eq(kill_clients(rs, "sipr-data-"), WORKERS, "data connections killed")
+        admin.config_set("tracking-table-max-keys", "0")
+        assert kill_clients(rs, "sipr-data-") == WORKERS, "data connections killed"
         wait_until(lambda: rd.stderr_text().count("refused CONFIG SET") >= WORKERS, 10,
                    what="every worker to report the refused CONFIG SET")
-        check_eq(rd.cache_on_count(), on, "'near-cache on' lines while the node is unbounded")
-        seed(rs, "off", "sip:off@192.0.2.1", rs.client.time_ms() + 600_000)
+        assert rd.cache_on_count() == on, "'near-cache on' lines while the node is unbounded"
+        seed(rs, "off", "sip:off@192.0.2.1", time_ms(rs.client) + 600_000)
         hits = rd.counters()["hits"]
         for _ in range(3):
             _, answers = p.round(aor("off"))
             expect_all(answers, 302, ["sip:off@192.0.2.1"], "with the cache off")
-        check_eq(rd.counters()["hits"], hits, "cache hits while the node is unbounded")
-        check_eq(int(admin.command("CONFIG", "GET", "tracking-table-max-keys")[1]), 0,
-                 "tracking-table-max-keys (left as the operator set it)")
-        admin.command("CONFIG", "SET", "tracking-table-max-keys", "500")
+        assert rd.counters()["hits"] == hits, "cache hits while the node is unbounded"
+        left = admin.config_get("tracking-table-max-keys")["tracking-table-max-keys"]
+        assert int(left) == 0, "tracking-table-max-keys (left as the operator set it)"
+        admin.config_set("tracking-table-max-keys", "500")
         wait_until(lambda: rd.cache_on_count() >= on + WORKERS, scaled(15),
                    what="the cache back on once the node is bounded (retried every 10 s)")
 
 
-@case(uses=())
-def bad_cache_flags_exit_nonzero():
+def test_bad_cache_flags_exit_nonzero():
     for args, mention in ([["--cache-ttl", "-1"], "--cache-ttl"],
                           [["--cache-max-entries", "0"], "--cache-max-entries"],
                           [["--cache-negative-ttl", "x"], "--cache-negative-ttl"],
                           [["--cache-tracking-max-keys", "0"], "--cache-tracking-max-keys"]):
         r = run_program("sip-redirectd", args, env=ENV)
-        check(r.returncode != 0, f"{args}: exit status 0")
-        check(mention in r.stderr and len(r.stderr.strip().splitlines()) == 1,
-              f"{args}: want one line naming {mention}, got {r.stderr!r}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        assert r.returncode != 0, f"{args}: exit status 0"
+        assert mention in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+            f"{args}: want one line naming {mention}, got {r.stderr!r}")

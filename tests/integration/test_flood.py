@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Abuse resistance of sip-redirectd and sip-registrard over loopback UDP (DESIGN §8 --allow,
 --rate-limit; the reflection guard --max-amplification; DESIGN §9 sipr_dropped_total{reason}).
 
@@ -6,7 +5,7 @@ Other sources than 127.0.0.1 are sockets bound to 127.0.0.2 and 127.0.0.3: on Li
 127.0.0.0/8 is loopback, so no configuration is needed and nothing leaves the machine. Bounded:
 the whole file takes well under a minute, also under ASan.
 
-    SIPR_BUILD_DIR=build python3 tests/integration/test_flood.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_flood.py [-k name-substring]
 """
 from __future__ import annotations
 
@@ -14,18 +13,15 @@ import os
 import random
 import select
 import socket
-import sys
 import time
-from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
-    RedisServer, Response, ServiceDaemon, SipUdp, StoredBinding, case, check, check_eq, fixture,
-    free_tcp_port, free_udp_port, location_key, main, metric_value, pack_binding, parse_response,
-    run_program, scaled, startup_refused, unique, wait_until,
-)
+from sipr_test.base import scaled, wait_until
+from sipr_test.bindings import location_key
+from sipr_test.metrics import metric_value
+from sipr_test.processes import ServiceDaemon, run_program, startup_refused
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import Response, SipUdp, parse_response
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "flood-integration-secret"}
@@ -70,19 +66,14 @@ class UaFrom(SipUdp):
         return f"{self.ip}:{self.local_port}"
 
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
-    with RedisServer() as r:
-        yield r
-
-
 def seed(redis: RedisServer, aor_: str, contact: str, q: int = 1000) -> None:
-    """One packed binding straight into the AOR's hash, expiring in 600 s (Redis TIME)."""
-    now = redis.client.time_ms()
-    b = StoredBinding(expires_at_ms=now + 600_000, updated_at_ms=now, cseq=1,
-                      call_id=unique("seed"), contact=contact, q=q, path="",
-                      received="192.0.2.250:5060", user_agent="seed", instance="", reg_id=None)
-    redis.client.command("HSET", location_key(aor_), contact, pack_binding(b))
+    """One binding of `aor_`, expiring in 600 s, written by the product's own tool (sip-locctl
+    bind); `q` in thousandths. The contact goes in angle brackets: its URI parameters are the
+    URI's, not the Contact header's."""
+    args = ["--redis", redis.url, "bind", aor_, f"<{contact}>", "--expires", "600",
+            "--q", f"{q / 1000:g}"]
+    r = run_program("sip-locctl", args)
+    assert r.returncode == 0, f"sip-locctl {' '.join(args)}: {r.stderr}"
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -129,8 +120,7 @@ RATE, BURST = 200, 400  # --rate-limit 200, the default burst of twice the rate
 NORMAL = 400            # INVITEs from the well-behaved source, one per 10 ms tick
 
 
-@case
-def flood_from_one_source_leaves_another_served(redis):
+def test_flood_from_one_source_leaves_another_served(redis):
     """50,000 datagrams from one socket on 127.0.0.2 (half random garbage, half valid INVITEs,
     about 12,500 a second) while a socket on 127.0.0.1 sends 400 INVITEs at 100 a second, each
     once: the well-behaved source gets >= 99% of its 302s; the flood is dropped as rate_limited
@@ -197,44 +187,43 @@ def flood_from_one_source_leaves_another_served(redis):
         after = settled_metrics(rd, ["sipr_dropped_total", "sipr_responses_total"])
         drain()
 
-        check_eq(sent, FLOOD, "flood datagrams sent")
+        assert sent == FLOOD, "flood datagrams sent"
         got_302 = sum(1 for s in statuses.values() if s == 302)
         print(f"#   flood: {FLOOD} datagrams in {elapsed:.1f}s; well-behaved source: {got_302} "
               f"of {NORMAL} 302s; flooder got {to_flooder}", flush=True)
-        check(got_302 >= NORMAL * 0.99,
-              f"the well-behaved source got {got_302} of {NORMAL} 302s during the flood (want "
-              f">= 99%); other answers {sorted(set(statuses.values()))}")
+        assert got_302 >= NORMAL * 0.99, (
+            f"the well-behaved source got {got_302} of {NORMAL} 302s during the flood (want "
+            f">= 99%); other answers {sorted(set(statuses.values()))}")
         limited = delta(before, after, "sipr_dropped_total", reason="rate_limited")
         passed_max = BURST + RATE * (elapsed + scaled(2) + 1)  # the most one bucket lets through
-        check(limited >= FLOOD - passed_max,
-              f'sipr_dropped_total{{reason="rate_limited"}} rose {limited:.0f}, want >= '
-              f"{FLOOD - passed_max:.0f} (the flood beyond burst {BURST} + {RATE}/s)")
-        check(limited <= FLOOD, f"rate_limited rose {limited:.0f}, more than the flood")
+        assert limited >= FLOOD - passed_max, (
+            f'sipr_dropped_total{{reason="rate_limited"}} rose {limited:.0f}, want >= '
+            f"{FLOOD - passed_max:.0f} (the flood beyond burst {BURST} + {RATE}/s)")
+        assert limited <= FLOOD, f"rate_limited rose {limited:.0f}, more than the flood"
         not_sip = delta(before, after, "sipr_dropped_total", reason="not_sip")
-        check(not_sip >= 1, "no garbage within the flood's burst was counted not_sip")
+        assert not_sip >= 1, "no garbage within the flood's burst was counted not_sip"
         flooder_302 = to_flooder.get(302, 0)
-        check(1 <= flooder_302 <= passed_max,
-              f"the flooder got {flooder_302} 302s, want 1..{passed_max:.0f}")
+        assert 1 <= flooder_302 <= passed_max, (
+            f"the flooder got {flooder_302} 302s, want 1..{passed_max:.0f}")
         # Every flood datagram is counted once: dropped (rate_limited, or not_sip and the like
         # for garbage that passed) or answered (a 302 for an INVITE that passed).
         drops = metric_sum(after, "sipr_dropped_total") - metric_sum(before, "sipr_dropped_total")
         answers = (metric_sum(after, "sipr_responses_total") -
                    metric_sum(before, "sipr_responses_total") - len(statuses))
         accounted = drops + answers
-        check(FLOOD * 0.99 <= accounted <= FLOOD,
-              f"{accounted:.0f} flood datagrams accounted for in the metrics ({drops:.0f} drops, "
-              f"{answers:.0f} answers), want {FLOOD} (>= 99%: the kernel may lose a few)")
-        check(rd.running(), "the daemon died under the flood")
+        assert FLOOD * 0.99 <= accounted <= FLOOD, (
+            f"{accounted:.0f} flood datagrams accounted for in the metrics ({drops:.0f} drops, "
+            f"{answers:.0f} answers), want {FLOOD} (>= 99%: the kernel may lose a few)")
+        assert rd.running(), "the daemon died under the flood"
 
 
 def expect_302(ua: SipUdp, ruri: str) -> Response:
     r = ua.send(ua.build("INVITE", ruri))
-    check(r.status == 302, f"INVITE {ruri}: want 302, got {r.status} {r.reason}")
+    assert r.status == 302, f"INVITE {ruri}: want 302, got {r.status} {r.reason}"
     return r
 
 
-@case
-def registrar_rate_limited_per_source(redis):
+def test_registrar_rate_limited_per_source(redis):
     """sip-registrard has the same limit: 30 REGISTERs at once from 127.0.0.2 with --rate-limit 1
     --rate-burst 5: 6 answered (--spread random gives each of the 2 workers half the burst,
     rounded up: 3), 24 dropped as rate_limited; 127.0.0.1 is still served."""
@@ -252,17 +241,16 @@ def registrar_rate_limited_per_source(redis):
         after = settled_metrics(rg, ["sipr_dropped_total"])
         limited = delta(before, after, "sipr_dropped_total", reason="rate_limited")
         # 30 datagrams leave within well under a second: at most one token refills meanwhile.
-        check(6 <= answered <= 7, f"{answered} of 30 REGISTERs answered, want 6 (7 with a refill)")
-        check_eq(limited, 30 - answered, 'sipr_dropped_total{reason="rate_limited"} rise')
+        assert 6 <= answered <= 7, f"{answered} of 30 REGISTERs answered, want 6 (7 with a refill)"
+        assert limited == 30 - answered, 'sipr_dropped_total{reason="rate_limited"} rise'
         r = good.send(good.register(aor("alice"), ["<sip:alice@192.0.2.9>"], expires=600))
-        check_eq(r.status, 200, "REGISTER from another source")
+        assert r.status == 200, "REGISTER from another source"
 
 
 # ------------------------------------------------------------------------------------------------
 # --allow
 
-@case
-def allow_refuses_other_sources_before_parsing(redis):
+def test_allow_refuses_other_sources_before_parsing(redis):
     """--allow 127.0.0.1, ::ffff:127.0.0.3/128 (a v4-mapped rule for an IPv4 source) and
     2001:db8::/32: 127.0.0.1 and 127.0.0.3 are redirected; 127.0.0.2 gets no answer to anything,
     each datagram counted denied and none parsed (not_sip and requests_total do not move)."""
@@ -279,18 +267,17 @@ def allow_refuses_other_sources_before_parsing(redis):
         out.expect_silence(scaled(0.5))
         expect_302(ok1, aor("alice"))  # the daemon is alive and has handled what came before
         after = settled_metrics(rd, ["sipr_dropped_total"])
-        check_eq(delta(before, after, "sipr_dropped_total", reason="denied"), 3,
-                 'sipr_dropped_total{reason="denied"} rise')
-        check_eq(delta(before, after, "sipr_dropped_total", reason="not_sip"), 0,
-                 "not_sip rise: a denied datagram was parsed")
-        check_eq(delta(before, after, "sipr_requests_total", method="OPTIONS"), 0,
-                 "OPTIONS counted from a denied source")
-        check_eq(delta(before, after, "sipr_requests_total", method="INVITE"), 1,
-                 "INVITEs counted (only the allowed one)")
+        assert delta(before, after, "sipr_dropped_total", reason="denied") == 3, (
+            'sipr_dropped_total{reason="denied"} rise')
+        assert delta(before, after, "sipr_dropped_total", reason="not_sip") == 0, (
+            "not_sip rise: a denied datagram was parsed")
+        assert delta(before, after, "sipr_requests_total", method="OPTIONS") == 0, (
+            "OPTIONS counted from a denied source")
+        assert delta(before, after, "sipr_requests_total", method="INVITE") == 1, (
+            "INVITEs counted (only the allowed one)")
 
 
-@case
-def allow_from_environment_on_registrar(redis):
+def test_allow_from_environment_on_registrar(redis):
     """SIPR_ALLOW="10.0.0.0/8, 127.0.0.1/32" on sip-registrard: 127.0.0.1 registers, 127.0.0.2
     is denied and counted."""
     env = {**ENV, "SIPR_ALLOW": "10.0.0.0/8, 127.0.0.1/32"}
@@ -298,17 +285,16 @@ def allow_from_environment_on_registrar(redis):
             UaFrom(rg.port, "127.0.0.2") as out:
         before = rg.metrics()
         r = ok.send(ok.register(aor("alice"), ["<sip:alice@192.0.2.9>"], expires=600))
-        check_eq(r.status, 200, "REGISTER from 127.0.0.1")
+        assert r.status == 200, "REGISTER from 127.0.0.1"
         out.send_raw(out.register(aor("mallory"), ["<sip:m@192.0.2.66>"], expires=600).data)
         out.expect_silence(scaled(0.5))
         after = settled_metrics(rg, ["sipr_dropped_total"])
-        check_eq(delta(before, after, "sipr_dropped_total", reason="denied"), 1, "denied rise")
-        check_eq(redis.client.keys("sipr:loc:*"), [f"sipr:loc:{{{aor('alice')}}}"],
-                 "bindings stored (none for the denied REGISTER)")
+        assert delta(before, after, "sipr_dropped_total", reason="denied") == 1, "denied rise"
+        assert sorted(redis.client.keys("sipr:loc:*")) == [f"sipr:loc:{{{aor('alice')}}}"], (
+            "bindings stored (none for the denied REGISTER)")
 
 
-@case(uses=())
-def bad_allow_or_limits_refused_at_start():
+def test_bad_allow_or_limits_refused_at_start():
     """A bad CIDR (either daemon, flag or SIPR_ALLOW), a bad rate or amplification: one line on
     stderr naming it, non-zero exit, before Redis is even asked (none runs here)."""
     problems = []
@@ -329,7 +315,7 @@ def bad_allow_or_limits_refused_at_start():
                               (["--max-response", "100"], "--max-response")):
             problems.append(startup_refused(program, args, mention, env=ENV))
     problems = [p for p in problems if p]
-    check(not problems, f"{len(problems)} start-up refusal(s) wrong: " + " | ".join(problems))
+    assert not problems, f"{len(problems)} start-up refusal(s) wrong: " + " | ".join(problems)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,8 +336,7 @@ def q_text(q: int) -> str:
     return "1" if q == 1000 else f"0.{q:03d}".rstrip("0")
 
 
-@case
-def amplification_guard_cuts_302_to_3x(redis):
+def test_amplification_guard_cuts_302_to_3x(redis):
     """Default --max-amplification 3: a tiny INVITE (~170 bytes) to an AOR with 20 long contacts
     gets a 302 of at most 3x its size, the highest-q contacts in order, nothing left out that
     would fit, the cut counted in sipr_contacts_cut_total; an AOR whose one contact cannot fit
@@ -362,37 +347,37 @@ def amplification_guard_cuts_302_to_3x(redis):
     with Redirect(redis, [], name="sip-redirectd[amp]") as rd, rd.ua() as ua:
         cut0 = rd.metric("sipr_contacts_cut_total")
         branch, data = tiny_invite(ua, aor("many"))
-        check(len(data) < 200, f"tiny INVITE of {len(data)} bytes")
+        assert len(data) < 200, f"tiny INVITE of {len(data)} bytes"
         r = ua.answer_raw(data, branch)
-        check_eq(r.status, 302, "status")
+        assert r.status == 302, "status"
         k = len(r.contacts)
-        check(len(r.raw) <= 3 * len(data),
-              f"302 of {len(r.raw)} bytes to an INVITE of {len(data)}: more than 3x")
-        check(0 < k < LONG, f"{k} contacts in the 302")
-        check_eq([c.uri for c in r.contacts], [u for u, _ in contacts[:k]],
-                 "the highest-q contacts, in order")
+        assert len(r.raw) <= 3 * len(data), (
+            f"302 of {len(r.raw)} bytes to an INVITE of {len(data)}: more than 3x")
+        assert 0 < k < LONG, f"{k} contacts in the 302"
+        assert [c.uri for c in r.contacts] == [u for u, _ in contacts[:k]], (
+            "the highest-q contacts, in order")
         exp = r.contacts[0].expires
         line = f"Contact: <{contacts[k][0]}>;q={q_text(contacts[k][1])};expires={exp}\r\n"
-        check(len(r.raw) + len(line) > 3 * len(data),
-              f"a {len(line)}-byte contact that fits 3x was left out ({len(r.raw)} bytes)")
+        assert len(r.raw) + len(line) > 3 * len(data), (
+            f"a {len(line)}-byte contact that fits 3x was left out ({len(r.raw)} bytes)")
         wait_until(lambda: rd.metric("sipr_contacts_cut_total") >= cut0 + LONG - k, 3,
                    what="the cut counted")
-        check_eq(rd.metric("sipr_contacts_cut_total"), cut0 + LONG - k, "sipr_contacts_cut_total")
+        assert rd.metric("sipr_contacts_cut_total") == cut0 + LONG - k, "sipr_contacts_cut_total"
 
         branch, data = tiny_invite(ua, aor("huge"))
         r = ua.answer_raw(data, branch)
-        check_eq((r.status, r.reason), (480, "Temporarily Unavailable"), "nothing fits")
-        check(len(r.raw) <= 3 * len(data), f"480 of {len(r.raw)} bytes: more than 3x")
+        assert ((r.status, r.reason)) == ((480, "Temporarily Unavailable")), "nothing fits"
+        assert len(r.raw) <= 3 * len(data), f"480 of {len(r.raw)} bytes: more than 3x"
 
     with Redirect(redis, ["--allow", "127.0.0.0/8"], name="sip-redirectd[amp-allowed]") as rd, \
             rd.ua() as ua:
         branch, data = tiny_invite(ua, aor("many"))
         r = ua.answer_raw(data, branch)
-        check_eq(r.status, 302, "status for a trusted source")
-        check(3 * len(data) < len(r.raw) <= 1300,
-              f"302 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
+        assert r.status == 302, "status for a trusted source"
+        assert 3 * len(data) < len(r.raw) <= 1300, (
+            f"302 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
         branch, data = tiny_invite(ua, aor("huge"))
-        check_eq(ua.answer_raw(data, branch).status, 302, "a 600-byte contact for a trusted source")
+        assert ua.answer_raw(data, branch).status == 302, "a 600-byte contact for a trusted source"
 
 
 def tiny_fetch(ua: SipUdp, aor_: str) -> tuple[str, bytes]:
@@ -406,8 +391,7 @@ def tiny_fetch(ua: SipUdp, aor_: str) -> tuple[str, bytes]:
     return branch, data
 
 
-@case
-def registrar_amplification_guard(redis):
+def test_registrar_amplification_guard(redis):
     """sip-registrard had no reflection guard: a ~150-byte fetch for an AOR holding nine 600-byte
     bindings got a ~6.5 KB 200 (the worst case reached 65,000 bytes). Now, by default, no answer
     to a source outside --allow exceeds 3x its request nor --max-response (1300); the bindings
@@ -420,12 +404,12 @@ def registrar_amplification_guard(redis):
     with Registrar(redis, [], name="sip-registrard[amp]") as rg, SipUdp(rg.port) as ua:
         cut0 = rg.metric("sipr_contacts_cut_total")
         branch, data = tiny_fetch(ua, aor("fat"))
-        check(len(data) < 200, f"tiny fetch of {len(data)} bytes")
+        assert len(data) < 200, f"tiny fetch of {len(data)} bytes"
         r = ua.answer_raw(data, branch)
-        check_eq(r.status, 200, "status of the fetch")
-        check(len(r.raw) <= 3 * len(data),
-              f"200 of {len(r.raw)} bytes to a REGISTER of {len(data)}: more than 3x")
-        check(len(r.contacts) < len(big), f"{len(r.contacts)} contacts listed")
+        assert r.status == 200, "status of the fetch"
+        assert len(r.raw) <= 3 * len(data), (
+            f"200 of {len(r.raw)} bytes to a REGISTER of {len(data)}: more than 3x")
+        assert len(r.contacts) < len(big), f"{len(r.contacts)} contacts listed"
         wait_until(lambda: rg.metric("sipr_contacts_cut_total") >= cut0 + len(big) - len(r.contacts),
                    3, what="the cut counted")
 
@@ -433,35 +417,31 @@ def registrar_amplification_guard(redis):
         mine = "sip:me@127.0.0.1:5099"
         req = ua.register(aor("fat"), [mine], expires=600)
         r = ua.send(req)
-        check_eq(r.status, 200, "status of the REGISTER")
-        check(len(r.raw) <= min(1300, 3 * len(req.data)), f"200 of {len(r.raw)} bytes")
-        check_eq([c.uri for c in r.contacts][:1], [mine], "the REGISTER's own binding first")
+        assert r.status == 200, "status of the REGISTER"
+        assert len(r.raw) <= min(1300, 3 * len(req.data)), f"200 of {len(r.raw)} bytes"
+        assert [c.uri for c in r.contacts][:1] == [mine], "the REGISTER's own binding first"
 
     with Registrar(redis, ["--allow", "127.0.0.0/8"], name="sip-registrard[amp-allowed]") as rg, \
             SipUdp(rg.port) as ua:
         branch, data = tiny_fetch(ua, aor("fat"))
         r = ua.answer_raw(data, branch)
-        check_eq(r.status, 200, "status for a trusted source")
-        check(3 * len(data) < len(r.raw) <= 1300,
-              f"200 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
+        assert r.status == 200, "status for a trusted source"
+        assert 3 * len(data) < len(r.raw) <= 1300, (
+            f"200 of {len(r.raw)} bytes to a trusted source: want the 1300-byte cap only")
 
         # Not even the REGISTER's own bindings fit: they are stored all the same, and the 200
         # lists those that fit (README: "sip-registrard --max-response").
         own = [f"sip:{'o' * 560}-{i}@127.0.0.1:{5100 + i}" for i in range(3)]
         req = ua.register(aor("own"), own, expires=600)
         r = ua.send(req)
-        check_eq(r.status, 200, "status of a REGISTER whose contacts exceed --max-response")
-        check(len(r.raw) <= 1300, f"200 of {len(r.raw)} bytes")
-        check(0 < len(r.contacts) < len(own), f"{len(r.contacts)} of its 3 contacts listed")
-        check_eq(redis.client.command("HLEN", location_key(aor("own"))), len(own),
-                 "every contact stored")
+        assert r.status == 200, "status of a REGISTER whose contacts exceed --max-response"
+        assert len(r.raw) <= 1300, f"200 of {len(r.raw)} bytes"
+        assert 0 < len(r.contacts) < len(own), f"{len(r.contacts)} of its 3 contacts listed"
+        assert redis.client.hlen(location_key(aor("own"))) == len(own), (
+            "every contact stored")
 
     with Registrar(redis, ["--max-response", "65000", "--max-amplification", "0"],
                    name="sip-registrard[amp-off]") as rg, SipUdp(rg.port) as ua:
         branch, data = tiny_fetch(ua, aor("fat"))
         r = ua.answer_raw(data, branch)
-        check_eq(len(r.contacts), len(big) + 1, "every binding with the guard off")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        assert len(r.contacts) == len(big) + 1, "every binding with the guard off"

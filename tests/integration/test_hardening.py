@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Small hardening fixes of issue 14, end to end over loopback:
 
 - a CR that ends no line in a request's head is never echoed: sip-registrard answers 400 where the
@@ -8,7 +7,7 @@
   addresses of one /64 inside a private network namespace (unshare -n: it vanishes with the
   process, nothing to clean up; skipped with a note where unshare is not permitted).
 
-    SIPR_BUILD_DIR=build/release python3 tests/integration/test_hardening.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_hardening.py [-k name-substring]
 """
 from __future__ import annotations
 
@@ -21,14 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pytest
 
-from harness import (  # noqa: E402
-    Daemon, RedisServer, ServiceDaemon, SipUdp, binary, case, check, check_eq, fixture,
-    free_tcp_port, free_udp_port, location_key, main, metric_value, run_program, scaled,
-    scrape_metrics, startup_refused, unique, unpack_binding,
-)
+from sipr_test.base import binary, free_tcp_port, free_udp_port, scaled
+from sipr_test.bindings import location_key, unpack_binding
+from sipr_test.metrics import metric_value, scrape_metrics
+from sipr_test.processes import Daemon, ServiceDaemon, startup_refused
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import unique
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "hardening-integration-secret"}
@@ -50,21 +49,15 @@ class Registrar(ServiceDaemon):
                          workers=1, env=ENV)
 
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
-    with RedisServer() as r:
-        yield r
-
-
-@fixture(needs=("redis",))
-def registrar(redis):
-    with Registrar(redis) as d:
+@pytest.fixture(scope="module")
+def registrar(redis_server):
+    with Registrar(redis_server) as d:
         yield d
 
 
-@fixture(needs=("redis",))
-def redirect(redis):
-    with Redirect(redis) as d:
+@pytest.fixture(scope="module")
+def redirect(redis_server):
+    with Redirect(redis_server) as d:
         yield d
 
 
@@ -90,8 +83,7 @@ def settled(daemon: ServiceDaemon, name: str, **labels: str) -> float:
 INJECTED = b"X-Injected"
 
 
-@case
-def registrar_bare_cr_in_require_is_400_not_420(redis, registrar):
+def test_registrar_bare_cr_in_require_is_400_not_420(redis, registrar):
     """`Require: foo\\rX-Injected: registrar` used to come back inside the 420's Unsupported: now
     a 400 naming the fault, with no trace of the injected line, and nothing stored. A plain
     unknown Require still gets its 420."""
@@ -99,17 +91,16 @@ def registrar_bare_cr_in_require_is_400_not_420(redis, registrar):
         req = ua.register(aor("alice"), ["<sip:alice@192.0.2.1>"], expires=600,
                           headers=["Require: foo\rX-Injected: registrar"])
         r = ua.answer_raw(req.data, req.branch)
-        check_eq((r.status, r.reason), (400, "Bare CR in Header"), "answer")
-        check(INJECTED not in r.raw and b"\r" not in r.raw.replace(b"\r\n", b""),
-              f"the answer echoes the injected bytes: {r.raw!r}")
-        check_eq(redis.client.keys("sipr:loc:*"), [], "keys after the 400")
+        assert ((r.status, r.reason)) == ((400, "Bare CR in Header")), "answer"
+        assert INJECTED not in r.raw and b"\r" not in r.raw.replace(b"\r\n", b""), (
+            f"the answer echoes the injected bytes: {r.raw!r}")
+        assert sorted(redis.client.keys("sipr:loc:*")) == [], "keys after the 400"
         r = ua.send(ua.register(aor("alice"), ["<sip:alice@192.0.2.1>"], expires=600,
                                 headers=["Require: foo"]))
-        check_eq((r.status, r.values("unsupported")), (420, ["foo"]), "plain unknown Require")
+        assert ((r.status, r.values("unsupported"))) == ((420, ["foo"])), "plain unknown Require"
 
 
-@case
-def folded_require_never_echoed(redis, registrar, redirect):
+def test_folded_require_never_echoed(redis, registrar, redirect):
     """A Require element that is not one option tag (here a fold: `foo` CRLF SP `X-Injected`) was
     echoed into the 420's Unsupported by both daemons (a line break of ours in the answer): now a
     400 naming the header, with nothing of it echoed."""
@@ -117,17 +108,16 @@ def folded_require_never_echoed(redis, registrar, redirect):
         req = ua.register(aor("alice"), ["<sip:alice@192.0.2.1>"], expires=600,
                           headers=["Require: foo\r\n X-Injected"])
         r = ua.answer_raw(req.data, req.branch)
-        check_eq((r.status, r.reason), (400, "Malformed Require Header"), "registrar")
-        check(INJECTED not in r.raw, f"the registrar's answer echoes the fold: {r.raw!r}")
+        assert ((r.status, r.reason)) == ((400, "Malformed Require Header")), "registrar"
+        assert INJECTED not in r.raw, f"the registrar's answer echoes the fold: {r.raw!r}"
     with redirect.ua() as ua:
         req = ua.options(headers=["Require: foo\r\n X-Injected"])
         r = ua.answer_raw(req.data, req.branch)
-        check_eq((r.status, r.reason), (400, "Malformed Require Header"), "sip-redirectd")
-        check(INJECTED not in r.raw, f"sip-redirectd's answer echoes the fold: {r.raw!r}")
+        assert ((r.status, r.reason)) == ((400, "Malformed Require Header")), "sip-redirectd"
+        assert INJECTED not in r.raw, f"sip-redirectd's answer echoes the fold: {r.raw!r}"
 
 
-@case
-def registrar_bare_cr_in_from_is_dropped(redis, registrar):
+def test_registrar_bare_cr_in_from_is_dropped(redis, registrar):
     """A bare CR in a header every answer copies (From): no answer can be formed without echoing
     it, so the REGISTER is dropped and counted (not_sip), and the registrar still serves."""
     with registrar.ua() as ua:
@@ -136,14 +126,13 @@ def registrar_bare_cr_in_from_is_dropped(redis, registrar):
                           from_='"Alice\rX-Injected: registrar" <sip:alice@example.com>')
         ua.send_raw(req.data)
         ua.expect_silence(scaled(0.5))
-        check_eq(settled(registrar, "sipr_dropped_total", reason="not_sip") - before, 1.0,
-                 'sipr_dropped_total{reason="not_sip"} rise')
+        assert settled(registrar, "sipr_dropped_total", reason="not_sip") - before == 1.0, (
+            'sipr_dropped_total{reason="not_sip"} rise')
         r = ua.send(ua.register(aor("alice"), ["<sip:alice@192.0.2.1>"], expires=600))
-        check_eq(r.status, 200, "a clean REGISTER afterwards")
+        assert r.status == 200, "a clean REGISTER afterwards"
 
 
-@case
-def redirect_bare_cr_in_from_display_name_never_echoed(redis, redirect):
+def test_redirect_bare_cr_in_from_display_name_never_echoed(redis, redirect):
     """sip-redirectd's 404 used to copy a From display name holding `\\r`: now the INVITE is
     dropped and counted, and a bare CR elsewhere (Subject) gets a 400 that copies none of it."""
     with redirect.ua() as ua:
@@ -152,17 +141,18 @@ def redirect_bare_cr_in_from_display_name_never_echoed(redis, redirect):
                        from_='"Mallory\rX-Injected: redirect" <sip:m@example.com>')
         ua.send_raw(req.data)
         ua.expect_silence(scaled(0.5))
-        check_eq(settled(redirect, "sipr_dropped_total", reason="not_sip") - before, 1.0,
-                 'sipr_dropped_total{reason="not_sip"} rise')
+        assert settled(redirect, "sipr_dropped_total", reason="not_sip") - before == 1.0, (
+            'sipr_dropped_total{reason="not_sip"} rise')
         req = ua.build("INVITE", aor("nobody"), headers=["Subject: hi\rX-Injected: redirect"])
         r = ua.answer_raw(req.data, req.branch)
-        check_eq((r.status, r.reason), (400, "Bare CR in Header"), "answer to a bare CR in Subject")
-        check(INJECTED not in r.raw, f"the 400 echoes the injected bytes: {r.raw!r}")
+        assert ((r.status, r.reason)) == ((400, "Bare CR in Header")), (
+            "answer to a bare CR in Subject")
+        assert INJECTED not in r.raw, f"the 400 echoes the injected bytes: {r.raw!r}"
         # Bare LF ends a line: the "injected" line is a header of its own, never inside another.
         req = ua.build("INVITE", aor("nobody"), headers=["Subject: hi\nX-Injected: redirect"])
         r = ua.answer_raw(req.data, req.branch)
-        check_eq(r.status, 404, "answer with a bare LF (a line end)")
-        check(INJECTED not in r.raw, f"the 404 echoes the LF-separated line: {r.raw!r}")
+        assert r.status == 404, "answer with a bare LF (a line end)"
+        assert INJECTED not in r.raw, f"the 404 echoes the LF-separated line: {r.raw!r}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,7 +168,7 @@ READABLE = "Tr\u00e8s bien \u597d \u20ac"
 def locctl_raw(redis: RedisServer, *args: str) -> bytes:
     p = subprocess.run([str(binary("sip-locctl")), "--redis", redis.url, *args],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=scaled(15), env=ENV)
-    check(p.returncode == 0, f"sip-locctl {' '.join(args)} exited {p.returncode}: {p.stderr!r}")
+    assert p.returncode == 0, f"sip-locctl {' '.join(args)} exited {p.returncode}: {p.stderr!r}"
     return p.stdout
 
 
@@ -186,18 +176,17 @@ def terminal_safe(out: bytes, what: str) -> str:
     """Fails unless `out` is UTF-8 holding no control character but newline: no C0, no DEL, no
     C1 (as a code point or as a raw byte), no bidi override. Returns the text."""
     bad = [hex(b) for b in out if (b < 0x20 and b != 0x0A) or b == 0x7F]
-    check(not bad, f"{what}: control bytes {bad} in {out!r}")
+    assert not bad, f"{what}: control bytes {bad} in {out!r}"
     try:
         text = out.decode("utf-8")
     except UnicodeDecodeError as e:
         raise AssertionError(f"{what}: not UTF-8 ({e}): {out!r}")
     c1 = [hex(ord(c)) for c in text if 0x80 <= ord(c) <= 0x9F or c in "\u202a\u202b\u202c\u202d\u202e"]
-    check(not c1, f"{what}: C1 or bidi control code points {c1} in {text!r}")
+    assert not c1, f"{what}: C1 or bidi control code points {c1} in {text!r}"
     return text
 
 
-@case
-def locctl_show_escapes_a_hostile_user_agent(redis, registrar):
+def test_locctl_show_escapes_a_hostile_user_agent(redis, registrar):
     """A REGISTER with the User-Agent above, from an unauthenticated UA; `sip-locctl show` and
     `show --json` print it without one raw control byte, the JSON parses, and the printable UTF-8
     part is shown as it is."""
@@ -206,31 +195,30 @@ def locctl_show_escapes_a_hostile_user_agent(redis, registrar):
         data = req.data.replace(b"Content-Length:", b"User-Agent: " + HOSTILE_UA +
                                 b"\r\nContent-Length:")
         r = ua.answer_raw(data, req.branch)
-        check_eq(r.status, 200, "REGISTER with the hostile User-Agent")
+        assert r.status == 200, "REGISTER with the hostile User-Agent"
     stored = [unpack_binding(v) for v in redis.client.hgetall(location_key(aor("alice"))).values()]
-    check(len(stored) == 1 and "owned" in stored[0].user_agent,
-          f"the User-Agent was not stored as sent: {stored}")
+    assert len(stored) == 1 and "owned" in stored[0].user_agent, (
+        f"the User-Agent was not stored as sent: {stored}")
 
     text = terminal_safe(locctl_raw(redis, "show", aor("alice")), "show")
-    check(READABLE in text, f"show: the printable UTF-8 is not readable: {text!r}")
-    check("\\x1b]2;owned\\x07\\x1b[2J\\x7f\\xc2\\x9b31m\\x9b\\xe2\\x80\\xaeabc" in text,
-          f"show: the escapes are not the documented \\xHH form: {text!r}")
+    assert READABLE in text, f"show: the printable UTF-8 is not readable: {text!r}"
+    assert "\\x1b]2;owned\\x07\\x1b[2J\\x7f\\xc2\\x9b31m\\x9b\\xe2\\x80\\xaeabc" in text, (
+        f"show: the escapes are not the documented \\xHH form: {text!r}")
 
     out = locctl_raw(redis, "show", aor("alice"), "--json")
     text = terminal_safe(out, "show --json")
     doc = json.loads(text)
-    check_eq(len(doc["bindings"]), 1, "bindings in the JSON")
+    assert len(doc["bindings"]) == 1, "bindings in the JSON"
     got = doc["bindings"][0]["user_agent"]
     want = ("evil\x1b]2;owned\x07\x1b[2J\x7f\x9b31m\ufffd\u202eabc " + READABLE)
-    check_eq(got, want, "user_agent decoded from the JSON")
-    check(READABLE in text, f"show --json: the printable UTF-8 is escaped: {text!r}")
+    assert got == want, "user_agent decoded from the JSON"
+    assert READABLE in text, f"show --json: the printable UTF-8 is escaped: {text!r}"
 
 
 # ------------------------------------------------------------------------------------------------
 # --rate-limit-v6-prefix
 
-@case(uses=())
-def bad_v6_prefix_refused_at_start():
+def test_bad_v6_prefix_refused_at_start():
     """--rate-limit-v6-prefix outside 1..128 (flag or SIPR_RATE_LIMIT_V6_PREFIX): one line naming
     it, non-zero exit, on both daemons; a valid one passes the flag checks (and then fails on the
     Redis that is not there, naming Redis)."""
@@ -248,7 +236,7 @@ def bad_v6_prefix_refused_at_start():
         problems.append(startup_refused(program, [], "Redis",
                                         env={**ENV, "SIPR_RATE_LIMIT_V6_PREFIX": "56"}))
     problems = [p for p in problems if p]
-    check(not problems, f"{len(problems)} start-up check(s) wrong: " + " | ".join(problems))
+    assert not problems, f"{len(problems)} start-up check(s) wrong: " + " | ".join(problems)
 
 
 NETNS_NET = "fd00:5::"   # a /48 made local inside the private namespace (AnyIP route on lo)
@@ -302,7 +290,7 @@ def netns_child(flags: list[str]) -> int:
                         break
                 except socket.timeout:
                     pass
-                check(time.monotonic() < deadline, "sip-redirectd on [::1] never answered 200")
+                assert time.monotonic() < deadline, "sip-redirectd on [::1] never answered 200"
             probe.close()
 
             def limited() -> float:
@@ -340,35 +328,34 @@ def run_in_netns(flags: list[str]) -> dict | None:
         subprocess.run(["unshare", "--net", "true"], check=True, capture_output=True, timeout=10)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return None
-    env = {**ENV, "SIPR_PARENT_NETNS": os.readlink("/proc/self/ns/net")}
+    env = {**ENV, "SIPR_PARENT_NETNS": os.readlink("/proc/self/ns/net"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}
     p = subprocess.run(["unshare", "--net", sys.executable, __file__, "--netns-child", *flags],
                        capture_output=True, timeout=scaled(60), env=env)
-    check(p.returncode == 0, f"the namespace run failed ({p.returncode}): "
-                             f"{p.stdout.decode(errors='replace')[-1500:]}"
-                             f"{p.stderr.decode(errors='replace')[-1500:]}")
+    assert p.returncode == 0, (
+        f"the namespace run failed ({p.returncode}): "
+        f"{p.stdout.decode(errors='replace')[-1500:]}"
+        f"{p.stderr.decode(errors='replace')[-1500:]}")
     return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
 
-@case(uses=())
-def ipv6_sources_of_one_64_share_a_bucket():
+def test_ipv6_sources_of_one_64_share_a_bucket():
     """100 datagrams from 100 addresses of one /64 with --rate-limit 10 --rate-burst 10: at most
     the burst plus what the rate refilled while they were sent passes, the rest is rate_limited
     (it used to be 0: each address had its own bucket); 100 sources in 100 different /64s all
-    pass. With --rate-limit-v6-prefix 128 every address is its own source again. Runs in a private network namespace; skipped (with a note) where none can be
-    made."""
+    pass. With --rate-limit-v6-prefix 128 every address is its own source again. Runs in a
+    private network namespace; skipped (with a note) where none can be made."""
     got = run_in_netns([])
     if got is None:
         print("    (skipped: no network namespace can be made here: unshare -n refused)")
         return
     refill = 10 * got["same64_seconds"] + 1
-    check(got["same64"] >= 100 - 10 - refill,
-          f"rate_limited from one /64: {got['same64']:.0f} of 100, want >= {100 - 10 - refill:.0f}")
-    check_eq(got["other64"], 0.0, "rate_limited from 100 different /64s")
+    assert got["same64"] >= 100 - 10 - refill, (
+        f"rate_limited from one /64: {got['same64']:.0f} of 100, want >= {100 - 10 - refill:.0f}")
+    assert got["other64"] == 0.0, "rate_limited from 100 different /64s"
     got = run_in_netns(["--rate-limit-v6-prefix", "128"])
-    check_eq(got["same64"], 0.0, "rate_limited from one /64 with --rate-limit-v6-prefix 128")
+    assert got["same64"] == 0.0, "rate_limited from one /64 with --rate-limit-v6-prefix 128"
 
 
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--netns-child":
-        sys.exit(netns_child(sys.argv[2:]))
-    sys.exit(main())
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--netns-child":
+    sys.exit(netns_child(sys.argv[2:]))  # run_in_netns() runs this file as a script

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Real SIP user agents from Debian register with a password to sip-registrard --auth digest as
 shipped (no algorithm flags), then an INVITE to their AOR is redirected (302) by sip-redirectd to
 the contact they registered (issue 14, defect 8; DESIGN §5, §6, §9; RFC 8760).
@@ -15,25 +14,23 @@ Each UA runs headless from a private config dir under a temporary directory, bou
 a free port, bounded in time and stopped by PID. A case whose UA binary is missing is skipped with
 the reason printed (tools/packages.sh installs both, so CI runs them).
 
-    SIPR_BUILD_DIR=build/release python3 tests/integration/test_real_ua.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_real_ua.py [-k name-substring]
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pytest
 
-from harness import (  # noqa: E402
-    LOCALHOST, RedisServer, ServiceDaemon, _children, _stop_pid, case, check, check_eq, fixture,
-    free_udp_port, location_key, main, run_program, scaled, skip, tail, unpack_binding,
-)
+from sipr_test.base import LOCALHOST, free_udp_port, scaled, tail
+from sipr_test.bindings import location_key, unpack_binding
+from sipr_test.processes import CHILDREN, ServiceDaemon, _stop_pid, run_program
+from sipr_test.redis_servers import RedisServer
 
 DOMAIN = "example.com"
 SECRET = "real-ua-integration-secret"
@@ -63,26 +60,26 @@ def add_users(r: RedisServer) -> None:
         if algorithms:
             args += ["--algorithms", algorithms]
         res = run_program("sip-locctl", args)
-        check(res.returncode == 0, f"sip-locctl {' '.join(args)} exited {res.returncode}: "
-                                   f"{res.stderr}")
+        assert res.returncode == 0, (
+            f"sip-locctl {' '.join(args)} exited {res.returncode}: "
+            f"{res.stderr}")
 
 
-@fixture(reset=add_users)
-def redis():
-    with RedisServer() as r:
-        yield r
+@pytest.fixture(scope="module")
+def redis_reset():
+    return add_users
 
 
-@fixture(needs=("redis",))
-def registrar(redis):
-    with ServiceDaemon("sip-registrard", redis.url, ["--domain", DOMAIN, "--auth", "digest"],
+@pytest.fixture(scope="module")
+def registrar(redis_server):
+    with ServiceDaemon("sip-registrard", redis_server.url, ["--domain", DOMAIN, "--auth", "digest"],
                        env=ENV) as d:
         yield d
 
 
-@fixture(needs=("redis",))
-def redirect(redis):
-    with ServiceDaemon("sip-redirectd", redis.url, ["--domain", DOMAIN], env=ENV) as d:
+@pytest.fixture(scope="module")
+def redirect(redis_server):
+    with ServiceDaemon("sip-redirectd", redis_server.url, ["--domain", DOMAIN], env=ENV) as d:
         yield d
 
 
@@ -103,7 +100,7 @@ class UserAgent:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.work, env=self.env)
-        _children.append(self)
+        CHILDREN.append(self)
         return self
 
     def running(self) -> bool:
@@ -135,7 +132,7 @@ def baresip(work: Path, user: str, port: int, registrar_port: int) -> UserAgent:
     (outbound proxy), quitting after UA_LIFETIME seconds (-t)."""
     exe = shutil.which("baresip")
     if exe is None:
-        skip("baresip is not installed (apt-get install baresip; tools/packages.sh lists it)")
+        pytest.skip("baresip is not installed (apt-get install baresip; tools/packages.sh lists it)")
     conf = work / "baresip"
     conf.mkdir()
     (conf / "config").write_text(
@@ -158,7 +155,7 @@ def linphonec(work: Path, user: str, port: int, registrar_port: int) -> UserAgen
     and any other file under `work` (HOME, XDG dirs)."""
     exe = shutil.which("linphonec")
     if exe is None:
-        skip("linphonec is not installed (apt-get install linphone-cli; tools/packages.sh "
+        pytest.skip("linphonec is not installed (apt-get install linphone-cli; tools/packages.sh "
              "lists it)")
     home = work / "home"
     (home / ".local" / "share" / "linphone").mkdir(parents=True)
@@ -213,22 +210,22 @@ def register_then_redirect(redis: RedisServer, registrar: ServiceDaemon,
                     f"{scaled(REGISTER_WAIT):.0f}s (running: {ua.running()}); its log:\n"
                     f"{ua.log()}\nregistrar stderr:\n{registrar.stderr_tail(10)}")
             stored = [unpack_binding(v) for v in redis.client.hgetall(key).values()]
-            check_eq(len(stored), 1, f"bindings of {aor(user)}")
+            assert len(stored) == 1, f"bindings of {aor(user)}"
             contact = stored[0].contact
-            check(f"@{LOCALHOST}:{port}" in contact,
-                  f"{ua.name}'s contact {contact} is not its 127.0.0.1:{port}")
+            assert f"@{LOCALHOST}:{port}" in contact, (
+                f"{ua.name}'s contact {contact} is not its 127.0.0.1:{port}")
             after = successes(registrar)
             other = "MD5" if algorithm == "SHA-256" else "SHA-256"
-            check(after[algorithm] - before[algorithm] >= 1,
-                  f'sipr_auth_successes_total{{algorithm="{algorithm}"}} did not rise '
-                  f"({before} -> {after})")
-            check_eq(after[other] - before[other], 0,
-                     f'sipr_auth_successes_total{{algorithm="{other}"}} rise')
+            assert after[algorithm] - before[algorithm] >= 1, (
+                f'sipr_auth_successes_total{{algorithm="{algorithm}"}} did not rise '
+                f"({before} -> {after})")
+            assert after[other] - before[other] == 0, (
+                f'sipr_auth_successes_total{{algorithm="{other}"}} rise')
 
             with redirect.ua() as caller:
                 r = caller.transact("INVITE", aor(user))
-            check_eq(r.status, 302, f"INVITE {aor(user)}: status ({r.status} {r.reason})")
-            check_eq([c.uri for c in r.contacts], [contact], "302 contacts")
+            assert r.status == 302, f"INVITE {aor(user)}: status ({r.status} {r.reason})"
+            assert [c.uri for c in r.contacts] == [contact], "302 contacts"
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -236,27 +233,20 @@ def register_then_redirect(redis: RedisServer, registrar: ServiceDaemon,
 # ------------------------------------------------------------------------------------------------
 # Cases
 
-@case
-def baresip_registers_md5_and_is_redirected_to(redis, registrar, redirect):
+def test_baresip_registers_md5_and_is_redirected_to(redis, registrar, redirect):
     """baresip (MD5 only) on a subscriber without an algorithm list, registrar as shipped: it
     registers (before issue 14's fix the default 401 offered SHA-256 and MD5, and baresip gave up),
     with MD5, and an INVITE to its AOR gets a 302 to its contact."""
     register_then_redirect(redis, registrar, redirect, baresip, "alice", "MD5")
 
 
-@case
-def linphonec_registers_sha256_where_allowed(redis, registrar, redirect):
+def test_linphonec_registers_sha256_where_allowed(redis, registrar, redirect):
     """linphonec on a subscriber added with --algorithms SHA-256,MD5: challenged with SHA-256
     first, it authenticates with SHA-256, and an INVITE to its AOR gets a 302 to its contact."""
     register_then_redirect(redis, registrar, redirect, linphonec, "carol", "SHA-256")
 
 
-@case
-def linphonec_registers_md5_on_a_record_without_a_list(redis, registrar, redirect):
+def test_linphonec_registers_md5_on_a_record_without_a_list(redis, registrar, redirect):
     """A subscriber record written before --algorithms existed (no "algorithms" field) keeps
     working from a SHA-256-capable UA: the registrar's default, MD5."""
     register_then_redirect(redis, registrar, redirect, linphonec, "dave", "MD5")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Redis credentials (the security issue): sip-registrard, sip-redirectd and sip-locctl against a
 real redis-server started with --requirepass and an ACL user.
 
@@ -10,24 +9,24 @@ real redis-server started with --requirepass and an ACL user.
 - No password string appears in any stdout or stderr: logs at debug level, start-up errors,
   --help (also with SIPR_REDIS set), and the command-line parser's errors.
 
-    SIPR_BUILD_DIR=build python3 tests/integration/test_redis_auth.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_redis_auth.py [-k name-substring]
 """
 from __future__ import annotations
 
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
-    LOCALHOST, RedisServer, Response, ServiceDaemon, SipUdp, case, check, check_eq, fixture,
-    free_tcp_port, free_udp_port, location_key, main, run_program, scaled, unique,
-)
+import pytest
+
+from sipr_test.base import LOCALHOST, free_tcp_port, free_udp_port, scaled
+from sipr_test.bindings import location_key
+from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import Response, SipUdp, unique
 
 DOMAIN = "example.com"
 # Distinctive strings, so that finding one in an output is never a coincidence.
@@ -57,12 +56,12 @@ def url(redis: RedisServer, userinfo: str | None = None) -> str:
 def no_secret(where: str, *texts: str) -> None:
     for text in texts:
         for s in SECRETS:
-            check(s not in text, f"{where} printed a password:\n{text}")
+            assert s not in text, f"{where} printed a password:\n{text}"
 
 
 def one_line(where: str, text: str) -> str:
     lines = text.strip("\n").splitlines()
-    check(len(lines) == 1, f"{where}: want one line on stderr, got {len(lines)}:\n{text}")
+    assert len(lines) == 1, f"{where}: want one line on stderr, got {len(lines)}:\n{text}"
     return lines[0]
 
 
@@ -91,10 +90,10 @@ def refused(program: str, redis_url: str, env: dict[str, str], sentence: str) ->
     r = run_program(program, start_args(program, redis_url), timeout=15, env=env)
     where = f"{program} --redis {redis_url.replace(WRONG, '<wrong>')}"
     no_secret(where, r.stdout, r.stderr)
-    check(r.returncode != 0, f"{where}: exited 0 (stdout {r.stdout!r})")
+    assert r.returncode != 0, f"{where}: exited 0 (stdout {r.stdout!r})"
     line = one_line(where, r.stderr)
-    check(line.startswith(program + ": "), f"{where}: the line does not name the program: {line}")
-    check(sentence in line, f"{where}: want {sentence!r} in: {line}")
+    assert line.startswith(program + ": "), f"{where}: the line does not name the program: {line}"
+    assert sentence in line, f"{where}: want {sentence!r} in: {line}"
 
 
 def serve_and_redirect(redis: RedisServer, redis_url: str, env: dict[str, str],
@@ -110,27 +109,29 @@ def serve_and_redirect(redis: RedisServer, redis_url: str, env: dict[str, str],
             ServiceDaemon("sip-redirectd", redis_url, common, env=env) as red:
         with SipUdp(reg.port) as ua:
             r = ua.send(ua.register(aor, [f"<{contact}>"], expires=600))
-            check_eq(r.status, 200, "REGISTER status")
-        check(redis.client.hlen(location_key(aor)) == 1, "the binding is not in Redis")
+            assert r.status == 200, "REGISTER status"
+        assert redis.client.hlen(location_key(aor)) == 1, "the binding is not in Redis"
         with SipUdp(red.port) as ua:
             r: Response = ua.send(ua.build("INVITE", aor))
-            check_eq(r.status, 302, "INVITE status")
-            check_eq([c.uri for c in r.contacts], [contact], "302 contacts")
+            assert r.status == 302, "INVITE status"
+            assert [c.uri for c in r.contacts] == [contact], "302 contacts"
         outputs = [(d.name, d.stderr_text(), d.stdout_path.read_text(errors="replace"))
                    for d in (reg, red)]
     for name, err, out in outputs:
         no_secret(name, err, out)
-        check("listening on udp" in err, f"{name}: no 'listening' line:\n{err}")
+        assert "listening on udp" in err, f"{name}: no 'listening' line:\n{err}"
 
 
 # ------------------------------------------------------------------------------------------------
 # Fixtures
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
+@pytest.fixture(scope="module")
+def redis_server():
+    """The file's redis-server requires a password (and the harness's client sends it)."""
     with RedisServer(password=PASSWORD) as r:
         # Redis 6+ ACL: a second user with its own password and every right.
-        r.client.command("ACL", "SETUSER", ACL_USER, "on", ">" + ACL_PASSWORD, "~*", "&*", "+@all")
+        r.client.execute_command("ACL", "SETUSER", ACL_USER, "on", ">" + ACL_PASSWORD, "~*",
+                                 "&*", "+@all")
         yield r
     shutil.rmtree(_tmp, ignore_errors=True)
 
@@ -138,57 +139,50 @@ def redis():
 # ------------------------------------------------------------------------------------------------
 # The right credentials
 
-@case
-def password_in_url_serves(redis):
+def test_password_in_url_serves(redis):
     serve_and_redirect(redis, url(redis, ":" + PASSWORD), base_env())
 
 
-@case
-def acl_user_and_password_in_url_serve(redis):
+def test_acl_user_and_password_in_url_serve(redis):
     serve_and_redirect(redis, url(redis, f"{ACL_USER}:{ACL_PASSWORD}"), base_env())
 
 
-@case
-def password_file_serves(redis):
+def test_password_file_serves(redis):
     pw = password_file(PASSWORD + "\n")
     serve_and_redirect(redis, url(redis), base_env(SIPR_REDIS_PASSWORD_FILE=str(pw)))
 
 
-@case
-def password_file_overrides_the_url_password(redis):
+def test_password_file_overrides_the_url_password(redis):
     pw = password_file(PASSWORD + "\r\n")
     serve_and_redirect(redis, url(redis, ":" + WRONG), base_env(SIPR_REDIS_PASSWORD_FILE=str(pw)))
 
 
-@case
-def password_file_with_acl_user_in_url(redis):
+def test_password_file_with_acl_user_in_url(redis):
     # redis://USER@host with a password file: USER is the ACL user (--redis-password-file form).
     pw = password_file(ACL_PASSWORD)
     serve_and_redirect(redis, url(redis, ACL_USER), base_env(),
                        flags=("--redis-password-file", str(pw)))
 
 
-@case
-def locctl_with_password_in_url_and_in_file(redis):
+def test_locctl_with_password_in_url_and_in_file(redis):
     aor = f"sip:{unique('s')}@{DOMAIN}"
     contact = "sip:static@192.0.2.20:5060"
     r = run_program("sip-locctl", ["--redis", url(redis, ":" + PASSWORD), "bind", aor, contact],
                     env=base_env())
-    check(r.returncode == 0, f"sip-locctl bind exited {r.returncode}: {r.stderr}")
+    assert r.returncode == 0, f"sip-locctl bind exited {r.returncode}: {r.stderr}"
     no_secret("sip-locctl bind", r.stdout, r.stderr)
     pw = password_file(ACL_PASSWORD + "\n")
     r = run_program("sip-locctl", ["--redis", url(redis, ACL_USER), "show", aor],
                     env=base_env(SIPR_REDIS_PASSWORD_FILE=str(pw)))
-    check(r.returncode == 0, f"sip-locctl show exited {r.returncode}: {r.stderr}")
-    check(contact in r.stdout, f"sip-locctl show does not list {contact}:\n{r.stdout}")
+    assert r.returncode == 0, f"sip-locctl show exited {r.returncode}: {r.stderr}"
+    assert contact in r.stdout, f"sip-locctl show does not list {contact}:\n{r.stdout}"
     no_secret("sip-locctl show", r.stdout, r.stderr)
 
 
 # ------------------------------------------------------------------------------------------------
 # Wrong or missing credentials: one line, non-zero exit
 
-@case
-def wrong_password_in_url_is_one_line(redis):
+def test_wrong_password_in_url_is_one_line(redis):
     for program in PROGRAMS:
         refused(program, url(redis, ":" + WRONG), base_env(), REFUSED)
         refused(program, url(redis, f"{ACL_USER}:{WRONG}"), base_env(), REFUSED)
@@ -196,12 +190,11 @@ def wrong_password_in_url_is_one_line(redis):
         r = run_program(program, [a for a in start_args(program, "x") if a not in ("--redis", "x")],
                         timeout=15, env=base_env(SIPR_REDIS=url(redis, ":" + WRONG)))
         no_secret(f"{program} with SIPR_REDIS", r.stdout, r.stderr)
-        check(r.returncode != 0 and REFUSED in one_line(program, r.stderr),
-              f"{program} with SIPR_REDIS and a wrong password: exit {r.returncode}: {r.stderr}")
+        assert r.returncode != 0 and REFUSED in one_line(program, r.stderr), (
+            f"{program} with SIPR_REDIS and a wrong password: exit {r.returncode}: {r.stderr}")
 
 
-@case
-def wrong_password_in_file_is_one_line(redis):
+def test_wrong_password_in_file_is_one_line(redis):
     pw = password_file(WRONG + "\n")
     for program in PROGRAMS:
         refused(program, url(redis), base_env(SIPR_REDIS_PASSWORD_FILE=str(pw)), REFUSED)
@@ -210,14 +203,12 @@ def wrong_password_in_file_is_one_line(redis):
                 REFUSED)
 
 
-@case
-def no_password_is_one_line(redis):
+def test_no_password_is_one_line(redis):
     for program in PROGRAMS:
         refused(program, url(redis), base_env(), "SIPR_REDIS_PASSWORD_FILE")
 
 
-@case
-def bad_password_file_is_one_line(redis):
+def test_bad_password_file_is_one_line(redis):
     empty = password_file("\n")
     for program in PROGRAMS:
         for path, why in ((_tmp / "no-such-file", "No such file"), (empty, "is empty"),
@@ -229,20 +220,18 @@ def bad_password_file_is_one_line(redis):
 # ------------------------------------------------------------------------------------------------
 # Never printed
 
-@case
-def help_never_shows_the_password(redis):
+def test_help_never_shows_the_password(redis):
     env = base_env(SIPR_REDIS=url(redis, ":" + PASSWORD),
                    SIPR_REDIS_PASSWORD_FILE=str(password_file(ACL_PASSWORD)))
     for program in PROGRAMS:
         r = run_program(program, ["--redis", url(redis, f"{ACL_USER}:{WRONG}"), "--help"], env=env)
-        check_eq(r.returncode, 0, f"{program} --help exit status")
-        check("--redis-password-file" in r.stdout and "SIPR_REDIS_PASSWORD_FILE" in r.stdout,
-              f"{program} --help does not list --redis-password-file:\n{r.stdout}")
+        assert r.returncode == 0, f"{program} --help exit status"
+        assert "--redis-password-file" in r.stdout and "SIPR_REDIS_PASSWORD_FILE" in r.stdout, (
+            f"{program} --help does not list --redis-password-file:\n{r.stdout}")
         no_secret(f"{program} --help", r.stdout, r.stderr)
 
 
-@case
-def command_line_errors_mask_the_password(redis):
+def test_command_line_errors_mask_the_password(redis):
     secret_url = url(redis, ":" + PASSWORD)
     bad = {
         "sip-registrard": [["--redis", secret_url, secret_url],      # a stray positional
@@ -256,13 +245,12 @@ def command_line_errors_mask_the_password(redis):
         for args in runs:
             r = run_program(program, args, env=base_env())
             where = f"{program} (bad command line)"
-            check(r.returncode != 0, f"{where}: exited 0")
+            assert r.returncode != 0, f"{where}: exited 0"
             no_secret(where, r.stdout, r.stderr)
             one_line(where, r.stderr)
 
 
-@case
-def bad_url_errors_never_quote_the_password(redis):
+def test_bad_url_errors_never_quote_the_password(redis):
     for text in (f"http://:{PASSWORD}@{LOCALHOST}:{redis.port}",
                  f":{PASSWORD}@{LOCALHOST}:{redis.port}",
                  f"redis://:{PASSWORD}@{LOCALHOST}:port",
@@ -270,11 +258,7 @@ def bad_url_errors_never_quote_the_password(redis):
         for program in PROGRAMS:
             r = run_program(program, start_args(program, text), env=base_env())
             where = f"{program} with a malformed URL"
-            check(r.returncode != 0, f"{where}: exited 0")
+            assert r.returncode != 0, f"{where}: exited 0"
             no_secret(where, r.stdout, r.stderr)
-            check(PASSWORD[4:] not in r.stderr, f"{where}: part of the password printed")
+            assert PASSWORD[4:] not in r.stderr, f"{where}: part of the password printed"
             one_line(where, r.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

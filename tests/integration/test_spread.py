@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """One source socket is spread over every worker (DESIGN §7 scale-out; --spread random|flow).
 
 A load balancer sends everything from one address and port. With SO_REUSEPORT alone the kernel
@@ -7,41 +6,32 @@ default) each datagram goes to a random worker. The per-worker counter
 sipr_worker_datagrams_total{worker} shows where datagrams went. Also: --rate-limit keeps its
 meaning per source IP for the whole instance when the workers share a source's datagrams.
 
-    SIPR_BUILD_DIR=build/release python3 tests/integration/test_spread.py [name-substring...]
+    /usr/bin/python3 -m pytest tests/integration/test_spread.py [-k name-substring]
 """
 from __future__ import annotations
 
 import os
 import select
 import socket
-import sys
 import time
-from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the source tree clean when run by hand
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
-    RedisServer, ServiceDaemon, SipUdp, case, check, check_eq, fixture, free_tcp_port,
-    free_udp_port, main, metric_value, run_program, scaled,
-)
+from sipr_test.base import free_tcp_port, free_udp_port, scaled
+from sipr_test.metrics import metric_value
+from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.redis_servers import RedisServer
+from sipr_test.sip import SipUdp
 
 ENV = {**os.environ, "SIPR_SECRET": "spread-integration-secret"}
 COUNT = 2000   # datagrams from one socket
 WINDOW = 100   # sent back to back, then their answers read, so no buffer overflows
 
 
-@fixture(reset=lambda r: r.client.flushall())
-def redis():
-    with RedisServer() as r:
-        yield r
-
-
 def per_worker(text: str, workers: int) -> list[float]:
     out = []
     for i in range(workers):
         v = metric_value(text, "sipr_worker_datagrams_total", {"worker": str(i)})
-        check(v is not None, f'no sipr_worker_datagrams_total{{worker="{i}"}} in GET /metrics')
+        assert v is not None, f'no sipr_worker_datagrams_total{{worker="{i}"}} in GET /metrics'
         out.append(v)
     return out
 
@@ -82,46 +72,41 @@ def spread_case(redis: RedisServer, program: str, workers: int) -> None:
                        workers=workers, env=ENV) as d, d.ua() as ua:
         before = per_worker(d.metrics(), workers)
         answered = blast_options(ua, COUNT)
-        check(answered >= COUNT * 0.99, f"{answered} of {COUNT} OPTIONS answered")
+        assert answered >= COUNT * 0.99, f"{answered} of {COUNT} OPTIONS answered"
         after = settled(d, workers, sum(before) + COUNT)
         got = [a - b for a, b in zip(after, before)]
         total = sum(got)
         print(f"#   {program}, {workers} workers, one source socket: {[int(g) for g in got]}",
               flush=True)
-        check(COUNT * 0.99 <= total <= COUNT, f"{total:.0f} datagrams counted, want {COUNT}")
+        assert COUNT * 0.99 <= total <= COUNT, f"{total:.0f} datagrams counted, want {COUNT}"
         share = total / workers
         for i, g in enumerate(got):
-            check(0.75 * share <= g <= 1.25 * share,
-                  f"worker {i} handled {g:.0f} of {total:.0f} datagrams from one socket, want "
-                  f"{share:.0f} +-25% (per worker: {[int(x) for x in got]})")
+            assert 0.75 * share <= g <= 1.25 * share, (
+                f"worker {i} handled {g:.0f} of {total:.0f} datagrams from one socket, want "
+                f"{share:.0f} +-25% (per worker: {[int(x) for x in got]})")
 
 
-@case
-def redirectd_one_socket_over_2_workers(redis):
+def test_redirectd_one_socket_over_2_workers(redis):
     """sip-redirectd, 2 workers: 2,000 OPTIONS from one socket, each worker handles 1,000 +-25%."""
     spread_case(redis, "sip-redirectd", 2)
 
 
-@case
-def redirectd_one_socket_over_4_workers(redis):
+def test_redirectd_one_socket_over_4_workers(redis):
     """sip-redirectd, 4 workers: each handles 500 +-25% of 2,000 datagrams from one socket."""
     spread_case(redis, "sip-redirectd", 4)
 
 
-@case
-def registrard_one_socket_over_2_workers(redis):
+def test_registrard_one_socket_over_2_workers(redis):
     """sip-registrard, 2 workers: the same spreading."""
     spread_case(redis, "sip-registrard", 2)
 
 
-@case
-def registrard_one_socket_over_4_workers(redis):
+def test_registrard_one_socket_over_4_workers(redis):
     """sip-registrard, 4 workers: the same spreading."""
     spread_case(redis, "sip-registrard", 4)
 
 
-@case
-def flow_keeps_one_socket_on_one_worker(redis):
+def test_flow_keeps_one_socket_on_one_worker(redis):
     """SIPR_SPREAD=flow (and --spread flow) keeps the kernel's flow hash: every datagram of one
     socket lands on the same worker, for operators who want flow affinity."""
     for how, flags, env in (("SIPR_SPREAD=flow", [], {**ENV, "SIPR_SPREAD": "flow"}),
@@ -129,20 +114,19 @@ def flow_keeps_one_socket_on_one_worker(redis):
         with ServiceDaemon("sip-redirectd", redis.url, flags, name=f"sip-redirectd[{how}]",
                            workers=4, env=env) as d, d.ua() as ua:
             before = per_worker(d.metrics(), 4)
-            check(blast_options(ua, 400) >= 396, f"{how}: OPTIONS unanswered")
+            assert blast_options(ua, 400) >= 396, f"{how}: OPTIONS unanswered"
             got = [a - b for a, b in zip(settled(d, 4, sum(before) + 400), before)]
-            check_eq(sorted(got), [0, 0, 0, 400], f"{how}: datagrams per worker")
+            assert sorted(got) == [0, 0, 0, 400], f"{how}: datagrams per worker"
 
 
-@case
-def bad_spread_refused_at_start(redis):
+def test_bad_spread_refused_at_start(redis):
     """--spread with another value: one line on stderr naming the flag, non-zero exit."""
     r = run_program("sip-redirectd", ["--listen", f"127.0.0.1:{free_udp_port()}", "--metrics",
                                       f"127.0.0.1:{free_tcp_port()}", "--redis", redis.url,
                                       "--spread", "cpu"], timeout=15, env=ENV)
-    check(r.returncode != 0, "exit status 0 with --spread cpu")
+    assert r.returncode != 0, "exit status 0 with --spread cpu"
     lines = r.stderr.splitlines()
-    check(len(lines) == 1 and "--spread" in lines[0], f"stderr: {r.stderr!r}")
+    assert len(lines) == 1 and "--spread" in lines[0], f"stderr: {r.stderr!r}"
 
 
 RATE, BURST = 10, 100
@@ -166,8 +150,7 @@ class UaFrom(SipUdp):
         return f"{self.ip}:{self.local_port}"
 
 
-@case
-def rate_limit_holds_per_source_with_spreading(redis):
+def test_rate_limit_holds_per_source_with_spreading(redis):
     """--rate-limit 10 --rate-burst 100 with 4 workers sharing one source's datagrams: each
     worker allows a quarter (25 at once, 3/s, rounded up), so 400 OPTIONS sent at once from one
     socket get 100 answers plus what refills meanwhile (at most 4 x 3/s), not 4 x 100. The source
@@ -185,10 +168,6 @@ def rate_limit_holds_per_source_with_spreading(redis):
         elapsed = time.monotonic() - t0
         most = BURST + 4 * 3 * elapsed
         print(f"#   {answered} of 400 answered in {elapsed:.1f}s", flush=True)
-        check(BURST <= answered <= most,
-              f"{answered} of 400 OPTIONS from one socket answered, want {BURST}..{most:.0f} "
-              f"(burst {BURST} for the instance plus the refill)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        assert BURST <= answered <= most, (
+            f"{answered} of 400 OPTIONS from one socket answered, want {BURST}..{most:.0f} "
+            f"(burst {BURST} for the instance plus the refill)")
