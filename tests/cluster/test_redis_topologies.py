@@ -20,7 +20,8 @@
    written to the old master and lost); a REGISTER after the failover gets 200, lands on the new
    master and is redirected. Printed: the window and its steps, the 503s, the INVITEs in all.
 3. cluster_*: a 3-primary Redis Cluster; both daemons (and sip-locctl) use --redis
-   cluster://C1,C2,C3. --cache-ttl with cluster:// is refused (one stderr line, non-zero exit).
+   cluster://C1,C2,C3, sip-redirectd with its near-cache on (the default): one invalidation
+   connection per worker on every primary, cache hits, and a user who moves is seen at once.
    300 users are registered (their keys on all three nodes); while INVITEs and re-REGISTERs flow,
    redis-cli --cluster reshard moves 2000 slots holding some of them from C1 to C2. Asserted: no
    binding lost (each key, with its Contact, on the node that owns its slot now), INVITEs kept
@@ -323,11 +324,13 @@ def daemon_clients(server: RedisServer) -> int:
 
 
 def test_primary_and_replica():
+    # Without the near-cache (--cache-ttl 0): the HGETALL counts below say where each look-up went.
     users = make_users(50, "r")
     with primary_server() as primary, replica_server(primary) as replica:
         wait_replica_synced(primary, replica)
         with Registrar(primary.url) as registrar, \
-                Redirect(primary.url, ["--redis-read", replica.url]) as redirect:
+                Redirect(primary.url, ["--redis-read", replica.url,
+                                       "--cache-ttl", "0"]) as redirect:
             register_all(registrar, users)
             wait_replica_synced(primary, replica)
             assert replica.client.execute_command("DBSIZE") == len(users), "keys on the replica"
@@ -596,16 +599,49 @@ def cluster():
         yield nodes
 
 
-def test_cluster_refuses_near_cache(cluster):
+def inval_clients(node: RedisServer) -> int:
+    """Connections named sipr-inval-* on `node`: the near-cache's invalidation connections."""
+    return sum(1 for c in node.client.client_list() if c.get("name", "").startswith("sipr-inval-"))
+
+
+def test_cluster_near_cache(cluster):
+    """The near-cache is on by default with cluster:// too: each worker keeps one invalidation
+    connection on every primary, look-ups are answered from memory, and a user who registers a new
+    Contact is seen at once whichever node holds it (the node that served the read invalidates)."""
     url = cluster_url(cluster)
-    r = run_program("sip-redirectd", ["--listen", f"{LOCALHOST}:{free_udp_port()}",
-                                      "--metrics", f"{LOCALHOST}:{free_tcp_port()}",
-                                      "--redis", url, "--cache-ttl", "1000"], timeout=10, env=ENV)
-    assert r.returncode != 0, f"sip-redirectd --cache-ttl 1000 --redis {url} exited 0"
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, f"want one line on stderr, got {len(lines)}:\n{r.stderr}"
-    assert "cache" in lines[0].lower(), f"the line does not name the near-cache: {lines[0]}"
-    log(f"--cache-ttl with cluster://: exit {r.returncode}: {lines[0]}")
+    users = make_users(60, "nc")
+    with Registrar(url) as registrar, Redirect(url) as redirect:
+        wait_until(lambda: redirect.stderr_text().count("near-cache on") >= 2 and
+                   all(inval_clients(n) == 2 for n in cluster), 15, interval=0.05,
+                   what="both workers' near-caches on, with one invalidation connection per "
+                        "worker on each of the 3 primaries")
+        register_all(registrar, users)
+        owners = cluster_slot_owners(cluster[0].client)
+        per_node = {n.port: sum(1 for u in users if owners[slot_of(n, u)] == n.port)
+                    for n in cluster}
+        assert all(per_node.values()), f"every node should hold some users: {per_node}"
+        h0 = metric_or_zero(redirect, "sipr_cache_hits_total")
+        for _ in range(4):
+            check_all_redirected(redirect, users, "INVITEs through the near-cache over cluster://")
+        hits = metric_or_zero(redirect, "sipr_cache_hits_total") - h0
+        # Each AOR misses at most once per worker (2): of 4 passes at least 2 are hits.
+        assert hits >= 2 * len(users), f"{hits:.0f} cache hits for {4 * len(users)} INVITEs"
+        # One user per node moves; each is redirected to the new Contact at once, by both workers.
+        i0 = metric_or_zero(redirect, "sipr_cache_invalidations_total")
+        moved = []
+        for n in cluster:
+            u = next(u for u in users if owners[slot_of(n, u)] == n.port)
+            m = User(u.aor, u.contact.replace("192.0.2.", "198.51.100."))
+            with registrar.ua() as ua:  # the old Contact removed, the new one added
+                r = ua.send(ua.register(u.aor, [f"<{u.contact}>;expires=0", f"<{m.contact}>"],
+                                        expires=3600))
+            assert r.status == 200, f"REGISTER moving {m.aor} to a new Contact: {r.status}"
+            moved.append(m)
+        check_all_redirected(redirect, moved * 4, "INVITEs right after the users moved")
+        inv = metric_or_zero(redirect, "sipr_cache_invalidations_total") - i0
+        assert inv >= len(moved), f"{inv:.0f} invalidations for {len(moved)} moved users"
+        log(f"cluster near-cache: users per node {list(per_node.values())}, {hits:.0f} hits of "
+            f"{4 * len(users)} INVITEs, {inv:.0f} invalidations after {len(moved)} moves")
 
 
 def slot_of(node: RedisServer, user: User) -> int:

@@ -520,7 +520,7 @@ def test_tracking_bound_refused_exits_with_one_line():
             f"want one line naming tracking-table-max-keys, got {r.stderr!r}")
         print(f"# {lines[0]}", flush=True)
         # Without the near-cache nothing is tracked: it starts.
-        with Redirect(rs, ["--domain", DOMAIN], "sip-redirectd[no cache]"):
+        with Redirect(rs, ["--domain", DOMAIN, "--cache-ttl", "0"], "sip-redirectd[no cache]"):
             pass
     with RedisServer(extra_args=["--tracking-table-max-keys", "500", *acl]) as rs, \
             Redirect(rs, BOUND_FLAGS, "sip-redirectd[within]") as rd:

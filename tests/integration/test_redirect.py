@@ -956,7 +956,8 @@ def test_max_inflight_one_with_stalled_redis():
     SIGCONT, 302 again."""
     lookup_ms = int(scaled(1500))
     with RedisServer() as rs, \
-            Redirect(rs, ["--max-inflight", "1", "--lookup-timeout", str(lookup_ms)],
+            Redirect(rs, ["--max-inflight", "1", "--lookup-timeout", str(lookup_ms),
+                          "--cache-ttl", "0"],
                      name="sip-redirectd[inflight]", workers=1) as rd, \
             rd.ua() as ua:
         locctl(rs, "bind", aor(), "sip:alice@192.0.2.1", "--expires", "600")
@@ -1002,7 +1003,8 @@ def test_sigterm_answers_inflight_then_exits_zero():
     resumes) before the process exits 0."""
     lookup_ms = int(scaled(3000))
     with RedisServer() as rs:
-        rd = Redirect(rs, ["--lookup-timeout", str(lookup_ms)], name="sip-redirectd[sigterm]")
+        rd = Redirect(rs, ["--lookup-timeout", str(lookup_ms), "--cache-ttl", "0"],
+                      name="sip-redirectd[sigterm]")
         with rd:
             locctl(rs, "bind", aor(), "sip:alice@192.0.2.1", "--expires", "600")
             uas = [rd.ua() for _ in range(3)]

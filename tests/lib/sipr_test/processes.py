@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import LOCALHOST, binary, free_tcp_port, free_udp_port, scaled, tail
+from .base import LOCALHOST, binary, free_tcp_port, free_udp_port, scaled, tail, wait_until
 from .metrics import metric_value, scrape_metrics
 from .sip import SipUdp
 
@@ -286,6 +286,15 @@ class ServiceDaemon(Daemon):
                                    "--metrics", f"{LOCALHOST}:{self.metrics_port}",
                                    "--workers", str(workers), *flags],
                          sip_port=self.port, name=name, **kw)
+
+    def wait_ready(self) -> None:
+        """As Daemon.wait_ready, then until every worker's Redis connection is ready
+        (sipr_redis_up 1): an OPTIONS 200 speaks for the one worker that answered it, and with
+        --spread random the next request may reach another."""
+        super().wait_ready()
+        wait_until(lambda: metric_value(self.metrics(), "sipr_redis_up") == 1,
+                   self.ready_timeout, interval=0.02,
+                   what=f"every worker of {self.name} to be connected to Redis (sipr_redis_up 1)")
 
     def ua(self) -> "SipUdp":
         """A new UDP client aimed at the daemon."""
