@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from sipr_test.base import LOCALHOST, free_udp_port, scaled, tail
+from sipr_test.base import LOCALHOST, free_port, scaled, tail
 from sipr_test.bindings import location_key, unpack_binding
 from sipr_test.processes import CHILDREN, ServiceDaemon, _stop_pid, run_program
 from sipr_test.redis_servers import RedisServer
@@ -196,7 +196,8 @@ def register_then_redirect(redis: RedisServer, registrar: ServiceDaemon,
     registered contact."""
     before = successes(registrar)
     work = Path(tempfile.mkdtemp(prefix=f"sipr-ua-{user}-"))
-    port = free_udp_port()
+    # baresip binds UDP and TCP on the port and TLS (TCP) on the next one.
+    port = free_port(span=2)
     ua = make_ua(work, user, port, registrar.port)
     try:
         with ua:

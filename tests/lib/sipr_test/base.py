@@ -109,9 +109,10 @@ def free_tcp_port() -> int:
     return _free_port([socket.SOCK_STREAM])
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP."""
-    return _free_port([socket.SOCK_DGRAM, socket.SOCK_STREAM])
+def free_port(span: int = 1) -> int:
+    """A port free for both UDP and TCP, with the `span` - 1 ports after it (a SIP UA that binds
+    UDP and TCP on its port and TLS on the next one asks for 2)."""
+    return _free_port([socket.SOCK_DGRAM, socket.SOCK_STREAM], spacing=range(span))
 
 
 
