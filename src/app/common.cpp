@@ -35,7 +35,9 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
     app.add_option("--metrics", f.metrics, "HTTP address for GET /metrics, host:port")
         ->envname("SIPR_METRICS")
         ->capture_default_str();
-    app.add_option("--workers", f.workers, "worker threads (0: one per core)")
+    app.add_option("--workers", f.workers,
+                   "worker threads (0: one per core, one fewer when --redis is on this machine "
+                   "(a loopback address): Redis needs a core of its own)")
         ->envname("SIPR_WORKERS")
         ->capture_default_str();
     app.add_option("--domain", f.domains, "served domain (repeatable; none: serve all)")
@@ -377,8 +379,14 @@ Startup check_startup(const std::string& program, const CommonFlags& common) {
         if (std::string why = s.allow.add(cidr); !why.empty()) die(program, "--allow " + why);
     s.redis = check_redis_setup(program, common.redis, common.redis_password_file,
                                 common.redis_read, common.redis_timeout_ms);
-    s.workers =
-        common.workers != 0 ? common.workers : std::max(1u, std::thread::hardware_concurrency());
+    s.workers = common.workers;
+    if (s.workers == 0) {
+        // One per core; one core fewer when Redis runs on this machine (a loopback --redis):
+        // Redis's one busy thread then competes with the workers, and on a small box one worker
+        // fewer answers more (bench/RESULTS.md, --workers 1 against 2 with Redis local).
+        s.workers = std::max(1u, std::thread::hardware_concurrency());
+        if (s.workers > 1 && location::redis_is_local(s.redis)) --s.workers;
+    }
     return s;
 }
 

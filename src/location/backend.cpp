@@ -167,6 +167,11 @@ uint64_t coarse_monotonic_ms() noexcept {
 }
 }  // namespace
 
+bool redis_is_local(const RedisSetup& setup) noexcept {
+    const std::string& host = setup.has_read ? setup.read.host : setup.primary.host;
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 Backend::Backend(uv_loop_t* loop, const RedisSetup& redis, const BackendOptions& opts,
                  StoreStats& stats)
     : stats_(stats) {

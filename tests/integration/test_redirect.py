@@ -27,7 +27,7 @@ import pytest
 from sipr_test.base import free_tcp_port, free_udp_port, scaled, wait_until
 from sipr_test.bindings import StoredBinding, location_key, pack_binding
 from sipr_test.metrics import metric_value
-from sipr_test.processes import ServiceDaemon, run_program
+from sipr_test.processes import Daemon, ServiceDaemon, run_program
 from sipr_test.redis_servers import RedisServer, time_ms
 from sipr_test.sip import (
     Request, Response, SipUdp, parse_response, transact_bulk, transact_many, unique,
@@ -1062,3 +1062,20 @@ def test_redis_unreachable_at_start_exits_nonzero():
     check_startup_errors([(["--listen", f"127.0.0.1:{free_udp_port()}",
                             "--metrics", f"127.0.0.1:{free_tcp_port()}",
                             "--redis", f"redis://127.0.0.1:{dead}"], "Redis")])
+
+
+def test_default_workers_leave_a_core_to_local_redis(redis_server):
+    """Without --workers: one worker per core, one fewer when Redis is on this machine (a loopback
+    --redis), as --help says; --workers N is taken as given."""
+    cores = os.cpu_count() or 1
+    want = max(1, cores - 1)
+    for flags, expected in (([], want), (["--workers", "1"], 1)):
+        port = free_udp_port()
+        with Daemon("sip-redirectd", ["--listen", f"127.0.0.1:{port}", "--redis", redis_server.url,
+                                      "--metrics", f"127.0.0.1:{free_tcp_port()}", *flags],
+                    sip_port=port, name="sip-redirectd[workers]") as d:
+            m = re.search(r"with (\d+) workers", d.stderr_text())
+            assert m, f"no 'with N workers' in the log:\n{d.stderr_text()}"
+            assert int(m.group(1)) == expected, (
+                f"{flags or 'no --workers'} on {cores} cores with a loopback Redis: "
+                f"{m.group(1)} workers, want {expected}")

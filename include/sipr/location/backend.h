@@ -37,6 +37,11 @@ struct RedisSetup {
     RedisUrl read;
 };
 
+// Whether the node look-ups go to (--redis-read's replica, else the primary or a Cluster's first
+// seed) is on this machine: its host is a loopback address or "localhost". Redis then competes
+// with the workers for the same cores.
+[[nodiscard]] bool redis_is_local(const RedisSetup& setup) noexcept;
+
 // Gives `url` (parsed from `url_text`) the password `password` (from a password file): it
 // supplies or overrides the URL's, and "redis://name@host" then names the ACL user.
 void apply_password(std::string_view url_text, std::string password, RedisUrl& url);

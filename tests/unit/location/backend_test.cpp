@@ -183,3 +183,21 @@ TEST_CASE("start-up checks: one line naming what is wrong") {
     CHECK(location::bound_tracking_table(redis.url(), 1000, 500, note).empty());
     CHECK(note.empty());
 }
+
+TEST_CASE("redis_is_local: the node look-ups go to, on a loopback address or localhost") {
+    location::RedisSetup s;
+    for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost"}) {
+        s.primary.host = host;
+        CHECK(location::redis_is_local(s));
+    }
+    for (const char* host : {"10.0.0.5", "redis.example.net", "::2", "128.0.0.1"}) {
+        s.primary.host = host;
+        CHECK_FALSE(location::redis_is_local(s));
+    }
+    s.primary.host = "127.0.0.1";  // --redis-read decides where look-ups go
+    s.has_read = true;
+    s.read.host = "10.0.0.6";
+    CHECK_FALSE(location::redis_is_local(s));
+    s.read.host = "::1";
+    CHECK(location::redis_is_local(s));
+}
