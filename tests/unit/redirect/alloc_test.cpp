@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "sipr/base/stats.h"
+#include "sipr/location/admin.h"
 #include "sipr/location/binding.h"
 #include "sipr/location/cache_tracker.h"
 #include "sipr/location/caching_store.h"
@@ -70,25 +71,25 @@ class BufferSender final : public sip::Sender {
     uint64_t sent = 0;
 };
 
-// The bindings of kAor, written straight into Redis.
+// The bindings of kAor, written as the registrar writes them (register.lua, via location::Admin).
 void seed_bindings(test::RedisServer& server) {
-    const int64_t now = location::system_clock_ms();
+    location::RegisterChanges ch;
+    ch.aor = std::string(kAor);
+    ch.call_id = "reg-1";
+    ch.cseq = 1;
     for (int i = 1; i <= 2; ++i) {
         location::Binding b;
         b.contact = "sip:bob@192.0.2." + std::to_string(20 + i) + ":5060";
-        b.expires_at_ms = now + 3'600'000;
-        b.updated_at_ms = now - i;
         b.cseq = 1;
-        b.call_id = "reg-" + std::to_string(i);
+        b.call_id = ch.call_id;
         b.q = static_cast<uint16_t>(1000 - i);
         b.received = "192.0.2.9:5060";
-        test::ReplyPtr r =
-            server.command({"HSET", location::location_key(kAor),
-                            location::binding_key(location::ContactUri{b.contact}, b.instance),
-                            location::pack_binding(b)});
-        REQUIRE(r);
-        REQUIRE(r->type == REDIS_REPLY_INTEGER);
+        ch.contacts.push_back({location::binding_key(location::ContactUri{b.contact}, b.instance),
+                               3600, location::pack_binding_tail(b)});
     }
+    location::Admin admin;
+    REQUIRE(admin.open(server.url(), false, 2000).empty());
+    REQUIRE(admin.apply(ch).empty());
 }
 
 redirect::Config config() {
