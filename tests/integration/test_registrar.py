@@ -896,3 +896,33 @@ def test_sigterm_exits_zero(redis):
         with SipUdp(reg.port) as ua:
             ua.send_raw(ua.options().data)
             ua.expect_silence(0.5)
+
+
+def test_python_binding_codec_matches_the_cpp_one(redis):
+    """sipr_test.bindings repeats the packed binding of include/sipr/location/binding.h for tests
+    that seed Redis directly; this keeps the two from drifting. C++ to Python: what sip-locctl bind
+    writes (through register.lua) unpacks field by field. Python to C++: what pack_binding writes
+    is what sip-locctl show reads back."""
+    who = aor("codec")
+    contact = "sip:codec@192.0.2.7:5062;transport=udp"
+    t0 = time_ms(redis.client)
+    locctl(redis, "bind", who, f"<{contact}>", "--expires", "600", "--q", "0.7")
+    fields = redis.client.hgetall(location_key(who))
+    assert len(fields) == 1, f"one binding after sip-locctl bind: {fields}"
+    b = unpack_binding(next(iter(fields.values())))
+    assert (b.contact, b.q, b.call_id, b.user_agent, b.instance, b.reg_id) == (
+        contact, 700, "sip-locctl", "sip-locctl", "", None), f"unpacked: {b}"
+    assert t0 <= b.updated_at_ms <= t0 + 5000, f"updated_at {b.updated_at_ms}, Redis TIME {t0}"
+    assert b.expires_at_ms == b.updated_at_ms + 600_000, f"expiry: {b}"
+    other = aor("codec2")
+    mine = StoredBinding(expires_at_ms=t0 + 300_000, updated_at_ms=t0, cseq=42, call_id="cid-py",
+                         contact="sip:py@192.0.2.8:5070", q=250, path="<sip:edge.example.com;lr>",
+                         received="198.51.100.9:5090", user_agent="py-ua", instance="", reg_id=None)
+    redis.client.hset(location_key(other), mine.contact, pack_binding(mine))
+    shown = json.loads(locctl(redis, "show", other, "--json"))["bindings"]
+    assert len(shown) == 1, f"sip-locctl show of a Python-packed binding: {shown}"
+    s = shown[0]
+    assert (s["contact"], s["q"], s["call_id"], s["cseq"], s["received"], s["user_agent"],
+            s["path"]) == (mine.contact, 0.25, "cid-py", 42, "198.51.100.9:5090", "py-ua",
+                           "<sip:edge.example.com;lr>"), f"shown: {s}"
+    assert 295 <= s["expires_in"] <= 300, f"expires_in {s['expires_in']}"

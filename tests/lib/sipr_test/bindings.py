@@ -4,6 +4,8 @@ The packed binding format is defined by include/sipr/location/binding.h (pack_bi
 unpack_binding there); this decoder repeats it and must follow any change to it. Tests write
 bindings through `sip-locctl bind` where its options suffice; pack_binding() is for the cases it
 cannot express (an expiry in the past or within the next second, an instance, a chosen CSeq).
+test_registrar.py's test_python_binding_codec_matches_the_cpp_one checks both directions against
+the C++ code (sip-locctl bind and show), so the two cannot drift apart unnoticed.
 """
 from __future__ import annotations
 
