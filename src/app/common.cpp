@@ -1,15 +1,17 @@
 #include "common.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <time.h>
+#include <csignal>
+#include <ctime>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <random>
 #include <thread>
 
@@ -123,6 +125,19 @@ void parse_or_exit(CLI::App& app, int argc, char** argv) {
 void die(const std::string& program, const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), location::redact_redis_urls(message).c_str());
     std::exit(1);
+}
+
+int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv) noexcept {
+    try {
+        return body(argc, argv);
+    } catch (const std::bad_alloc&) {
+        std::terminate();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", program, e.what());
+    } catch (...) {
+        std::fprintf(stderr, "%s: unknown exception\n", program);
+    }
+    return 1;
 }
 
 void setup_logging(const std::string& program, const std::string& level) {

@@ -57,6 +57,12 @@ void parse_or_exit(CLI::App& app, int argc, char** argv);
 // of any redis:// URL quoted in `message` is masked.
 [[noreturn]] void die(const std::string& program, const std::string& message);
 
+// Runs `body` (a program's main) so that no exception leaves main: app/ is where library
+// exceptions are caught (src/app/README.md). Any exception but std::bad_alloc ends the program with
+// "<program>: <what>" on stderr and returns 1; std::bad_alloc terminates (src/README.md,
+// "Allocation failure terminates").
+int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv) noexcept;
+
 // Sets up spdlog on stderr at `level`; exits via die() on an unknown level.
 void setup_logging(const std::string& program, const std::string& level);
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -134,10 +135,7 @@ std::string safe_text(std::string_view s, bool json) {
         uint32_t cp = 0;
         const std::size_t n = utf8_at(s, i, cp);
         if (n != 0 && !is_unsafe(cp)) {
-            if (json && (cp == '"' || cp == '\\'))
-                out += '\\';
-            else if (!json && cp == '\\')
-                out += '\\';
+            if (cp == '\\' || (json && cp == '"')) out += '\\';
             out.append(s.substr(i, n));
             i += n;
             continue;
@@ -238,7 +236,7 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
     // A CSeq that only grows, so a later bind of the same contact replaces this one.
     b.cseq = static_cast<uint32_t>((now_ms() / 1000) & 0x7fffffff);
     b.contact = na.uri_text;
-    b.q = static_cast<uint16_t>(q * 1000 + 0.5);
+    b.q = static_cast<uint16_t>(std::lround(q * 1000));
     b.user_agent = "sip-locctl";
     // One REGISTER of one contact, as the registrar applies it (register.lua).
     location::RegisterChanges ch;
@@ -328,7 +326,8 @@ std::string transact(
     sockaddr_storage any{};
     any.ss_family = to.ss_family;
     const auto* to_sa = reinterpret_cast<const sockaddr*>(&to);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&any), net::sockaddr_len(to_sa));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&any), net::sockaddr_len(to_sa)) != 0)
+        app::die(kProgram, "cannot bind a UDP socket");
     sockaddr_storage local{};
     socklen_t ll = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll);
@@ -471,9 +470,7 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
     return exit_for(status, 302);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     CLI::App cli{"sip-locctl: manage sip-redirect subscribers and bindings", kProgram};
     cli.require_subcommand(1);
     std::string redis = "redis://127.0.0.1:6379";
@@ -559,4 +556,10 @@ int main(int argc, char** argv) {
     if (*bind) return cmd_bind(r, aor, contact, expires, q);
     if (*unbind) return cmd_unbind(r, aor, contact);
     return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return sipr::app::guarded_main(kProgram.c_str(), run, argc, argv);
 }

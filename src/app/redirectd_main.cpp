@@ -1,5 +1,5 @@
 // sip-redirectd: the stateless redirect front end (DESIGN §2, §4, §7, §8).
-#include <time.h>
+#include <ctime>
 
 #include <algorithm>
 #include <memory>
@@ -35,9 +35,7 @@ class RedirectService final : public app::Service {
     redirect::Redirector redirector_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const std::string program = "sip-redirectd";
     CLI::App cli{"sip-redirectd: stateless SIP redirect server answering 302 from Redis bindings",
                  program};
@@ -185,4 +183,10 @@ int main(int argc, char** argv) {
             return w;
         },
         lookup_timeout_ms + 100, drain_seconds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return sipr::app::guarded_main("sip-redirectd", run, argc, argv);
 }

@@ -51,9 +51,7 @@ std::vector<registrar::DigestAlgorithm> parse_algorithms(const std::string& prog
     return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const std::string program = "sip-registrard";
     CLI::App cli{"sip-registrard: SIP registrar storing contact bindings in Redis (RFC 3261 §10.3)",
                  program};
@@ -172,4 +170,10 @@ int main(int argc, char** argv) {
             return w;
         },
         2000);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return sipr::app::guarded_main("sip-registrard", run, argc, argv);
 }

@@ -1,6 +1,6 @@
 #include "sipr/location/backend.h"
 
-#include <time.h>
+#include <ctime>
 
 #include <algorithm>
 
@@ -101,30 +101,30 @@ std::string bound_tracking_table(const RedisUrl& url, uint64_t max_keys, uint32_
 }
 
 std::string resolve_redis_setup(const std::string& redis, const std::string& redis_read,
-                                const std::string* password, uint32_t timeout_ms, RedisSetup& s) {
+                                const std::string* password, uint32_t timeout_ms, RedisSetup& out) {
     std::string err;
-    if (!parse_redis_target(redis, s.target, err)) return err;
-    if (password != nullptr) apply_password(redis, *password, s.target.url);
-    s.primary = s.target.url;
-    switch (s.target.mode) {
+    if (!parse_redis_target(redis, out.target, err)) return err;
+    if (password != nullptr) apply_password(redis, *password, out.target.url);
+    out.primary = out.target.url;
+    switch (out.target.mode) {
         case RedisMode::Single:
-            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty()) return why;
+            if (std::string why = check_redis(out.primary, timeout_ms); !why.empty()) return why;
             break;
         case RedisMode::Sentinel: {
             RedisEndpoint p;
-            if (std::string why = resolve_sentinel_primary(s.target, timeout_ms, p); !why.empty())
+            if (std::string why = resolve_sentinel_primary(out.target, timeout_ms, p); !why.empty())
                 return why;
-            s.primary.host = p.host;
-            s.primary.port = p.port;
-            if (std::string why = check_redis(s.primary, timeout_ms); !why.empty())
+            out.primary.host = p.host;
+            out.primary.port = p.port;
+            if (std::string why = check_redis(out.primary, timeout_ms); !why.empty())
                 return "the primary the Sentinels named: " + why;
             break;
         }
         case RedisMode::Cluster: {
             std::string whys;
             bool ok = false;
-            for (const RedisEndpoint& seed : s.target.seeds) {
-                RedisUrl u = s.target.url;
+            for (const RedisEndpoint& seed : out.target.seeds) {
+                RedisUrl u = out.target.url;
                 u.host = seed.host;
                 u.port = seed.port;
                 std::string why = check_redis(u, timeout_ms);
@@ -137,20 +137,20 @@ std::string resolve_redis_setup(const std::string& redis, const std::string& red
                         ": " + why;
             }
             if (!ok)
-                return "no node of " + redacted(s.target) + " serves a Redis Cluster (" + whys +
+                return "no node of " + redacted(out.target) + " serves a Redis Cluster (" + whys +
                        "): start the cluster or fix the cluster:// URL in --redis";
             break;
         }
     }
     if (!redis_read.empty()) {
-        if (s.target.mode == RedisMode::Cluster)
+        if (out.target.mode == RedisMode::Cluster)
             return "--redis-read does not apply to a cluster:// --redis (look-ups go to "
                    "the primary of each slot): drop --redis-read";
-        if (!parse_redis_url(redis_read, s.read, err)) return "--redis-read: " + err;
-        if (password != nullptr) apply_password(redis_read, *password, s.read);
-        if (std::string why = check_redis(s.read, timeout_ms); !why.empty())
+        if (!parse_redis_url(redis_read, out.read, err)) return "--redis-read: " + err;
+        if (password != nullptr) apply_password(redis_read, *password, out.read);
+        if (std::string why = check_redis(out.read, timeout_ms); !why.empty())
             return "--redis-read: " + why;
-        s.has_read = true;
+        out.has_read = true;
     }
     return {};
 }
@@ -172,40 +172,40 @@ bool redis_is_local(const RedisSetup& setup) noexcept {
     return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
-Backend::Backend(uv_loop_t* loop, const RedisSetup& redis, const BackendOptions& opts,
+Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions& opts,
                  StoreStats& stats)
     : stats_(stats) {
     const RedisOptions& ropts = opts.redis;
     const NearCacheOptions& cache = opts.cache;
     const std::string index = std::to_string(opts.index);
-    const bool sentinel = redis.target.mode == RedisMode::Sentinel;
+    const bool sentinel = setup.target.mode == RedisMode::Sentinel;
     RedisClient* tracked = nullptr;  // redis:// and sentinel://: the connection reads go through
-    const RedisUrl* tracked_url = &redis.primary;
-    if (redis.target.mode == RedisMode::Cluster) {
+    const RedisUrl* tracked_url = &setup.primary;
+    if (setup.target.mode == RedisMode::Cluster) {
         RedisOptions node_opts = ropts;
         if (cache.ttl_ms != 0) node_opts.client_name = "sipr-data-" + index;
         cluster_ = std::make_unique<RedisCluster>(
-            loop, redis.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
+            loop, setup.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Backend::on_data_state, this);
         store_ = std::make_unique<RedisStore>(*cluster_);
     } else {
         RedisOptions data_opts = ropts;
         data_opts.require_primary = sentinel;
         if (cache.ttl_ms != 0) data_opts.client_name = "sipr-data-" + index;
-        primary_ = std::make_unique<RedisClient>(loop, redis.primary, data_opts);
+        primary_ = std::make_unique<RedisClient>(loop, setup.primary, data_opts);
         primary_->on_state(&Backend::on_data_state, this);
         tracked = primary_.get();
-        if (redis.has_read) {
+        if (setup.has_read) {
             RedisOptions read_opts = ropts;
             // An unsynced replica (restarted, or cut off from its primary) would answer 404 for
             // users who are registered: it is refused, and reads fall back to the primary.
             read_opts.require_synced = true;
             read_opts.role_check_ms = 1000;
             if (cache.ttl_ms != 0) read_opts.client_name = "sipr-data-" + index;
-            read_ = std::make_unique<RedisClient>(loop, redis.read, read_opts);
+            read_ = std::make_unique<RedisClient>(loop, setup.read, read_opts);
             read_->on_state(&Backend::on_read_state, this);
             tracked = read_.get();
-            tracked_url = &redis.read;
+            tracked_url = &setup.read;
         }
         route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
         store_ = std::make_unique<RedisStore>(*route_);
@@ -213,7 +213,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& redis, const BackendOptions&
             RedisOptions sopts = ropts;
             sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
             sopts.client_name.clear();
-            sentinel_ = std::make_unique<SentinelWatcher>(loop, redis.target, sopts);
+            sentinel_ = std::make_unique<SentinelWatcher>(loop, setup.target, sopts);
             sentinel_->follow(*primary_);
         }
     }
@@ -232,12 +232,12 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& redis, const BackendOptions&
         cluster_tracker_->on_change(&Backend::on_cache_change, this);
         return;
     }
-    inval_opts.require_primary = sentinel && !redis.has_read;
+    inval_opts.require_primary = sentinel && !setup.has_read;
     tracker_ = std::make_unique<CacheTracker>(loop, *tracked, *cache_, *tracked_url, inval_opts,
                                               cache.tracking_max_keys);
     tracker_->on_change(&Backend::on_cache_change, this);
     // The invalidation connection must be on the node the tracked reads go to.
-    if (sentinel_ && !redis.has_read) sentinel_->follow(tracker_->invalidation_client());
+    if (sentinel_ && !setup.has_read) sentinel_->follow(tracker_->invalidation_client());
 }
 
 Backend::~Backend() = default;

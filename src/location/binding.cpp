@@ -59,8 +59,7 @@ bool unpack_binding(std::string_view packed, BindingView& out) noexcept {
     out.instance = f[10];
     out.has_reg_id = !f[11].empty();
     out.reg_id = 0;
-    if (out.has_reg_id && !to_u32(f[11], out.reg_id)) return false;
-    return true;
+    return !out.has_reg_id || to_u32(f[11], out.reg_id);
 }
 
 std::string pack_binding_tail(const Binding& b) {

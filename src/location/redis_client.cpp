@@ -279,7 +279,12 @@ bool parse_redis_target(std::string_view text, RedisTarget& out, std::string& er
         }
         RedisUrl u;
         if (!parse_redis_url("redis://" + std::string(one), u, error)) {
-            error = std::string(scheme) + " URL, host '" + std::string(one) + "': " + error;
+            std::string msg(scheme);
+            msg += " URL, host '";
+            msg += one;
+            msg += "': ";
+            msg += error;
+            error = std::move(msg);
             return false;
         }
         const bool port_given = one.find("]:") != std::string_view::npos ||
@@ -374,7 +379,7 @@ std::string_view state_text(RedisClient::State s) noexcept {
 }
 
 RedisClient::RedisClient(uv_loop_t* loop, RedisUrl url, RedisOptions opts)
-    : loop_(loop), url_(std::move(url)), opts_(opts) {
+    : loop_(loop), url_(std::move(url)), opts_(std::move(opts)) {
     std::size_t n = opts_.max_pending + kHandshakeSlots;
     slots_.resize(n);
     free_.reserve(n);
@@ -386,9 +391,8 @@ RedisClient::RedisClient(uv_loop_t* loop, RedisUrl url, RedisOptions opts)
     backoff_ms_ = opts_.backoff_min_ms;
 }
 
-RedisClient::~RedisClient() {
-    // stop() must have run and the loop must have closed the timers.
-}
+// stop() must have run and the loop must have closed the timers.
+RedisClient::~RedisClient() = default;
 
 void RedisClient::start() noexcept {
     if (state_ != State::Idle) return;

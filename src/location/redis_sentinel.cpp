@@ -121,7 +121,10 @@ std::string resolve_sentinel_primary(const RedisTarget& target, uint32_t timeout
                                : r->type == REDIS_REPLY_NIL
                                    ? "does not monitor a primary named '" + target.master_name + "'"
                                    : std::string("gave an answer that is not host and port");
-            why += (why.empty() ? "" : "; ") + where + ": " + said;
+            if (!why.empty()) why += "; ";
+            why += where;
+            why += ": ";
+            why += said;
         }
         if (r != nullptr) freeReplyObject(r);
         redisFree(c);

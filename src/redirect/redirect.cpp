@@ -279,22 +279,18 @@ Redirector::Redirector(Config config, location::LookupStore& store, sip::Sender&
 Redirector::~Redirector() = default;
 
 Redirector::Slot* Redirector::acquire() noexcept {
-    if (!free_.empty()) {
-        Slot* s = free_.back();
-        free_.pop_back();
-        return s;
-    }
-    if (slots_.size() >= config_.max_inflight) return nullptr;
+    if (slots_.in_use() >= config_.max_inflight) return nullptr;
     // Slots are made on first need and then reused: the steady state allocates nothing.
-    auto fresh = std::make_unique<Slot>();
-    fresh->buf.resize(config_.max_message);
-    fresh->owner = this;
-    slots_.push_back(std::move(fresh));
-    return slots_.back().get();
+    Slot* s = slots_.acquire();
+    if (s->owner == nullptr) {  // made just now
+        s->buf.resize(config_.max_message);
+        s->owner = this;
+    }
+    return s;
 }
 
 void Redirector::release(Slot* slot) noexcept {
-    if (slot != scratch_.get()) free_.push_back(slot);
+    if (slot != scratch_.get()) slots_.release(slot);
 }
 
 void Redirector::send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept {

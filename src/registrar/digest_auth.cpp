@@ -208,14 +208,7 @@ DigestAuthenticator::Op* DigestAuthenticator::take_op(const sip::Message& msg,
                                                       const sip::Peer& from, std::string_view aor,
                                                       std::string_view realm, std::string& extra,
                                                       Done done, void* ctx) noexcept {
-    Op* op;
-    if (!free_ops_.empty()) {
-        op = free_ops_.back();
-        free_ops_.pop_back();
-    } else {
-        op = ops_.emplace_back(std::make_unique<Op>()).get();
-        free_ops_.reserve(ops_.size());  // so that giving an op back never allocates
-    }
+    Op* op = ops_.acquire();
     *op = Op{};
     op->owner = this;
     op->algorithms = default_algorithms_;
@@ -242,7 +235,7 @@ Authenticator::Verdict DigestAuthenticator::fetch(const sip::Message& msg, const
 Authenticator::Verdict DigestAuthenticator::start_fetch(Op* op) noexcept {
     StoreError e = store_.fetch_auth(op->aor, op->source, &DigestAuthenticator::on_fetched, op);
     if (e != StoreError::None) {
-        free_ops_.push_back(op);
+        ops_.release(op);
         count_store_error(e);
         return Verdict::Unavailable;
     }
@@ -256,7 +249,7 @@ void DigestAuthenticator::complete(Op* op, Verdict verdict, bool stale) noexcept
         verdict = Verdict::Unavailable;
     Done done = op->done;
     void* ctx = op->ctx;
-    free_ops_.push_back(op);  // capacity reserved when the op was made
+    ops_.release(op);
     --pending_;
     done(ctx, verdict);
 }

@@ -214,17 +214,11 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
     }
     // Copy the datagram into a slot: the authenticator and the store answer after this receive
     // callback returns.
-    Slot* slot;
-    if (!free_slots_.empty()) {
-        slot = free_slots_.back();
-        free_slots_.pop_back();
-    } else {
-        auto fresh = std::make_unique<Slot>();
-        fresh->owner = this;
-        fresh->buf.resize(config_.max_message);
-        fresh->auth_extra.reserve(512);  // two challenges: no allocation when answering 401
-        slot = fresh.get();
-        slots_.push_back(std::move(fresh));
+    Slot* slot = slots_.acquire();
+    if (slot->owner == nullptr) {  // made just now
+        slot->owner = this;
+        slot->buf.resize(config_.max_message);
+        slot->auth_extra.reserve(512);  // two challenges: no allocation when answering 401
     }
     std::memcpy(slot->buf.data(), bytes.data(), bytes.size());
     slot->len = bytes.size();
@@ -233,7 +227,7 @@ void Registrar::handle_register(const sip::Message& in_msg, const sip::RequestCo
     std::string_view copy(slot->buf.data(), slot->len);
     if (sip::intake(copy, config_.max_message, config_.max_headers, slot->msg, slot->core).action !=
         sip::IntakeAction::Proceed) {
-        free_slots_.push_back(slot);  // cannot happen: the same bytes parsed a moment ago
+        slots_.release(slot);  // cannot happen: the same bytes parsed a moment ago
         return;
     }
     slot->changes.aor.assign(aor);
@@ -302,14 +296,14 @@ void Registrar::refuse(Slot* slot, Authenticator::Verdict verdict) noexcept {
             stats_.registration(RegistrationResult::StoreError);
             break;
     }
-    free_slots_.push_back(slot);
+    slots_.release(slot);
 }
 
 void Registrar::store_register(Slot* slot) noexcept {
     const sip::Message& msg = slot->msg;
     const sip::RequestCore& core = slot->core;
     const sip::Peer& from = slot->peer;
-    auto release = [&] { free_slots_.push_back(slot); };
+    auto release = [&] { slots_.release(slot); };
     // Answers and frees the slot (the answer is written from the slot's message first).
     auto reply = [&](uint16_t status, std::string_view reason, std::string_view extra = {}) {
         respond(msg, core, from, slot->limit, status, reason, extra);
@@ -434,18 +428,18 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
             // §10.3 step 7: same Call-ID, lower CSeq: the update is aborted and the request fails.
             respond(msg, core, slot->peer, slot->limit, 500, "Request Out Of Order", retry_after);
             stats_.registration(RegistrationResult::Stale);
-            free_slots_.push_back(slot);
+            slots_.release(slot);
             return;
         case StoreError::TooManyContacts:
             respond(msg, core, slot->peer, slot->limit, 403, "Too Many Contacts", {});
             stats_.registration(RegistrationResult::Refused);
-            free_slots_.push_back(slot);
+            slots_.release(slot);
             return;
         default:
             stats_.redis_error(location::redis_error_kind(reply.error));
             respond(msg, core, slot->peer, slot->limit, 503, "Service Unavailable", retry_after);
             stats_.registration(RegistrationResult::StoreError);
-            free_slots_.push_back(slot);
+            slots_.release(slot);
             return;
     }
 
@@ -525,7 +519,7 @@ void Registrar::finish(Slot* slot, const location::RegisterReply& reply) noexcep
     else
         messages_.drop(base::DropReason::SendFailed);
     stats_.registration(slot->kind);
-    free_slots_.push_back(slot);
+    slots_.release(slot);
 }
 
 }  // namespace sipr::registrar

@@ -98,7 +98,7 @@ class NearCache {
     [[nodiscard]] static uint64_t hash_of(std::string_view aor) noexcept;
     [[nodiscard]] uint32_t find_slot(std::string_view aor, uint64_t h) const noexcept;
     void erase_slot(uint32_t slot) noexcept;
-    void remove(uint32_t entry) noexcept;
+    void remove(uint32_t idx) noexcept;
     [[nodiscard]] uint32_t take_entry(uint64_t now_ms) noexcept;
     std::size_t clear() noexcept;
     [[nodiscard]] bool raced(uint64_t h, const Ticket& t) const noexcept;

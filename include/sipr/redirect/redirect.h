@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/base/siphash.h"
 #include "sipr/location/store.h"
 #include "sipr/redirect/stats.h"
@@ -129,8 +130,7 @@ class Redirector {
     RedirectStats& stats_;
     uint64_t (*now_us_)() noexcept;
     int64_t (*wall_ms_)() noexcept;
-    std::vector<std::unique_ptr<Slot>> slots_;
-    std::vector<Slot*> free_;
+    base::OpPool<Slot> slots_;       // at most config_.max_inflight
     std::unique_ptr<Slot> scratch_;  // for datagrams answered at once when every slot is busy
     std::vector<char> out_;
     std::size_t inflight_ = 0;

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/location/auth_store.h"
 #include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
@@ -111,8 +112,7 @@ class DigestAuthenticator final : public Authenticator {
     DigestHasher hasher_;
     HmacSha256 nonce_key_;
     uint64_t nonce_counter_ = 0;  // only if the system's random source fails
-    std::vector<std::unique_ptr<Op>> ops_;
-    std::vector<Op*> free_ops_;
+    base::OpPool<Op> ops_;
     std::size_t pending_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sipr/base/op_pool.h"
 #include "sipr/base/siphash.h"
 #include "sipr/location/store.h"
 #include "sipr/registrar/stats.h"
@@ -114,8 +115,7 @@ class Registrar {
     sip::MessageStats& messages_;
     RegistrarStats& stats_;
     Authenticator* auth_ = nullptr;
-    std::vector<std::unique_ptr<Slot>> slots_;
-    std::vector<Slot*> free_slots_;
+    base::OpPool<Slot> slots_;  // at most config_.max_pending in use
     std::size_t pending_ = 0;
     // Scratch for the datagram being handled and for the response being written (per worker: no
     // thread_local, which would bloat every thread's static TLS, civetweb's too).
