@@ -86,28 +86,14 @@ class SyncRedis {
         return run(args.begin(), args.size());
     }
     SyncReply run(const std::string_view* args, std::size_t n) {
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
-        argv.reserve(n);
-        lens.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            argv.push_back(args[i].data());
-            lens.push_back(args[i].size());
-        }
+        Argv a(args, n);
         return SyncReply(static_cast<redisReply*>(
-            redisCommandArgv(c_, static_cast<int>(n), argv.data(), lens.data())));
+            redisCommandArgv(c_, static_cast<int>(n), a.argv.data(), a.lens.data())));
     }
     // Queues one command without waiting (pipelining); false when the connection failed.
     bool append(const std::string_view* args, std::size_t n) {
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
-        argv.reserve(n);
-        lens.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            argv.push_back(args[i].data());
-            lens.push_back(args[i].size());
-        }
-        return redisAppendCommandArgv(c_, static_cast<int>(n), argv.data(), lens.data()) ==
+        Argv a(args, n);
+        return redisAppendCommandArgv(c_, static_cast<int>(n), a.argv.data(), a.lens.data()) ==
                REDIS_OK;
     }
     // The reply to the oldest appended command (null: the connection failed).
@@ -121,6 +107,20 @@ class SyncRedis {
     }
 
   private:
+    // hiredis's argv form of a command given as views.
+    struct Argv {
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        Argv(const std::string_view* args, std::size_t n) {
+            argv.reserve(n);
+            lens.reserve(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                argv.push_back(args[i].data());
+                lens.push_back(args[i].size());
+            }
+        }
+    };
+
     redisContext* c_ = nullptr;
 };
 
