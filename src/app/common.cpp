@@ -406,7 +406,8 @@ Startup check_startup(const std::string& program, const CommonFlags& common) {
 }
 
 int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
-          const WorkerFactory& make, uint64_t inflight_ms, uint32_t drain_seconds) {
+          const location::BackendOptions& backend, const ServiceFactory& make, uint64_t inflight_ms,
+          uint32_t drain_seconds) {
     const unsigned n = startup.workers;
     block_signals();
     std::vector<std::unique_ptr<metrics::WorkerStats>> stats;
@@ -452,7 +453,12 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
     bool ok = group.start(
         n,
         [&](std::size_t i, uv_loop_t* loop) {
-            workers[i] = make(i, loop, *stats[i]);
+            location::BackendOptions o = backend;
+            o.index = i;
+            workers[i] = std::make_unique<Worker>(
+                i, loop, *stats[i],
+                std::make_unique<location::Backend>(loop, startup.redis, o, stats[i]->store));
+            workers[i]->set_service(make(*workers[i]));
             workers[i]->limit_sources(startup.allow, share(common.rate_limit), share(burst),
                                       seeds[i], common.rate_limit_v6_prefix);
             errors[i] =

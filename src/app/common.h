@@ -180,16 +180,17 @@ struct Startup {
 };
 [[nodiscard]] Startup check_startup(const std::string& program, const CommonFlags& common);
 
-// Makes worker `index` on its loop with its stats shard.
-using WorkerFactory = std::function<std::unique_ptr<Worker>(std::size_t index, uv_loop_t* loop,
-                                                            metrics::WorkerStats& stats)>;
+// Makes a worker's service, on the worker's thread, once the worker and its backend exist.
+using ServiceFactory = std::function<std::unique_ptr<Service>(Worker& worker)>;
 
-// Runs a daemon: the metrics exporter, one Worker per thread on the shared port, until SIGINT or
-// SIGTERM. On SIGTERM with `drain_seconds` > 0 the workers first drain (Worker::begin_drain: the
-// health probe fails, requests are still answered) for that long, or until a second SIGTERM or
-// SIGINT; SIGINT stops at once. Then each worker stops receiving, answers what is in flight (up
-// to `inflight_ms`) and closes. Returns the exit status (0); start-up failures die with one line.
+// Runs a daemon: the metrics exporter, one Worker per thread on the shared port (each with a
+// location::Backend built from `backend` and a service from `make`), until SIGINT or SIGTERM. On
+// SIGTERM with `drain_seconds` > 0 the workers first drain (Worker::begin_drain: the health probe
+// fails, requests are still answered) for that long, or until a second SIGTERM or SIGINT; SIGINT
+// stops at once. Then each worker stops receiving, answers what is in flight (up to
+// `inflight_ms`) and closes. Returns the exit status (0); start-up failures die with one line.
 int serve(const std::string& program, const CommonFlags& common, const Startup& startup,
-          const WorkerFactory& make, uint64_t inflight_ms, uint32_t drain_seconds = 0);
+          const location::BackendOptions& backend, const ServiceFactory& make, uint64_t inflight_ms,
+          uint32_t drain_seconds = 0);
 
 }  // namespace sipr::app

@@ -171,16 +171,9 @@ int run(int argc, char** argv) {
         if (!note.empty()) spdlog::info("{}", note);
     }
     return app::serve(
-        program, common, startup,
-        [&](std::size_t i, uv_loop_t* loop,
-            metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
-            location::BackendOptions o = bopts;
-            o.index = i;
-            auto w = std::make_unique<app::Worker>(
-                i, loop, stats,
-                std::make_unique<location::Backend>(loop, startup.redis, o, stats.store));
-            w->set_service(std::make_unique<RedirectService>(config, *w));
-            return w;
+        program, common, startup, bopts,
+        [&](app::Worker& w) -> std::unique_ptr<app::Service> {
+            return std::make_unique<RedirectService>(config, w);
         },
         lookup_timeout_ms + 100, drain_seconds);
 }

@@ -158,16 +158,9 @@ int run(int argc, char** argv) {
     bopts.redis.connect_timeout_ms = common.redis_timeout_ms;
     bopts.redis.command_timeout_ms = common.redis_timeout_ms;
     return app::serve(
-        program, common, startup,
-        [&](std::size_t i, uv_loop_t* loop,
-            metrics::WorkerStats& stats) -> std::unique_ptr<app::Worker> {
-            location::BackendOptions o = bopts;
-            o.index = i;
-            auto w = std::make_unique<app::Worker>(
-                i, loop, stats,
-                std::make_unique<location::Backend>(loop, startup.redis, o, stats.store));
-            w->set_service(std::make_unique<RegistrarService>(config, digest, *w));
-            return w;
+        program, common, startup, bopts,
+        [&](app::Worker& w) -> std::unique_ptr<app::Service> {
+            return std::make_unique<RegistrarService>(config, digest, w);
         },
         2000);
 }

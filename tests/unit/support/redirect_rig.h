@@ -25,6 +25,7 @@
 #include "sipr/redirect/redirect.h"
 #include "sipr/sip/headers.h"
 #include "sipr/sip/message.h"
+#include "support/parsed_response.h"
 #include "support/peer.h"
 
 namespace sipr::test::redirect_rig {
@@ -116,45 +117,8 @@ inline Config base_config() {
 // Responses
 
 // A response parsed back, with its Contacts.
-struct Parsed {
-    std::string text;
-    std::unique_ptr<sip::Message> msg = std::make_unique<sip::Message>();
-    sip::ParseStatus status = sip::ParseStatus::Malformed;
-    std::vector<sip::Contact> contacts;
-
-    [[nodiscard]] uint16_t code() const { return msg->status_code; }
-    [[nodiscard]] std::string header(std::string_view name) const {
-        const sip::Header* h = msg->find(name);
-        return h == nullptr ? std::string() : std::string(h->value);
-    }
-    [[nodiscard]] std::vector<std::string> headers(sip::HeaderId id) const {
-        std::vector<std::string> v;
-        for (std::size_t i = 0; i < msg->header_count; ++i)
-            if (msg->headers[i].id == id) v.emplace_back(msg->headers[i].value);
-        return v;
-    }
-    [[nodiscard]] std::vector<std::string> contact_uris() const {
-        std::vector<std::string> v;
-        for (const sip::Contact& c : contacts) v.emplace_back(c.addr.uri_text);
-        return v;
-    }
-};
-
-inline std::unique_ptr<Parsed> parse_response(std::string_view text) {
-    auto p = std::make_unique<Parsed>();
-    p->text.assign(text);
-    p->status = sip::parse_message(p->text, *p->msg);
-    if (p->status != sip::ParseStatus::Ok) return p;
-    for (std::size_t i = 0; i < p->msg->header_count; ++i) {
-        if (p->msg->headers[i].id != sip::HeaderId::Contact) continue;
-        sip::Contact c;
-        if (sip::parse_contact(p->msg->headers[i].value, c))
-            p->contacts.push_back(c);
-        else
-            p->contacts.push_back(sip::Contact{});  // counted, and fails the URI checks
-    }
-    return p;
-}
+using Parsed = ParsedResponse;
+using test::parse_response;
 
 inline bool contains(std::string_view hay, std::string_view needle) {
     return hay.find(needle) != std::string_view::npos;
