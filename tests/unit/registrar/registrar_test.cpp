@@ -12,6 +12,7 @@
 
 #include <doctest/doctest.h>
 
+#include "support/fake_sender.h"
 #include "support/parsed_response.h"
 #include "support/peer.h"
 #include "support/register_model.h"
@@ -98,24 +99,13 @@ std::unique_ptr<Parsed> parse_response(std::string_view text) {
 
 using test::make_peer;
 
-class FakeSender final : public sip::Sender {
-  public:
-    struct Sent {
-        std::string bytes;
-        std::string ip;
-        uint16_t port = 0;
-    };
-    std::vector<Sent> sent;
+using test::FakeSender;
 
-    bool send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept override {
-        sent.push_back(Sent{std::string(bytes), std::string(to.ip, to.ip_len), port});
-        return true;
-    }
-    [[nodiscard]] std::unique_ptr<Parsed> last() const {
-        REQUIRE(!sent.empty());
-        return parse_response(sent.back().bytes);
-    }
-};
+FakeSender strict_sender() {
+    FakeSender s;
+    s.strict_contacts = true;
+    return s;
+}
 
 // register.lua's model (register_model.h): one hash of packed bindings per AOR, Redis TIME =
 // now_ms.
@@ -254,7 +244,7 @@ constexpr std::string_view kAor = "sip:alice@example.com";
 
 struct Rig {
     FakeStore store;
-    FakeSender sender;
+    FakeSender sender = strict_sender();
     sip::MessageStats messages;
     registrar::RegistrarStats stats;
     sip::Peer peer = make_peer("192.0.2.10", 5062);

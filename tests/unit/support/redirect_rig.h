@@ -25,6 +25,7 @@
 #include "sipr/redirect/redirect.h"
 #include "sipr/sip/headers.h"
 #include "sipr/sip/message.h"
+#include "support/fake_sender.h"
 #include "support/parsed_response.h"
 #include "support/peer.h"
 
@@ -194,26 +195,7 @@ inline int64_t fake_wall_ms() noexcept {
 
 using test::make_peer;
 
-class FakeSender final : public sip::Sender {
-  public:
-    struct Sent {
-        std::string bytes;
-        std::string ip;
-        uint16_t port = 0;
-    };
-    std::vector<Sent> sent;
-    bool accept = true;
-
-    bool send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept override {
-        if (!accept) return false;
-        sent.push_back(Sent{std::string(bytes), std::string(to.ip, to.ip_len), port});
-        return true;
-    }
-    [[nodiscard]] std::unique_ptr<Parsed> last() const {
-        REQUIRE(!sent.empty());
-        return parse_response(sent.back().bytes);
-    }
-};
+using test::FakeSender;
 
 // Keeps look-ups pending until the test answers them; every AOR has the same bindings.
 class FakeStore final : public location::LookupStore {
