@@ -77,6 +77,12 @@ struct ClientRig {
     bool wait_ready(uint64_t ms = 3000) {
         return loop.run_until([&] { return client->ready(); }, ms);
     }
+    // make() on `url`, start, and wait until Ready.
+    bool start_ready(location::RedisUrl url, RedisOptions opts = fast_options()) {
+        make(std::move(url), opts);
+        client->start();
+        return wait_ready();
+    }
     bool wait_state(State s, uint64_t ms = 3000) {
         return loop.run_until([&] { return client->state() == s; }, ms);
     }
@@ -318,9 +324,7 @@ TEST_CASE("RedisClient: pipelined commands each get their own reply, once, in or
     test::RedisServer server;
     SIPR_REQUIRE_REDIS_SERVER(server);
     ClientRig rig;
-    rig.make(server.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url()));
     std::vector<Call> calls(200);
     for (Call& c : calls) REQUIRE(rig.send({"INCR", "counter"}, c) == RedisError::None);
     CHECK(rig.client->pending() == 200);
@@ -349,9 +353,7 @@ TEST_CASE("RedisClient: beyond max_pending a command is refused at the call, nev
     ClientRig rig;
     RedisOptions opts = fast_options();
     opts.max_pending = 2;
-    rig.make(server.url(), opts);
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url(), opts));
     Call a, b, c;
     REQUIRE(rig.send({"PING"}, a) == RedisError::None);
     REQUIRE(rig.send({"PING"}, b) == RedisError::None);
@@ -373,9 +375,7 @@ TEST_CASE(
     ClientRig rig;
     RedisOptions opts = fast_options();
     opts.command_timeout_ms = 150;
-    rig.make(server.url(), opts);
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url(), opts));
     Call slow;
     const uint64_t t0 = uv_hrtime();
     REQUIRE(rig.send({"BLPOP", "nothing", "0.4"}, slow) == RedisError::None);  // nil at 400 ms
@@ -404,9 +404,7 @@ TEST_CASE("RedisClient: a reply owed for four timeouts drops the connection and 
     ClientRig rig;
     RedisOptions opts = fast_options();
     opts.command_timeout_ms = 50;
-    rig.make(server.url(), opts);
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url(), opts));
     Call stuck;
     REQUIRE(rig.send({"BLPOP", "nothing", "5"}, stuck) == RedisError::None);
     REQUIRE(rig.loop.run_until([&] { return rig.count(State::Ready) == 2; }));
@@ -420,9 +418,7 @@ TEST_CASE("RedisClient: the server killed and restarted - Disconnected once, the
     test::RedisServer server;
     SIPR_REQUIRE_REDIS_SERVER(server);
     ClientRig rig;
-    rig.make(server.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url()));
     std::vector<Call> inflight(5);
     for (Call& c : inflight) REQUIRE(rig.send({"BLPOP", "nothing", "5"}, c) == RedisError::None);
     rig.loop.run_for(10);  // written
@@ -455,9 +451,7 @@ TEST_CASE("RedisClient: stop() with commands in flight - each gets Disconnected 
     test::RedisServer server;
     SIPR_REQUIRE_REDIS_SERVER(server);
     ClientRig rig;
-    rig.make(server.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url()));
     std::vector<Call> inflight(10);
     for (Call& c : inflight) REQUIRE(rig.send({"BLPOP", "nothing", "5"}, c) == RedisError::None);
     Call unsent;  // queued this turn, not yet written
@@ -488,9 +482,7 @@ TEST_CASE("RedisClient: a callback that stops the client - the others still get 
     ClientRig rig;
     RedisOptions opts = fast_options();
     opts.command_timeout_ms = 60;
-    rig.make(server.url(), opts);
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url(), opts));
     struct Stopper {
         RedisClient* client = nullptr;
         Call call;
@@ -560,9 +552,7 @@ TEST_CASE(
     SIPR_REQUIRE_REDIS_SERVER(a);
     REQUIRE(b.start());
     ClientRig rig;
-    rig.make(a.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(a.url()));
     Call inflight;
     REQUIRE(rig.send({"BLPOP", "nothing", "5"}, inflight) == RedisError::None);
     rig.client->retarget("127.0.0.1", a.port());  // the same node: nothing happens
@@ -627,9 +617,7 @@ TEST_CASE("RedisClient: Ready, then no answer - Timeout once, then a reconnect")
     ScriptedServer server(rig.loop.get(), after_pong([](int) { return ScriptedServer::Answer{}; }));
     RedisOptions opts = fast_options();
     opts.command_timeout_ms = 50;
-    rig.make(server.url(), opts);
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url(), opts));
     Call c;
     REQUIRE(rig.send({"GET", "k"}, c) == RedisError::None);
     REQUIRE(rig.loop.run_until([&] { return c.calls > 0; }));
@@ -646,9 +634,7 @@ TEST_CASE("RedisClient: garbage for a reply - Disconnected once, then a reconnec
                               return conn == 0 ? ScriptedServer::Answer{"?what\r\n", false}
                                                : ScriptedServer::Answer{"$1\r\nv\r\n", false};
                           }));
-    rig.make(server.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url()));
     Call first, second;
     REQUIRE(rig.send({"GET", "k"}, first) == RedisError::None);
     REQUIRE(rig.send({"GET", "k"}, second) == RedisError::None);
@@ -684,9 +670,7 @@ TEST_CASE("RedisClient: the server hangs up mid-reply - Disconnected once, then 
                               return conn == 0 ? ScriptedServer::Answer{"$10\r\nabc", true}
                                                : ScriptedServer::Answer{"+OK\r\n", false};
                           }));
-    rig.make(server.url());
-    rig.client->start();
-    REQUIRE(rig.wait_ready());
+    REQUIRE(rig.start_ready(server.url()));
     Call cut;
     REQUIRE(rig.send({"GET", "k"}, cut) == RedisError::None);
     REQUIRE(rig.loop.run_until([&] { return cut.calls > 0; }));
