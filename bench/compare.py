@@ -24,7 +24,8 @@ reports the hit ratio (sipr_cache_{hits,misses}_total over the run), Redis comma
 total_commands_processed over the run) and Redis CPU per response; the ratio to Kamailio in
 memory is taken within one repetition. In one more run of the first workload (not in the
 table), a registrar on the same Redis changes one AOR's contact again and again while the load
-runs; the time until every probing socket sees the change is the staleness under load.
+runs; the time until the change is visible everywhere (StalenessProbe) is the staleness under
+load.
 
 Every run of ours also records its Redis's CPU and commands, and a "Capacity inputs" table gives
 what bench/CAPACITY.md needs: daemon CPU, Redis CPU and Redis commands per response.
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT / "tests" / "lib"))
 from sipr_test import base, metrics, processes, redis_servers, sip  # noqa: E402
 from bench_report import (CAPACITY_HEADER, capacity_row, config_label, fmt_rate,  # noqa: E402
                           fmt_ratio, med, paired_ratio, parse_config, rotated, summary_table)
+from staleness import await_change  # noqa: E402
 
 DOMAIN = "bench.example"
 
@@ -278,8 +280,19 @@ def run_invites_measured(peer: Peer, aors: int, window: int, duration: float, th
 
 class StalenessProbe:
     """While a load runs: changes the contact of one AOR through `registrar` again and again and
-    probes `target` from several sockets (spread over its workers) until all see the change.
-    Staleness = the REGISTER's 200 to the first probe round that is fresh everywhere."""
+    probes `target` from several sockets until the change is visible everywhere.
+
+    Every datagram may go to any worker (--spread random), and each worker's near-cache learns of
+    the change on its own invalidation connection, so for a few milliseconds one worker may answer
+    the new contact and the next the old one: the contract (DESIGN §7) is "visible everywhere
+    within milliseconds", not monotonic reads across workers. So the probe counts the change
+    visible at the first of kFreshRounds consecutive rounds in which every answer is the new
+    contact; staleness = the REGISTER's 200 to that round. It fails on an answer that is neither
+    the old nor the new contact, on the old contact later than kStaleBound after the 200 (a stale
+    reply stored in a cache would show here: it lives for the TTL)."""
+
+    kFreshRounds = 3
+    kStaleBound = 0.5  # seconds: milliseconds by contract, with room for a loaded CI machine
 
     def __init__(self, registrar_port: int, target_port: int, sockets: int = 4):
         import threading
@@ -331,22 +344,12 @@ class StalenessProbe:
                 if r.status != 200:
                     raise AssertionError(f"staleness probe: REGISTER answered {r.status}")
                 t0 = time.monotonic()
-                seen = [False] * len(self.uas)
-                while not all(seen):
-                    t, answers = self._round(aor)
-                    for k, a in enumerate(answers):
-                        if a == [new]:
-                            seen[k] = True
-                        elif seen[k]:
-                            raise AssertionError(f"staleness probe: {a} after {new} was seen")
-                    if time.monotonic() - t0 > 10:
-                        raise AssertionError(f"staleness probe: {new} not seen within 10 s")
+                t = await_change(lambda: self._round(aor), old, new, t0,
+                                 self.kFreshRounds, self.kStaleBound)
                 if old is not None:  # the first registration of the AOR was not cached before
                     self.samples.append(max(0.0, t - t0))
                 old = new
                 i += 1
-                # Let the new contact be cached everywhere before the next change.
-                self._round(aor)
                 time.sleep(0.005)
         except AssertionError as e:
             self.errors.append(str(e))
@@ -681,8 +684,8 @@ def main() -> int:
             print()
             if staleness is not None and staleness.samples:
                 xs = staleness.samples
-                print(f"Staleness under load ({staleness.workload}, window 64; REGISTER 200 to every probing socket "
-                      f"answering the new contact, {len(xs)} changes): p50 "
+                print(f"Staleness under load ({staleness.workload}, window 64; REGISTER 200 to the first of "
+                      f"{StalenessProbe.kFreshRounds} rounds of probes all answering the new contact, {len(xs)} changes): p50 "
                       f"{percentile_ms(xs, 0.5):.2f} ms, p99 {percentile_ms(xs, 0.99):.2f} ms, "
                       f"max {max(xs) * 1000:.2f} ms")
                 print()
