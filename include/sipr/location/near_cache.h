@@ -12,9 +12,11 @@
 //   invalidations are kept in a ring of key hashes; a ticket older than the ring is refused.
 //
 // Single-threaded (one per worker); no allocation on find(); insert() reuses an entry's storage
-// once it is large enough.
+// once it is large enough. At most 2^30 entries (a larger max_entries is taken as 2^30).
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,7 +70,8 @@ class NearCache {
     enum class Insert : uint8_t { Stored, Disabled, Raced, Uncacheable };
     // Stores the reply `bindings` (copied) of a read sent under `t`, unless the cache was
     // disabled or flushed since, or `aor` was invalidated since (Raced), or the entry would not
-    // be cached at all (a negative entry with negative TTL 0, an entry over 64 KiB: Uncacheable).
+    // be cached at all (a negative entry with negative TTL 0; over 4 KiB of binding text, an AOR
+    // over 1 KiB or over 256 bindings: Uncacheable).
     // Replaces an older entry of the same AOR; evicts one (CLOCK) when full.
     Insert insert(std::string_view aor, Ticket t, std::span<const BindingView> bindings,
                   uint64_t now_ms) noexcept;
@@ -85,35 +88,60 @@ class NearCache {
 
   private:
     static constexpr uint32_t kEmpty = 0xffffffffu;
-    struct Entry {
-        std::string aor;
-        std::string blob;  // the bindings' text; `views` point here
-        std::vector<BindingView> views;
-        uint64_t hash = 0;
+    // One entry's storage is one buffer: a Head, the AOR, then (8-aligned) the BindingViews and
+    // the bindings' text they point at. The table slot points at the buffer, so a hit reads the
+    // slot and then one buffer from its start; the Entry is for the CLOCK hand and the free list.
+    struct Head {
         uint64_t fresh_until_ms = 0;
-        uint32_t slot = kEmpty;   // its place in table_ (kEmpty: free entry)
+        uint32_t aor_size = 0;
+        uint32_t views = 0;
         bool referenced = false;  // CLOCK bit
     };
+    struct Entry {
+        std::unique_ptr<std::byte[]> buf;
+        uint32_t buf_size = 0;   // bytes allocated at buf
+        uint32_t slot = kEmpty;  // its place in table_ (kEmpty: free entry)
+    };
+    // A table slot: the entry's buffer and index, and 32 bits of its AOR's hash, so that a probe
+    // passes over other AORs without touching their memory and an erase finds each member's home.
+    struct Slot {
+        std::byte* buf = nullptr;
+        uint32_t idx = kEmpty;
+        uint32_t hash = 0;
+    };
+    [[nodiscard]] static Head& head(std::byte* buf) noexcept {
+        return *reinterpret_cast<Head*>(buf);
+    }
+    [[nodiscard]] static std::string_view aor_of(const std::byte* buf) noexcept {
+        return {reinterpret_cast<const char*>(buf) + sizeof(Head),
+                reinterpret_cast<const Head*>(buf)->aor_size};
+    }
+    [[nodiscard]] static std::size_t views_offset(std::size_t aor_size) noexcept {
+        return (sizeof(Head) + aor_size + alignof(BindingView) - 1) & ~(alignof(BindingView) - 1);
+    }
+    [[nodiscard]] static BindingView* views_of(std::byte* buf) noexcept {
+        return reinterpret_cast<BindingView*>(buf + views_offset(head(buf).aor_size));
+    }
 
-    [[nodiscard]] static uint64_t hash_of(std::string_view aor) noexcept;
-    [[nodiscard]] uint32_t find_slot(std::string_view aor, uint64_t h) const noexcept;
+    [[nodiscard]] static uint32_t hash_of(std::string_view aor) noexcept;
+    [[nodiscard]] uint32_t find_slot(std::string_view aor, uint32_t h) const noexcept;
     void erase_slot(uint32_t slot) noexcept;
     void remove(uint32_t idx) noexcept;
     [[nodiscard]] uint32_t take_entry(uint64_t now_ms) noexcept;
     std::size_t clear() noexcept;
-    [[nodiscard]] bool raced(uint64_t h, const Ticket& t) const noexcept;
+    [[nodiscard]] bool raced(uint32_t h, const Ticket& t) const noexcept;
 
     NearCacheOptions opts_;
-    std::vector<Entry> entries_;   // reserved at max_entries: entries never move
-    std::vector<uint32_t> free_;   // free entry indices
-    std::vector<uint32_t> table_;  // open addressing (linear probing) -> entry index
-    uint64_t mask_ = 0;
+    std::vector<Entry> entries_;  // reserved at max_entries: entries never move
+    std::vector<uint32_t> free_;  // free entry indices
+    std::vector<Slot> table_;     // open addressing (linear probing)
+    uint32_t mask_ = 0;
     uint32_t hand_ = 0;  // CLOCK hand over entries_
     std::size_t used_ = 0;
     bool enabled_ = false;
     uint64_t generation_ = 1;             // bumped by every flush / enable / disable
     uint64_t invalidations_ = 0;          // invalidations seen (enabled) so far
-    std::array<uint64_t, kRing> ring_{};  // hash of invalidation n at ring_[n % kRing]
+    std::array<uint32_t, kRing> ring_{};  // hash of invalidation n at ring_[n % kRing]
 };
 
 // The AOR of a location key "sipr:loc:{<aor>}" (DESIGN §6), or "" for any other key.

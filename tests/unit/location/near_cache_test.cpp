@@ -119,6 +119,45 @@ TEST_CASE("near cache: an entry beyond 4 KiB of text is not cached") {
     CHECK(c.size() == 0);
 }
 
+TEST_CASE("near cache: an AOR over 1 KiB or over 256 bindings is not cached, and drops its entry") {
+    NearCache c(opts());
+    enable(c);
+    Bindings one({"sip:a@192.0.2.1"});
+    const std::string long_aor = "sip:" + std::string(1100, 'a') + "@x";
+    CHECK(c.insert(long_aor, c.ticket(), one.views, 0) == NearCache::Insert::Uncacheable);
+    CHECK_FALSE(c.find(long_aor, 1).hit);
+
+    REQUIRE(c.insert("sip:many@x", c.ticket(), one.views, 0) == NearCache::Insert::Stored);
+    std::vector<std::string> contacts;
+    for (int i = 0; i < 257; ++i) contacts.push_back("sip:m@192.0.2." + std::to_string(i % 250));
+    Bindings many(contacts);
+    CHECK(c.insert("sip:many@x", c.ticket(), many.views, 0) == NearCache::Insert::Uncacheable);
+    CHECK_FALSE(c.find("sip:many@x", 1).hit);  // the older answer must not outlive this one
+    CHECK(c.size() == 0);
+}
+
+TEST_CASE("near cache: an entry's storage shrinks and grows with what it holds") {
+    // One buffer per entry holds the views, the AOR and the text: replacing a many-binding
+    // answer by a one-binding one and back keeps every field intact.
+    NearCache c(opts());
+    enable(c);
+    std::vector<std::string> contacts;
+    for (int i = 0; i < 40; ++i) contacts.push_back("sip:m@192.0.2." + std::to_string(i));
+    Bindings many(contacts), one({"sip:one@192.0.2.9"});
+    for (int round = 0; round < 3; ++round) {
+        REQUIRE(c.insert("sip:a@x", c.ticket(), many.views, 0) == NearCache::Insert::Stored);
+        CHECK(contacts_of(c.find("sip:a@x", 1)) == contacts);
+        REQUIRE(c.insert("sip:a@x", c.ticket(), one.views, 0) == NearCache::Insert::Stored);
+        NearCache::Found f = c.find("sip:a@x", 1);
+        REQUIRE(f.bindings.size() == 1);
+        CHECK(f.bindings[0].contact == "sip:one@192.0.2.9");
+        CHECK(f.bindings[0].call_id == "cid");
+        CHECK(f.bindings[0].received == "192.0.2.1:5060");
+        CHECK(f.bindings[0].user_agent == "ua");
+        CHECK(f.bindings[0].q == 500);
+    }
+}
+
 TEST_CASE("near cache: a newer reply replaces the entry") {
     NearCache c(opts());
     enable(c);
