@@ -16,7 +16,8 @@ against Kamailio in memory, with server+Redis CPU per 302. Every process it star
 its PID.
 
 Then the near-cache (issue 8): a third redis-server holds 100,000 AORs written by
-`sip-bench --populate redis`; sip-redirectd with --cache-ttl 10000 (--cache-ttl changes it) and,
+`sip-bench --populate redis`; sip-redirectd with its defaults (near-cache on; --cache-ttl sets
+its TTL instead) and,
 for reference, with --cache-ttl 0 run against it, and Kamailio in memory (the same 100,000 AORs
 registered), each under Zipf 1.0 over 100,000 AORs and uniform over 10,000 AORs, window 64, from
 the default socket count, rotated per repetition. For ours it
@@ -395,8 +396,8 @@ def main() -> int:
                          "--config=defaults --config='--cache-ttl 0' --config='--cache-ttl 60000' "
                          "(repeatable; replaces CONFIGS in compare.py: "
                          + "; ".join(config_label(c) for c in CONFIGS) + ")")
-    ap.add_argument("--cache-ttl", type=int, default=10000,
-                    help="the near-cache section's --cache-ttl in ms (default 10000)")
+    ap.add_argument("--cache-ttl", type=int, default=None,
+                    help="the near-cache section's --cache-ttl in ms (default: the daemon's own)")
     ap.add_argument("--json-out", help="write every raw sip-bench result here")
     o = ap.parse_args()
     if o.smoke:
@@ -523,8 +524,8 @@ def main() -> int:
         cache_workloads = ([(f"uniform over {o.aors:,} AORs", o.aors, 0.0)] if o.smoke else
                            [(f"Zipf 1.0 over {big:,} AORs", big, 1.0),
                             (f"uniform over {o.aors:,} AORs", o.aors, 0.0)])
-        ours_cache = Ours(cache_redis, name="sip-redirectd-cache",
-                          flags=("--cache-ttl", str(o.cache_ttl), "--cache-max-entries", "200000"))
+        cache_flags = () if o.cache_ttl is None else ("--cache-ttl", str(o.cache_ttl))
+        ours_cache = Ours(cache_redis, name="sip-redirectd-cache", flags=cache_flags)
         ours_plain = Ours(cache_redis, name="sip-redirectd-nocache", with_registrar=False,
                           flags=("--cache-ttl", "0"))
         ours_plain.label += " (same Redis)"
@@ -679,7 +680,7 @@ def main() -> int:
                 on = cache_results[(label, ours_cache.name)]
                 off = cache_results[(label, ours_plain.name)]
                 down = paired_ratio(off, on, "redis_commands_per_s")
-                print(f"| {label} | Redis commands/s, --cache-ttl 0 / --cache-ttl {o.cache_ttl} | | | | | | | "
+                print(f"| {label} | Redis commands/s, --cache-ttl 0 / {config_label(cache_flags)} | | | | | | | "
                       f"{down:.1f}x | |")
             print()
             if staleness is not None and staleness.samples:
