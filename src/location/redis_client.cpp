@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 
+#include "reply_pool.h"
 #include "sipr/base/ascii.h"
 
 namespace sipr::location {
@@ -443,6 +444,8 @@ void RedisClient::connect() noexcept {
         return;
     }
     ac->data = this;
+    // Reply objects from per-thread free lists (reply_pool.h): none allocated per reply once warm.
+    ac->c.reader->fn = detail::pooled_reply_functions();
     if (!Events::attach(ac, loop_, this)) {
         last_error_ = "cannot attach to the event loop";
         redisAsyncFree(ac);
