@@ -3,7 +3,7 @@
 //
 //   sip-bench --target 127.0.0.1:5070 [--registrar 127.0.0.1:5060 | --populate redis --redis URL]
 //             --aors 10000 [--window 64 | --rate R] --duration 10 [--threads 2] [--sockets 16]
-//             [--zipf 1.0] [--register] [--pid PID]... [--json]
+//             [--zipf 1.0] [--register [--auth-password P]] [--pid PID]... [--json]
 //
 // Population: sip:bench<i>@<domain> -> sip:bench<i>@127.0.0.1:5999, through the registrar
 // (REGISTERs, any registrar: ours or a peer's), or written straight into our Redis schema
@@ -17,7 +17,8 @@
 // response is matched to its request by Call-ID; a request unanswered for 2 s is lost. Latency goes
 // into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge
 // of its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and
-// after.
+// after. With --register --auth-password, a REGISTER challenged (401/407) is sent again with
+// digest credentials and counts as one request until its final answer (bench/README.md).
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -303,7 +304,6 @@ class Driver {
             }
             int got = ::recvmmsg(fd, msgs.data(), kBatch, 0, nullptr);
             int64_t t = now_us();
-            std::vector<Retry>& retries = retries_;
             for (int i = 0; i < got; ++i) {
                 std::string_view bytes(rbufs[i].data(), msgs[i].msg_len);
                 sipr::sip::Message m;
@@ -320,7 +320,7 @@ class Driver {
                 int64_t& sent_at = table[seq % cap];
                 if (sent_at < 0) continue;  // a retransmitted answer, or one already counted lost
                 if (digest_ && (m.status_code == 401 || m.status_code == 407) &&
-                    answer_challenge(m, seq, retries)) {
+                    answer_challenge(m, seq)) {
                     ++r.challenges;  // the registration goes on: its answer is still due
                     continue;
                 }
@@ -447,7 +447,7 @@ class Driver {
     // first one at all), and queues the same REGISTER with the next CSeq. At most two such
     // rounds per request (CSeq 3 is its last). False when the challenge cannot be answered: the
     // 401/407 is then the request's answer.
-    bool answer_challenge(const sipr::sip::Message& m, uint64_t seq, std::vector<Retry>& retries) {
+    bool answer_challenge(const sipr::sip::Message& m, uint64_t seq) {
         const auto* cs = m.find(sipr::sip::HeaderId::CSeq);
         sipr::sip::CSeq cseq;
         if (cs == nullptr || !sipr::sip::parse_cseq(cs->value, cseq) || cseq.number >= 3)
@@ -487,7 +487,7 @@ class Driver {
                 st.nonce_len = 0;
                 return false;
             }
-            retries.push_back(Retry{seq, cseq.number + 1, proxy});
+            retries_.push_back(Retry{seq, cseq.number + 1, proxy});
             return true;
         }
         return false;
