@@ -774,7 +774,8 @@ int main(int argc, char** argv) {
                    "digest password of every AOR: a REGISTER challenged with 401/407 is sent "
                    "again with credentials (same Call-ID, next CSeq; at most twice), and the "
                    "challenge round trip counts in that registration's latency and window slot; "
-                   "only the final answer (200) is counted. --populate redis also writes the "
+                   "responses/s counts final answers only (200s, with the right password). "
+                   "--populate redis also writes the "
                    "subscribers with this password");
     std::string auth_algorithm;
     cli.add_option("--auth-algorithm", auth_algorithm,
