@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_digest.h"
 #include "bench_stats.h"
 #include "sipr/base/ascii.h"
 #include "sipr/location/admin.h"
@@ -60,7 +61,10 @@
 namespace {
 
 using sipr::bench::AorPicker;
+using sipr::bench::Challenge;
 using sipr::bench::Histogram;
+using sipr::bench::offers_auth;
+using sipr::bench::parse_challenge;
 using sipr::bench::share;
 using sipr::bench::SocketRing;
 using sipr::registrar::DigestAlgorithm;
@@ -152,71 +156,6 @@ void append_num(std::string& s, uint64_t v) {
     char tmp[24];
     auto [end, ec] = std::to_chars(tmp, tmp + sizeof tmp, v);
     s.append(tmp, static_cast<std::size_t>(end - tmp));
-}
-
-// The parameters of one Digest challenge (WWW-Authenticate / Proxy-Authenticate, RFC 7616 §3.3)
-// that an answer needs. Quoted values are returned without their quotes, escapes left as sent.
-struct Challenge {
-    std::string_view realm, nonce, opaque, algorithm, qop;
-};
-
-// Parses a challenge; false when it is not Digest or its parameter list is malformed.
-bool parse_challenge(std::string_view v, Challenge& out) {
-    out = Challenge{};
-    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    std::size_t i = 0;
-    while (i < v.size() && blank(v[i])) ++i;
-    std::size_t b = i;
-    while (i < v.size() && sipr::base::is_token_char(v[i])) ++i;
-    if (!sipr::base::iequals(v.substr(b, i - b), "Digest")) return false;
-    for (;;) {
-        while (i < v.size() && (blank(v[i]) || v[i] == ',')) ++i;
-        if (i >= v.size()) break;
-        b = i;
-        while (i < v.size() && sipr::base::is_token_char(v[i])) ++i;
-        std::string_view name = v.substr(b, i - b);
-        while (i < v.size() && blank(v[i])) ++i;
-        if (name.empty() || i >= v.size() || v[i] != '=') return false;
-        ++i;
-        while (i < v.size() && blank(v[i])) ++i;
-        std::string_view value;
-        if (i < v.size() && v[i] == '"') {
-            b = ++i;
-            while (i < v.size() && v[i] != '"') i += v[i] == '\\' ? 2 : 1;
-            if (i >= v.size()) return false;
-            value = v.substr(b, i - b);
-            ++i;
-        } else {
-            b = i;
-            while (i < v.size() && sipr::base::is_token_char(v[i])) ++i;
-            value = v.substr(b, i - b);
-        }
-        if (sipr::base::iequals(name, "realm"))
-            out.realm = value;
-        else if (sipr::base::iequals(name, "nonce"))
-            out.nonce = value;
-        else if (sipr::base::iequals(name, "opaque"))
-            out.opaque = value;
-        else if (sipr::base::iequals(name, "algorithm"))
-            out.algorithm = value;
-        else if (sipr::base::iequals(name, "qop"))
-            out.qop = value;
-    }
-    return !out.realm.empty() && !out.nonce.empty();
-}
-
-// True when a qop list ("auth", "auth,auth-int") offers auth.
-bool offers_auth(std::string_view qop) {
-    while (!qop.empty()) {
-        std::size_t comma = qop.find(',');
-        std::string_view item = qop.substr(0, comma);
-        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-        if (sipr::base::iequals(item, "auth")) return true;
-        if (comma == std::string_view::npos) break;
-        qop.remove_prefix(comma + 1);
-    }
-    return false;
 }
 
 // One sending thread: its own connected sockets (each with its own source port), one table of
