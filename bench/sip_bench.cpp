@@ -315,8 +315,8 @@ class Driver {
             }
             if (batch > 0) {
                 int n = ::sendmmsg(out.fd, msgs.data(), static_cast<unsigned>(batch), 0);
-                // What did not leave is sent again next turn (retries) or never (new requests,
-                // as before: the loop builds them afresh).
+                // A retry that did not leave goes next turn; a request that did not leave was
+                // never started (its sequence number is used by the next one).
                 const std::size_t left = n > 0 ? static_cast<std::size_t>(n) : 0;
                 retries_.erase(retries_.begin(), retries_.begin() + static_cast<std::ptrdiff_t>(
                                                                         std::min(left, again)));
