@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """Before and after, in one run: two builds of the daemons (A, the baseline; B, this tree) against
 one redis-server, the same AORs, the same load generator (B's sip-bench), in rotated order per
-repetition. Reports medians of INVITE->302/s (16 client sockets and 1) and REGISTER/s, and the
-ratio B/A taken within each repetition.
+repetition. Reports medians of INVITE->302/s (16 client sockets and 1), REGISTER/s, and
+REGISTER/s through digest authentication (both registrars with --auth digest and the same
+SIPR_SECRET; sip-bench --auth-password answers each challenge, the challenge round trip counted
+inside the registration, and only 200s are counted: an AOR's first REGISTER is challenged, its
+later ones reuse its nonce with the next nc unless --auth-nonce fresh), and the ratio B/A taken
+within each repetition.
 
     git worktree add /tmp/base <commit> && (cd /tmp/base && meson setup build/release \
         --buildtype=release && ninja -C build/release)
@@ -27,7 +31,8 @@ import compare as c  # noqa: E402  (sip_bench(), the peers' population step)
 from sipr_test import base, processes, redis_servers  # noqa: E402
 
 DOMAIN = c.DOMAIN
-ENV = {**os.environ, "SIPR_SECRET": "ab-bench-secret"}
+ENV = {**os.environ, "SIPR_SECRET": "ab-bench-secret"}  # also the digest nonces' key
+PASSWORD = "ab-bench-password"  # every AOR's, for the --auth digest row
 
 
 def exe(build: Path, program: str) -> Path:
@@ -51,10 +56,20 @@ def invites(port: int, pid: int, o, sockets: int) -> dict:
                        timeout=o.duration + 60)
 
 
-def registers(port: int, pid: int, o) -> dict:
+def registers(port: int, pid: int, o, auth: bool = False) -> dict:
+    extra = ["--auth-password", PASSWORD, "--auth-nonce", o.auth_nonce] if auth else []
     return c.sip_bench(["--target", f"{base.LOCALHOST}:{port}", "--register", "--aors", str(o.aors),
                         "--domain", DOMAIN, "--window", "64", "--duration", str(o.duration),
-                        *c.load_args(1, 1), "--pid", str(pid)], timeout=o.duration + 60)
+                        *c.load_args(1, 1), "--pid", str(pid), *extra], timeout=o.duration + 60)
+
+
+def authenticated(r: dict) -> dict:
+    """`r` with `answered` counting only its 200s; fails when anything else came back (a digest
+    answer refused measures the refusal, not the registrar)."""
+    others = {k: v for k, v in r["status"].items() if k != "200"}
+    if others or r["lost"]:
+        raise SystemExit(f"--auth digest: answers other than 200 {others}, {r['lost']} lost")
+    return {**r, "answered": r["status"].get("200", 0)}
 
 
 def main() -> int:
@@ -67,6 +82,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--redirect-flags", default="--cache-ttl 0",
                     help="flags for both sip-redirectd builds (default: every look-up in Redis)")
+    ap.add_argument("--auth-nonce", choices=("reuse", "fresh"), default="reuse",
+                    help="the --auth digest row: an AOR reuses its nonce with the next nc "
+                         "(default), or every REGISTER is challenged (sip-bench --auth-nonce)")
     ap.add_argument("--b-flags", default="",
                     help="extra flags for B's daemons only (a flag the baseline does not know)")
     o = ap.parse_args()
@@ -81,10 +99,10 @@ def main() -> int:
 
     with redis_servers.RedisServer() as redis:
         # Populate once, straight into Redis (sip-bench --populate redis): both builds read the
-        # same bindings.
+        # same bindings, and the same subscribers for --auth digest.
         c.sip_bench(["--target", f"{base.LOCALHOST}:9", "--populate", "redis", "--redis", redis.url,
                      "--aors", str(o.aors), "--domain", DOMAIN, "--window", "1", "--duration",
-                     "0.1"], timeout=600)
+                     "0.1", "--auth-password", PASSWORD], timeout=600)
         for rep in range(o.reps):
             order = ["A", "B"] if rep % 2 == 0 else ["B", "A"]
             for side in order:
@@ -100,11 +118,19 @@ def main() -> int:
                     note("REGISTER/s", side, registers(rg.port, rg.pid, o))
                 finally:
                     rg.stop()
+                rg = daemon(builds[side], "sip-registrard", redis,
+                            ["--auth", "digest", *extra[side]], o.workers)
+                try:
+                    note("REGISTER/s, --auth digest", side,
+                         authenticated(registers(rg.port, rg.pid, o, auth=True)))
+                finally:
+                    rg.stop()
             print(f"  repetition {rep + 1}/{o.reps} done", flush=True)
 
     print(f"\nA = {builds['A']}\nB = {builds['B']}\n{o.aors:,} AORs, window 64, "
           f"{o.duration:g} s per run, median of {o.reps}, sip-redirectd {' '.join(rflags)} "
-          f"--workers {o.workers}" + (f"; B also {' '.join(bflags)}" if bflags else "") + "\n")
+          f"--workers {o.workers}" + (f"; B also {' '.join(bflags)}" if bflags else "") +
+          f"; --auth digest: sip-bench --auth-nonce {o.auth_nonce}, 200s only\n")
     print("| load | A | B | B/A (median of per-repetition ratios) |")
     print("|---|---|---|---|")
     for kind, s in samples.items():

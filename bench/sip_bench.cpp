@@ -3,7 +3,7 @@
 //
 //   sip-bench --target 127.0.0.1:5070 [--registrar 127.0.0.1:5060 | --populate redis --redis URL]
 //             --aors 10000 [--window 64 | --rate R] --duration 10 [--threads 2] [--sockets 16]
-//             [--zipf 1.0] [--register] [--pid PID]... [--json]
+//             [--zipf 1.0] [--register [--auth-password P]] [--pid PID]... [--json]
 //
 // Population: sip:bench<i>@<domain> -> sip:bench<i>@127.0.0.1:5999, through the registrar
 // (REGISTERs, any registrar: ours or a peer's), or written straight into our Redis schema
@@ -17,7 +17,8 @@
 // response is matched to its request by Call-ID; a request unanswered for 2 s is lost. Latency goes
 // into a log-linear histogram (HDR-style, 1/64 relative precision; a percentile is the upper edge
 // of its bucket). The CPU seconds of the --pid processes are read from /proc/PID/stat before and
-// after.
+// after. With --register --auth-password, a REGISTER challenged (401/407) is sent again with
+// digest credentials and counts as one request until its final answer (bench/README.md).
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -44,12 +45,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_digest.h"
 #include "bench_stats.h"
+#include "sipr/base/ascii.h"
 #include "sipr/location/admin.h"
 #include "sipr/location/binding.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/schema.h"
 #include "sipr/net/endpoint.h"
+#include "sipr/registrar/digest.h"
 #include "sipr/registrar/registrar.h"
 #include "sipr/sip/headers.h"
 #include "sipr/sip/message.h"
@@ -57,9 +61,13 @@
 namespace {
 
 using sipr::bench::AorPicker;
+using sipr::bench::Challenge;
 using sipr::bench::Histogram;
+using sipr::bench::offers_auth;
+using sipr::bench::parse_challenge;
 using sipr::bench::share;
 using sipr::bench::SocketRing;
+using sipr::registrar::DigestAlgorithm;
 constexpr std::size_t kBatch = 32;
 constexpr int64_t kLostAfterUs = 2'000'000;
 constexpr std::string_view kContactHost = "127.0.0.1:5999";
@@ -93,6 +101,19 @@ double self_cpu_seconds() {
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// Digest authentication of REGISTERs (--auth-password): every 401/407 is answered with the same
+// REGISTER (same Call-ID, next CSeq) carrying credentials, as a phone does (RFC 3261 §22.2).
+struct AuthConfig {
+    std::string password;  // empty: challenges are final answers like any other
+    bool pick = false;     // answer only the challenge with `algorithm` (--auth-algorithm)
+    DigestAlgorithm algorithm = DigestAlgorithm::Md5;
+    // Later REGISTERs of an AOR carry credentials on the last nonce it was given, nc one higher
+    // (RFC 7616 §3.4; sip-registrard accepts any nc above the highest seen with that nonce).
+    // False: every REGISTER goes without and is challenged.
+    bool reuse = true;
+    std::string realm;  // of the subscribers --populate redis writes (default: --domain)
+};
+
 struct Options {
     std::string target, registrar;
     std::string populate = "registrar";
@@ -108,10 +129,13 @@ struct Options {
     bool json = false;
     std::vector<int> pids;
     std::string domain = "bench.example";
+    AuthConfig auth;
 };
 
 struct Result {
-    uint64_t sent = 0, lost = 0, answered = 0;
+    // sent: requests started (a REGISTER sent again with credentials is the same request);
+    // challenges: 401/407s answered with credentials (not answers: the request goes on).
+    uint64_t sent = 0, lost = 0, answered = 0, challenges = 0;
     std::map<int, uint64_t> by_status;
     Histogram latency;
     double seconds = 0;
@@ -120,6 +144,7 @@ struct Result {
         sent += o.sent;
         lost += o.lost;
         answered += o.answered;
+        challenges += o.challenges;
         for (const auto& [code, n] : o.by_status) by_status[code] += n;
         latency.merge(o.latency);
         seconds = std::max(seconds, o.seconds);
@@ -139,15 +164,22 @@ void append_num(std::string& s, uint64_t v) {
 class Driver {
   public:
     Driver(const std::string& target, bool register_mode, uint32_t aors, std::string domain,
-           unsigned thread, double zipf, unsigned sockets)
+           unsigned thread, double zipf, unsigned sockets, const AuthConfig& auth)
         : register_mode_(register_mode),
           aors_(aors),
           domain_(std::move(domain)),
           thread_(thread),
+          auth_(auth),
+          digest_(register_mode && !auth.password.empty()),
           picker_(aors, zipf, 42 + thread),
           ring_(std::max(1u, sockets)) {
         if (!sipr::net::parse_endpoint(target, to_))
             throw std::runtime_error("bad address " + target);
+        if (digest_) {
+            if (!hasher_.ok()) throw std::runtime_error("OpenSSL offers no MD5 or SHA-256 here");
+            creds_.resize(aors_);
+            retries_.reserve(1024);
+        }
         for (std::size_t i = 0; i < ring_.size(); ++i) {
             Socket so;
             so.fd = ::socket(to_.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -226,6 +258,11 @@ class Driver {
                 if (ec != std::errc{} || seq >= next) continue;
                 int64_t& sent_at = table[seq % cap];
                 if (sent_at < 0) continue;  // a retransmitted answer, or one already counted lost
+                if (digest_ && (m.status_code == 401 || m.status_code == 407) &&
+                    answer_challenge(m, seq)) {
+                    ++r.challenges;  // the registration goes on: its answer is still due
+                    continue;
+                }
                 r.latency.record(t - sent_at);
                 sent_at = -1;
                 ++r.by_status[m.status_code];
@@ -240,6 +277,9 @@ class Driver {
             if (!sending && outstanding == 0) break;
             if (!sending && now > end_us + kLostAfterUs) break;
             std::size_t want = 0;
+            // Challenged REGISTERs go again first, with credentials; they are already counted in
+            // `outstanding`, so they go out even when the window is full or sending has stopped.
+            const std::size_t again = std::min(retries_.size(), kBatch);
             if (sending) {
                 if (rate > 0) {
                     auto due =
@@ -249,27 +289,42 @@ class Driver {
                     want = std::min<std::size_t>(window - outstanding, kBatch);
                 }
                 if (max_requests != 0) want = std::min<uint64_t>(want, max_requests - next);
+                want = std::min(want, kBatch - again);
             }
-            const Socket& out = socks_[want > 0 ? ring_.next() : 0];
+            const Socket& out = socks_[want + again > 0 ? ring_.next() : 0];
+            for (std::size_t i = 0; i < again; ++i) {
+                const Retry& a = retries_[i];
+                build(bufs_[i], a.seq, static_cast<uint32_t>(a.seq % aors_), out.local, a.cseq,
+                      a.proxy ? Credentials::Proxy : Credentials::Www);
+            }
             for (std::size_t i = 0; i < want; ++i) {
                 uint64_t seq = next + i;
                 // REGISTERs walk the AORs in order (each once per round); INVITEs use the picker.
                 uint32_t aor = register_mode_ ? static_cast<uint32_t>(seq % aors_) : picker_.next();
-                build(bufs_[i], seq, aor, out.local);
+                Credentials cred = Credentials::None;
+                if (digest_ && auth_.reuse && creds_[aor].nonce_len > 0)
+                    cred = creds_[aor].proxy ? Credentials::Proxy : Credentials::Www;
+                build(bufs_[again + i], seq, aor, out.local, 1, cred);
+            }
+            const std::size_t batch = again + want;
+            for (std::size_t i = 0; i < batch; ++i) {
                 iov[i] = {bufs_[i].data(), bufs_[i].size()};
                 msgs[i] = {};
                 msgs[i].msg_hdr.msg_iov = &iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
             }
-            if (want > 0) {
-                int n = ::sendmmsg(out.fd, msgs.data(), static_cast<unsigned>(want), 0);
-                if (n > 0) {
-                    for (int i = 0; i < n; ++i)
-                        table[(next + static_cast<uint64_t>(i)) % cap] = now;
-                    next += static_cast<uint64_t>(n);
-                    outstanding += static_cast<std::size_t>(n);
-                    r.sent += static_cast<uint64_t>(n);
-                }
+            if (batch > 0) {
+                int n = ::sendmmsg(out.fd, msgs.data(), static_cast<unsigned>(batch), 0);
+                // A retry that did not leave goes next turn; a request that did not leave was
+                // never started (its sequence number is used by the next one).
+                const std::size_t left = n > 0 ? static_cast<std::size_t>(n) : 0;
+                retries_.erase(retries_.begin(), retries_.begin() + static_cast<std::ptrdiff_t>(
+                                                                        std::min(left, again)));
+                const std::size_t fresh = left > again ? left - again : 0;
+                for (std::size_t i = 0; i < fresh; ++i) table[(next + i) % cap] = now;
+                next += fresh;
+                outstanding += fresh;
+                r.sent += fresh;
             }
             const int wait_ms = (rate > 0 || outstanding >= window || !sending) ? 1 : 0;
             if (socks_.size() == 1) {
@@ -303,8 +358,134 @@ class Driver {
     }
 
   private:
-    // Writes request `seq` for AOR `aor` into `s`, sent from the socket bound to `local`.
-    void build(std::string& s, uint64_t seq, uint32_t aor, const std::string& local) const {
+    // Which credentials a REGISTER carries: none, Authorization (for a 401's WWW-Authenticate) or
+    // Proxy-Authorization (for a 407's Proxy-Authenticate).
+    enum class Credentials : uint8_t { None, Www, Proxy };
+    // A challenged REGISTER to send again: the same request (`seq`), CSeq `cseq`.
+    struct Retry {
+        uint64_t seq;
+        uint32_t cseq;
+        bool proxy;
+    };
+    // What an AOR answers its next challenge-free REGISTER with: the last challenge it was given
+    // and the nc last sent on its nonce. Fixed-size, so sending never allocates.
+    struct AorCredentials {
+        std::array<char, 64> realm{}, opaque{};
+        std::array<char, 96> nonce{};
+        uint8_t realm_len = 0, nonce_len = 0, opaque_len = 0;  // nonce_len 0: none yet
+        bool proxy = false;
+        DigestAlgorithm algorithm = DigestAlgorithm::Md5;
+        std::array<char, sipr::registrar::kMaxDigestHex> ha1{};
+        uint32_t nc = 0;
+        [[nodiscard]] std::string_view realm_view() const { return {realm.data(), realm_len}; }
+        [[nodiscard]] std::string_view nonce_view() const { return {nonce.data(), nonce_len}; }
+        [[nodiscard]] std::string_view opaque_view() const { return {opaque.data(), opaque_len}; }
+    };
+
+    // A 401/407 to request `seq`: takes its challenge (the first one for --auth-algorithm, or the
+    // first one at all), and queues the same REGISTER with the next CSeq. At most two such
+    // rounds per request (CSeq 3 is its last). False when the challenge cannot be answered: the
+    // 401/407 is then the request's answer.
+    bool answer_challenge(const sipr::sip::Message& m, uint64_t seq) {
+        const auto* cs = m.find(sipr::sip::HeaderId::CSeq);
+        sipr::sip::CSeq cseq;
+        if (cs == nullptr || !sipr::sip::parse_cseq(cs->value, cseq) || cseq.number >= 3)
+            return false;
+        const bool proxy = m.status_code == 407;
+        for (std::size_t i = 0; i < m.header_count; ++i) {
+            const sipr::sip::Header& h = m.headers[i];
+            if (proxy ? !sipr::base::iequals(h.name, "Proxy-Authenticate")
+                      : h.id != sipr::sip::HeaderId::WwwAuthenticate)
+                continue;
+            Challenge c;
+            DigestAlgorithm a;
+            if (!parse_challenge(h.value, c) || !offers_auth(c.qop) ||
+                !sipr::registrar::parse_algorithm(c.algorithm, a) ||
+                (auth_.pick && a != auth_.algorithm))
+                continue;
+            AorCredentials& st = creds_[seq % aors_];
+            auto keep = [](std::string_view v, auto& to, uint8_t& len) {
+                if (v.size() > to.size()) return false;
+                std::memcpy(to.data(), v.data(), v.size());
+                len = static_cast<uint8_t>(v.size());
+                return true;
+            };
+            if (!keep(c.realm, st.realm, st.realm_len) ||
+                !keep(c.opaque, st.opaque, st.opaque_len) ||
+                !keep(c.nonce, st.nonce, st.nonce_len)) {
+                st.nonce_len = 0;
+                return false;
+            }
+            st.proxy = proxy;
+            st.algorithm = a;
+            st.nc = 0;
+            user_.assign("bench");
+            append_num(user_, seq % aors_);
+            const std::string_view a1[] = {user_, st.realm_view(), auth_.password};
+            if (hasher_.hex(a, a1, st.ha1.data()) != sipr::registrar::hex_length(a)) {
+                st.nonce_len = 0;
+                return false;
+            }
+            retries_.push_back(Retry{seq, cseq.number + 1, proxy});
+            return true;
+        }
+        return false;
+    }
+
+    // Appends the credentials of AOR `aor` for request `seq` (its next nc on the AOR's nonce).
+    void append_credentials(std::string& s, uint64_t seq, uint32_t aor, uint32_t cseq,
+                            Credentials cred) {
+        AorCredentials& st = creds_[aor];
+        ++st.nc;
+        char nc[9];
+        std::snprintf(nc, sizeof nc, "%08x", st.nc);
+        char cnonce[48];
+        const int cn = std::snprintf(cnonce, sizeof cnonce, "%llx.%x.%x.%x",
+                                     static_cast<unsigned long long>(seq), thread_, cseq,
+                                     static_cast<unsigned>(run_id_));
+        user_.assign("bench");
+        append_num(user_, aor);
+        const std::size_t hl = sipr::registrar::hex_length(st.algorithm);
+        const sipr::registrar::DigestInput in{
+            std::string_view(st.ha1.data(), hl),
+            st.nonce_view(),
+            std::string_view(nc, 8),
+            std::string_view(cnonce, static_cast<std::size_t>(cn)),
+            "auth",
+            "REGISTER",
+            uri_};
+        char response[sipr::registrar::kMaxDigestHex];
+        const std::size_t rl =
+            sipr::registrar::digest_response(hasher_, st.algorithm, in, response);
+        s += cred == Credentials::Proxy ? "Proxy-Authorization" : "Authorization";
+        s += ": Digest username=\"";
+        s += user_;
+        s += "\", realm=\"";
+        s += st.realm_view();
+        s += "\", nonce=\"";
+        s += st.nonce_view();
+        s += "\", uri=\"";
+        s += uri_;
+        s += "\", response=\"";
+        s.append(response, rl);
+        s += "\", algorithm=";
+        s += sipr::registrar::algorithm_name(st.algorithm);
+        s += ", cnonce=\"";
+        s.append(cnonce, static_cast<std::size_t>(cn));
+        s += "\", qop=auth, nc=";
+        s.append(nc, 8);
+        if (st.opaque_len > 0) {
+            s += ", opaque=\"";
+            s += st.opaque_view();
+            s += '"';
+        }
+        s += "\r\n";
+    }
+
+    // Writes request `seq` for AOR `aor` into `s`, sent from the socket bound to `local`: CSeq
+    // `cseq` and credentials `cred` (REGISTERs only).
+    void build(std::string& s, uint64_t seq, uint32_t aor, const std::string& local, uint32_t cseq,
+               Credentials cred) {
         s.clear();
         auto user = [&] {
             s += "bench";
@@ -325,6 +506,10 @@ class Driver {
         append_num(s, seq);
         s += '.';
         append_num(s, thread_);
+        if (cseq > 1) {  // a new transaction of the same request
+            s += '.';
+            append_num(s, cseq);
+        }
         s += ";rport\r\nMax-Forwards: 70\r\n";
         if (register_mode_) {
             s += "From: <sip:";
@@ -352,11 +537,14 @@ class Driver {
         s += '.';
         append_num(s, run_id_);
         if (register_mode_) {
-            s += "\r\nCSeq: 1 REGISTER\r\nContact: <sip:";
+            s += "\r\nCSeq: ";
+            append_num(s, cseq);
+            s += " REGISTER\r\nContact: <sip:";
             user();
             s += '@';
             s += kContactHost;
             s += ">\r\nExpires: 3600\r\n";
+            if (cred != Credentials::None) append_credentials(s, seq, aor, cseq, cred);
         } else {
             s += "\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@";
             s += local;
@@ -377,6 +565,13 @@ class Driver {
     uint32_t aors_;
     std::string domain_;
     unsigned thread_;
+    const AuthConfig& auth_;
+    const bool digest_;  // REGISTERs that answer challenges (--auth-password)
+    sipr::registrar::DigestHasher hasher_;
+    std::vector<AorCredentials> creds_;   // by AOR index, with digest_
+    std::vector<Retry> retries_;          // challenged REGISTERs waiting to go again
+    std::string user_;                    // scratch: "bench<i>"
+    std::string uri_ = "sip:" + domain_;  // the Request-URI of a REGISTER, the digest's uri
     // Different in every run (and every Driver of one run): wall-clock nanoseconds at start.
     uint64_t run_id_ =
         static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
@@ -386,8 +581,9 @@ class Driver {
 };
 
 // Writes every AOR's binding into the Redis of `url_text` as the registrar would have (one
-// REGISTER each, applied by register.lua through location::Admin, pipelined). Returns the number
-// written.
+// REGISTER each, applied by register.lua through location::Admin, pipelined), and with
+// --auth-password its subscriber record as `sip-locctl user add AOR --password P --realm R` does
+// (HA1s of MD5 and SHA-256, no algorithm list of its own). Returns the number written.
 uint32_t populate_redis(const std::string& url_text, const Options& o) {
     sipr::location::RedisUrl url;
     std::string err;
@@ -421,6 +617,23 @@ uint32_t populate_redis(const std::string& url_text, const Options& o) {
         }
         if (std::string why = admin.apply_many(batch); !why.empty()) throw std::runtime_error(why);
     }
+    if (o.auth.password.empty()) return o.aors;
+    const std::string realm = o.auth.realm.empty() ? o.domain : o.auth.realm;
+    sipr::registrar::DigestHasher h;
+    if (!h.ok()) throw std::runtime_error("OpenSSL offers no MD5 or SHA-256 here");
+    char md5[sipr::registrar::kMaxDigestHex], sha[sipr::registrar::kMaxDigestHex];
+    for (uint32_t i = 0; i < o.aors; ++i) {
+        const std::string user = "bench" + std::to_string(i);
+        const std::string_view a1[] = {user, realm, o.auth.password};
+        const std::size_t n5 = h.hex(DigestAlgorithm::Md5, a1, md5);
+        const std::size_t n256 = h.hex(DigestAlgorithm::Sha256, a1, sha);
+        if (n5 == 0 || n256 == 0) throw std::runtime_error("cannot hash a password");
+        sipr::location::SubscriberRecord rec{std::string(md5, n5), std::string(sha, n256), realm,
+                                             ""};
+        if (std::string why = admin.put_subscriber("sip:" + user + "@" + o.domain, rec);
+            !why.empty())
+            throw std::runtime_error(why);
+    }
     return o.aors;
 }
 
@@ -432,9 +645,9 @@ Result run_threads(const Options& o, const std::string& target, bool register_mo
     const unsigned sockets = std::max(n, o.sockets);
     std::vector<std::unique_ptr<Driver>> drivers;
     for (unsigned t = 0; t < n; ++t)
-        drivers.push_back(std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t,
-                                                   o.zipf,
-                                                   static_cast<unsigned>(share(sockets, n, t))));
+        drivers.push_back(
+            std::make_unique<Driver>(target, register_mode, o.aors, o.domain, t, o.zipf,
+                                     static_cast<unsigned>(share(sockets, n, t)), o.auth));
     std::vector<Result> results(n);
     std::vector<std::thread> pool;
     const int64_t start = now_us();
@@ -496,8 +709,35 @@ int main(int argc, char** argv) {
     cli.add_option("--pid", o.pids, "a process whose CPU time to measure (repeatable)");
     cli.add_flag("--json", o.json, "print one JSON object instead of text");
     cli.add_option("--domain", o.domain, "domain of the AORs")->capture_default_str();
+    cli.add_option("--auth-password", o.auth.password,
+                   "digest password of every AOR: a REGISTER challenged with 401/407 is sent "
+                   "again with credentials (same Call-ID, next CSeq; at most twice), and the "
+                   "challenge round trip counts in that registration's latency and window slot; "
+                   "responses/s counts final answers only (200s, with the right password). "
+                   "--populate redis also writes the "
+                   "subscribers with this password");
+    std::string auth_algorithm;
+    cli.add_option("--auth-algorithm", auth_algorithm,
+                   "answer only the challenge with this algorithm (default: the first offered)")
+        ->check(CLI::IsMember({"MD5", "SHA-256"}));
+    std::string auth_nonce = "reuse";
+    cli.add_option("--auth-nonce", auth_nonce,
+                   "reuse: an AOR's later REGISTERs carry credentials on its last nonce with the "
+                   "next nc (one challenge per AOR per nonce lifetime); fresh: every REGISTER "
+                   "goes without credentials and is challenged")
+        ->check(CLI::IsMember({"reuse", "fresh"}))
+        ->capture_default_str();
+    cli.add_option("--auth-realm", o.auth.realm,
+                   "realm of the subscribers --populate redis writes (default: --domain, as "
+                   "sip-registrard's default realm is the AOR's domain)");
     CLI11_PARSE(cli, argc, argv);
-    if (no_populate || o.register_mode) o.populate = "none";
+    // With --register the REGISTERs are the load: nothing is populated unless --populate says so.
+    if (no_populate || (o.register_mode && cli.count("--populate") == 0)) o.populate = "none";
+    o.auth.reuse = auth_nonce == "reuse";
+    if (!auth_algorithm.empty()) {
+        o.auth.pick = true;
+        (void)sipr::registrar::parse_algorithm(auth_algorithm, o.auth.algorithm);
+    }
     if (o.sockets != 0 && o.sockets < o.threads) {
         std::fprintf(
             stderr,
@@ -544,6 +784,9 @@ int main(int argc, char** argv) {
         const double rps = r.seconds > 0 ? static_cast<double>(r.answered) / r.seconds : 0;
         const double cpu_us = r.answered != 0 ? cpu * 1e6 / static_cast<double>(r.answered) : 0;
         const Histogram& h = r.latency;
+        const char* auth_mode = !o.register_mode || o.auth.password.empty() ? "none"
+                                : o.auth.reuse                              ? "digest-reuse"
+                                                                            : "digest-fresh";
         if (o.json) {
             std::printf(
                 "{\"mode\":\"%s\",\"threads\":%u,\"sockets\":%u,\"window\":%u,\"rate\":%.0f,"
@@ -551,7 +794,8 @@ int main(int argc, char** argv) {
                 "\"aors\":%u,\"sent\":%llu,\"answered\":%llu,\"lost\":%llu,\"seconds\":%.3f,"
                 "\"responses_per_s\":%.0f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
                 "\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,\"server_cpu_s\":%.3f,"
-                "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"status\":{",
+                "\"server_cpu_us_per_response\":%.2f,\"client_cpu_s\":%.3f,\"auth\":\"%s\","
+                "\"challenges\":%llu,\"status\":{",
                 o.register_mode ? "register" : "invite", o.threads, std::max(o.threads, o.sockets),
                 o.window, o.rate, o.zipf, o.aors, static_cast<unsigned long long>(r.sent),
                 static_cast<unsigned long long>(r.answered),
@@ -560,7 +804,8 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(h.percentile(90)),
                 static_cast<unsigned long long>(h.percentile(99)),
                 static_cast<unsigned long long>(h.percentile(99.9)),
-                static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu);
+                static_cast<unsigned long long>(h.max()), h.mean(), cpu, cpu_us, self_cpu,
+                auth_mode, static_cast<unsigned long long>(r.challenges));
             bool first = true;
             for (const auto& [code, n] : r.by_status) {
                 std::printf("%s\"%d\":%llu", first ? "" : ",", code,
@@ -578,6 +823,9 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(r.lost), r.seconds, rps);
             for (const auto& [code, n] : r.by_status)
                 std::printf("  %d: %llu\n", code, static_cast<unsigned long long>(n));
+            if (std::strcmp(auth_mode, "none") != 0)
+                std::printf("auth %s: %llu challenges answered with credentials\n", auth_mode,
+                            static_cast<unsigned long long>(r.challenges));
             std::printf("latency us: p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",
                         static_cast<unsigned long long>(h.percentile(50)),
                         static_cast<unsigned long long>(h.percentile(90)),
