@@ -45,7 +45,11 @@ std::size_t format_resp(int argc, const char* const* argv, const std::size_t* le
         put('\r');
         put('\n');
     }
-    return n <= cap ? n : 0;
+    // hiredis's redisAsyncFormattedCommand reads the command as a C string: it looks one byte
+    // past the first argument and, for SUBSCRIBE, walks every argument with strchr.
+    if (n + 1 > cap) return 0;
+    out[n] = '\0';
+    return n;
 }
 
 // hiredis's event hooks on one uv_poll, written for the hot path (hiredis's own libuv adapter

@@ -232,8 +232,9 @@ class RedisClient {
 
 [[nodiscard]] std::string_view state_text(RedisClient::State s) noexcept;
 
-// Writes a command as RESP (an array of bulk strings) into `out`; returns its length, or 0 when
-// it does not fit `cap` (or argc is 0).
+// Writes a command as RESP (an array of bulk strings) into `out`, followed by a NUL (hiredis reads
+// a formatted command as a C string); returns its length without the NUL, or 0 when the command
+// and its NUL do not fit `cap` (or argc is 0).
 [[nodiscard]] std::size_t format_resp(int argc, const char* const* argv, const std::size_t* lens,
                                       char* out, std::size_t cap) noexcept;
 

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -467,7 +468,11 @@ TEST_CASE("format_resp: the RESP array hiredis would send; too small -> 0") {
     n = format_resp(3, argv2, lens2, out, sizeof out);
     static constexpr char kWant[] = "*3\r\n$3\r\nSET\r\n$5\r\na\r\n\0b\r\n$0\r\n\r\n";
     CHECK(std::string_view(out, n) == std::string_view(kWant, sizeof kWant - 1));
-    CHECK(format_resp(2, argv, lens, out, 42) == 42);  // exactly fits
-    CHECK(format_resp(2, argv, lens, out, 41) == 0);
+    // NUL-terminated: hiredis's redisAsyncFormattedCommand reads past the RESP for SUBSCRIBE.
+    // With stack garbage after it, sip-redirectd aborted in hiredis's nextArgument at start-up.
+    std::memset(out, '$', sizeof out);
+    CHECK(format_resp(2, argv, lens, out, 43) == 42);  // exactly fits, with its NUL
+    CHECK(out[42] == '\0');
+    CHECK(format_resp(2, argv, lens, out, 42) == 0);
     CHECK(format_resp(0, argv, lens, out, sizeof out) == 0);
 }
