@@ -188,6 +188,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
             loop, setup.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Backend::on_data_state, this);
         store_ = std::make_unique<RedisStore>(*cluster_);
+        store_->set_event_delivery(EventDelivery::Channel);
     } else {
         RedisOptions data_opts = ropts;
         data_opts.require_primary = sentinel;
