@@ -157,6 +157,7 @@ int run(int argc, char** argv) {
     location::BackendOptions bopts;
     bopts.redis.connect_timeout_ms = common.redis_timeout_ms;
     bopts.redis.command_timeout_ms = common.redis_timeout_ms;
+    bopts.housekeeping = true;
     return app::serve(
         program, common, startup, bopts,
         [&](app::Worker& w) -> std::unique_ptr<app::Service> {

@@ -210,6 +210,9 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
         }
         route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
         store_ = std::make_unique<RedisStore>(*route_);
+        if (opts.housekeeping && opts.index == 0)
+            housekeeper_ = std::make_unique<Housekeeper>(loop, *route_, *store_, stats,
+                                                         Housekeeper::Options{});
         if (sentinel) {
             RedisOptions sopts = ropts;
             sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
@@ -244,6 +247,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
 Backend::~Backend() = default;
 
 void Backend::start() noexcept {
+    if (housekeeper_) housekeeper_->start();
     if (cluster_) cluster_->start();
     if (primary_) primary_->start();
     if (read_) read_->start();
@@ -253,6 +257,7 @@ void Backend::start() noexcept {
 }
 
 void Backend::stop() noexcept {
+    if (housekeeper_) housekeeper_->stop();
     if (sentinel_) sentinel_->stop();
     if (cluster_) cluster_->stop();
     if (primary_) primary_->stop();

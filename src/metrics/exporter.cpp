@@ -184,6 +184,27 @@ std::vector<MetricFamily> collect(const std::string& program,
     entries.metric.push_back(gauge(static_cast<double>(held)));
     out.push_back(std::move(entries));
 
+    // The registrar's counts of what Redis holds (register.lua keeps them, its first worker reads
+    // them): exported once read, so a daemon that does not keep them exports no such series.
+    const WorkerStats* counted = nullptr;
+    for (const WorkerStats* w : workers)
+        if (w->store.registered_known.get() == 1) counted = w;
+    if (counted != nullptr) {
+        auto aors = family("sipr_registered_aors",
+                           "AORs with at least one binding stored in Redis (expired bindings "
+                           "count until the expiry sweep prunes them)",
+                           MetricType::Gauge);
+        aors.metric.push_back(gauge(static_cast<double>(counted->store.registered_aors.get())));
+        out.push_back(std::move(aors));
+        auto bindings = family("sipr_registered_bindings",
+                               "Bindings stored in Redis (expired ones count until the expiry "
+                               "sweep prunes them)",
+                               MetricType::Gauge);
+        bindings.metric.push_back(
+            gauge(static_cast<double>(counted->store.registered_bindings.get())));
+        out.push_back(std::move(bindings));
+    }
+
     auto up = family("sipr_redis_up", "1 when every worker's Redis connection is ready, else 0",
                      MetricType::Gauge);
     bool all_up = !workers.empty();
