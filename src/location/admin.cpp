@@ -156,6 +156,18 @@ std::string Admin::read_events(
     std::string& last_id, uint32_t block_ms,
     const std::function<void(std::string_view,
                              const std::vector<std::pair<std::string, std::string>>&)>& use) {
+    if (last_id == "$") {
+        // "$" anew on every call would miss what came between two calls: the stream's last ID
+        // now ("0-0" while it is empty) instead.
+        const std::string_view last[] = {"XREVRANGE", kEventsKey, "+", "-", "COUNT", "1"};
+        std::string why = run(last, kEventsKey, [&](const redisReply* r) {
+            last_id = "0-0";
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1)
+                last_id.assign(r->element[0]->element[0]->str, r->element[0]->element[0]->len);
+        });
+        if (!why.empty()) return why;
+    }
     const std::string block = std::to_string(block_ms);
     const std::string_view args[] = {"XREAD", "COUNT",   "1000",     "BLOCK",
                                      block,   "STREAMS", kEventsKey, last_id};
