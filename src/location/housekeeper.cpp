@@ -30,7 +30,8 @@ void Housekeeper::start() noexcept {
     uv_timer_init(loop_, &timer_);
     timer_.data = this;
     open_ = true;
-    uv_timer_start(&timer_, &Housekeeper::on_tick, opts_.tick_ms, opts_.tick_ms);
+    // The first tick soon after start, so the counts are on /metrics once Redis is ready.
+    uv_timer_start(&timer_, &Housekeeper::on_tick, 100, opts_.tick_ms);
 }
 
 void Housekeeper::stop() noexcept {

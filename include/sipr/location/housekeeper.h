@@ -19,7 +19,7 @@ class Housekeeper {
   public:
     struct Options {
         uint32_t tick_ms = 1000;    // the sweep runs every tick
-        uint32_t counts_every = 5;  // ticks between reads of the counts
+        uint32_t counts_every = 1;  // ticks between reads of the counts
         uint32_t batch = 1000;      // AORs swept per tick at most
     };
     // `route` (writes) and `store` are not owned and must outlive the object; `stats` gets
