@@ -185,25 +185,27 @@ std::vector<MetricFamily> collect(const std::string& program,
     out.push_back(std::move(entries));
 
     // The registrar's counts of what Redis holds (register.lua keeps them, its first worker reads
-    // them): exported once read, so a daemon that does not keep them exports no such series.
-    const WorkerStats* counted = nullptr;
+    // them every second). Both daemons export them, as every series; 0 where they are not read
+    // (sip-redirectd, a Redis Cluster) and until the first read.
+    int64_t aors = 0, bindings = 0;
     for (const WorkerStats* w : workers)
-        if (w->store.registered_known.get() == 1) counted = w;
-    if (counted != nullptr) {
-        auto aors = family("sipr_registered_aors",
-                           "AORs with at least one binding stored in Redis (expired bindings "
-                           "count until the expiry sweep prunes them)",
-                           MetricType::Gauge);
-        aors.metric.push_back(gauge(static_cast<double>(counted->store.registered_aors.get())));
-        out.push_back(std::move(aors));
-        auto bindings = family("sipr_registered_bindings",
-                               "Bindings stored in Redis (expired ones count until the expiry "
-                               "sweep prunes them)",
-                               MetricType::Gauge);
-        bindings.metric.push_back(
-            gauge(static_cast<double>(counted->store.registered_bindings.get())));
-        out.push_back(std::move(bindings));
-    }
+        if (w->store.registered_known.get() == 1) {
+            aors = w->store.registered_aors.get();
+            bindings = w->store.registered_bindings.get();
+        }
+    auto aors_family = family("sipr_registered_aors",
+                              "AORs with at least one binding stored in Redis, as sip-registrard "
+                              "last read them (expired bindings count until the sweep prunes them)",
+                              MetricType::Gauge);
+    aors_family.metric.push_back(gauge(static_cast<double>(aors)));
+    out.push_back(std::move(aors_family));
+    auto bindings_family =
+        family("sipr_registered_bindings",
+               "Bindings stored in Redis, as sip-registrard last read them (expired ones count "
+               "until the sweep prunes them)",
+               MetricType::Gauge);
+    bindings_family.metric.push_back(gauge(static_cast<double>(bindings)));
+    out.push_back(std::move(bindings_family));
 
     auto up = family("sipr_redis_up", "1 when every worker's Redis connection is ready, else 0",
                      MetricType::Gauge);

@@ -107,7 +107,7 @@ def truth(redis: RedisServer, users: list[str]) -> tuple[int, int]:
 
 
 def gauges(reg: Registrar) -> tuple[float | None, float | None]:
-    """(sipr_registered_aors, sipr_registered_bindings); None until the registrar read them."""
+    """(sipr_registered_aors, sipr_registered_bindings) on the registrar's /metrics."""
     text = reg.metrics()
     return metric_value(text, "sipr_registered_aors"), metric_value(text, "sipr_registered_bindings")
 
