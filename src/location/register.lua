@@ -205,12 +205,16 @@ for f in pairs(removed) do
     note(kind, f, old[f] or '')
   end
 end
--- The AOR's whole key expired in Redis (its latest binding passed) before the sweep or a
--- REGISTER saw it: those bindings are reported now, without their keys.
-local lost = 0
-if expiry_key ~= nil and stored == 0 then
+-- The expiry index says whether this AOR's bindings are in the counts: every change through this
+-- script since the counts began leaves it there while the AOR has bindings. Without it (data from
+-- before the counts) what the hash holds is counted from now on.
+local indexed, lost = false, 0
+if expiry_key ~= nil then
   local score = redis.call('ZSCORE', expiry_key, aor)
-  if score then
+  indexed = score ~= false and score ~= nil
+  if indexed and stored == 0 then
+    -- The AOR's whole key expired in Redis (its latest binding passed) before the sweep or a
+    -- REGISTER saw it: those bindings are reported now, without their keys.
     lost = tonumber(score) % 1024
     changes[#changes + 1] = {kind = 'expired', key = '', contact = '', expires = math.floor(tonumber(score) / 1024), count = lost}
   end
@@ -233,12 +237,12 @@ if #changes > 0 then
 end
 
 if stats_key ~= nil then
-  local before = stored + lost
+  local before = indexed and (stored + lost) or 0
   if count ~= before then redis.call('HINCRBY', stats_key, 'bindings', count - before) end
   local da = (count > 0 and 1 or 0) - (before > 0 and 1 or 0)
   if da ~= 0 then redis.call('HINCRBY', stats_key, 'aors', da) end
 end
-if expiry_key ~= nil and (#changes > 0) then
+if expiry_key ~= nil and (#changes > 0 or (not indexed and count > 0)) then
   if count == 0 then
     redis.call('ZREM', expiry_key, aor)
   else

@@ -737,6 +737,25 @@ TEST_CASE("register.lua events: expiry becomes an event on the next write or the
     CHECK(events_since(rig.server, last).empty());
 }
 
+TEST_CASE(
+    "register.lua events: bindings stored before the counts are counted at their first change") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    const int64_t now = rig.redis_time_ms();
+    // Two bindings written before the counts existed: no index entry, not counted.
+    rig.hset("sip:old1@192.0.2.1", packed("sip:old1@192.0.2.1", "x", 1, now + 600'000, now));
+    rig.hset("sip:old2@192.0.2.2", packed("sip:old2@192.0.2.2", "x", 1, now + 600'000, now));
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+    REQUIRE(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.3", 600, "c1", 1)})).error ==
+            StoreError::None);
+    CHECK(counts(rig.server) == std::pair{1LL, 3LL});
+    RegisterChanges star = changes("c1", 2, {});
+    star.remove_all = true;
+    REQUIRE(rig.apply(star).error == StoreError::None);
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+}
+
 TEST_CASE("register.lua events: on a Cluster (Channel) the event is PUBLISHed, no counts kept") {
     ScriptRig rig;
     SIPR_REQUIRE_REDIS_SERVER(rig.server);
