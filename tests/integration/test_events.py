@@ -277,6 +277,22 @@ def test_locctl_watch_prints_events(redis, registrar):
         if p.poll() is None:
             p.kill()
             p.wait()
+    # The text form: one line per event, every AOR.
+    p = subprocess.Popen([str(binary("sip-locctl")), "--redis", redis.url, "watch", "--since", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(scaled(0.5))
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=scaled(3))
+        assert p.returncode == 0, err
+        lines = out.splitlines()
+        assert len(lines) == 2, lines
+        assert "sip:dave@example.com registrar: bindings=1 added sip:dave@192.0.2.4" in lines[0]
+        assert "sip:carol@example.com registrar: bindings=1 added sip:carol@192.0.2.3" in lines[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     r = run_program("sip-locctl", ["--redis", "redis://127.0.0.1:1", "watch"])
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot reach Redis" in r.stderr
