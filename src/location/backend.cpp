@@ -188,7 +188,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
             loop, setup.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Backend::on_data_state, this);
         store_ = std::make_unique<RedisStore>(*cluster_);
-        store_->set_event_delivery(EventDelivery::Channel);
+        store_->set_event_delivery(opts.events ? EventDelivery::Channel : EventDelivery::Off);
     } else {
         RedisOptions data_opts = ropts;
         data_opts.require_primary = sentinel;
@@ -210,7 +210,8 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
         }
         route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
         store_ = std::make_unique<RedisStore>(*route_);
-        if (opts.housekeeping && opts.index == 0)
+        if (!opts.events) store_->set_event_delivery(EventDelivery::Off);
+        if (opts.housekeeping && opts.events && opts.index == 0)
             housekeeper_ = std::make_unique<Housekeeper>(loop, *route_, *store_, stats,
                                                          Housekeeper::Options{});
         if (sentinel) {

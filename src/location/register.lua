@@ -10,7 +10,8 @@
 --          already applied: nothing is written, the reply is the bindings as they are, or STALE
 --          when what the request did is no longer there (removed or replaced since),
 --          + 4 by the operator (sip-locctl: no Call-ID/CSeq ordering), + 8 the expiry sweep
---          (no contacts: only expired bindings are pruned)
+--          (no contacts: only expired bindings are pruned), + 16 events off (sip-registrard
+--          --events off: with KEYS[1] only, nothing is published and no counts are kept)
 -- Events   every call that changes the hash appends one event (src/location/README.md, "Events"):
 --          v, aor, at (Redis TIME ms), src (registrar|locctl|sweep), all (1: every binding
 --          removed on request), bindings (stored after), changes (JSON array of {kind, key,
@@ -26,6 +27,7 @@ local remove_all = flags % 2 == 1
 local retransmission = math.floor(flags / 2) % 2 == 1
 local by_operator = math.floor(flags / 4) % 2 == 1
 local sweep = math.floor(flags / 8) % 2 == 1
+local silent = math.floor(flags / 16) % 2 == 1
 local events_key, stats_key, expiry_key = KEYS[2], KEYS[3], KEYS[4]
 local aor = string.sub(key, 11, -2)  -- 'sipr:loc:{' .. aor .. '}'
 local EVENTS_MAXLEN = '100000'
@@ -207,12 +209,13 @@ for f in pairs(removed) do
 end
 -- The expiry index says whether this AOR's bindings are in the counts: every change through this
 -- script since the counts began leaves it there while the AOR has bindings. Without it (data from
--- before the counts) what the hash holds is counted from now on.
-local indexed, lost = false, 0
-if expiry_key ~= nil then
+-- before the counts) what the hash holds is counted from now on. An AOR with bindings left learns
+-- it from ZADD's reply below (1: it was not indexed); ZSCORE is asked only when nothing is stored.
+local indexed, lost = nil, 0
+if expiry_key ~= nil and stored == 0 then
   local score = redis.call('ZSCORE', expiry_key, aor)
   indexed = score ~= false and score ~= nil
-  if indexed and stored == 0 then
+  if indexed then
     -- The AOR's whole key expired in Redis (its latest binding passed) before the sweep or a
     -- REGISTER saw it: those bindings are reported now, without their keys.
     lost = tonumber(score) % 1024
@@ -220,7 +223,7 @@ if expiry_key ~= nil then
   end
 end
 
-if #changes > 0 then
+if #changes > 0 and not silent then
   local src = (sweep and 'sweep') or (by_operator and 'locctl') or 'registrar'
   local all = (remove_all and count == 0) and '1' or '0'
   if events_key ~= nil then
@@ -236,17 +239,17 @@ if #changes > 0 then
   end
 end
 
-if stats_key ~= nil then
+if expiry_key ~= nil and #changes > 0 then
+  if count == 0 then
+    if indexed == nil then indexed = redis.call('ZREM', expiry_key, aor) == 1
+    elseif indexed then redis.call('ZREM', expiry_key, aor) end
+  else
+    local fresh = redis.call('ZADD', expiry_key, string.format('%d', earliest * 1024 + math.min(count, 1023)), aor)
+    if indexed == nil then indexed = fresh == 0 end
+  end
   local before = indexed and (stored + lost) or 0
   if count ~= before then redis.call('HINCRBY', stats_key, 'bindings', count - before) end
   local da = (count > 0 and 1 or 0) - (before > 0 and 1 or 0)
   if da ~= 0 then redis.call('HINCRBY', stats_key, 'aors', da) end
-end
-if expiry_key ~= nil and (#changes > 0 or (not indexed and count > 0)) then
-  if count == 0 then
-    redis.call('ZREM', expiry_key, aor)
-  else
-    redis.call('ZADD', expiry_key, string.format('%d', earliest * 1024 + math.min(count, 1023)), aor)
-  end
 end
 return out

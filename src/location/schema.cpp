@@ -74,9 +74,10 @@ void register_script_args(const RegisterChanges& ch, EventDelivery delivery,
     out.emplace_back(std::to_string(ch.max_contacts));
     out.emplace_back(ch.evict_oldest ? "1" : "0");
     // register.lua's flags: 1 remove all, 2 a retransmission (nothing written), 4 by the
-    // operator, 8 the expiry sweep.
+    // operator, 8 the expiry sweep, 16 events off.
     out.emplace_back(std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0) +
-                                    (ch.by_operator ? 4 : 0) + (ch.sweep ? 8 : 0)));
+                                    (ch.by_operator ? 4 : 0) + (ch.sweep ? 8 : 0) +
+                                    (delivery == EventDelivery::Off ? 16 : 0)));
     out.emplace_back(ch.call_id);
     out.emplace_back(std::to_string(ch.cseq));
     for (const ContactChange& c : ch.contacts) {

@@ -106,6 +106,8 @@ struct BackendOptions {
     // The registrar: worker 0 runs the Housekeeper (expiry sweep, registration counts) where
     // register.lua keeps them (not on a Redis Cluster).
     bool housekeeping = false;
+    // Registration events and counts (register.lua); false: sip-registrard --events off.
+    bool events = true;
 };
 
 class Backend {

@@ -55,7 +55,8 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
     // How register.lua publishes its events (schema.h): Stream (the default) on one node or a
-    // Sentinel-followed primary, Channel on a Redis Cluster. Set before the first REGISTER.
+    // Sentinel-followed primary, Channel on a Redis Cluster, Off when turned off. Set before the
+    // first REGISTER.
     void set_event_delivery(EventDelivery d) noexcept { delivery_ = d; }
 
   private:

@@ -27,8 +27,9 @@ inline constexpr std::string_view kEventsChannel = "sipr:events";
 inline constexpr std::string_view kEventVersion = "1";
 
 // How register.lua publishes its event: XADD to kEventsKey (with the counts and the expiry index)
-// where every key can be in one script, or PUBLISH on kEventsChannel (Redis Cluster).
-enum class EventDelivery : uint8_t { Stream, Channel };
+// where every key can be in one script, PUBLISH on kEventsChannel (Redis Cluster), or not at all
+// (Off: sip-registrard --events off; no counts either).
+enum class EventDelivery : uint8_t { Stream, Channel, Off };
 
 // "sipr:loc:{<aor>}"
 [[nodiscard]] std::string location_key(std::string_view aor);
@@ -45,10 +46,10 @@ enum class EventDelivery : uint8_t { Stream, Channel };
 
 // The Lua script behind RegisterStore::apply_register (DESIGN §5, §6). KEYS[1] = location key,
 // then (EventDelivery::Stream) kEventsKey, kStatsKey, kExpiryKey. ARGV: max_contacts, evict(0|1),
-// flags (1 remove all, +2 retransmission, +4 by the operator, +8 the sweep), call_id, cseq,
-// triples (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error
-// reply "STALE ..." / "TOOMANY ...". Every change it makes appends one event (register.lua's
-// header).
+// flags (1 remove all, +2 retransmission, +4 by the operator, +8 the sweep, +16 events off),
+// call_id, cseq, triples (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...}
+// or an error reply "STALE ..." / "TOOMANY ...". Every change it makes appends one event
+// (register.lua's header).
 [[nodiscard]] std::string_view register_script() noexcept;
 // Appends register.lua's numkeys, KEYS and ARGV for `changes` to `out`, in the order above: the
 // one place that lays them out (RedisStore, Admin). out[first + 1] is the location key (the key

@@ -786,6 +786,36 @@ TEST_CASE("register.lua events: on a Cluster (Channel) the event is PUBLISHed, n
     CHECK(n->integer == 0);
 }
 
+TEST_CASE("register.lua events: Off (sip-registrard --events off) publishes and counts nothing") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    rig.store->set_event_delivery(location::EventDelivery::Off);
+    redisContext* sub = redisConnect("127.0.0.1", rig.server.url().port);
+    REQUIRE(sub != nullptr);
+    REQUIRE(sub->err == 0);
+    freeReplyObject(
+        redisCommand(sub, "SUBSCRIBE %s", std::string(location::kEventsChannel).c_str()));
+    Result r = rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)}));
+    REQUIRE(r.error == StoreError::None);
+    CHECK(rig.hash().size() == 1);
+    // A PUBLISH would be read here; the PING's reply comes first only when there was none.
+    REQUIRE(redisAppendCommand(sub, "PING") == REDIS_OK);
+    timeval tv{2, 0};
+    redisSetTimeout(sub, tv);
+    void* msg = nullptr;
+    REQUIRE(redisGetReply(sub, &msg) == REDIS_OK);
+    auto* m = static_cast<redisReply*>(msg);
+    REQUIRE(m->type == REDIS_REPLY_ARRAY);
+    CHECK(std::string(m->element[0]->str) == "pong");
+    freeReplyObject(m);
+    redisFree(sub);
+    test::ReplyPtr n =
+        rig.server.command({"EXISTS", std::string(location::kEventsKey),
+                            std::string(location::kStatsKey), std::string(location::kExpiryKey)});
+    CHECK(n->integer == 0);
+}
+
 TEST_CASE("register model: the same outcome as register.lua, case by case") {
     ScriptRig rig;
     SIPR_REQUIRE_REDIS_SERVER(rig.server);
