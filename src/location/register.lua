@@ -159,16 +159,6 @@ for _, f in ipairs(expired) do
   if not changed[f] then expired_set[f] = true end
   removed[f] = true
 end
-local dels = {}
-for f in pairs(removed) do dels[#dels + 1] = f end
-if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
-local sets = {}
-for f, v in pairs(changed) do
-  sets[#sets + 1] = f
-  sets[#sets + 1] = v
-end
-if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
-
 local out, latest, earliest = {now}, 0, nil
 for f, b in pairs(cur) do
   out[#out + 1] = f
@@ -176,14 +166,8 @@ for f, b in pairs(cur) do
   if b.exp > latest then latest = b.exp end
   if earliest == nil or b.exp < earliest then earliest = b.exp end
 end
-if count > 0 then
-  -- The key's own expiry bounds garbage: the latest binding's expiry (DESIGN §6). An emptied hash
-  -- is deleted by Redis itself.
-  redis.call('PEXPIREAT', key, latest)
-end
 
--- One event for the whole change, in the same script: no event without its change and no change
--- without its event.
+-- One event for the whole change, in the same script as the change (written below, after it).
 local changes = {}
 local function contact_of(v)
   local exp, c = string.match(v, '^[^\31]*\31([^\31]*)\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)')
@@ -223,6 +207,19 @@ if expiry_key ~= nil and stored == 0 then
   end
 end
 
+if expiry_key ~= nil and #changes > 0 then
+  if count == 0 then
+    if indexed == nil then indexed = redis.call('ZREM', expiry_key, aor) == 1
+    elseif indexed then redis.call('ZREM', expiry_key, aor) end
+  else
+    local fresh = redis.call('ZADD', expiry_key, string.format('%d', earliest * 1024 + math.min(count, 1023)), aor)
+    if indexed == nil then indexed = fresh == 0 end
+  end
+  local before = indexed and (stored + lost) or 0
+  if count ~= before then redis.call('HINCRBY', stats_key, 'bindings', count - before) end
+  local da = (count > 0 and 1 or 0) - (before > 0 and 1 or 0)
+  if da ~= 0 then redis.call('HINCRBY', stats_key, 'aors', da) end
+end
 if #changes > 0 and not silent then
   local src = (sweep and 'sweep') or (by_operator and 'locctl') or 'registrar'
   local all = (remove_all and count == 0) and '1' or '0'
@@ -239,17 +236,22 @@ if #changes > 0 and not silent then
   end
 end
 
-if expiry_key ~= nil and #changes > 0 then
-  if count == 0 then
-    if indexed == nil then indexed = redis.call('ZREM', expiry_key, aor) == 1
-    elseif indexed then redis.call('ZREM', expiry_key, aor) end
-  else
-    local fresh = redis.call('ZADD', expiry_key, string.format('%d', earliest * 1024 + math.min(count, 1023)), aor)
-    if indexed == nil then indexed = fresh == 0 end
-  end
-  local before = indexed and (stored + lost) or 0
-  if count ~= before then redis.call('HINCRBY', stats_key, 'bindings', count - before) end
-  local da = (count > 0 and 1 or 0) - (before > 0 and 1 or 0)
-  if da ~= 0 then redis.call('HINCRBY', stats_key, 'aors', da) end
+-- The counts, then the event, then the hash: a command that fails (a key of another type) ends
+-- the script before the next, so the hash never changes without its event, and the REGISTER gets
+-- the error. HDEL, HSET and PEXPIREAT cannot fail on a key HGETALL read.
+local dels = {}
+for f in pairs(removed) do dels[#dels + 1] = f end
+if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+local sets = {}
+for f, v in pairs(changed) do
+  sets[#sets + 1] = f
+  sets[#sets + 1] = v
+end
+if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+
+if count > 0 then
+  -- The key's own expiry bounds garbage: the latest binding's expiry (DESIGN §6). An emptied hash
+  -- is deleted by Redis itself.
+  redis.call('PEXPIREAT', key, latest)
 end
 return out

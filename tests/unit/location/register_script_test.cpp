@@ -756,6 +756,21 @@ TEST_CASE(
     CHECK(counts(rig.server) == std::pair{0LL, 0LL});
 }
 
+TEST_CASE("register.lua events: when the event cannot be written the bindings do not change") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    REQUIRE(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)})).error ==
+            StoreError::None);
+    const RegisterTable before = rig.hash();
+    // sipr:events made a string: XADD fails inside the script.
+    test::ReplyPtr d = rig.server.command({"DEL", std::string(location::kEventsKey)});
+    test::ReplyPtr s = rig.server.command({"SET", std::string(location::kEventsKey), "x"});
+    CHECK(rig.apply(changes("c1", 2, {contact("sip:b@192.0.2.2", 600, "c1", 2)})).error ==
+          StoreError::Protocol);
+    CHECK(rig.hash() == before);
+}
+
 TEST_CASE("register.lua events: on a Cluster (Channel) the event is PUBLISHed, no counts kept") {
     ScriptRig rig;
     SIPR_REQUIRE_REDIS_SERVER(rig.server);
