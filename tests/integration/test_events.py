@@ -184,7 +184,7 @@ def test_expiry_becomes_an_event_and_gauges_follow(redis, registrar):
     # count (or, when the sweep came in the very millisecond, with its key).
     assert [(ch["kind"], ch.get("count", 1)) for ch in ev["changes"]] == [("expired", 1)], ev
     assert ev["changes"][0]["key"] in ("", "sip:short@192.0.2.9"), ev
-    assert took < scaled(4), f"expiry event after {took:.1f}s (binding of 1 s, sweep every 1 s)"
+    assert took < scaled(2.5), f"expiry event after {took:.1f}s (binding of 1 s, sweep every 0.2 s)"
     wait_until(lambda: gauges(registrar) == (1, 1), scaled(5), what="gauges 1 AOR, 1 binding")
     assert redis.client.zcard("sipr:expiry") == 1
     ua.close()
