@@ -693,6 +693,18 @@ int cmd_watch(Redis& r, const std::string& aor_text, bool json, const std::strin
         return 0;
     }
     std::string last = since.empty() ? "$" : since;
+    if (!since.empty()) {
+        bool trimmed = false;
+        Redis::ok(r->events_trimmed_after(since, trimmed));
+        // README "Registration events and counts": a consumer that resumes past the stream's
+        // trimmed start has missed events.
+        if (trimmed)
+            std::fprintf(
+                stderr,
+                "%s: events after %s may have been trimmed from the stream: rescan the AORs you "
+                "follow (sip-locctl show AOR)\n",
+                kProgram.c_str(), since.c_str());
+    }
     while (g_stop == 0) {
         Redis::ok(r->read_events(
             last, 300,

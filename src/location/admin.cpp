@@ -6,6 +6,7 @@
 #include "sync_redis.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace sipr::location {
 
@@ -193,6 +194,55 @@ std::string Admin::read_events(
             }
         }
     });
+}
+
+namespace {
+
+// A stream ID "ms-seq" (or "ms") as a pair; {0, 0} when it is not one.
+std::pair<uint64_t, uint64_t> stream_id(std::string_view id) {
+    uint64_t ms = 0, seq = 0;
+    const std::size_t dash = id.find('-');
+    const std::string_view a = id.substr(0, dash);
+    auto r = std::from_chars(a.data(), a.data() + a.size(), ms);
+    if (r.ec != std::errc{}) return {0, 0};
+    if (dash != std::string_view::npos) {
+        const std::string_view b = id.substr(dash + 1);
+        std::from_chars(b.data(), b.data() + b.size(), seq);
+    }
+    return {ms, seq};
+}
+
+}  // namespace
+
+std::string Admin::events_trimmed_after(std::string_view id, bool& trimmed) {
+    trimmed = false;
+    const std::string_view args[] = {"XINFO", "STREAM", kEventsKey};
+    long long length = 0, added = 0;
+    std::string first, last;
+    std::string why = run(args, kEventsKey, [&](const redisReply* r) {
+        if (r->type != REDIS_REPLY_ARRAY) return;
+        for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply* k = r->element[i];
+            const redisReply* v = r->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING) continue;
+            const std::string_view name(k->str, k->len);
+            if (name == "length" && v->type == REDIS_REPLY_INTEGER) length = v->integer;
+            if (name == "entries-added" && v->type == REDIS_REPLY_INTEGER) added = v->integer;
+            if (name == "last-generated-id" && v->type == REDIS_REPLY_STRING)
+                last.assign(v->str, v->len);
+            if (name == "first-entry" && v->type == REDIS_REPLY_ARRAY && v->elements >= 1 &&
+                v->element[0]->type == REDIS_REPLY_STRING)
+                first.assign(v->element[0]->str, v->element[0]->len);
+        }
+    });
+    // No stream yet: nothing was trimmed.
+    if (!why.empty() && why.find("no such key") != std::string::npos) return {};
+    if (!why.empty()) return why;
+    // Entries were removed (MAXLEN ~ trims the oldest) and the oldest still held comes after
+    // `id`: some between them may be gone. Redis 7.0 keeps no ID of what trimming removed, so
+    // this errs on the side of a rescan.
+    trimmed = added > length && stream_id(id) < stream_id(length > 0 ? first : last);
+    return {};
 }
 
 std::string Admin::subscribe_events() {

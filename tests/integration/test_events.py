@@ -293,6 +293,21 @@ def test_locctl_watch_prints_events(redis, registrar):
         if p.poll() is None:
             p.kill()
             p.wait()
+    # Resuming after an ID older than what the stream still holds: told to rescan.
+    first = redis.client.xrange(STREAM, count=1)[0][0]
+    redis.client.xtrim(STREAM, maxlen=0)
+    p = subprocess.Popen([str(binary("sip-locctl")), "--redis", redis.url, "watch", "--since",
+                          first], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(scaled(0.3))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=scaled(3))
+        assert p.returncode == 0 and out == "", (out, err)
+        assert "may have been trimmed from the stream: rescan" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     r = run_program("sip-locctl", ["--redis", "redis://127.0.0.1:1", "watch"])
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot reach Redis" in r.stderr

@@ -78,6 +78,10 @@ class Admin {
                                  const std::vector<std::pair<std::string, std::string>>& fields)>&
             use);
 
+    // Whether events after `id` may have been trimmed from the stream (some were removed and the
+    // oldest still held comes after `id`): a consumer resuming there must rescan.
+    [[nodiscard]] std::string events_trimmed_after(std::string_view id, bool& trimmed);
+
     // Subscribes to kEventsChannel (Redis Cluster); then next_message() waits up to `wait_ms` for
     // one message ("" in `out` when none came).
     [[nodiscard]] std::string subscribe_events();
