@@ -1,13 +1,16 @@
 // sip-locctl: the operator's CLI for subscribers and bindings (DESIGN §2, §8).
 #include <openssl/evp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -244,6 +247,7 @@ int cmd_bind(Redis& r, const std::string& aor_text, const std::string& contact, 
     ch.call_id = b.call_id;
     ch.cseq = b.cseq;
     ch.max_contacts = 100000;
+    ch.by_operator = true;
     ch.contacts.push_back(location::ContactChange{registrar::contact_key(na.uri, na.uri_text),
                                                   expires, location::pack_binding_tail(b)});
     Redis::ok(r->apply(ch));
@@ -257,7 +261,7 @@ int cmd_unbind(Redis& r, const std::string& aor_text, const std::string& contact
     long long removed = 0;
     if (contact.empty()) {
         Redis::ok(r->remove_bindings(aor, {}, removed));
-        std::printf("removed every binding of %s (%lld key)\n", aor.c_str(), removed);
+        std::printf("removed every binding of %s (%lld)\n", aor.c_str(), removed);
     } else {
         sip::NameAddr na;
         if (!sip::parse_name_addr(contact, na))
@@ -470,6 +474,250 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
     return exit_for(status, 302);
 }
 
+// ------------------------------------------------------------------------------------------------
+// watch: registration events (src/location/README.md, "Events")
+
+volatile std::sig_atomic_t g_stop = 0;
+
+// A JSON value as register.lua's cjson writes an event: objects, arrays, strings, numbers (and
+// true/false/null, read as their text). Enough for the event format, not a general parser.
+struct JsonValue {
+    std::string text;  // a string's value (unescaped) or a number's text
+    std::vector<std::pair<std::string, JsonValue>> object;
+    std::vector<JsonValue> array;
+    [[nodiscard]] const JsonValue* get(std::string_view name) const {
+        for (const auto& kv : object)
+            if (kv.first == name) return &kv.second;
+        return nullptr;
+    }
+    [[nodiscard]] std::string str(std::string_view name) const {
+        const JsonValue* v = get(name);
+        return v != nullptr ? v->text : std::string();
+    }
+};
+
+class JsonReader {
+  public:
+    explicit JsonReader(std::string_view s) : s_(s) {}
+    bool value(JsonValue& out) {
+        skip();
+        if (i_ >= s_.size()) return false;
+        const char c = s_[i_];
+        if (c == '{') {
+            ++i_;
+            skip();
+            if (peek('}')) return ++i_, true;
+            for (;;) {
+                std::string name;
+                JsonValue v;
+                skip();
+                if (!string(name)) return false;
+                skip();
+                if (!peek(':')) return false;
+                ++i_;
+                if (!value(v)) return false;
+                out.object.emplace_back(std::move(name), std::move(v));
+                skip();
+                if (peek(',')) {
+                    ++i_;
+                    continue;
+                }
+                if (peek('}')) return ++i_, true;
+                return false;
+            }
+        }
+        if (c == '[') {
+            ++i_;
+            skip();
+            if (peek(']')) return ++i_, true;
+            for (;;) {
+                JsonValue v;
+                if (!value(v)) return false;
+                out.array.push_back(std::move(v));
+                skip();
+                if (peek(',')) {
+                    ++i_;
+                    continue;
+                }
+                if (peek(']')) return ++i_, true;
+                return false;
+            }
+        }
+        if (c == '"') return string(out.text);
+        const std::size_t from = i_;
+        while (i_ < s_.size() &&
+               std::string_view(",}] \t\r\n").find(s_[i_]) == std::string_view::npos)
+            ++i_;
+        out.text = std::string(s_.substr(from, i_ - from));
+        return i_ > from;
+    }
+
+  private:
+    bool peek(char c) const { return i_ < s_.size() && s_[i_] == c; }
+    void skip() {
+        while (i_ < s_.size() &&
+               (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r' || s_[i_] == '\n'))
+            ++i_;
+    }
+    bool string(std::string& out) {
+        if (!peek('"')) return false;
+        ++i_;
+        while (i_ < s_.size() && s_[i_] != '"') {
+            char c = s_[i_++];
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
+            if (i_ >= s_.size()) return false;
+            c = s_[i_++];
+            switch (c) {
+                case 'n':
+                    out += '\n';
+                    break;
+                case 't':
+                    out += '\t';
+                    break;
+                case 'r':
+                    out += '\r';
+                    break;
+                case 'b':
+                    out += '\b';
+                    break;
+                case 'f':
+                    out += '\f';
+                    break;
+                case 'u': {
+                    if (s_.size() - i_ < 4) return false;
+                    const uint32_t cp = static_cast<uint32_t>(
+                        std::strtoul(std::string(s_.substr(i_, 4)).c_str(), nullptr, 16));
+                    i_ += 4;
+                    // UTF-8 of a BMP code point (cjson escapes only control characters).
+                    if (cp < 0x80) {
+                        out += static_cast<char>(cp);
+                    } else if (cp < 0x800) {
+                        out += static_cast<char>(0xc0 | (cp >> 6));
+                        out += static_cast<char>(0x80 | (cp & 0x3f));
+                    } else {
+                        out += static_cast<char>(0xe0 | (cp >> 12));
+                        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+                        out += static_cast<char>(0x80 | (cp & 0x3f));
+                    }
+                    break;
+                }
+                default:
+                    out += c;  // " \\ /
+            }
+        }
+        if (!peek('"')) return false;
+        ++i_;
+        return true;
+    }
+    std::string_view s_;
+    std::size_t i_ = 0;
+};
+
+// Prints one event: a line of text, or (json) one JSON object per line with the stream entry's
+// id ("" on a Cluster) and the fields of the README's event format, `changes` an array.
+void print_event(std::string_view id, const JsonValue& ev, bool json) {
+    JsonValue changes;
+    if (const JsonValue* c = ev.get("changes"); c != nullptr) {
+        if (!c->array.empty() || c->text.empty()) {
+            changes = *c;
+        } else {
+            JsonReader rd(c->text);  // from the stream: the array as JSON text
+            if (!rd.value(changes)) changes = JsonValue{};
+        }
+    }
+    const auto field_or = [&](std::string_view name, const char* dflt) {
+        std::string v = ev.str(name);
+        return v.empty() ? std::string(dflt) : v;
+    };
+    const auto digits = [](const std::string& t) {
+        return !t.empty() && t.find_first_not_of("-0123456789") == std::string::npos
+                   ? t
+                   : std::string("0");
+    };
+    if (json) {
+        std::string out =
+            "{\"id\":\"" + json_escape(id) + "\",\"v\":" + digits(ev.str("v")) + ",\"aor\":\"" +
+            json_escape(ev.str("aor")) + "\",\"at\":" + digits(ev.str("at")) + ",\"src\":\"" +
+            json_escape(ev.str("src")) + "\",\"all\":" + (ev.str("all") == "1" ? "true" : "false") +
+            ",\"bindings\":" + digits(ev.str("bindings")) + ",\"changes\":[";
+        for (std::size_t i = 0; i < changes.array.size(); ++i) {
+            const JsonValue& c = changes.array[i];
+            out += (i == 0 ? "{" : ",{");
+            out += "\"kind\":\"" + json_escape(c.str("kind")) + "\",\"key\":\"" +
+                   json_escape(c.str("key")) + "\",\"contact\":\"" + json_escape(c.str("contact")) +
+                   "\",\"expires\":" + digits(c.str("expires"));
+            if (c.get("count") != nullptr) out += ",\"count\":" + digits(c.str("count"));
+            out += "}";
+        }
+        out += "]}";
+        std::printf("%s\n", out.c_str());
+    } else {
+        std::string line = field_or("at", "?") + " " + text_escape(ev.str("aor")) + " " +
+                           text_escape(field_or("src", "?")) +
+                           (ev.str("all") == "1" ? " (all removed)" : "") +
+                           ": bindings=" + digits(ev.str("bindings"));
+        for (const JsonValue& c : changes.array) {
+            line += " " + text_escape(c.str("kind"));
+            if (!c.str("contact").empty()) line += " " + text_escape(c.str("contact"));
+            if (c.get("count") != nullptr) line += " (" + digits(c.str("count")) + ")";
+        }
+        std::printf("%s\n", line.c_str());
+    }
+    std::fflush(stdout);
+}
+
+// Follows the events, of every AOR or of `aor_text`, until SIGINT or SIGTERM (exit 0). From the
+// stream: those after `since` ("" : only new ones; an ID: those after it, to resume). On a
+// Cluster from the Pub/Sub channel (only new ones).
+int cmd_watch(Redis& r, const std::string& aor_text, bool json, const std::string& since) {
+    const std::string aor = aor_text.empty() ? std::string() : normalize_or_die(aor_text);
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_stop = 1; };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    const auto wanted = [&](const JsonValue& ev) { return aor.empty() || ev.str("aor") == aor; };
+    if (r->cluster()) {
+        Redis::ok(r->subscribe_events());
+        std::string msg;
+        while (g_stop == 0) {
+            Redis::ok(r->next_message(300, msg));
+            if (msg.empty()) continue;
+            JsonValue ev;
+            JsonReader rd(msg);
+            if (rd.value(ev) && wanted(ev)) print_event("", ev, json);
+        }
+        return 0;
+    }
+    std::string last = since.empty() ? "$" : since;
+    if (!since.empty()) {
+        bool trimmed = false;
+        Redis::ok(r->events_trimmed_after(since, trimmed));
+        // README "Registration events and counts": a consumer that resumes past the stream's
+        // trimmed start has missed events.
+        if (trimmed)
+            std::fprintf(
+                stderr,
+                "%s: events after %s may have been trimmed from the stream: rescan the AORs you "
+                "follow (sip-locctl show AOR)\n",
+                kProgram.c_str(), since.c_str());
+    }
+    while (g_stop == 0) {
+        Redis::ok(r->read_events(
+            last, 300,
+            [&](std::string_view id, const std::vector<std::pair<std::string, std::string>>& f) {
+                JsonValue ev;
+                for (const auto& kv : f)
+                    ev.object.emplace_back(kv.first, JsonValue{kv.second, {}, {}});
+                if (wanted(ev)) print_event(id, ev, json);
+            }));
+    }
+    return 0;
+}
+
 int run(int argc, char** argv) {
     CLI::App cli{"sip-locctl: manage sip-redirect subscribers and bindings", kProgram};
     cli.require_subcommand(1);
@@ -544,6 +792,15 @@ int run(int argc, char** argv) {
     invite->add_option("--target", redirect_target, "host:port")->capture_default_str();
     invite->add_option("--timeout", timeout_ms, "ms")->capture_default_str();
 
+    std::string since;
+    auto* watch = cli.add_subcommand(
+        "watch", "print registration events live, of every AOR or of one, until Ctrl-C");
+    watch->add_option("AOR", aor, "address-of-record (omit: every AOR)");
+    watch->add_flag("--json", json, "one JSON object per event and line");
+    watch->add_option("--since", since,
+                      "resume after this stream ID (0: every event the stream still holds); "
+                      "not on a cluster://");
+
     app::parse_or_exit(cli, argc, argv);
 
     if (*ping) return cmd_ping(target, timeout_ms);
@@ -555,6 +812,7 @@ int run(int argc, char** argv) {
     if (*show) return cmd_show(r, aor, json);
     if (*bind) return cmd_bind(r, aor, contact, expires, q);
     if (*unbind) return cmd_unbind(r, aor, contact);
+    if (*watch) return cmd_watch(r, aor, json, since);
     return 2;
 }
 

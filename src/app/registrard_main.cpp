@@ -114,6 +114,13 @@ int run(int argc, char** argv) {
         ->envname("SIPR_MAX_CONTACTS_POLICY")
         ->check(CLI::IsMember({"reject", "evict"}))
         ->capture_default_str();
+    std::string events = "on";
+    cli.add_option("--events", events,
+                   "registration events and counts (README \"Registration events and counts\"): "
+                   "on, or off (no events, no sipr_registered_* gauges, no expiry sweep)")
+        ->envname("SIPR_EVENTS")
+        ->check(CLI::IsMember({"on", "off"}))
+        ->capture_default_str();
     app::parse_or_exit(cli, argc, argv);
     app::setup_logging(program, common.log_level);
 
@@ -157,6 +164,8 @@ int run(int argc, char** argv) {
     location::BackendOptions bopts;
     bopts.redis.connect_timeout_ms = common.redis_timeout_ms;
     bopts.redis.command_timeout_ms = common.redis_timeout_ms;
+    bopts.housekeeping = true;
+    bopts.events = events == "on";
     return app::serve(
         program, common, startup, bopts,
         [&](app::Worker& w) -> std::unique_ptr<app::Service> {

@@ -188,6 +188,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
             loop, setup.target, node_opts, ClusterMetrics{stats.redis_moved, stats.redis_ask});
         cluster_->on_state(&Backend::on_data_state, this);
         store_ = std::make_unique<RedisStore>(*cluster_);
+        store_->set_event_delivery(opts.events ? EventDelivery::Channel : EventDelivery::Off);
     } else {
         RedisOptions data_opts = ropts;
         data_opts.require_primary = sentinel;
@@ -209,6 +210,10 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
         }
         route_ = std::make_unique<SingleRoute>(*primary_, read_.get());
         store_ = std::make_unique<RedisStore>(*route_);
+        if (!opts.events) store_->set_event_delivery(EventDelivery::Off);
+        if (opts.housekeeping && opts.events && opts.index == 0)
+            housekeeper_ = std::make_unique<Housekeeper>(loop, *route_, *store_, stats,
+                                                         Housekeeper::Options{});
         if (sentinel) {
             RedisOptions sopts = ropts;
             sopts.command_timeout_ms = std::max(ropts.command_timeout_ms, ropts.connect_timeout_ms);
@@ -243,6 +248,7 @@ Backend::Backend(uv_loop_t* loop, const RedisSetup& setup, const BackendOptions&
 Backend::~Backend() = default;
 
 void Backend::start() noexcept {
+    if (housekeeper_) housekeeper_->start();
     if (cluster_) cluster_->start();
     if (primary_) primary_->start();
     if (read_) read_->start();
@@ -252,6 +258,7 @@ void Backend::start() noexcept {
 }
 
 void Backend::stop() noexcept {
+    if (housekeeper_) housekeeper_->stop();
     if (sentinel_) sentinel_->stop();
     if (cluster_) cluster_->stop();
     if (primary_) primary_->stop();

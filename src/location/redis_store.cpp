@@ -215,14 +215,14 @@ StoreError RedisStore::apply_register(const RegisterChanges& ch, RegisterCallbac
     op->store = this;
     op->cb = cb;
     op->ctx = ctx;
-    register_script_args(ch, op->args);
+    register_script_args(ch, delivery_, op->args);
     StoreError e = send_register(op, false);
     if (e != StoreError::None) delete op;
     return e;
 }
 
 StoreError RedisStore::send_register(RegisterOp* op, bool full_script) noexcept {
-    // EVALSHA <sha> 1 <key> <argv...>  or  EVAL <script> 1 <key> <argv...>
+    // EVALSHA <sha> <numkeys> <keys...> <argv...>  or  EVAL <script> <numkeys> ...
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
     argv.reserve(op->args.size() + 3);
@@ -239,14 +239,12 @@ StoreError RedisStore::send_register(RegisterOp* op, bool full_script) noexcept 
         argv.push_back(script_sha_.data());
         lens.push_back(script_sha_.size());
     }
-    argv.push_back("1");
-    lens.push_back(1);
     for (const std::string& a : op->args) {
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    RedisError err = route_.command(op->args.front(), false, static_cast<int>(argv.size()),
-                                    argv.data(), lens.data(), &RedisStore::on_register, op);
+    RedisError err = route_.command(op->args[1], false, static_cast<int>(argv.size()), argv.data(),
+                                    lens.data(), &RedisStore::on_register, op);
     return to_store_error(err);
 }
 

@@ -60,13 +60,24 @@ std::string_view nonce_count_script() noexcept {
     return generated::kNonceCountLua;
 }
 
-void register_script_args(const RegisterChanges& ch, std::vector<std::string>& out) {
-    out.reserve(out.size() + 6 + 3 * ch.contacts.size());
+void register_script_args(const RegisterChanges& ch, EventDelivery delivery,
+                          std::vector<std::string>& out) {
+    const bool stream = delivery == EventDelivery::Stream;
+    out.reserve(out.size() + 10 + 3 * ch.contacts.size());
+    out.emplace_back(stream ? "4" : "1");
     out.emplace_back(location_key(ch.aor));
+    if (stream) {
+        out.emplace_back(kEventsKey);
+        out.emplace_back(kStatsKey);
+        out.emplace_back(kExpiryKey);
+    }
     out.emplace_back(std::to_string(ch.max_contacts));
     out.emplace_back(ch.evict_oldest ? "1" : "0");
-    // register.lua's flags: 1 remove all, 2 a retransmission (nothing written).
-    out.emplace_back(std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0)));
+    // register.lua's flags: 1 remove all, 2 a retransmission (nothing written), 4 by the
+    // operator, 8 the expiry sweep, 16 events off.
+    out.emplace_back(std::to_string((ch.remove_all ? 1 : 0) + (ch.retransmission ? 2 : 0) +
+                                    (ch.by_operator ? 4 : 0) + (ch.sweep ? 8 : 0) +
+                                    (delivery == EventDelivery::Off ? 16 : 0)));
     out.emplace_back(ch.call_id);
     out.emplace_back(std::to_string(ch.cseq));
     for (const ContactChange& c : ch.contacts) {

@@ -2,6 +2,9 @@
 // A blocking Redis connection for start-up checks and the admin tools (never on a loop): connect
 // with a timeout, AUTH, SELECT, then one command at a time.
 #include <hiredis/hiredis.h>
+#include <poll.h>
+
+#include <cerrno>
 
 #include <cstdint>
 #include <initializer_list>
@@ -101,6 +104,21 @@ class SyncRedis {
         void* r = nullptr;
         if (redisGetReply(c_, &r) != REDIS_OK) return SyncReply();
         return SyncReply(static_cast<redisReply*>(r));
+    }
+    // A pushed reply (Pub/Sub message) already parsed or arriving within `wait_ms`; a null reply
+    // with `timed_out` set when none came, else the connection failed (errstr()).
+    SyncReply next_push(uint32_t wait_ms, bool& timed_out) {
+        timed_out = false;
+        void* r = nullptr;
+        if (redisReaderGetReply(c_->reader, &r) == REDIS_OK && r != nullptr)
+            return SyncReply(static_cast<redisReply*>(r));
+        pollfd p{c_->fd, POLLIN, 0};
+        const int n = ::poll(&p, 1, static_cast<int>(wait_ms));
+        if (n == 0 || (n < 0 && errno == EINTR)) {
+            timed_out = true;
+            return SyncReply();
+        }
+        return next_reply();
     }
     [[nodiscard]] std::string errstr() const {
         return c_ != nullptr ? c_->errstr : "not connected";

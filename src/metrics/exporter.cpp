@@ -184,6 +184,29 @@ std::vector<MetricFamily> collect(const std::string& program,
     entries.metric.push_back(gauge(static_cast<double>(held)));
     out.push_back(std::move(entries));
 
+    // The registrar's counts of what Redis holds (register.lua keeps them, its first worker reads
+    // them every second). Both daemons export them, as every series; 0 where they are not read
+    // (sip-redirectd, a Redis Cluster) and until the first read.
+    int64_t aors = 0, bindings = 0;
+    for (const WorkerStats* w : workers)
+        if (w->store.registered_known.get() == 1) {
+            aors = w->store.registered_aors.get();
+            bindings = w->store.registered_bindings.get();
+        }
+    auto aors_family = family("sipr_registered_aors",
+                              "AORs with at least one binding stored in Redis, as sip-registrard "
+                              "last read them (expired bindings count until the sweep prunes them)",
+                              MetricType::Gauge);
+    aors_family.metric.push_back(gauge(static_cast<double>(aors)));
+    out.push_back(std::move(aors_family));
+    auto bindings_family =
+        family("sipr_registered_bindings",
+               "Bindings stored in Redis, as sip-registrard last read them (expired ones count "
+               "until the sweep prunes them)",
+               MetricType::Gauge);
+    bindings_family.metric.push_back(gauge(static_cast<double>(bindings)));
+    out.push_back(std::move(bindings_family));
+
     auto up = family("sipr_redis_up", "1 when every worker's Redis connection is ready, else 0",
                      MetricType::Gauge);
     bool all_up = !workers.empty();

@@ -37,8 +37,10 @@ measurements.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ from typing import Sequence
 import pytest
 import redis
 
-from sipr_test.base import LOCALHOST, free_tcp_port, free_udp_port, scaled, wait_until
+from sipr_test.base import LOCALHOST, binary, free_tcp_port, free_udp_port, scaled, wait_until
 from sipr_test.bindings import location_key, unpack_binding
 from sipr_test.metrics import metric_value
 from sipr_test.processes import ServiceDaemon, run_program
@@ -333,7 +335,7 @@ def test_primary_and_replica():
                                        "--cache-ttl", "0"]) as redirect:
             register_all(registrar, users)
             wait_replica_synced(primary, replica)
-            assert replica.client.execute_command("DBSIZE") == len(users), "keys on the replica"
+            assert len(replica.client.keys("sipr:loc:*")) == len(users), "keys on the replica"
             # Each worker's read connection must be up, or a look-up falls back to the primary
             # (as it should) and the count below would not say where reads go. An INVITE from a
             # new socket each time (SO_REUSEPORT spreads them over the workers) in case a worker
@@ -646,6 +648,55 @@ def test_cluster_near_cache(cluster):
 
 def slot_of(node: RedisServer, user: User) -> int:
     return node.client.execute_command("CLUSTER", "KEYSLOT", location_key(user.aor))
+
+
+def test_cluster_registration_events(cluster):
+    """On a Redis Cluster the registrar's script PUBLISHes each change on sipr:events (README
+    "Registration events and counts"); Cluster forwards it to every node, so one subscriber on one
+    node sees the REGISTERs of users on all three, one JSON message each; sip-locctl watch --json
+    prints them too."""
+    url = cluster_url(cluster)
+    users = make_users(12, "ev")
+    owners = cluster_slot_owners(cluster[0].client)
+    assert len({owners[slot_of(cluster[0], u)] for u in users}) >= 2, "users on several nodes"
+    sub = cluster[1].client.pubsub()
+    sub.subscribe("sipr:events")
+    assert sub.get_message(timeout=scaled(5))["type"] == "subscribe"
+    watch = subprocess.Popen([str(binary("sip-locctl")), "--redis", url, "watch", users[0].aor,
+                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=ENV)
+    try:
+        with Registrar(url) as registrar:
+            time.sleep(scaled(0.3))  # watch subscribed (Pub/Sub keeps nothing for latecomers)
+            register_all(registrar, users)
+            got = []
+            deadline = time.monotonic() + scaled(5)
+            while len(got) < len(users) and time.monotonic() < deadline:
+                m = sub.get_message(timeout=0.2)
+                if m and m["type"] == "message":
+                    got.append(json.loads(m["data"]))
+            assert sub.get_message(timeout=0.3) is None, "one message per REGISTER"
+            assert sorted(e["aor"] for e in got) == sorted(u.aor for u in users)
+            for e in got:
+                u = next(u for u in users if u.aor == e["aor"])
+                assert e["v"] == "1" and e["src"] == "registrar" and e["bindings"] == "1", e
+                assert [(c["kind"], c["contact"]) for c in e["changes"]] == [("added", u.contact)]
+            others = [k for n in cluster for k in n.client.keys("sipr:*")
+                      if not k.startswith("sipr:loc:")]
+            assert others == [], "no stream, counts or expiry index on a Cluster"
+            line = []
+            reader = threading.Thread(target=lambda: line.append(watch.stdout.readline()),
+                                      daemon=True)
+            reader.start()
+            reader.join(scaled(5))
+            assert line and json.loads(line[0])["aor"] == users[0].aor, line
+            watch.send_signal(signal.SIGTERM)
+            assert watch.wait(timeout=scaled(3)) == 0, watch.stderr.read()
+    finally:
+        sub.close()
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
 
 
 def test_cluster_reshard_under_load(cluster):

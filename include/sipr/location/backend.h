@@ -17,6 +17,7 @@
 #include "sipr/location/auth_store.h"
 #include "sipr/location/cache_tracker.h"
 #include "sipr/location/caching_store.h"
+#include "sipr/location/housekeeper.h"
 #include "sipr/location/near_cache.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_cluster.h"
@@ -102,6 +103,11 @@ struct BackendOptions {
     // Cluster, one invalidation connection per node: sipr-inval-<index>-<node>).
     NearCacheOptions cache;
     std::size_t index = 0;  // the worker's number, in connection names
+    // The registrar: worker 0 runs the Housekeeper (expiry sweep, registration counts) where
+    // register.lua keeps them (not on a Redis Cluster).
+    bool housekeeping = false;
+    // Registration events and counts (register.lua); false: sip-registrard --events off.
+    bool events = true;
 };
 
 class Backend {
@@ -146,6 +152,7 @@ class Backend {
     std::unique_ptr<CachingStore> cache_;  // with the near-cache only
     std::unique_ptr<CacheTracker> tracker_;
     std::unique_ptr<ClusterCacheTracker> cluster_tracker_;  // cluster:// with the cache
+    std::unique_ptr<Housekeeper> housekeeper_;              // the registrar's worker 0
     uint64_t switches_seen_ = 0;                            // Sentinel switches already reported
     BackendNoticeFn notice_fn_ = nullptr;
     void* notice_ctx_ = nullptr;

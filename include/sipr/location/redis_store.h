@@ -11,6 +11,7 @@
 #include "sipr/location/auth_store.h"
 #include "sipr/location/redis_client.h"
 #include "sipr/location/redis_route.h"
+#include "sipr/location/schema.h"
 #include "sipr/location/store.h"
 
 namespace sipr::location {
@@ -53,6 +54,11 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     };
     [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
+    // How register.lua publishes its events (schema.h): Stream (the default) on one node or a
+    // Sentinel-followed primary, Channel on a Redis Cluster, Off when turned off. Set before the
+    // first REGISTER.
+    void set_event_delivery(EventDelivery d) noexcept { delivery_ = d; }
+
   private:
     RedisStore(std::unique_ptr<SingleRoute> own, RedisRoute* route, int64_t (*clock_ms)() noexcept);
     struct LookupOp;
@@ -91,6 +97,7 @@ class RedisStore final : public LookupStore, public RegisterStore, public AuthSt
     std::array<Script, 3> scripts_;     // by ScriptId
     base::OpPool<ScriptOp> script_ops_;
     Stats stats_;
+    EventDelivery delivery_ = EventDelivery::Stream;
 };
 
 // Wall-clock unix time in milliseconds.

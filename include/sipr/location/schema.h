@@ -1,6 +1,7 @@
 #pragma once
 // Redis key names of DESIGN §6. Every key of an AOR carries the AOR in a hash tag {..} so all of
 // them live in one Redis Cluster slot.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,20 @@ inline constexpr std::string_view kDomainsKey = "sipr:domains";
 inline constexpr std::string_view kAuthFailPrefix = "sipr:authfail:";
 inline constexpr std::string_view kNonceCountPrefix = "sipr:nc:";
 inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
+// Registration events and counts (src/location/README.md, "Events" and "Counts"), kept by
+// register.lua on one node or a Sentinel-followed primary. Redis Cluster gets the events on the
+// Pub/Sub channel kEventsChannel instead, and no counts.
+inline constexpr std::string_view kEventsKey = "sipr:events";  // stream, MAXLEN ~ 100000
+inline constexpr std::string_view kStatsKey = "sipr:stats";    // hash: aors, bindings
+inline constexpr std::string_view kExpiryKey = "sipr:expiry";  // zset: aor -> expiry*1024 + n
+inline constexpr std::string_view kEventsChannel = "sipr:events";
+// The event format's version (the `v` field).
+inline constexpr std::string_view kEventVersion = "1";
+
+// How register.lua publishes its event: XADD to kEventsKey (with the counts and the expiry index)
+// where every key can be in one script, PUBLISH on kEventsChannel (Redis Cluster), or not at all
+// (Off: sip-registrard --events off; no counts either).
+enum class EventDelivery : uint8_t { Stream, Channel, Off };
 
 // "sipr:loc:{<aor>}"
 [[nodiscard]] std::string location_key(std::string_view aor);
@@ -29,14 +44,18 @@ inline constexpr std::string_view kNonceRequestPrefix = "sipr:ncreq:";
 [[nodiscard]] std::size_t write_location_key(std::string_view aor, char* out,
                                              std::size_t cap) noexcept;
 
-// The Lua script behind RegisterStore::apply_register (DESIGN §5, §6). KEYS[1] = location key.
-// ARGV: max_contacts, evict(0|1), flags (1 remove all, +2 retransmission), call_id, cseq, triples
-// (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...} or an error reply
-// "STALE ..." / "TOOMANY ...".
+// The Lua script behind RegisterStore::apply_register (DESIGN §5, §6). KEYS[1] = location key,
+// then (EventDelivery::Stream) kEventsKey, kStatsKey, kExpiryKey. ARGV: max_contacts, evict(0|1),
+// flags (1 remove all, +2 retransmission, +4 by the operator, +8 the sweep, +16 events off),
+// call_id, cseq, triples (key, expires_s, tail) per contact. Returns {now_ms, field1, packed1, ...}
+// or an error reply "STALE ..." / "TOOMANY ...". Every change it makes appends one event
+// (register.lua's header).
 [[nodiscard]] std::string_view register_script() noexcept;
-// Appends register.lua's KEYS[1] and ARGV for `changes` to `out`, in the order above: the one
-// place that lays them out (RedisStore, Admin).
-void register_script_args(const RegisterChanges& changes, std::vector<std::string>& out);
+// Appends register.lua's numkeys, KEYS and ARGV for `changes` to `out`, in the order above: the
+// one place that lays them out (RedisStore, Admin). out[first + 1] is the location key (the key
+// that routes the command).
+void register_script_args(const RegisterChanges& changes, EventDelivery delivery,
+                          std::vector<std::string>& out);
 
 // The scripts behind AuthStore (auth_store.h); each file's header comment states its keys,
 // arguments and reply.

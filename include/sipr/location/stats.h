@@ -13,6 +13,9 @@ struct StoreStats {
     base::Gauge cache_entries;             // AORs in this worker's near-cache
     base::Counter redis_moved, redis_ask;  // Redis Cluster redirections followed (-MOVED, -ASK)
     base::Gauge redis_up;  // 1 while this worker's store can serve (its Redis connection is ready)
+    // The registration counts register.lua keeps (sipr:stats), as last read by this worker's
+    // Housekeeper (the registrar's first worker only); registered_known is 1 once one was read.
+    base::Gauge registered_aors, registered_bindings, registered_known;
 };
 
 }  // namespace sipr::location

@@ -62,6 +62,11 @@ struct RegisterChanges {
     // written; the reply is the bindings as they are, or Stale when what the request did is no
     // longer there (a binding removed or replaced since: a captured request cannot bring it back).
     bool retransmission = false;
+    // By the operator (sip-locctl): no Call-ID/CSeq ordering; the event says src=locctl.
+    bool by_operator = false;
+    // The expiry sweep (Housekeeper): no contacts; only expired bindings are pruned, and the event
+    // says src=sweep.
+    bool sweep = false;
 };
 
 struct RegisterReply {

@@ -192,6 +192,71 @@ std::vector<std::string> values(const RegisterTable& t) {
     return out;
 }
 
+// One registration event as register.lua appends it to the stream (README "Events").
+struct Event {
+    std::string id;
+    std::map<std::string, std::string> fields;
+    // Each entry of `changes` as its "kind" and "key" (the JSON is flat objects of strings and
+    // numbers, split here without a JSON library; keys and contacts in these tests hold no
+    // braces or quotes).
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> changes() const {
+        std::vector<std::pair<std::string, std::string>> out;
+        const std::string& j = fields.at("changes");
+        std::size_t at = 0;
+        while ((at = j.find('{', at)) != std::string::npos) {
+            const std::size_t end = j.find('}', at);
+            const std::string obj = j.substr(at, end - at);
+            out.emplace_back(string_of(obj, "kind"), string_of(obj, "key"));
+            at = end;
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+    [[nodiscard]] static std::string string_of(const std::string& obj, const std::string& name) {
+        const std::string tag = "\"" + name + "\":\"";
+        const std::size_t at = obj.find(tag);
+        if (at == std::string::npos) return "?";
+        const std::size_t from = at + tag.size();
+        return obj.substr(from, obj.find('"', from) - from);
+    }
+    [[nodiscard]] static long long number_of(const std::string& obj, const std::string& name) {
+        const std::string tag = "\"" + name + "\":";
+        const std::size_t at = obj.find(tag);
+        return at == std::string::npos ? -1 : std::stoll(obj.substr(at + tag.size()));
+    }
+};
+
+// The events appended since `after` ("-": all), oldest first; `after` advances.
+std::vector<Event> events_since(const test::RedisServer& server, std::string& after) {
+    test::ReplyPtr r = server.command(
+        {"XRANGE", std::string(location::kEventsKey), after == "-" ? "-" : "(" + after, "+"});
+    REQUIRE(r);
+    REQUIRE(r->type == REDIS_REPLY_ARRAY);
+    std::vector<Event> out;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+        const redisReply* e = r->element[i];
+        Event ev;
+        ev.id.assign(e->element[0]->str, e->element[0]->len);
+        for (std::size_t k = 0; k + 1 < e->element[1]->elements; k += 2)
+            ev.fields[e->element[1]->element[k]->str] = e->element[1]->element[k + 1]->str;
+        after = ev.id;
+        out.push_back(std::move(ev));
+    }
+    return out;
+}
+
+// sipr:stats as {aors, bindings} (absent fields: 0).
+std::pair<long long, long long> counts(const test::RedisServer& server) {
+    test::ReplyPtr r =
+        server.command({"HMGET", std::string(location::kStatsKey), "aors", "bindings"});
+    REQUIRE(r);
+    REQUIRE(r->elements == 2);
+    const auto num = [](const redisReply* v) {
+        return v->type == REDIS_REPLY_STRING ? std::stoll(v->str) : 0LL;
+    };
+    return {num(r->element[0]), num(r->element[1])};
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("location");
@@ -518,6 +583,253 @@ void same_outcome(ScriptRig& rig, RegisterTable& model, const RegisterChanges& c
 }
 
 }  // namespace
+
+TEST_CASE("register.lua events: one per change, of each kind, with its fields and the counts") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    std::string last = "-";
+    using Changes = std::vector<std::pair<std::string, std::string>>;
+
+    // Added.
+    Result r = rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)}));
+    REQUIRE(r.error == StoreError::None);
+    std::vector<Event> ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].fields.at("v") == "1");
+    CHECK(ev[0].fields.at("aor") == kAor);
+    CHECK(ev[0].fields.at("at") == std::to_string(r.now_ms));
+    CHECK(ev[0].fields.at("src") == "registrar");
+    CHECK(ev[0].fields.at("all") == "0");
+    CHECK(ev[0].fields.at("bindings") == "1");
+    CHECK(ev[0].changes() == Changes{{"added", "sip:a@192.0.2.1"}});
+    const std::string& j = ev[0].fields.at("changes");
+    CHECK(Event::string_of(j, "contact") == "sip:a@192.0.2.1");
+    CHECK(Event::number_of(j, "expires") == r.now_ms + 600'000);
+    CHECK(counts(rig.server) == std::pair{1LL, 1LL});
+
+    // Refreshed; the same request again changes nothing and publishes nothing.
+    rig.loop.run_for(2);
+    r = rig.apply(changes("c1", 2, {contact("sip:a@192.0.2.1", 900, "c1", 2)}));
+    REQUIRE(r.error == StoreError::None);
+    (void)rig.apply(changes("c1", 2, {contact("sip:a@192.0.2.1", 900, "c1", 2)}));
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].changes() == Changes{{"refreshed", "sip:a@192.0.2.1"}});
+    CHECK(Event::number_of(ev[0].fields.at("changes"), "expires") == r.now_ms + 900'000);
+    CHECK(counts(rig.server) == std::pair{1LL, 1LL});
+
+    // Two added in one REGISTER: one event listing both.
+    r = rig.apply(changes(
+        "c2", 1,
+        {contact("sip:b@192.0.2.2", 600, "c2", 1), contact("sip:c@192.0.2.3", 600, "c2", 1)}));
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].changes() == Changes{{"added", "sip:b@192.0.2.2"}, {"added", "sip:c@192.0.2.3"}});
+    CHECK(ev[0].fields.at("bindings") == "3");
+    CHECK(counts(rig.server) == std::pair{1LL, 3LL});
+
+    // Removed (expires 0).
+    r = rig.apply(changes("c2", 2, {contact("sip:b@192.0.2.2", 0, "c2", 2)}));
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].changes() == Changes{{"removed", "sip:b@192.0.2.2"}});
+    CHECK(Event::string_of(ev[0].fields.at("changes"), "contact") == "sip:b@192.0.2.2");
+    CHECK(ev[0].fields.at("bindings") == "2");
+    CHECK(counts(rig.server) == std::pair{1LL, 2LL});
+
+    // STALE and TOOMANY write nothing and publish nothing.
+    CHECK(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)})).error ==
+          StoreError::Stale);
+    CHECK(rig.apply(changes("c3", 1, {contact("sip:d@192.0.2.4", 600, "c3", 1)}, 2)).error ==
+          StoreError::TooManyContacts);
+    CHECK(events_since(rig.server, last).empty());
+    CHECK(counts(rig.server) == std::pair{1LL, 2LL});
+
+    // Evicted: the oldest (a) goes for d, in one event.
+    r = rig.apply(changes("c3", 1, {contact("sip:d@192.0.2.4", 600, "c3", 1)}, 2, true));
+    REQUIRE(r.error == StoreError::None);
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].changes() == Changes{{"added", "sip:d@192.0.2.4"}, {"evicted", "sip:a@192.0.2.1"}});
+    CHECK(ev[0].fields.at("bindings") == "2");
+    CHECK(counts(rig.server) == std::pair{1LL, 2LL});
+
+    // Contact: * removes all: all=1, bindings 0, the AOR leaves the counts and the expiry index.
+    RegisterChanges star = changes("c4", 1, {});
+    star.remove_all = true;
+    r = rig.apply(star);
+    REQUIRE(r.error == StoreError::None);
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].fields.at("all") == "1");
+    CHECK(ev[0].fields.at("bindings") == "0");
+    CHECK(ev[0].changes() ==
+          Changes{{"removed", "sip:c@192.0.2.3"}, {"removed", "sip:d@192.0.2.4"}});
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+    test::ReplyPtr z = rig.server.command({"ZCARD", std::string(location::kExpiryKey)});
+    CHECK(z->integer == 0);
+
+    // By the operator: src=locctl, no Call-ID/CSeq ordering.
+    RegisterChanges op = changes("sip-locctl", 1, {contact("sip:e@192.0.2.5", 600, "x", 1)});
+    op.by_operator = true;
+    REQUIRE(rig.apply(op).error == StoreError::None);
+    op.contacts[0].expires_s = 0;
+    op.cseq = 0;  // lower: would be STALE for a REGISTER
+    REQUIRE(rig.apply(op).error == StoreError::None);
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 2);
+    CHECK(ev[0].fields.at("src") == "locctl");
+    CHECK(ev[1].changes() == Changes{{"removed", "sip:e@192.0.2.5"}});
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+}
+
+TEST_CASE("register.lua events: expiry becomes an event on the next write or the sweep") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    std::string last = "-";
+    using Changes = std::vector<std::pair<std::string, std::string>>;
+    RegisterChanges sweep;
+    sweep.aor = kAor;
+    sweep.sweep = true;
+
+    // a lives long, b expires in 1 s.
+    REQUIRE(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)})).error ==
+            StoreError::None);
+    Result r = rig.apply(changes("c2", 1, {contact("sip:b@192.0.2.2", 1, "c2", 1)}));
+    REQUIRE(r.error == StoreError::None);
+    (void)events_since(rig.server, last);
+    // The expiry index holds the earliest expiry (b's) and the stored count.
+    test::ReplyPtr z =
+        rig.server.command({"ZSCORE", std::string(location::kExpiryKey), std::string(kAor)});
+    REQUIRE(z);
+    REQUIRE(z->type == REDIS_REPLY_STRING);
+    CHECK(std::stoll(z->str) == (r.now_ms + 1000) * 1024 + 2);
+
+    // Before b's expiry the sweep changes nothing.
+    CHECK(rig.apply(sweep).error == StoreError::None);
+    CHECK(events_since(rig.server, last).empty());
+    rig.loop.run_for(1100);
+    CHECK(rig.apply(sweep).error == StoreError::None);
+    std::vector<Event> ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].fields.at("src") == "sweep");
+    CHECK(ev[0].changes() == Changes{{"expired", "sip:b@192.0.2.2"}});
+    CHECK(ev[0].fields.at("bindings") == "1");
+    CHECK(counts(rig.server) == std::pair{1LL, 1LL});
+
+    // The whole key gone in Redis before anyone saw it (its latest binding expired; DEL stands
+    // for that here): the sweep reports its bindings as one entry without a key.
+    test::ReplyPtr del = rig.server.command({"DEL", location::location_key(kAor)});
+    REQUIRE(del->integer == 1);
+    CHECK(rig.apply(sweep).error == StoreError::None);
+    ev = events_since(rig.server, last);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].changes() == Changes{{"expired", ""}});
+    CHECK(Event::number_of(ev[0].fields.at("changes"), "count") == 1);
+    CHECK(ev[0].fields.at("bindings") == "0");
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+    z = rig.server.command({"ZCARD", std::string(location::kExpiryKey)});
+    CHECK(z->integer == 0);
+    // Nothing left to report.
+    CHECK(rig.apply(sweep).error == StoreError::None);
+    CHECK(events_since(rig.server, last).empty());
+}
+
+TEST_CASE(
+    "register.lua events: bindings stored before the counts are counted at their first change") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    const int64_t now = rig.redis_time_ms();
+    // Two bindings written before the counts existed: no index entry, not counted.
+    rig.hset("sip:old1@192.0.2.1", packed("sip:old1@192.0.2.1", "x", 1, now + 600'000, now));
+    rig.hset("sip:old2@192.0.2.2", packed("sip:old2@192.0.2.2", "x", 1, now + 600'000, now));
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+    REQUIRE(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.3", 600, "c1", 1)})).error ==
+            StoreError::None);
+    CHECK(counts(rig.server) == std::pair{1LL, 3LL});
+    RegisterChanges star = changes("c1", 2, {});
+    star.remove_all = true;
+    REQUIRE(rig.apply(star).error == StoreError::None);
+    CHECK(counts(rig.server) == std::pair{0LL, 0LL});
+}
+
+TEST_CASE("register.lua events: when the event cannot be written the bindings do not change") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    REQUIRE(rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)})).error ==
+            StoreError::None);
+    const RegisterTable before = rig.hash();
+    // sipr:events made a string: XADD fails inside the script.
+    test::ReplyPtr d = rig.server.command({"DEL", std::string(location::kEventsKey)});
+    test::ReplyPtr s = rig.server.command({"SET", std::string(location::kEventsKey), "x"});
+    CHECK(rig.apply(changes("c1", 2, {contact("sip:b@192.0.2.2", 600, "c1", 2)})).error ==
+          StoreError::Protocol);
+    CHECK(rig.hash() == before);
+}
+
+TEST_CASE("register.lua events: on a Cluster (Channel) the event is PUBLISHed, no counts kept") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    rig.store->set_event_delivery(location::EventDelivery::Channel);
+    // A subscriber on a blocking connection of its own.
+    redisContext* sub = redisConnect("127.0.0.1", rig.server.url().port);
+    REQUIRE(sub != nullptr);
+    REQUIRE(sub->err == 0);
+    freeReplyObject(
+        redisCommand(sub, "SUBSCRIBE %s", std::string(location::kEventsChannel).c_str()));
+    Result r = rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)}));
+    REQUIRE(r.error == StoreError::None);
+    void* msg = nullptr;
+    REQUIRE(redisGetReply(sub, &msg) == REDIS_OK);
+    auto* m = static_cast<redisReply*>(msg);
+    REQUIRE(m->elements == 3);
+    const std::string payload(m->element[2]->str, m->element[2]->len);
+    freeReplyObject(m);
+    redisFree(sub);
+    CHECK(Event::string_of(payload, "v") == "1");
+    CHECK(Event::string_of(payload, "aor") == kAor);
+    CHECK(Event::string_of(payload, "kind") == "added");
+    CHECK(Event::string_of(payload, "key") == "sip:a@192.0.2.1");
+    test::ReplyPtr n =
+        rig.server.command({"EXISTS", std::string(location::kEventsKey),
+                            std::string(location::kStatsKey), std::string(location::kExpiryKey)});
+    CHECK(n->integer == 0);
+}
+
+TEST_CASE("register.lua events: Off (sip-registrard --events off) publishes and counts nothing") {
+    ScriptRig rig;
+    SIPR_REQUIRE_REDIS_SERVER(rig.server);
+    rig.connect();
+    rig.store->set_event_delivery(location::EventDelivery::Off);
+    redisContext* sub = redisConnect("127.0.0.1", rig.server.url().port);
+    REQUIRE(sub != nullptr);
+    REQUIRE(sub->err == 0);
+    freeReplyObject(
+        redisCommand(sub, "SUBSCRIBE %s", std::string(location::kEventsChannel).c_str()));
+    Result r = rig.apply(changes("c1", 1, {contact("sip:a@192.0.2.1", 600, "c1", 1)}));
+    REQUIRE(r.error == StoreError::None);
+    CHECK(rig.hash().size() == 1);
+    // A PUBLISH would be read here; the PING's reply comes first only when there was none.
+    REQUIRE(redisAppendCommand(sub, "PING") == REDIS_OK);
+    timeval tv{2, 0};
+    redisSetTimeout(sub, tv);
+    void* msg = nullptr;
+    REQUIRE(redisGetReply(sub, &msg) == REDIS_OK);
+    auto* m = static_cast<redisReply*>(msg);
+    REQUIRE(m->type == REDIS_REPLY_ARRAY);
+    CHECK(std::string(m->element[0]->str) == "pong");
+    freeReplyObject(m);
+    redisFree(sub);
+    test::ReplyPtr n =
+        rig.server.command({"EXISTS", std::string(location::kEventsKey),
+                            std::string(location::kStatsKey), std::string(location::kExpiryKey)});
+    CHECK(n->integer == 0);
+}
 
 TEST_CASE("register model: the same outcome as register.lua, case by case") {
     ScriptRig rig;
