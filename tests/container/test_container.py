@@ -112,8 +112,8 @@ class Container:
         try:
             wait_until(lambda: options_status(self.port) == 200, 30,
                        what=f"{self.program} in its container to answer OPTIONS 200")
-            wait_until(lambda: metric_value(scrape_metrics(self.metrics_port), "sipr_redis_up") == 1,
-                       15, what=f"{self.program} to be connected to Redis")
+            wait_until(lambda: metric_value(self.metrics(), "sipr_redis_up") == 1, 15,
+                       what=f"{self.program} to be connected to Redis")
         except AssertionError as e:
             raise AssertionError(f"{e}; its log:\n{self.logs()}") from None
 
