@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -61,6 +62,24 @@ def build_args() -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------
 # Fixtures
 
+def remove_leftovers(podman: Podman) -> None:
+    """Removes the containers, networks and image names of an earlier run of this file that was
+    killed before its teardown: they carry the PID of that run (RUN_ID), which is gone."""
+    def stale(name: str) -> bool:
+        m = re.search(r"sipr-?test-?(\d+)", name)
+        return m is not None and not Path(f"/proc/{m.group(1)}").exists()
+
+    for name in podman.run(["ps", "--all", "--format", "{{.Names}}"]).stdout.split():
+        if stale(name):
+            podman.remove_container(name)
+    for net in podman.run(["network", "ls", "--format", "{{.Name}}"]).stdout.split():
+        if stale(net):
+            podman.run(["network", "rm", "--force", net], check=False)
+    for tag in podman.run(["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split():
+        if stale(tag):
+            podman.untag(tag)
+
+
 @pytest.fixture(scope="module")
 def podman():
     why = unavailable()
@@ -68,6 +87,7 @@ def podman():
         pytest.skip(why)
     p = Podman()
     p.configure()
+    remove_leftovers(p)
     p.prune_cache()
     start = time.monotonic()
     why = ensure_base(p)

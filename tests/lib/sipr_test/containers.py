@@ -130,7 +130,7 @@ class Podman:
         """Removes the name `tag` (when it exists); the image it named stays in the store, as the
         build cache of the next run, until prune_cache() finds it old."""
         if self.exists("image", tag):
-            self.run(["untag", tag], check=False, timeout=60)
+            self.run(["untag", tag, tag], check=False, timeout=60)
 
     def prune_cache(self, days: int = 7) -> None:
         """Removes the unnamed images (build cache) older than `days`."""
