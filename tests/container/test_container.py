@@ -48,7 +48,7 @@ RUN_ID = f"sipr-test-{os.getpid()}"
 IMAGE = f"localhost/{RUN_ID}/sip-redirect:test"
 SECRET = "container-test-secret"
 DOMAIN = "example.com"
-DRAIN = 2  # SIPR_DRAIN_SECONDS of the redirect servers here
+DRAIN = 3  # SIPR_DRAIN_SECONDS of the redirect servers here
 USER = 10001
 # The runtime stage adds the shared libraries (about 20 MB) and the stripped programs to its
 # base; the build stage's toolchain alone is several hundred MB.
@@ -214,22 +214,28 @@ def assert_unprivileged(podman: Podman, name: str, program: str) -> None:
 
 def stop_within_drain(podman: Podman, names: list[str], redirect_ports: list[int],
                       invite_ports: list[int]) -> float:
-    """`podman stop` of the redirect containers `names`: meanwhile their OPTIONS is answered
-    503 and an INVITE sent to `invite_ports` still 302; the stop returns after the drain and
-    within 3 s past it, every container with exit status 0. Returns the stop's duration."""
+    """`podman stop` of the redirect containers `names`: meanwhile OPTIONS to each of
+    `redirect_ports` is answered 503 and then an INVITE sent to each of `invite_ports` still 302;
+    the stop returns after the drain and at most 5 s past it (podman itself is slow to start on a
+    busy machine), every container with exit status 0. Returns the stop's duration."""
     start = time.monotonic()
-    stop = subprocess.Popen(["podman", "stop", "--time", str(DRAIN + 8), *names],
+    stop = subprocess.Popen(["podman", "stop", "--time", str(DRAIN + 10), *names],
                             env=podman.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        for port in redirect_ports:
-            wait_until(lambda: options_status(port) == 503, DRAIN / 2,
-                       what=f"OPTIONS to 127.0.0.1:{port} answered 503 (draining)")
+        draining: set[int] = set()
+        while len(draining) < len(redirect_ports) and stop.poll() is None:
+            draining |= {p for p in redirect_ports if options_status(p) == 503}
+        assert len(draining) == len(redirect_ports), (
+            f"OPTIONS to {sorted(set(redirect_ports) - draining)} never answered 503 before "
+            f"the container stopped (no drain)")
+        if not redirect_ports:
+            time.sleep(1)  # the stop under way: SIGTERM sent, the drain begun
         for port in invite_ports:
             with SipUdp(port) as ua:
                 r = ua.transact("INVITE", f"sip:alice@{DOMAIN}", timeout=1)
                 assert r.status == 302, f"INVITE while draining: {r.status} {r.reason}"
-        out, _ = stop.communicate(timeout=DRAIN + 15)
+        out, _ = stop.communicate(timeout=DRAIN + 20)
     finally:
         if stop.poll() is None:
             stop.kill()
@@ -239,7 +245,7 @@ def stop_within_drain(podman: Podman, names: list[str], redirect_ports: list[int
     for name in names:
         code = podman.inspect(name, "{{.State.ExitCode}}")
         assert code == "0", f"{name} exited with status {code} (137: killed after the timeout)"
-    assert DRAIN - 0.5 <= took <= DRAIN + 3, f"podman stop took {took:.1f}s, drain {DRAIN}s"
+    assert DRAIN - 0.5 <= took <= DRAIN + 5, f"podman stop took {took:.1f}s, drain {DRAIN}s"
     return took
 
 
@@ -301,7 +307,7 @@ def test_stop_returns_within_the_drain(podman, site, redis_server):
     podman.run(["stop", "--time", "10", reg.name])
     took = time.monotonic() - start
     assert podman.inspect(reg.name, "{{.State.ExitCode}}") == "0", "registrar exit status"
-    assert took < 3, f"podman stop sip-registrard took {took:.1f}s (no drain)"
+    assert took < 5, f"podman stop sip-registrard took {took:.1f}s (it has no drain)"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ The cache directory is $SIPR_CONTAINER_CACHE, default /var/tmp/sipr-container:
     storage/                        the image store: the base image and the build cache
     debian-bookworm.tar             the bootstrapped base (kept: about 80 MB, one to four minutes
                                     to make); delete the directory to start afresh
-Run state (podman's runroot) is in /run/sipr-container, so a reboot clears it.
+Run state (podman's runroot) is in /run/ under the cache directory's name (/run/sipr-container),
+so a reboot clears it.
 
 The configuration is what podman needs on this machine (cgroups v1 hybrid): runc (crun fails),
 no default ulimits (setrlimit fails), netavark (with aardvark-dns, so compose services find each
@@ -27,7 +28,6 @@ from typing import Iterator, Sequence
 from .base import tail
 
 CACHE = Path(os.environ.get("SIPR_CONTAINER_CACHE", "/var/tmp/sipr-container"))
-RUNROOT = Path("/run/sipr-container")
 BASE_IMAGE = "localhost/debian:bookworm"
 BASE_TAR = CACHE / "debian-bookworm.tar"
 
@@ -72,7 +72,7 @@ class Podman:
         (self.cache / "containers.conf").write_text(CONTAINERS_CONF)
         (self.cache / "storage.conf").write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{self.cache / "storage"}"\n'
-            f'runroot = "{RUNROOT}"\n')
+            f'runroot = "{Path("/run") / self.cache.name}"\n')
 
     def run(self, args: Sequence[str], timeout: float = 120, check: bool = True,
             program: str = "podman", env: dict[str, str] | None = None
