@@ -9,6 +9,7 @@ SIPR_PACKAGES=(
     kamailio kamailio-redis-modules
     prometheus python3-yaml python3-pytest python3-redis
     baresip linphone-cli
+    podman runc podman-compose mmdebstrap netavark aardvark-dns
 )
 
 sipr_install_packages() {
