@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from sipr_test.bindings import StoredBinding, location_key, pack_binding
 from sipr_test.processes import ServiceDaemon
 from sipr_test.redis_servers import RedisServer, time_ms
 from sipr_test.sip import Request, Response, SipUdp, parse_response, unique
+from sipr_test.sipp import run_sipp
 
 DOMAIN = "example.com"
 ENV = {**os.environ, "SIPR_SECRET": "stream-integration-secret"}
@@ -38,9 +41,9 @@ def seed(redis: RedisServer, user: str, n: int = 1) -> list[str]:
     now = time_ms(redis.client)
     contacts = []
     for i in range(n):
-        c = f"sip:{user}-{i:02d}@198.51.100.{i + 1}:5060;transport=tcp"
+        c = f"sip:{user}-{i:02d}@198.51.100.{i + 1}:5060"
         b = StoredBinding(expires_at_ms=now + 600_000, updated_at_ms=now, cseq=1,
-                          call_id=unique("seed"), contact=c, q=990 - 20 * i, path="",
+                          call_id=unique("seed"), contact=c, q=1000 - 20 * i, path="",
                           received="192.0.2.250:5060", user_agent="seed", instance="",
                           reg_id=None)
         redis.client.hset(location_key(aor(user)), c, pack_binding(b))
@@ -146,6 +149,21 @@ def test_302_over_tcp_with_received_and_rport(redis, redirect):
         c.sock.sendall(c.invite("nobody").data)
         assert c.read_message().status == 404
     assert redirect.metric("sipr_connections_accepted_total") >= 1
+
+
+def test_sipp_over_tcp_gets_the_302_and_acks_it(redis, redirect):
+    """invite_302.xml over TCP (sipp -t t1): one connection, the INVITE answered by a 302 whose
+    only Contact is the binding's, the ACK absorbed (nothing comes back for it)."""
+    contact = seed(redis, "alice")[0]
+    acks = redirect.metric("sipr_requests_total", method="ACK")
+    with tempfile.TemporaryDirectory(prefix="sipr-inf-") as work:
+        inf = Path(work) / "contact.csv"
+        inf.write_text(f"SEQUENTIAL\n{contact};\n")
+        res = run_sipp("invite_302.xml", redirect.port, service="alice",
+                       args=["-t", "t1", "-inf", str(inf)])
+    assert res.returncode == 0, f"sipp -t t1 invite_302.xml failed: {res.summary()}"
+    assert "TCP message sent" in res.messages, "SIPp spoke TCP"
+    wait_metric(redirect, "sipr_requests_total", acks + 1, method="ACK")
 
 
 def test_pipelined_and_split_requests_answered_in_order(redis, redirect):
