@@ -113,7 +113,7 @@ void add_stream_flags(CLI::App& app, CommonFlags& f) {
                    "largest answer over TCP, bytes: a 302 lists every contact up to it (the UDP "
                    "cut of --max-response and the amplification guard apply to UDP only)")
         ->envname("SIPR_MAX_RESPONSE_STREAM")
-        ->check(CLI::Range(std::size_t{512}, std::size_t{1000000}))
+        ->check(CLI::Range(std::size_t{512}, std::size_t{65000}))
         ->capture_default_str();
     app.add_option("--tcp-max-connections", f.tcp_max_connections,
                    "TCP connections open at once on this instance (split evenly over the "

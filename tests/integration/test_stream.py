@@ -1,7 +1,8 @@
-"""sip-redirectd over TCP beside UDP on the same port (issue 17; RFC 3261 §18.2.1, §18.3, §18.2.2;
+"""sip-redirectd and sip-registrard over TCP beside UDP on the same port (issue 17; RFC 3261 §18.2.1, §18.3, §18.2.2;
 RFC 5626 §3.5.1), against a real redis-server, with raw TCP sockets: a 302 over TCP with
 received/rport on the Via; pipelined and split requests answered in order; the CRLF ping; a
-40-contact AOR whole over TCP and cut over UDP; each connection limit hit once, with its metric.
+40-contact AOR whole over TCP and cut over UDP; each connection limit hit once, with its metric;
+REGISTERs over TCP, pipelined, and a 200 listing 40 bindings over TCP where UDP cuts it.
 
     /usr/bin/python3 -m pytest tests/integration/test_stream.py [-k name-substring]
 """
@@ -79,6 +80,12 @@ class SipTcp:
         branch = unique("z9hG4bK")
         return self.builder.build("INVITE", aor(user), branch=branch,
                                   via=f"Via: SIP/2.0/TCP {self.local};branch={branch};rport", **kw)
+
+    def register(self, user: str, contacts, **kw) -> Request:
+        branch = unique("z9hG4bK")
+        return self.builder.register(aor(user), contacts, branch=branch,
+                                     via=f"Via: SIP/2.0/TCP {self.local};branch={branch};rport",
+                                     **kw)
 
     def read_message(self, timeout: float = 5.0) -> Response:
         """The next response, framed by its Content-Length."""
@@ -301,3 +308,27 @@ def test_client_that_does_not_read_is_disconnected(redis_server):
                 pass
         wait_metric(d, "sipr_connections_closed_total", 1, reason="write_backlog")
         wait_metric(d, "sipr_connections_open", 0)
+
+
+def test_registrar_over_tcp(redis_server):
+    flags = ["--domain", DOMAIN, "--max-contacts", "100", "--min-expires", "1"]
+    with ServiceDaemon("sip-registrard", redis_server.url, flags, name="sip-registrard[tcp]",
+                       workers=1, env=ENV) as reg, SipTcp(reg.port) as c:
+        # Two REGISTERs in one write, answered in order on the connection.
+        a = c.register("dave", ["<sip:dave@192.0.2.1>"], expires=600)
+        b = c.register("erin", ["<sip:erin@192.0.2.2>"], expires=600)
+        c.sock.sendall(a.data + b.data)
+        got = [c.read_message() for _ in range(2)]
+        assert [r.status for r in got] == [200, 200]
+        assert [r.top_via.get("branch") for r in got] == [a.branch, b.branch]
+        assert [x.uri for x in got[1].contacts] == ["sip:erin@192.0.2.2"]
+        # 40 bindings: the 200 over TCP lists them all, one over UDP is cut to 1300 bytes.
+        contacts = [f"<sip:frank-{i:02d}@198.51.100.{i + 1}:5060>" for i in range(40)]
+        req = c.register("frank", contacts, expires=600, cseq=1)
+        c.sock.sendall(req.data)
+        r = c.read_message()
+        assert r.status == 200 and len(r.contacts) == 40 and len(r.raw) > 1300
+        with SipUdp(reg.port) as ua:
+            fetch = ua.register(aor("frank"), [], headers=["X-Pad: " + "p" * 400])
+            u = ua.send(fetch)
+            assert u.status == 200 and len(u.raw) <= 1300 and 0 < len(u.contacts) < 40
