@@ -54,8 +54,14 @@ class StreamFramer {
     [[nodiscard]] Frame next() noexcept;
 
     // True while a message has begun but its head is not yet complete (the slow-loris deadline
-    // runs); false between messages and once the head is in (the body is then being read).
-    [[nodiscard]] bool head_pending() const noexcept { return end_ > start_ && head_len_ == 0; }
+    // runs); false between messages (a CRLF that may begin a ping included) and once the head is
+    // in (the body is then being read).
+    [[nodiscard]] bool head_pending() const noexcept {
+        const std::size_t n = end_ - start_;
+        if (head_len_ != 0 || n == 0) return false;
+        // Only a prefix of CRLFCRLF: no message has begun.
+        return n > 3 || std::string_view(buf_.data() + start_, n) != kPing.substr(0, n);
+    }
     // Bytes committed and not yet consumed.
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_; }
     // The largest message accepted: the buffer's size.
@@ -64,6 +70,7 @@ class StreamFramer {
     void reset() noexcept;
 
   private:
+    static constexpr std::string_view kPing = "\r\n\r\n";
     Frame fail(FrameError e, std::string_view head) noexcept;
 
     std::span<char> buf_;

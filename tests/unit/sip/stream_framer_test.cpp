@@ -157,6 +157,19 @@ TEST_CASE("stream framer: a message waits for its whole body") {
     f.commit(head.size() - 10);
     CHECK(f.next().kind == FrameKind::NeedMore);
     CHECK_FALSE(f.head_pending());  // the head is in; the body is being read
+
+    // Between messages a CRLF (perhaps the start of a ping) starts no head deadline.
+    StreamFramer g(storage);
+    for (char c : std::string_view("\r\n\r")) {
+        g.free_space()[0] = c;
+        g.commit(1);
+        CHECK(g.next().kind == FrameKind::NeedMore);
+        CHECK_FALSE(g.head_pending());
+    }
+    g.free_space()[0] = 'I';
+    g.commit(1);
+    CHECK(g.next().kind == FrameKind::NeedMore);
+    CHECK(g.head_pending());
 }
 
 TEST_CASE("stream framer: a message exactly as large as the buffer fits, one byte more does not") {
