@@ -201,7 +201,7 @@ fi
 
 if [ "${SIPR_SKIP_FUZZ:-0}" != 1 ]; then
     # Only the fuzz targets are compiled (tests/fuzz/run.sh runs them).
-    if CXX=clang++ BUILD_TARGETS="tests/fuzz/fuzz_message tests/fuzz/fuzz_uri tests/fuzz/fuzz_aor tests/fuzz/fuzz_redirect tests/fuzz/fuzz_registrar" \
+    if CXX=clang++ BUILD_TARGETS="tests/fuzz/fuzz_message tests/fuzz/fuzz_uri tests/fuzz/fuzz_aor tests/fuzz/fuzz_redirect tests/fuzz/fuzz_registrar tests/fuzz/fuzz_framer" \
         build fuzz --buildtype=debugoptimized -Dfuzz=enabled -Dtests=false -Dbench=false \
         -Db_sanitize=address,undefined -Db_lundef=false; then
         echo "== fuzz: corpus replay and ${FUZZ_SECONDS}s per target"

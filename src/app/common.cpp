@@ -107,6 +107,46 @@ void add_common_flags(CLI::App& app, CommonFlags& f) {
         ->capture_default_str();
 }
 
+void add_stream_flags(CLI::App& app, CommonFlags& f) {
+    f.tcp = true;
+    app.add_option("--max-response-stream", f.max_response_stream,
+                   "largest answer over TCP, bytes: a 302 lists every contact up to it (the UDP "
+                   "cut of --max-response and the amplification guard apply to UDP only)")
+        ->envname("SIPR_MAX_RESPONSE_STREAM")
+        ->check(CLI::Range(std::size_t{512}, std::size_t{65000}))
+        ->capture_default_str();
+    app.add_option("--tcp-max-connections", f.tcp_max_connections,
+                   "TCP connections open at once on this instance (split evenly over the "
+                   "workers, rounded up); beyond, new ones are reset")
+        ->envname("SIPR_TCP_MAX_CONNECTIONS")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
+        ->capture_default_str();
+    app.add_option("--tcp-max-per-source", f.tcp_max_per_source,
+                   "TCP connections open at once from one source address (enforced per worker as "
+                   "its share, rounded up; the kernel spreads a source's connections over the "
+                   "workers); beyond, new ones are reset")
+        ->envname("SIPR_TCP_MAX_PER_SOURCE")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
+        ->capture_default_str();
+    app.add_option("--tcp-idle-timeout", f.tcp_idle_timeout_s,
+                   "close a TCP connection with nothing read or written for this long, s")
+        ->envname("SIPR_TCP_IDLE_TIMEOUT")
+        ->check(CLI::Range(1u, 86400u))
+        ->capture_default_str();
+    app.add_option("--tcp-head-timeout", f.tcp_head_timeout_ms,
+                   "close a TCP connection whose message head is not complete this long after "
+                   "it began (slow-loris), ms")
+        ->envname("SIPR_TCP_HEAD_TIMEOUT")
+        ->check(CLI::Range(100u, 600000u))
+        ->capture_default_str();
+    app.add_option("--tcp-max-write-buffer", f.tcp_max_write_buffer,
+                   "unsent answer bytes kept for one TCP connection; a client that reads so "
+                   "little that more pile up is disconnected")
+        ->envname("SIPR_TCP_MAX_WRITE_BUFFER")
+        ->check(CLI::Range(std::size_t{65536}, std::size_t{64} << 20))
+        ->capture_default_str();
+}
+
 void parse_or_exit(CLI::App& app, int argc, char** argv) {
     try {
         app.parse(argc, argv);
@@ -278,11 +318,28 @@ void Worker::on_notice(void* ctx, const location::BackendNotice& n) noexcept {
     }
 }
 
+void Worker::enable_streams(const StreamOptions& options) {
+    stream_ = std::make_unique<StreamFront>(options, stats_.stream);
+}
+
 std::string Worker::open(const sockaddr* listen, unsigned spread_over) {
     int rc = socket_.open(loop_, listen);
     if (rc != 0)
         return "cannot listen on " + net::to_string(listen) + ": " + uv_strerror(rc) +
                " (is another server on that port? choose another with --listen)";
+    if (stream_) {
+        // The UDP socket's own address: with port 0 the kernel's choice, shared by both.
+        const sockaddr_storage bound = socket_.local_address();
+        rc =
+            stream_->open(loop_, reinterpret_cast<const sockaddr*>(&bound), allow_, service_.get());
+        if (rc != 0) {
+            socket_.close();
+            return "cannot listen on tcp " +
+                   net::to_string(reinterpret_cast<const sockaddr*>(&bound)) + ": " +
+                   uv_strerror(rc) +
+                   " (is another server on that port? choose another with --listen)";
+        }
+    }
     // A start-up error, not a silent fallback: asked for (the default), random spreading that
     // does not happen would leave a load balancer on one core with nothing saying so.
     if (spread_over > 0 && (rc = socket_.spread_randomly(spread_over)) != 0) {
@@ -300,6 +357,7 @@ void Worker::start_receiving() {
 }
 
 bool Worker::send(std::string_view bytes, const sip::Peer& to, uint16_t port) noexcept {
+    if (to.transport != sip::Transport::Udp) return stream_ && stream_->send(bytes, to);
     sockaddr_storage dst = to.addr;
     if (dst.ss_family == AF_INET)
         reinterpret_cast<sockaddr_in*>(&dst)->sin_port = htons(port);
@@ -359,6 +417,7 @@ void Worker::begin_drain() noexcept {
 
 void Worker::drain_and_close(uint64_t grace_ms) {
     socket_.stop();
+    if (stream_) stream_->stop_accepting();
     drain_deadline_ = uv_now(loop_) + grace_ms;
     if (service_->pending() == 0) {
         close_all();
@@ -383,6 +442,7 @@ void Worker::close_all() noexcept {
         drain_timer_open_ = false;
     }
     socket_.close();
+    if (stream_) stream_->close();
     backend_->stop();
 }
 
@@ -447,6 +507,16 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         return (total + spread_over - 1) / spread_over;
     };
 
+    // The stream limits are the instance's: each worker enforces its share.
+    StreamOptions streams;
+    streams.enabled = common.tcp;
+    streams.max_message = common.stream_max_message;
+    streams.limits.max_connections = (common.tcp_max_connections + n - 1) / n;
+    streams.limits.max_per_source = (common.tcp_max_per_source + n - 1) / n;
+    streams.limits.idle_ms = uint64_t{common.tcp_idle_timeout_s} * 1000u;
+    streams.limits.head_ms = common.tcp_head_timeout_ms;
+    streams.limits.max_write_buffer = common.tcp_max_write_buffer;
+
     std::vector<std::unique_ptr<Worker>> workers(n);
     std::vector<std::string> errors(n);
     net::WorkerGroup group;
@@ -459,6 +529,7 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
                 i, loop, *stats[i],
                 std::make_unique<location::Backend>(loop, startup.redis, o, stats[i]->store));
             workers[i]->set_service(make(*workers[i]));
+            if (common.tcp) workers[i]->enable_streams(streams);
             workers[i]->limit_sources(startup.allow, share(common.rate_limit), share(burst),
                                       seeds[i], common.rate_limit_v6_prefix);
             errors[i] =
@@ -476,9 +547,10 @@ int serve(const std::string& program, const CommonFlags& common, const Startup& 
         die(program, "a worker failed to start");
     }
     spdlog::info(
-        "listening on udp {} with {} workers (--spread {}), metrics on "
+        "listening on {} {} with {} workers (--spread {}), metrics on "
         "http://{}/metrics, Redis {}",
-        common.listen, n, common.spread, common.metrics, location::redacted(startup.redis.target));
+        common.tcp ? "udp and tcp" : "udp", common.listen, n, common.spread, common.metrics,
+        location::redacted(startup.redis.target));
     // Only once serving: a start-up error stays the only line on stderr.
     if (common.rate_limit != 0 && !startup.allow.empty())
         spdlog::warn(

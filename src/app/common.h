@@ -20,6 +20,7 @@
 #include "sipr/net/rate_limiter.h"
 #include "sipr/net/udp_socket.h"
 #include "sipr/sip/intake.h"
+#include "stream_front.h"
 
 namespace sipr::app {
 
@@ -42,12 +43,25 @@ struct CommonFlags {
     // IPv6 sources are rate-limited per prefix of this many bits (1..128); IPv4 per address.
     unsigned rate_limit_v6_prefix = net::SourceRateLimiter::kDefaultV6Prefix;
     std::string spread = "random";  // random: one source reaches every worker; flow: kernel hash
+    // TCP on the --listen address too (add_stream_flags); limits for the whole instance.
+    bool tcp = false;
+    std::size_t max_response_stream = 65000;  // largest answer over TCP, bytes
+    std::size_t tcp_max_connections = 4096;
+    std::size_t tcp_max_per_source = 256;
+    uint32_t tcp_idle_timeout_s = 300;
+    uint32_t tcp_head_timeout_ms = 5000;
+    std::size_t tcp_max_write_buffer = 256 * 1024;
+    std::size_t stream_max_message = 8192;  // set by the daemon: its largest request (513 beyond)
 };
 
 // Adds --listen, --redis, --metrics, --workers, --domain, --log-level, --secret, --redis-timeout,
 // --allow, --rate-limit, --rate-burst, --rate-limit-v6-prefix, --max-response,
 // --max-amplification, --spread, each with its SIPR_* environment equivalent.
 void add_common_flags(CLI::App& app, CommonFlags& f);
+
+// Sets f.tcp and adds --max-response-stream, --tcp-max-connections, --tcp-max-per-source,
+// --tcp-idle-timeout, --tcp-head-timeout, --tcp-max-write-buffer, each with its SIPR_* equivalent.
+void add_stream_flags(CLI::App& app, CommonFlags& f);
 
 // Parses the command line. On --help prints it and exits 0; on a bad flag prints one line naming
 // it and exits 2.
@@ -103,6 +117,23 @@ class Service {
     [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
     // Graceful drain began: a service with a health probe starts failing it. Default: nothing.
     virtual void on_drain() noexcept {}
+    // One message framed from a stream connection (`from.transport` Tcp). Returns true when its
+    // answer is still to come through the worker's Sender; the connection hands over nothing
+    // more until then, so answers leave in the order of the requests. Default: handle() (a
+    // connection's source is validated by its handshake: trusted) and nothing awaited, right
+    // only for a service that answers at once.
+    virtual bool handle_stream(std::string_view bytes, const sip::Peer& from) noexcept {
+        handle(bytes, from, true);
+        return false;
+    }
+    // Answers `status` / `reason` to the request whose head is `head` (a stream message that
+    // cannot be framed), when the head holds enough to form a response. Returns whether it did.
+    // Default: never.
+    virtual bool reject(std::string_view head, const sip::Peer& from, uint16_t status,
+                        std::string_view reason) noexcept {
+        (void)head, (void)from, (void)status, (void)reason;
+        return false;
+    }
 };
 
 // One worker: its socket, its source checks, its location backend, its service and its stats.
@@ -115,6 +146,10 @@ class Worker final : public net::DatagramHandler, public sip::Sender {
 
     // The service (built on backend() and this worker as its Sender); call before open().
     void set_service(std::unique_ptr<Service> service) noexcept { service_ = std::move(service); }
+
+    // TCP beside UDP (RFC 3261 §18.2.1): open() then also listens on the UDP socket's address and
+    // port. Call before open().
+    void enable_streams(const StreamOptions& options);
 
     // Opens the socket on `listen` and starts the backend. With `spread_over` > 0 the port's
     // datagrams go to a random one of that many workers' sockets (--spread random; see
@@ -168,6 +203,7 @@ class Worker final : public net::DatagramHandler, public sip::Sender {
     sip::Peer peer_;         // scratch for the datagram being handled
     net::AddressSet allow_;  // a copy per worker: read-only, on this thread's own cache lines
     std::unique_ptr<net::SourceRateLimiter> limiter_;  // null: no rate limit
+    std::unique_ptr<StreamFront> stream_;              // null: UDP only
 };
 
 // What every daemon checks before it starts serving: the listen address, the Redis URL and that

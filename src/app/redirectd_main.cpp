@@ -26,7 +26,14 @@ class RedirectService final : public app::Service {
                       worker.stats().redirect, &monotonic_us, &location::system_clock_ms) {}
 
     void handle(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept override {
-        redirector_.on_datagram(bytes, from, trusted);
+        (void)redirector_.on_datagram(bytes, from, trusted);
+    }
+    bool handle_stream(std::string_view bytes, const sip::Peer& from) noexcept override {
+        return redirector_.on_datagram(bytes, from, true);
+    }
+    bool reject(std::string_view head, const sip::Peer& from, uint16_t status,
+                std::string_view reason) noexcept override {
+        return redirector_.reject(head, from, status, reason);
     }
     std::size_t pending() const noexcept override { return redirector_.inflight(); }
     void on_drain() noexcept override { redirector_.set_draining(true); }
@@ -43,6 +50,7 @@ int run(int argc, char** argv) {
     common.listen = "127.0.0.1:5070";
     common.metrics = "127.0.0.1:9070";
     app::add_common_flags(cli, common);
+    app::add_stream_flags(cli, common);
     redirect::Config config;
     uint32_t lookup_timeout_ms = 200;
     cli.add_option("--redis-read", common.redis_read,
@@ -139,6 +147,8 @@ int run(int argc, char** argv) {
     app::setup_logging(program, common.log_level);
 
     config.max_response = common.max_response;
+    config.max_response_stream = common.max_response_stream;
+    common.stream_max_message = config.max_message;
     config.max_amplification = common.max_amplification;
     config.reject_max_forwards_zero = max_forwards_zero == "reject";
     for (std::string& d : common.domains)

@@ -28,6 +28,13 @@ class RegistrarService final : public app::Service {
     void handle(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept override {
         registrar_.on_datagram(bytes, from, trusted);
     }
+    // A REGISTER that waits for the authenticator or the store is counted in pending() until its
+    // answer is sent: one more after the call means the answer is still to come.
+    bool handle_stream(std::string_view bytes, const sip::Peer& from) noexcept override {
+        const std::size_t before = registrar_.pending();
+        registrar_.on_datagram(bytes, from, true);
+        return registrar_.pending() > before;
+    }
     std::size_t pending() const noexcept override { return registrar_.pending(); }
 
   private:
@@ -59,6 +66,7 @@ int run(int argc, char** argv) {
     common.listen = "127.0.0.1:5060";
     common.metrics = "127.0.0.1:9060";
     app::add_common_flags(cli, common);
+    app::add_stream_flags(cli, common);
     registrar::Config config;
     std::string auth = "none", realm, policy = "reject";
     cli.add_option("--auth", auth, "authentication: none or digest")
@@ -154,6 +162,8 @@ int run(int argc, char** argv) {
         app::die(program, "--default-expires must lie between --min-expires and --max-expires");
     config.evict_oldest = policy == "evict";
     config.max_response = common.max_response;
+    config.max_response_stream = common.max_response_stream;
+    common.stream_max_message = config.max_message;
     config.max_amplification = common.max_amplification;
     for (std::string& d : common.domains)
         for (char& c : d) c = base::to_lower(c);

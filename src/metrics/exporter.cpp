@@ -223,6 +223,43 @@ std::vector<MetricFamily> collect(const std::string& program,
     draining.metric.push_back(gauge(any_draining ? 1.0 : 0.0));
     out.push_back(std::move(draining));
 
+    // The stream transport (issue 17 part 6).
+    auto open_conns = family("sipr_connections_open", "TCP connections open", MetricType::Gauge);
+    int64_t open_now = 0;
+    for (const WorkerStats* w : workers) open_now += w->stream.open.get();
+    open_conns.metric.push_back(gauge(static_cast<double>(open_now)));
+    out.push_back(std::move(open_conns));
+    auto accepted =
+        family("sipr_connections_accepted_total", "TCP connections accepted", MetricType::Counter);
+    accepted.metric.push_back(counter(
+        static_cast<double>(sum([](const WorkerStats& s) { return s.stream.accepted.get(); }))));
+    out.push_back(std::move(accepted));
+    auto refused = family("sipr_connections_refused_total",
+                          "TCP connections reset at accept, by reason", MetricType::Counter);
+    for (std::size_t i = 0; i < net::kStreamRefusalNames.size(); ++i) {
+        uint64_t v = sum([i](const WorkerStats& s) { return s.stream.refused[i].get(); });
+        refused.metric.push_back(
+            counter(static_cast<double>(v), {{"reason", net::kStreamRefusalNames[i]}}));
+    }
+    out.push_back(std::move(refused));
+    auto closed = family("sipr_connections_closed_total", "TCP connections closed, by reason",
+                         MetricType::Counter);
+    for (std::size_t i = 0; i < net::kStreamCloseNames.size(); ++i) {
+        uint64_t v = sum([i](const WorkerStats& s) { return s.stream.closed[i].get(); });
+        closed.metric.push_back(
+            counter(static_cast<double>(v), {{"reason", net::kStreamCloseNames[i]}}));
+    }
+    out.push_back(std::move(closed));
+    auto bytes = family("sipr_stream_bytes_total", "Bytes read and written on TCP connections",
+                        MetricType::Counter);
+    bytes.metric.push_back(counter(
+        static_cast<double>(sum([](const WorkerStats& s) { return s.stream.bytes_in.get(); })),
+        {{"direction", "in"}}));
+    bytes.metric.push_back(counter(
+        static_cast<double>(sum([](const WorkerStats& s) { return s.stream.bytes_out.get(); })),
+        {{"direction", "out"}}));
+    out.push_back(std::move(bytes));
+
     auto hist =
         family("sipr_lookup_duration_seconds", "Redis look-up latency", MetricType::Histogram);
     ClientMetric hm;

@@ -271,7 +271,7 @@ Redirector::Redirector(Config config, location::LookupStore& store, sip::Sender&
       now_us_(now_us),
       wall_ms_(wall_ms),
       scratch_(std::make_unique<Slot>()),
-      out_(std::max<std::size_t>(config_.max_response, 512)) {
+      out_(std::max({config_.max_response, config_.max_response_stream, std::size_t{512}})) {
     scratch_->buf.resize(config_.max_message);
     scratch_->owner = this;
 }
@@ -332,22 +332,26 @@ void Redirector::respond(Slot& slot, uint16_t status, std::string_view reason,
     send(slot, out, status);
 }
 
-std::size_t Redirector::response_limit(std::size_t request_size, bool trusted) const noexcept {
+std::size_t Redirector::response_limit(std::size_t request_size, bool trusted,
+                                       sip::Transport transport) const noexcept {
+    // RFC 3261 §18.1.1: the datagram limit is for UDP; a stream carries the whole contact list.
+    if (transport != sip::Transport::Udp) return config_.max_response_stream;
     std::size_t limit = std::max<std::size_t>(config_.max_response, 512);
     if (trusted || config_.max_amplification <= 0) return limit;
     // A spoofed source turns every answer into traffic aimed at a victim; bounding the ratio
     // makes the server useless as an amplifier. The default 3 is QUIC's anti-amplification limit
-    // for an unvalidated address (RFC 9000 §8.1). Over UDP only: all this server speaks.
+    // for an unvalidated address (RFC 9000 §8.1). Over UDP only: a TCP handshake validates the
+    // source.
     const double amplified = static_cast<double>(request_size) * config_.max_amplification;
     return amplified < static_cast<double>(limit) ? static_cast<std::size_t>(amplified) : limit;
 }
 
-void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
+bool Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
     Slot* slot = acquire();
     bool busy = slot == nullptr;
     if (busy) slot = scratch_.get();
     slot->peer = from;
-    slot->limit = response_limit(bytes.size(), trusted);
+    slot->limit = response_limit(bytes.size(), trusted, from.transport);
     // Copy the datagram once into the slot (STYLE.md): every view of the request points there and
     // stays valid until the look-up answers. One over the size limit is judged in place: it can
     // only be answered 513 or dropped, now.
@@ -380,8 +384,12 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
             // lookup() returns.
             ++inflight_;
             stats_.inflight_lookups.add(1);
+            pending_slot_ = slot;
             StoreError err = store_.lookup(d.aor, &Redirector::on_lookup, slot);
-            if (err == StoreError::None) return;  // finish() releases the slot (perhaps did)
+            // finish() releases the slot (and may have, answering from the near-cache already).
+            const bool answered = pending_slot_ == nullptr;
+            pending_slot_ = nullptr;
+            if (err == StoreError::None) return !answered;
             --inflight_;
             stats_.inflight_lookups.add(-1);
             stats_.redis_error(location::redis_error_kind(err));
@@ -390,6 +398,27 @@ void Redirector::on_datagram(std::string_view bytes, const sip::Peer& from, bool
         }
     }
     release(slot);
+    return false;
+}
+
+bool Redirector::reject(std::string_view head, const sip::Peer& from, uint16_t status,
+                        std::string_view reason) noexcept {
+    Slot& slot = *scratch_;
+    slot.peer = from;
+    slot.limit = response_limit(head.size(), false, from.transport);
+    if (head.size() > slot.buf.size()) return false;
+    std::memcpy(slot.buf.data(), head.data(), head.size());
+    const std::string_view view(slot.buf.data(), head.size());
+    sip::ParseLimits limits;
+    limits.max_headers = config_.max_headers;
+    const sip::ParseStatus st = sip::parse_message(view, *slot.msg, limits);
+    if (st == sip::ParseStatus::Malformed || st == sip::ParseStatus::TooLarge ||
+        !slot.msg->is_request)
+        return false;
+    if (sip::fault_is_unanswerable(sip::parse_request_core(*slot.msg, st, slot.core))) return false;
+    messages_.request(slot.msg->method);
+    respond(slot, status, reason, {});
+    return true;
 }
 
 void Redirector::on_lookup(void* ctx, const location::LookupReply& reply) noexcept {
@@ -398,6 +427,7 @@ void Redirector::on_lookup(void* ctx, const location::LookupReply& reply) noexce
 }
 
 void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept {
+    if (slot == pending_slot_) pending_slot_ = nullptr;  // answered within lookup()
     --inflight_;
     stats_.inflight_lookups.add(-1);
     if (!reply.from_cache) {  // sipr_lookup_duration_seconds is the latency of Redis
@@ -409,7 +439,9 @@ void Redirector::finish(Slot* slot, const location::LookupReply& reply) noexcept
         stats_.redis_error(location::redis_error_kind(reply.error));
     LookupOutcome found{reply.error, reply.bindings, wall_ms_()};
     WriteResult res = write_redirect(config_, *slot->msg, slot->core, found, slot->peer.source(),
-                                     std::min(config_.max_response, slot->limit),
+                                     slot->peer.transport == sip::Transport::Udp
+                                         ? std::min(config_.max_response, slot->limit)
+                                         : slot->limit,
                                      sip::response_buffer(sender_, out_, out_.size()));
     if (res.cut != 0) stats_.contacts_cut.inc(res.cut);
     send(*slot, res.response, res.status);

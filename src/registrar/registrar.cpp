@@ -122,7 +122,10 @@ void Registrar::respond(const sip::Message& msg, const sip::RequestCore& core, c
 }
 
 void Registrar::on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted) noexcept {
-    const std::size_t limit = response_limit(bytes.size(), trusted);
+    const std::size_t limit =
+        from.transport == sip::Transport::Udp
+            ? response_limit(bytes.size(), trusted)
+            : std::clamp<std::size_t>(config_.max_response_stream, 512, kMaxResponse);
     sip::Message& msg = *msg_;
     sip::RequestCore& core = core_;
     sip::IntakeResult r = sip::intake(bytes, config_.max_message, config_.max_headers, msg, core);

@@ -27,7 +27,7 @@ seconds=${2:-${FUZZ_SECONDS:-30}}
 fuzz_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 crash_dir=$fuzz_dir/crashes
 log_dir=$build_dir/fuzz-logs
-targets=(fuzz_message fuzz_uri fuzz_aor fuzz_redirect fuzz_registrar)
+targets=(fuzz_message fuzz_uri fuzz_aor fuzz_redirect fuzz_registrar fuzz_framer)
 mkdir -p "$crash_dir" "$log_dir"
 
 # Bring the targets up to date when ninja is at hand; a build that was never configured with

@@ -8,6 +8,7 @@
 
 #include "sipr/base/stats.h"
 #include "sipr/location/stats.h"
+#include "sipr/net/stats.h"
 #include "sipr/redirect/stats.h"
 #include "sipr/registrar/stats.h"
 #include "sipr/sip/stats.h"
@@ -26,7 +27,8 @@ struct WorkerStats {
     redirect::RedirectStats redirect;
     registrar::RegistrarStats registrar;
     location::StoreStats store;
-    base::Gauge draining;  // 1 once this worker is draining (SIGTERM: the health probe says 503)
+    base::Gauge draining;     // 1 once this worker is draining (SIGTERM: the health probe says 503)
+    net::StreamStats stream;  // TCP connections (sipr_connections_*)
 };
 
 class Exporter {

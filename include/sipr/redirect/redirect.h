@@ -27,6 +27,9 @@ struct Config {
     bool reject_max_forwards_zero = true;  // Max-Forwards: 0 -> 483 (RFC 3261 §16.3 spirit)
     bool health_ignores_redis = false;     // OPTIONS probe answers 200 even without Redis
     std::size_t max_response = 1300;       // a 302 fits one datagram (RFC 3261 §18.1.1)
+    // Over a stream (TCP) the 302 lists every contact up to this many bytes; no amplification
+    // guard applies there (a connection's source address is not spoofed).
+    std::size_t max_response_stream = 65000;
     // Reflection guard: no answer to an untrusted source is larger than this many times the
     // request that caused it (a 302 loses its lowest-q contacts to fit). 0: off.
     double max_amplification = 3.0;
@@ -102,9 +105,17 @@ class Redirector {
     Redirector(const Redirector&) = delete;
     Redirector& operator=(const Redirector&) = delete;
 
-    // Handles one datagram from `from`. `trusted`: the source is a trusted peer (in --allow), so
-    // the amplification guard does not apply to its answers.
-    void on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
+    // Handles one datagram from `from`, or one message framed from `from`'s connection
+    // (from.transport Tcp: the answer may be up to config.max_response_stream). `trusted`: the
+    // source is a trusted peer (in --allow), so the amplification guard does not apply to its
+    // answers. Returns true when the answer is still to come (a look-up in flight): it then
+    // goes to the Sender later, exactly once (unless it cannot be written: a counted drop).
+    bool on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
+    // Answers `status` / `reason` (400, 513) to the request whose head is `head`, a stream
+    // message that cannot be framed, when that head holds what a response copies (RFC 3261
+    // §8.2.6: Via, From, To, Call-ID, CSeq). Returns whether an answer went to the Sender.
+    bool reject(std::string_view head, const sip::Peer& from, uint16_t status,
+                std::string_view reason) noexcept;
     [[nodiscard]] std::size_t inflight() const noexcept { return inflight_; }
     // From now on the health probe (OPTIONS to the server) is answered 503, so a load balancer
     // takes the instance out, while every other request is answered as before (graceful drain).
@@ -118,7 +129,8 @@ class Redirector {
                  std::string_view extra) noexcept;
     // The largest answer to a request of `request_size` bytes (max_response, or less under the
     // amplification guard).
-    [[nodiscard]] std::size_t response_limit(std::size_t request_size, bool trusted) const noexcept;
+    [[nodiscard]] std::size_t response_limit(std::size_t request_size, bool trusted,
+                                             sip::Transport transport) const noexcept;
     void send(const Slot& slot, std::string_view bytes, uint16_t status) noexcept;
     Slot* acquire() noexcept;
     void release(Slot* slot) noexcept;
@@ -134,6 +146,7 @@ class Redirector {
     std::unique_ptr<Slot> scratch_;  // for datagrams answered at once when every slot is busy
     std::vector<char> out_;
     std::size_t inflight_ = 0;
+    Slot* pending_slot_ = nullptr;  // the slot whose lookup() is being called (null once answered)
     bool draining_ = false;
 };
 

@@ -29,6 +29,9 @@ struct Config {
     std::size_t max_headers = 96;
     std::size_t max_pending = 4096;   // REGISTERs waiting for Redis per worker; beyond: 503
     std::size_t max_response = 1300;  // largest answer over UDP (RFC 3261 §18.1.1), 512..65000
+    // Largest answer over a stream (TCP), 512..65000: the 200 lists every binding up to it; no
+    // amplification guard there (a connection's source address is not spoofed).
+    std::size_t max_response_stream = 65000;
     // No answer to a source outside --allow is larger than this many times its request (the
     // reflection guard, as in sip-redirectd); 0 turns it off.
     double max_amplification = 3.0;
@@ -75,9 +78,10 @@ class Registrar {
     Registrar(const Registrar&) = delete;
     Registrar& operator=(const Registrar&) = delete;
 
-    // Handles one datagram. `bytes` need live only during the call: a REGISTER that waits for the
-    // store is copied into a slot first. `trusted`: the source is a trusted peer (in --allow), so
-    // the amplification guard does not apply to its answers.
+    // Handles one datagram, or one message framed from a stream connection (from.transport Tcp:
+    // the answer may be up to config.max_response_stream). `bytes` need live only during the
+    // call: a REGISTER that waits for the store is copied into a slot first. `trusted`: the source
+    // is a trusted peer (in --allow), so the amplification guard does not apply to its answers.
     void on_datagram(std::string_view bytes, const sip::Peer& from, bool trusted = false) noexcept;
 
     // The largest answer to a request of `request_size` bytes: max_response, or less under the

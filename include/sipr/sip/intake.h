@@ -16,12 +16,19 @@
 
 namespace sipr::sip {
 
+// The transport a request came over (RFC 3261 §18).
+enum class Transport : uint8_t { Udp, Tcp };
+
 // Where a request came from, in the forms the services need.
 struct Peer {
     sockaddr_storage addr{};
     char ip[46] = {};  // numeric, no brackets
     uint8_t ip_len = 0;
     uint16_t port = 0;
+    Transport transport = Transport::Udp;
+    // Over a stream: the connection it came on, which its answer goes back on (§18.2.2); named
+    // by the app (a net::ConnectionId). 0 over UDP.
+    uint64_t connection = 0;
     [[nodiscard]] Source source() const noexcept {
         return Source{std::string_view(ip, ip_len), port};
     }
@@ -31,8 +38,9 @@ struct Peer {
 class Sender {
   public:
     virtual ~Sender() = default;
-    // Sends `bytes` to `to`'s address at `port` (RFC 3261 §18.2.2). Returns false when the socket
-    // refused it (counted by the caller).
+    // Sends `bytes` to `to`'s address at `port` (RFC 3261 §18.2.2), or over a stream back on
+    // `to.connection` (`port` unused). Returns false when the socket refused it, or the
+    // connection is gone (counted by the caller).
     virtual bool send(std::string_view bytes, const Peer& to, uint16_t port) noexcept = 0;
     // Where the next response may be written in place, so that send() need not copy it; empty
     // when the sender has no such buffer. Valid until the next send().

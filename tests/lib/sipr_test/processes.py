@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import LOCALHOST, binary, free_tcp_port, free_udp_port, scaled, tail, wait_until
+from .base import LOCALHOST, binary, free_port, free_tcp_port, scaled, tail, wait_until
 from .metrics import metric_value, scrape_metrics
 from .sip import SipUdp
 
@@ -88,7 +88,7 @@ def startup_refused(program: str, args: Sequence[str], mention: str, *,
     """What is wrong with how `program args` fails to start on free ports with no Redis running
     (want: non-zero exit, exactly one line on stderr mentioning `mention`), or None. `env` should
     carry SIPR_SECRET: without it the daemons add a warning line."""
-    full = ["--listen", f"{LOCALHOST}:{free_udp_port()}", "--metrics",
+    full = ["--listen", f"{LOCALHOST}:{free_port()}", "--metrics",
             f"{LOCALHOST}:{free_tcp_port()}", "--redis", f"redis://{LOCALHOST}:{free_tcp_port()}",
             *args]
     r = run_program(program, full, timeout=15, env=env)
@@ -275,12 +275,13 @@ class Daemon:
 
 
 class ServiceDaemon(Daemon):
-    """sip-registrard or sip-redirectd on free 127.0.0.1 ports: --listen (UDP), --metrics (TCP),
+    """sip-registrard or sip-redirectd on free 127.0.0.1 ports: --listen (UDP, and TCP for
+    sip-redirectd: the port is free for both), --metrics (TCP),
     --redis `redis_url`, --workers `workers`, then `flags`."""
 
     def __init__(self, program: str, redis_url: str, flags: Sequence[str] = (), *,
                  name: str | None = None, workers: int = 2, **kw: Any):
-        self.port = free_udp_port()
+        self.port = free_port()  # sip-redirectd listens on UDP and TCP
         self.metrics_port = free_tcp_port()
         super().__init__(program, ["--listen", f"{LOCALHOST}:{self.port}", "--redis", redis_url,
                                    "--metrics", f"{LOCALHOST}:{self.metrics_port}",

@@ -570,4 +570,70 @@ TEST_CASE("Redirector: amplification guard off (0) - only the size cap applies")
     CHECK(rig.stats.contacts_cut.get() == 20 - p->contacts.size());
 }
 
+TEST_CASE("Redirector: over a stream every contact fits, up to max_response_stream") {
+    Rig rig;
+    rig.store.bindings = many_long_contacts();
+    sip::Peer tcp = rig.peer;
+    tcp.transport = sip::Transport::Tcp;
+    tcp.connection = 42;
+    // A tiny request: over UDP the amplification guard would cut to 3x its size.
+    CHECK(rig.r->on_datagram(tiny_invite(), tcp));  // the look-up is pending: answer later
+    rig.store.answer();
+    auto p = rig.sender.last();
+    REQUIRE(p->code() == 302);
+    CHECK(p->contacts.size() == 20);
+    CHECK(rig.sender.sent.back().bytes.size() > 1300);
+    CHECK(rig.stats.contacts_cut.get() == 0);
+
+    // max_response_stream bounds it like max_response bounds UDP.
+    Config c = base_config();
+    c.max_response_stream = 1300;
+    Rig small(c);
+    small.store.bindings = many_long_contacts();
+    CHECK(small.r->on_datagram(tiny_invite(), tcp));
+    small.store.answer();
+    auto q = small.sender.last();
+    REQUIRE(q->code() == 302);
+    CHECK(q->contacts.size() < 20);
+    CHECK(q->contacts.size() > p->contacts.size() / 4);  // no amplification guard: 1300 bytes
+    CHECK(small.sender.sent.back().bytes.size() <= 1300);
+}
+
+TEST_CASE("Redirector: on_datagram says whether the answer is still to come") {
+    Rig rig;
+    rig.store.bindings = {binding("sip:bob@192.0.2.4")};
+    CHECK(rig.r->on_datagram(Req{}.text(), rig.peer));  // a look-up in flight
+    CHECK(rig.sender.sent.empty());
+    rig.store.answer();
+    CHECK(rig.sender.sent.size() == 1);
+    CHECK_FALSE(rig.r->on_datagram(make("REGISTER", "sip:example.com").text(), rig.peer));
+    CHECK(rig.sender.sent.size() == 2);  // answered at once
+    CHECK_FALSE(rig.r->on_datagram(make("ACK", "sip:bob@example.com").text(), rig.peer));
+    CHECK_FALSE(rig.r->on_datagram("garbage", rig.peer));
+    CHECK(rig.sender.sent.size() == 2);  // nothing to answer
+    rig.store.at_once = true;            // a near-cache hit: answered inside lookup()
+    CHECK_FALSE(rig.r->on_datagram(Req{}.text(), rig.peer));
+    CHECK(rig.sender.sent.size() == 3);
+}
+
+TEST_CASE("Redirector: reject answers a stream head that cannot be framed, when it can") {
+    Rig rig;
+    Req r;
+    r.content_length = "";  // RFC 3261 §18.3: required on a stream
+    const std::string head = r.text();
+    CHECK(rig.r->reject(head, rig.peer, 400, "Missing Content-Length"));
+    auto p = rig.sender.last();
+    CHECK(p->code() == 400);
+    CHECK(p->msg->reason == "Missing Content-Length");
+    CHECK(rig.store.asked.empty());
+    r.content_length = "99999";
+    CHECK(rig.r->reject(r.text(), rig.peer, 513, "Message Too Large"));
+    CHECK(rig.sender.last()->code() == 513);
+    // Nothing to answer without a Via, or without a request line.
+    r.via = "";
+    CHECK_FALSE(rig.r->reject(r.text(), rig.peer, 400, "Missing Content-Length"));
+    CHECK_FALSE(rig.r->reject("\r\n\r\n", rig.peer, 400, "Missing Content-Length"));
+    CHECK(rig.sender.sent.size() == 2);
+}
+
 TEST_SUITE_END();
