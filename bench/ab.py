@@ -87,11 +87,14 @@ def main() -> int:
                          "(default), or every REGISTER is challenged (sip-bench --auth-nonce)")
     ap.add_argument("--b-flags", default="",
                     help="extra flags for B's daemons only (a flag the baseline does not know)")
+    ap.add_argument("--b-registrar-flags", default="",
+                    help="extra flags for B's sip-registrard only (e.g. --events off)")
     o = ap.parse_args()
     builds = {"A": Path(o.baseline).resolve(), "B": base.build_dir()}
     rflags = o.redirect_flags.split()
     bflags = o.b_flags.split()
     extra = {"A": [], "B": bflags}
+    reg_extra = {"A": [], "B": o.b_registrar_flags.split()}
     samples: dict[str, dict[str, list[float]]] = {}
 
     def note(kind: str, side: str, r: dict) -> None:
@@ -113,13 +116,14 @@ def main() -> int:
                              invites(rd.port, rd.pid, o, sockets))
                 finally:
                     rd.stop()
-                rg = daemon(builds[side], "sip-registrard", redis, extra[side], o.workers)
+                rg = daemon(builds[side], "sip-registrard", redis, extra[side] + reg_extra[side],
+                            o.workers)
                 try:
                     note("REGISTER/s", side, registers(rg.port, rg.pid, o))
                 finally:
                     rg.stop()
                 rg = daemon(builds[side], "sip-registrard", redis,
-                            ["--auth", "digest", *extra[side]], o.workers)
+                            ["--auth", "digest", *extra[side], *reg_extra[side]], o.workers)
                 try:
                     note("REGISTER/s, --auth digest", side,
                          authenticated(registers(rg.port, rg.pid, o, auth=True)))
@@ -130,6 +134,7 @@ def main() -> int:
     print(f"\nA = {builds['A']}\nB = {builds['B']}\n{o.aors:,} AORs, window 64, "
           f"{o.duration:g} s per run, median of {o.reps}, sip-redirectd {' '.join(rflags)} "
           f"--workers {o.workers}" + (f"; B also {' '.join(bflags)}" if bflags else "") +
+          (f"; B's registrar also {o.b_registrar_flags}" if o.b_registrar_flags else "") +
           f"; --auth digest: sip-bench --auth-nonce {o.auth_nonce}, 200s only\n")
     print("| load | A | B | B/A (median of per-repetition ratios) |")
     print("|---|---|---|---|")
