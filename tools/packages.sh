@@ -2,7 +2,7 @@
 # install step that runs apt-get only when one is missing.
 SIPR_PACKAGES=(
     g++ pkg-config meson ninja-build python3
-    libuv1-dev libhiredis-dev prometheus-cpp-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev
+    libuv1-dev libhiredis-dev prometheus-cpp-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
     libssl-dev
     clang libclang-rt-14-dev clang-format clang-tidy
     redis-server sip-tester curl iproute2

@@ -1,14 +1,17 @@
 // sip-locctl: the operator's CLI for subscribers and bindings (DESIGN §2, §8).
 #include <openssl/evp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -479,190 +482,69 @@ int cmd_invite(const std::string& uri, const std::string& target, uint32_t timeo
 
 volatile std::sig_atomic_t g_stop = 0;
 
-// A JSON value as register.lua's cjson writes an event: objects, arrays, strings, numbers (and
-// true/false/null, read as their text). Enough for the event format, not a general parser.
-struct JsonValue {
-    std::string text;  // a string's value (unescaped) or a number's text
-    std::vector<std::pair<std::string, JsonValue>> object;
-    std::vector<JsonValue> array;
-    [[nodiscard]] const JsonValue* get(std::string_view name) const {
-        for (const auto& kv : object)
-            if (kv.first == name) return &kv.second;
-        return nullptr;
-    }
-    [[nodiscard]] std::string str(std::string_view name) const {
-        const JsonValue* v = get(name);
-        return v != nullptr ? v->text : std::string();
-    }
-};
-
-class JsonReader {
-  public:
-    explicit JsonReader(std::string_view s) : s_(s) {}
-    bool value(JsonValue& out) {
-        skip();
-        if (i_ >= s_.size()) return false;
-        const char c = s_[i_];
-        if (c == '{') {
-            ++i_;
-            skip();
-            if (peek('}')) return ++i_, true;
-            for (;;) {
-                std::string name;
-                JsonValue v;
-                skip();
-                if (!string(name)) return false;
-                skip();
-                if (!peek(':')) return false;
-                ++i_;
-                if (!value(v)) return false;
-                out.object.emplace_back(std::move(name), std::move(v));
-                skip();
-                if (peek(',')) {
-                    ++i_;
-                    continue;
-                }
-                if (peek('}')) return ++i_, true;
-                return false;
-            }
-        }
-        if (c == '[') {
-            ++i_;
-            skip();
-            if (peek(']')) return ++i_, true;
-            for (;;) {
-                JsonValue v;
-                if (!value(v)) return false;
-                out.array.push_back(std::move(v));
-                skip();
-                if (peek(',')) {
-                    ++i_;
-                    continue;
-                }
-                if (peek(']')) return ++i_, true;
-                return false;
-            }
-        }
-        if (c == '"') return string(out.text);
-        const std::size_t from = i_;
-        while (i_ < s_.size() &&
-               std::string_view(",}] \t\r\n").find(s_[i_]) == std::string_view::npos)
-            ++i_;
-        out.text = std::string(s_.substr(from, i_ - from));
-        return i_ > from;
-    }
-
-  private:
-    bool peek(char c) const { return i_ < s_.size() && s_[i_] == c; }
-    void skip() {
-        while (i_ < s_.size() &&
-               (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r' || s_[i_] == '\n'))
-            ++i_;
-    }
-    bool string(std::string& out) {
-        if (!peek('"')) return false;
-        ++i_;
-        while (i_ < s_.size() && s_[i_] != '"') {
-            char c = s_[i_++];
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            if (i_ >= s_.size()) return false;
-            c = s_[i_++];
-            switch (c) {
-                case 'n':
-                    out += '\n';
-                    break;
-                case 't':
-                    out += '\t';
-                    break;
-                case 'r':
-                    out += '\r';
-                    break;
-                case 'b':
-                    out += '\b';
-                    break;
-                case 'f':
-                    out += '\f';
-                    break;
-                case 'u': {
-                    if (s_.size() - i_ < 4) return false;
-                    const uint32_t cp = static_cast<uint32_t>(
-                        std::strtoul(std::string(s_.substr(i_, 4)).c_str(), nullptr, 16));
-                    i_ += 4;
-                    // UTF-8 of a BMP code point (cjson escapes only control characters).
-                    if (cp < 0x80) {
-                        out += static_cast<char>(cp);
-                    } else if (cp < 0x800) {
-                        out += static_cast<char>(0xc0 | (cp >> 6));
-                        out += static_cast<char>(0x80 | (cp & 0x3f));
-                    } else {
-                        out += static_cast<char>(0xe0 | (cp >> 12));
-                        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-                        out += static_cast<char>(0x80 | (cp & 0x3f));
-                    }
-                    break;
-                }
-                default:
-                    out += c;  // " \\ /
-            }
-        }
-        if (!peek('"')) return false;
-        ++i_;
-        return true;
-    }
-    std::string_view s_;
-    std::size_t i_ = 0;
-};
-
 // Prints one event: a line of text, or (json) one JSON object per line with the stream entry's
 // id ("" on a Cluster) and the fields of the README's event format, `changes` an array.
-void print_event(std::string_view id, const JsonValue& ev, bool json) {
-    JsonValue changes;
-    if (const JsonValue* c = ev.get("changes"); c != nullptr) {
-        if (!c->array.empty() || c->text.empty()) {
+// A field of an event as text: a string as it is, a number or a boolean as JSON writes it, ""
+// when absent.
+std::string field(const nlohmann::json& ev, const char* name) {
+    const auto it = ev.find(name);
+    if (it == ev.end() || it->is_null()) return {};
+    return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+int64_t number(const nlohmann::json& ev, const char* name) {
+    const std::string t = field(ev, name);
+    int64_t v = 0;
+    std::from_chars(t.data(), t.data() + t.size(), v);
+    return v;
+}
+
+void print_event(std::string_view id, const nlohmann::json& ev, bool json) {
+    // From Pub/Sub the event is one JSON object; from the stream its fields are strings and
+    // `changes` is the array as JSON text.
+    nlohmann::json changes = nlohmann::json::array();
+    if (const auto c = ev.find("changes"); c != ev.end()) {
+        if (c->is_array()) {
             changes = *c;
-        } else {
-            JsonReader rd(c->text);  // from the stream: the array as JSON text
-            if (!rd.value(changes)) changes = JsonValue{};
+        } else if (c->is_string()) {
+            nlohmann::json parsed = nlohmann::json::parse(c->get<std::string>(), nullptr, false);
+            if (parsed.is_array()) changes = std::move(parsed);
         }
     }
-    const auto field_or = [&](std::string_view name, const char* dflt) {
-        std::string v = ev.str(name);
+    const auto field_or = [&](const char* name, const char* dflt) {
+        std::string v = field(ev, name);
         return v.empty() ? std::string(dflt) : v;
     };
-    const auto digits = [](const std::string& t) {
-        return !t.empty() && t.find_first_not_of("-0123456789") == std::string::npos
-                   ? t
-                   : std::string("0");
-    };
+    const bool all = field(ev, "all") == "1" || field(ev, "all") == "true";
     if (json) {
-        std::string out =
-            "{\"id\":\"" + json_escape(id) + "\",\"v\":" + digits(ev.str("v")) + ",\"aor\":\"" +
-            json_escape(ev.str("aor")) + "\",\"at\":" + digits(ev.str("at")) + ",\"src\":\"" +
-            json_escape(ev.str("src")) + "\",\"all\":" + (ev.str("all") == "1" ? "true" : "false") +
-            ",\"bindings\":" + digits(ev.str("bindings")) + ",\"changes\":[";
-        for (std::size_t i = 0; i < changes.array.size(); ++i) {
-            const JsonValue& c = changes.array[i];
-            out += (i == 0 ? "{" : ",{");
-            out += "\"kind\":\"" + json_escape(c.str("kind")) + "\",\"key\":\"" +
-                   json_escape(c.str("key")) + "\",\"contact\":\"" + json_escape(c.str("contact")) +
-                   "\",\"expires\":" + digits(c.str("expires"));
-            if (c.get("count") != nullptr) out += ",\"count\":" + digits(c.str("count"));
-            out += "}";
+        nlohmann::ordered_json out = {{"id", std::string(id)},
+                                      {"v", number(ev, "v")},
+                                      {"aor", field(ev, "aor")},
+                                      {"at", number(ev, "at")},
+                                      {"src", field(ev, "src")},
+                                      {"all", all},
+                                      {"bindings", number(ev, "bindings")},
+                                      {"changes", nlohmann::ordered_json::array()}};
+        for (const nlohmann::json& c : changes) {
+            if (!c.is_object()) continue;
+            nlohmann::ordered_json o = {{"kind", field(c, "kind")},
+                                        {"key", field(c, "key")},
+                                        {"contact", field(c, "contact")},
+                                        {"expires", number(c, "expires")}};
+            if (c.contains("count")) o["count"] = number(c, "count");
+            out["changes"].push_back(std::move(o));
         }
-        out += "]}";
-        std::printf("%s\n", out.c_str());
+        std::printf("%s\n",
+                    out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
-        std::string line = field_or("at", "?") + " " + text_escape(ev.str("aor")) + " " +
-                           text_escape(field_or("src", "?")) +
-                           (ev.str("all") == "1" ? " (all removed)" : "") +
-                           ": bindings=" + digits(ev.str("bindings"));
-        for (const JsonValue& c : changes.array) {
-            line += " " + text_escape(c.str("kind"));
-            if (!c.str("contact").empty()) line += " " + text_escape(c.str("contact"));
-            if (c.get("count") != nullptr) line += " (" + digits(c.str("count")) + ")";
+        std::string line = field_or("at", "?") + " " + text_escape(field(ev, "aor")) + " " +
+                           text_escape(field_or("src", "?")) + (all ? " (all removed)" : "") +
+                           ": bindings=" + std::to_string(number(ev, "bindings"));
+        for (const nlohmann::json& c : changes) {
+            if (!c.is_object()) continue;
+            line += " " + text_escape(field(c, "kind"));
+            if (!field(c, "contact").empty()) line += " " + text_escape(field(c, "contact"));
+            if (c.contains("count")) line += " (" + std::to_string(number(c, "count")) + ")";
         }
         std::printf("%s\n", line.c_str());
     }
@@ -679,16 +561,17 @@ int cmd_watch(Redis& r, const std::string& aor_text, bool json, const std::strin
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    const auto wanted = [&](const JsonValue& ev) { return aor.empty() || ev.str("aor") == aor; };
+    const auto wanted = [&](const nlohmann::json& ev) {
+        return aor.empty() || field(ev, "aor") == aor;
+    };
     if (r->cluster()) {
         Redis::ok(r->subscribe_events());
         std::string msg;
         while (g_stop == 0) {
             Redis::ok(r->next_message(300, msg));
             if (msg.empty()) continue;
-            JsonValue ev;
-            JsonReader rd(msg);
-            if (rd.value(ev) && wanted(ev)) print_event("", ev, json);
+            const nlohmann::json ev = nlohmann::json::parse(msg, nullptr, false);
+            if (ev.is_object() && wanted(ev)) print_event("", ev, json);
         }
         return 0;
     }
@@ -709,9 +592,8 @@ int cmd_watch(Redis& r, const std::string& aor_text, bool json, const std::strin
         Redis::ok(r->read_events(
             last, 300,
             [&](std::string_view id, const std::vector<std::pair<std::string, std::string>>& f) {
-                JsonValue ev;
-                for (const auto& kv : f)
-                    ev.object.emplace_back(kv.first, JsonValue{kv.second, {}, {}});
+                nlohmann::json ev = nlohmann::json::object();
+                for (const auto& kv : f) ev[kv.first] = kv.second;
                 if (wanted(ev)) print_event(id, ev, json);
             }));
     }
